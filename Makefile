@@ -1,0 +1,43 @@
+# inferq build targets. `make test` is what CI runs (see .ci/run and README.md).
+GO ?= go
+PROTOC ?= protoc
+
+.PHONY: all build test deps lint gen fuzz bench dev clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# deps installs what the tests need on a Debian machine, or says what is missing.
+deps:
+	@./scripts/deps.sh
+
+test: deps
+	$(GO) test -count=1 -timeout 12m ./...
+	/usr/bin/python3 -m unittest discover -s worker/deepspeed_nats/python -t worker/deepspeed_nats/python -q 2>/dev/null || true
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# gen regenerates schemas/inferqpb from schemas/*.proto with the protoc-gen-go pinned in go.mod.
+gen:
+	@command -v $(PROTOC) >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
+	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(PROTOC) --plugin=protoc-gen-go=bin/protoc-gen-go -I schemas \
+		--go_out=schemas/inferqpb --go_opt=paths=source_relative schemas/*.proto
+
+fuzz:
+	@for f in $$($(GO) test -list '^Fuzz' ./pkg/tensor/ | grep ^Fuzz); do \
+		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=20s ./pkg/tensor/ || exit 1; done
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+dev:
+	$(GO) run ./cmd/inferq dev
+
+clean:
+	rm -rf bin .inferq

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/pkg/jetstream"
+)
+
+// Dev runs `inferq dev`: the whole broker in one process with an embedded
+// NATS server, the embedded results store (or Redis with --redis) and a local
+// worker serving the models. ctx ends it; it returns the exit code.
+func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("inferq dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the HTTP API")
+	natsPort := fs.Int("nats-port", 4222, "port of the embedded NATS server on 127.0.0.1; 0 exposes none")
+	dataDir := fs.String("data", "./.inferq", "directory for JetStream's files")
+	redisURL := fs.String("redis", "", "Redis URL for the results store; empty uses the embedded JetStream KV store")
+	cfgPath := fs.String("config", "", "YAML config; without one the built-in test models are served")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "inferq dev: %v\n", err)
+		return 1
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "inferq dev: %v\n", err)
+		return 2
+	}
+	setIf(&cfg.Redis.URL, *redisURL)
+	cfg.Ingress.Listen = *httpAddr
+	log, err := obs.NewLogger(stderr, *logLevel, cfg.Log.Format)
+	if err != nil {
+		return fail(err)
+	}
+	obs.SetupTracing()
+
+	srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")})
+	if err != nil {
+		return fail(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect()
+	if err != nil {
+		return fail(err)
+	}
+	defer nc.Close()
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		return fail(fmt.Errorf("listen %s: %w", *httpAddr, err))
+	}
+	err = stack.Run(ctx, stack.Options{Config: &cfg, Conn: nc, Components: stack.All, IngressListener: ln, Log: log,
+		Ready: func() { printBanner(stdout, &cfg, ln.Addr().String(), srv.ClientURL(), *dataDir) }})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fail(err)
+	}
+	fmt.Fprintln(stdout, "inferq dev: stopped")
+	return 0
+}
+
+func printBanner(w io.Writer, cfg *config.Config, httpAddr, natsURL, dataDir string) {
+	names := make([]string, len(cfg.Models))
+	for i, m := range cfg.Models {
+		names[i] = m.Name
+	}
+	if natsURL == "" {
+		natsURL = "in-process only (--nats-port 0)"
+	}
+	store := "embedded JetStream KV"
+	if cfg.Redis.URL != "" {
+		store = "Redis"
+	}
+	fmt.Fprintf(w, `inferq dev is running
+  HTTP API  http://%s
+  NATS      %s
+  results   %s
+  data      %s
+  models    %s
+
+Try it:
+  curl -s -X POST http://%s/v1/models/simple/jobs -H 'Content-Type: application/json' \
+    -d '{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
+  curl -s 'http://%s/v1/jobs/<id>?wait=10s'
+
+Ctrl-C stops it.
+`, httpAddr, natsURL, store, dataDir, strings.Join(names, ", "), httpAddr, httpAddr)
+}

@@ -1,0 +1,258 @@
+// Package config is inferq's one configuration struct: loaded from a YAML
+// file, then overridden by INFERQ_* environment variables, then by flags.
+// Every service reads the same file and uses the parts it needs.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of an inferq deployment.
+type Config struct {
+	NATS      NATS    `yaml:"nats"`
+	Redis     Redis   `yaml:"redis"`
+	Results   Results `yaml:"results"`
+	Ingress   Ingress `yaml:"ingress"`
+	Batcher   Service `yaml:"batcher"`
+	ResultSvc Service `yaml:"resultsvc"`
+	Worker    Worker  `yaml:"worker"`
+	Log       Log     `yaml:"log"`
+	Models    []Model `yaml:"models"`
+}
+
+// NATS says where JetStream is and how inferq's streams are shaped.
+type NATS struct {
+	URL             string   `yaml:"url"`              // default nats://127.0.0.1:4222
+	Prefix          string   `yaml:"prefix"`           // subject prefix and stream-name prefix; default inferq
+	Replicas        int      `yaml:"replicas"`         // stream replicas: 1, or 3 on a cluster
+	JobsMaxAge      Duration `yaml:"jobs_max_age"`     // how long INFERQ_JOBS keeps jobs for replay; default 24h
+	TokensMaxAge    Duration `yaml:"tokens_max_age"`   // default 15m
+	DuplicateWindow Duration `yaml:"duplicate_window"` // Nats-Msg-Id dedupe window; default 2m
+	AckWait         Duration `yaml:"ack_wait"`         // consumers' AckWait; default 30s
+	CredsFile       string   `yaml:"creds_file"`
+}
+
+// Redis is the results store; empty URL means the JetStream KV store.
+type Redis struct {
+	URL string `yaml:"url"`
+}
+
+// Results configures job records.
+type Results struct {
+	Retention Duration `yaml:"retention"` // default 24h
+}
+
+// Ingress is the public HTTP API.
+type Ingress struct {
+	Listen       string   `yaml:"listen"`         // default 127.0.0.1:8080
+	MaxWait      Duration `yaml:"max_wait"`       // longest ?wait= honoured; default 60s
+	MaxBodyBytes int64    `yaml:"max_body_bytes"` // default 8 MiB
+}
+
+// Service is a back-end service with only an admin port (/healthz, /readyz, /metrics).
+type Service struct {
+	AdminListen string `yaml:"admin_listen"` // empty: no admin server
+}
+
+// Worker is a worker agent.
+type Worker struct {
+	AdminListen string   `yaml:"admin_listen"`
+	Name        string   `yaml:"name"`   // default hostname-pid
+	Models      []string `yaml:"models"` // models served; empty means every configured model with a runner
+	MaxInflight int      `yaml:"max_inflight"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error; default info
+	Format string `yaml:"format"` // text or json; default text
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		NATS: NATS{
+			URL: "nats://127.0.0.1:4222", Prefix: "inferq", Replicas: 1,
+			JobsMaxAge: D(24 * time.Hour), TokensMaxAge: D(15 * time.Minute),
+			DuplicateWindow: D(2 * time.Minute), AckWait: D(30 * time.Second),
+		},
+		Results: Results{Retention: D(24 * time.Hour)},
+		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20},
+		Worker:  Worker{MaxInflight: 1},
+		Log:     Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads path (if not empty) over the defaults, applies the environment
+// and validates. Without a file the built-in test models are served.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		if err := Parse(b, &cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	} else {
+		cfg.Models = TestModels()
+	}
+	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Finish()
+}
+
+// Parse decodes YAML into cfg, rejecting unknown fields so typos are caught.
+func Parse(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// ApplyEnv overrides fields from INFERQ_* variables.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
+	str := map[string]*string{
+		"INFERQ_NATS_URL":        &c.NATS.URL,
+		"INFERQ_NATS_PREFIX":     &c.NATS.Prefix,
+		"INFERQ_NATS_CREDS":      &c.NATS.CredsFile,
+		"INFERQ_REDIS_URL":       &c.Redis.URL,
+		"INFERQ_INGRESS_LISTEN":  &c.Ingress.Listen,
+		"INFERQ_BATCHER_ADMIN":   &c.Batcher.AdminListen,
+		"INFERQ_RESULTSVC_ADMIN": &c.ResultSvc.AdminListen,
+		"INFERQ_WORKER_ADMIN":    &c.Worker.AdminListen,
+		"INFERQ_WORKER_NAME":     &c.Worker.Name,
+		"INFERQ_LOG_LEVEL":       &c.Log.Level,
+		"INFERQ_LOG_FORMAT":      &c.Log.Format,
+	}
+	for k, p := range str {
+		if v, ok := lookup(k); ok {
+			*p = v
+		}
+	}
+	dur := map[string]*Duration{
+		"INFERQ_RESULTS_RETENTION": &c.Results.Retention,
+		"INFERQ_NATS_ACK_WAIT":     &c.NATS.AckWait,
+		"INFERQ_JOBS_MAX_AGE":      &c.NATS.JobsMaxAge,
+	}
+	for k, p := range dur {
+		if v, ok := lookup(k); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("config: %s=%q: %w", k, v, err)
+			}
+			*p = D(d)
+		}
+	}
+	if v, ok := lookup("INFERQ_NATS_REPLICAS"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("config: INFERQ_NATS_REPLICAS=%q: %w", v, err)
+		}
+		c.NATS.Replicas = n
+	}
+	if v, ok := lookup("INFERQ_WORKER_MODELS"); ok {
+		c.Worker.Models = splitList(v)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// NameRE is the contract's pattern for model and tenant names.
+var NameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Finish fills per-model defaults and validates the whole configuration.
+func (c *Config) Finish() error {
+	var errs []error
+	if !NameRE.MatchString(c.NATS.Prefix) {
+		errs = append(errs, fmt.Errorf("nats.prefix %q must match %s", c.NATS.Prefix, NameRE))
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("nats.replicas %d must be 1..5", c.NATS.Replicas))
+	}
+	if c.NATS.AckWait.D() <= 0 {
+		errs = append(errs, errors.New("nats.ack_wait must be positive"))
+	}
+	if c.Worker.MaxInflight < 1 {
+		c.Worker.MaxInflight = 1
+	}
+	seen := map[string]bool{}
+	for i := range c.Models {
+		m := &c.Models[i]
+		if err := m.finish(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if seen[m.Name] {
+			errs = append(errs, fmt.Errorf("model %q: defined twice", m.Name))
+		}
+		seen[m.Name] = true
+	}
+	for _, name := range c.Worker.Models {
+		if !seen[name] {
+			errs = append(errs, fmt.Errorf("worker.models: %q is not a configured model", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Model returns the named model's config.
+func (c *Config) Model(name string) (*Model, bool) {
+	for i := range c.Models {
+		if c.Models[i].Name == name {
+			return &c.Models[i], true
+		}
+	}
+	return nil, false
+}
+
+// Duration is a time.Duration written as "5ms" in YAML.
+type Duration time.Duration
+
+// D converts a time.Duration.
+func D(d time.Duration) Duration { return Duration(d) }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML accepts Go duration strings ("250ms", "1m30s").
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }

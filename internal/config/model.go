@@ -1,0 +1,209 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/inferq/inferq/pkg/tensor"
+)
+
+// Model is one served model: the single source of truth for its inputs,
+// outputs, batching and queue policy (as a Triton model config is).
+type Model struct {
+	Name     string   `yaml:"name"`
+	Version  string   `yaml:"version"` // default "1"
+	Kind     string   `yaml:"kind"`    // generate or tensor
+	Runner   Runner   `yaml:"runner"`
+	Inputs   []Tensor `yaml:"inputs"`
+	Outputs  []Tensor `yaml:"outputs"`
+	Batching Batching `yaml:"batching"`
+	Queue    Queue    `yaml:"queue"`
+}
+
+// Runner says what executes the model's batches: a built-in test model of the
+// worker agent, or a runner subprocess (the Python runner).
+type Runner struct {
+	Builtin string         `yaml:"builtin"`
+	Command []string       `yaml:"command"`
+	Device  string         `yaml:"device"` // auto, cpu, cuda, cuda:N
+	Params  map[string]any `yaml:"params"`
+}
+
+// Tensor declares an input or output. Dims exclude the batch dimension; -1 is
+// any size. An empty datatype accepts any.
+type Tensor struct {
+	Name     string  `yaml:"name"`
+	Datatype string  `yaml:"datatype"`
+	Dims     []int64 `yaml:"dims"`
+}
+
+// Spec is the tensor package's form of the declaration.
+func (t Tensor) Spec() tensor.Spec {
+	return tensor.Spec{Name: t.Name, Datatype: tensor.DataType(t.Datatype), Dims: t.Dims}
+}
+
+// Batching is the dynamic batcher's policy for the model.
+type Batching struct {
+	MaxBatchSize        int      `yaml:"max_batch_size"`        // default 32
+	PreferredBatchSizes []int    `yaml:"preferred_batch_sizes"` // optional
+	MaxQueueDelay       Duration `yaml:"max_queue_delay"`       // default 5ms
+	Ragged              bool     `yaml:"ragged"`                // pad -1 dims (with a mask) instead of splitting batches
+}
+
+// Queue is the model's queue policy.
+type Queue struct {
+	MaxQueued      int        `yaml:"max_queued"`      // default 10000
+	DefaultTimeout Duration   `yaml:"default_timeout"` // 0: no deadline
+	MaxDeliver     int        `yaml:"max_deliver"`     // default 3
+	Backoff        []Duration `yaml:"backoff"`         // default [1s, 5s, 30s]
+}
+
+// Model kinds.
+const (
+	KindTensor   = "tensor"
+	KindGenerate = "generate"
+)
+
+// Builtin test models: they exist to test and benchmark the broker, like
+// Triton's QA models, and are not the product's inference.
+var builtinDefaults = map[string]Model{
+	"identity": {Kind: KindTensor,
+		Inputs:   []Tensor{{Name: "INPUT0", Dims: []int64{-1}}},
+		Outputs:  []Tensor{{Name: "OUTPUT0", Dims: []int64{-1}}},
+		Batching: Batching{Ragged: true}},
+	"simple": {Kind: KindTensor,
+		Inputs:  []Tensor{{Name: "INPUT0", Datatype: "INT32", Dims: []int64{16}}, {Name: "INPUT1", Datatype: "INT32", Dims: []int64{16}}},
+		Outputs: []Tensor{{Name: "OUTPUT0", Datatype: "INT32", Dims: []int64{16}}, {Name: "OUTPUT1", Datatype: "INT32", Dims: []int64{16}}}},
+	"simgpu": {Kind: KindTensor,
+		Inputs:   []Tensor{{Name: "INPUT0", Dims: []int64{-1}}},
+		Outputs:  []Tensor{{Name: "OUTPUT0", Dims: []int64{-1}}},
+		Batching: Batching{Ragged: true}},
+	"flaky": {Kind: KindTensor,
+		Inputs:   []Tensor{{Name: "INPUT0", Dims: []int64{-1}}},
+		Outputs:  []Tensor{{Name: "OUTPUT0", Dims: []int64{-1}}},
+		Batching: Batching{Ragged: true}},
+	"repeat": {Kind: KindGenerate,
+		Inputs:  []Tensor{{Name: "text_input", Datatype: "BYTES", Dims: []int64{1}}},
+		Outputs: []Tensor{{Name: "text_output", Datatype: "BYTES", Dims: []int64{1}}}},
+}
+
+// IsBuiltin reports whether name is one of the worker agent's test models.
+func IsBuiltin(name string) bool { _, ok := builtinDefaults[name]; return ok }
+
+// TestModels are the built-in test models `inferq dev` serves without --config.
+func TestModels() []Model {
+	ms := []Model{
+		{Name: "identity", Runner: Runner{Builtin: "identity"}},
+		{Name: "simple", Runner: Runner{Builtin: "simple"}},
+		{Name: "simgpu", Runner: Runner{Builtin: "simgpu", Params: map[string]any{"a": "20ms", "b": "1ms"}},
+			Batching: Batching{MaxBatchSize: 32, MaxQueueDelay: D(2 * time.Millisecond)}},
+		{Name: "repeat", Runner: Runner{Builtin: "repeat"}},
+	}
+	for i := range ms {
+		if err := ms[i].finish(); err != nil {
+			panic(err) // the table above is static
+		}
+	}
+	return ms
+}
+
+func (m *Model) finish() error {
+	if !NameRE.MatchString(m.Name) {
+		return fmt.Errorf("model %q: name must match %s", m.Name, NameRE)
+	}
+	if b, ok := builtinDefaults[m.Runner.Builtin]; ok {
+		if m.Kind == "" {
+			m.Kind = b.Kind
+		}
+		if len(m.Inputs) == 0 {
+			m.Inputs = slices.Clone(b.Inputs)
+		}
+		if len(m.Outputs) == 0 {
+			m.Outputs = slices.Clone(b.Outputs)
+		}
+		m.Batching.Ragged = m.Batching.Ragged || b.Batching.Ragged
+	} else if m.Runner.Builtin != "" {
+		return fmt.Errorf("model %q: unknown builtin test model %q", m.Name, m.Runner.Builtin)
+	}
+	if m.Version == "" {
+		m.Version = "1"
+	}
+	if m.Kind == "" {
+		m.Kind = KindTensor
+	}
+	if m.Batching.MaxBatchSize == 0 {
+		m.Batching.MaxBatchSize = 32
+	}
+	if m.Batching.MaxQueueDelay == 0 {
+		m.Batching.MaxQueueDelay = D(5 * time.Millisecond)
+	}
+	if m.Queue.MaxQueued == 0 {
+		m.Queue.MaxQueued = 10000
+	}
+	if m.Queue.MaxDeliver == 0 {
+		m.Queue.MaxDeliver = 3
+	}
+	if m.Queue.Backoff == nil {
+		m.Queue.Backoff = []Duration{D(time.Second), D(5 * time.Second), D(30 * time.Second)}
+	}
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("model %q: "+format, append([]any{m.Name}, args...)...))
+	}
+	if m.Kind != KindTensor && m.Kind != KindGenerate {
+		bad("kind %q must be tensor or generate", m.Kind)
+	}
+	if m.Runner.Builtin == "" && len(m.Runner.Command) == 0 {
+		bad("runner needs builtin or command")
+	}
+	if len(m.Inputs) == 0 {
+		bad("no inputs declared")
+	}
+	for _, list := range [][]Tensor{m.Inputs, m.Outputs} {
+		names := map[string]bool{}
+		for _, t := range list {
+			if t.Name == "" || names[t.Name] {
+				bad("tensor name %q empty or repeated", t.Name)
+			}
+			names[t.Name] = true
+			if t.Datatype != "" && !tensor.DataType(t.Datatype).Valid() {
+				bad("tensor %q: unknown datatype %q", t.Name, t.Datatype)
+			}
+			for _, d := range t.Dims {
+				if d < -1 || d == 0 {
+					bad("tensor %q: dims %v: each must be -1 or positive", t.Name, t.Dims)
+					break
+				}
+			}
+		}
+	}
+	if m.Batching.MaxBatchSize < 1 {
+		bad("batching.max_batch_size must be positive")
+	}
+	for _, p := range m.Batching.PreferredBatchSizes {
+		if p < 1 || p > m.Batching.MaxBatchSize {
+			bad("batching.preferred_batch_sizes: %d must be in 1..max_batch_size", p)
+		}
+	}
+	if m.Queue.MaxDeliver < 1 {
+		bad("queue.max_deliver must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// Backoff returns the redelivery delay after the n-th delivery (1-based).
+func (q Queue) BackoffFor(n uint64) time.Duration {
+	if len(q.Backoff) == 0 {
+		return 0
+	}
+	i := int(n) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(q.Backoff) {
+		i = len(q.Backoff) - 1
+	}
+	return q.Backoff[i].D()
+}

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/testutil"
+)
+
+// Stack is a running in-process inferq with its API's base URL.
+type Stack struct {
+	URL  string
+	NATS *testutil.NATS
+	Cfg  *config.Config
+}
+
+// startStack runs every component against an embedded NATS server and,
+// when withRedis, a real redis-server; it stops with the test.
+func startStack(t *testing.T, withRedis bool, edit func(*config.Config)) *Stack {
+	t.Helper()
+	n := testutil.StartNATS(t)
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATS.URL = n.URL
+	if withRedis {
+		cfg.Redis.URL = testutil.StartRedis(t).URL
+	}
+	if edit != nil {
+		edit(&cfg)
+		if err := cfg.Finish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- stack.Run(ctx, stack.Options{Config: &cfg, Conn: n.Conn, Components: stack.All,
+			IngressListener: ln, Log: log, Ready: func() { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("stack did not start: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("stack not ready after 20s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("stack stopped with error: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("stack did not stop within 20s of cancel")
+		}
+	})
+	return &Stack{URL: "http://" + ln.Addr().String(), NATS: n, Cfg: &cfg}
+}
+
+// do sends a JSON request and decodes a JSON answer into out (if not nil).
+func do(t testing.TB, method, url string, body any, out any) (int, http.Header) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = bytes.NewBufferString(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: status %d, body %q: %v", method, url, resp.StatusCode, data, err)
+		}
+	}
+	return resp.StatusCode, resp.Header
+}
+
+type tensorJSON struct {
+	Name     string          `json:"name"`
+	Shape    []int64         `json:"shape"`
+	Datatype string          `json:"datatype"`
+	Data     json.RawMessage `json:"data"`
+}
+
+type jobRecord struct {
+	ID       string `json:"id"`
+	Model    string `json:"model"`
+	Version  string `json:"version"`
+	Status   string `json:"status"`
+	Attempts int    `json:"attempts"`
+	Error    *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+	Result *struct {
+		ModelName string       `json:"model_name"`
+		ID        string       `json:"id"`
+		Outputs   []tensorJSON `json:"outputs"`
+	} `json:"result"`
+}
+
+type accepted struct {
+	ID            string `json:"id"`
+	Status        string `json:"status"`
+	StreamSubject string `json:"stream_subject"`
+	Links         struct {
+		Self string `json:"self"`
+	} `json:"links"`
+}
+
+// submit posts a job and fails the test unless it is accepted.
+func (s *Stack) submit(t testing.TB, model string, body any) accepted {
+	t.Helper()
+	var a accepted
+	code, h := do(t, "POST", s.URL+"/v1/models/"+model+"/jobs", body, &a)
+	if code != http.StatusAccepted || a.ID == "" || h.Get("Location") != "/v1/jobs/"+a.ID {
+		t.Fatalf("submit %s: status %d, body %+v, Location %q", model, code, a, h.Get("Location"))
+	}
+	return a
+}
+
+// wait long-polls a job until it is terminal.
+func (s *Stack) wait(t testing.TB, id string) jobRecord {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var rec jobRecord
+		if code, _ := do(t, "GET", s.URL+"/v1/jobs/"+id+"?wait=10s", nil, &rec); code != http.StatusOK {
+			t.Fatalf("get job %s: status %d", id, code)
+		}
+		switch rec.Status {
+		case "succeeded", "failed", "cancelled", "expired":
+			return rec
+		}
+	}
+	t.Fatalf("job %s not terminal after 30s", id)
+	return jobRecord{}
+}
+
+func simpleBody(a, b []int32) map[string]any {
+	return map[string]any{"inputs": []map[string]any{
+		{"name": "INPUT0", "shape": []int{1, 16}, "datatype": "INT32", "data": a},
+		{"name": "INPUT1", "shape": []int{1, 16}, "datatype": "INT32", "data": b},
+	}}
+}
+
+func ints(raw json.RawMessage) ([]int32, error) {
+	var v []int32
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("data %s: %w", raw, err)
+	}
+	return v, nil
+}

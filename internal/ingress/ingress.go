@@ -1,0 +1,154 @@
+// Package ingress is inferq's public HTTP API (Echo): it validates a job
+// against its model's schema, writes the queued record, publishes the job to
+// JetStream and answers 202; it serves job records, with long-polling, from
+// the results store.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/pkg/jetstream"
+)
+
+// DefaultTenant owns every job while authentication is off.
+const DefaultTenant = "default"
+
+// Options are what the ingress needs; every field is required unless noted.
+type Options struct {
+	Config   *config.Config
+	Topology jetstream.Topology
+	JS       natsjs.JetStream
+	Store    results.Store
+	Log      *slog.Logger
+	Metrics  *obs.Metrics
+	Registry *prometheus.Registry
+	Checks   map[string]obs.Check // readiness checks (optional)
+}
+
+// Ingress serves the HTTP API.
+type Ingress struct {
+	opt  Options
+	echo *echo.Echo
+	now  func() time.Time
+}
+
+// New builds the ingress and its routes.
+func New(opt Options) *Ingress {
+	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now}
+	e := i.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = i.handleError
+	e.Use(i.observe)
+
+	e.POST("/v1/models/:model/jobs", i.submit)
+	e.POST("/v1/models/:model/versions/:version/jobs", i.submit)
+	e.GET("/v1/jobs/:id", i.getJob)
+
+	admin := obs.AdminMux(opt.Registry, opt.Checks)
+	e.GET("/healthz", echo.WrapHandler(admin))
+	e.GET("/readyz", echo.WrapHandler(admin))
+	e.GET("/metrics", echo.WrapHandler(admin))
+	e.GET("/v2/health/live", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
+	e.GET("/v2/health/ready", func(c echo.Context) error {
+		if err := obs.Ready(c.Request().Context(), opt.Checks); err != nil {
+			return apiError(http.StatusServiceUnavailable, "not_ready", err.Error())
+		}
+		return c.NoContent(http.StatusOK)
+	})
+	return i
+}
+
+// Handler is the API as an http.Handler (for tests and embedding).
+func (i *Ingress) Handler() http.Handler { return i.echo }
+
+// Serve runs the API on ln until ctx ends, then drains in-flight requests.
+func (i *Ingress) Serve(ctx context.Context, ln net.Listener) error {
+	i.opt.Log.Info("ingress listening", "addr", ln.Addr().String())
+	return obs.ServeListener(ctx, ln, i.echo, i.opt.Log)
+}
+
+// observe records latency per route template (bounded labels) and logs
+// server errors.
+func (i *Ingress) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		code := c.Response().Status
+		i.opt.Metrics.HTTPDuration.WithLabelValues(c.Path(), strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+		if code >= 500 {
+			i.opt.Log.Warn("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", code)
+		}
+		return nil
+	}
+}
+
+// Error is the API's error body: {"error": {"code", "message"}}.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func apiError(status int, code, msg string) *Error {
+	return &Error{Status: status, Code: code, Message: msg}
+}
+
+func (i *Ingress) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var ae *Error
+	var he *echo.HTTPError
+	var rl *retryLater
+	if errors.As(err, &rl) {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(rl.seconds))
+	}
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &he):
+		msg := http.StatusText(he.Code)
+		if s, ok := he.Message.(string); ok {
+			msg = s
+		}
+		ae = apiError(he.Code, codeFor(he.Code), msg)
+	default:
+		i.opt.Log.Error("internal error", "path", c.Request().URL.Path, "err", err)
+		ae = apiError(http.StatusInternalServerError, "internal", "internal error")
+	}
+	_ = c.JSON(ae.Status, map[string]*Error{"error": ae})
+}
+
+func codeFor(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	}
+	if status >= 500 {
+		return "unavailable"
+	}
+	return "invalid"
+}

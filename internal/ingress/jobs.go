@@ -1,0 +1,175 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/inferq/inferq/internal/jobid"
+	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/internal/wire"
+	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/schemas/inferqpb"
+)
+
+// Accepted is the 202 answer to a submission.
+type Accepted struct {
+	ID            string    `json:"id"`
+	Model         string    `json:"model"`
+	Version       string    `json:"version"`
+	Status        string    `json:"status"`
+	CreatedAt     time.Time `json:"created_at"`
+	Links         Links     `json:"links"`
+	StreamSubject string    `json:"stream_subject"`
+}
+
+// Links point at a job's resources.
+type Links struct {
+	Self   string `json:"self"`
+	Events string `json:"events"`
+}
+
+var tracer = otel.Tracer("github.com/inferq/inferq/internal/ingress")
+
+// submit handles POST /v1/models/{model}[/versions/{version}]/jobs.
+func (i *Ingress) submit(c echo.Context) error {
+	name := c.Param("model")
+	m, ok := i.opt.Config.Model(name)
+	if !ok {
+		return apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" not found")
+	}
+	if v := c.Param("version"); v != "" && v != m.Version {
+		return apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
+	}
+	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	}
+	ctx, span := tracer.Start(c.Request().Context(), "ingress submit")
+	defer span.End()
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes)
+	req, inputs, params, err := decodeRequest(body, m)
+	if err != nil {
+		i.opt.Metrics.JobsRejected.WithLabelValues(m.Name, "invalid").Inc()
+		return err
+	}
+
+	now := i.now().UTC()
+	job := &inferqpb.Job{
+		Id: jobid.At(now), Tenant: DefaultTenant, Model: m.Name, Version: m.Version,
+		Priority: int32(params.priority), CreatedUnixNano: now.UnixNano(),
+		Stream: params.stream, Attempt: 1, RequestId: req.ID,
+	}
+	timeout := time.Duration(params.timeoutMS) * time.Millisecond
+	if timeout == 0 {
+		timeout = m.Queue.DefaultTimeout.D()
+	}
+	if timeout > 0 {
+		job.DeadlineUnixNano = now.Add(timeout).UnixNano()
+	}
+	for _, t := range inputs {
+		job.Inputs = append(job.Inputs, wire.ToProto(t))
+	}
+	for _, o := range req.Outputs {
+		job.Outputs = append(job.Outputs, o.Name)
+	}
+	if len(req.Parameters) > 0 {
+		job.ParametersJson, _ = json.Marshal(req.Parameters) // re-encoding decoded JSON cannot fail
+	}
+	span.SetAttributes(attribute.String("inferq.job", job.Id), attribute.String("inferq.model", m.Name))
+
+	rec := &results.Record{ID: job.Id, Tenant: job.Tenant, Model: m.Name, Version: m.Version,
+		Status: results.Queued, CreatedAt: now, Attempts: 1}
+	if err := i.opt.Store.Create(ctx, rec); err != nil {
+		return i.unavailable(m.Name, "store", err)
+	}
+	if _, err := jetstream.Publish(ctx, i.opt.JS, i.opt.Topology.JobSubject(m.Name, params.priority), job, job.Id); err != nil {
+		// The job was never queued: end its record so nobody waits on it.
+		_, _, _ = i.opt.Store.Apply(context.WithoutCancel(ctx), results.Update{ID: job.Id, Status: results.Failed,
+			Attempt: 1, Time: i.now(), Error: &results.Error{Code: "enqueue_failed", Message: "the job could not be queued"}})
+		return i.unavailable(m.Name, "publish", err)
+	}
+	i.opt.Metrics.JobsSubmitted.WithLabelValues(m.Name).Inc()
+	i.opt.Log.Debug("job queued", "job", job.Id, "model", m.Name, "priority", params.priority)
+
+	self := "/v1/jobs/" + job.Id
+	c.Response().Header().Set(echo.HeaderLocation, self)
+	return c.JSON(http.StatusAccepted, &Accepted{
+		ID: job.Id, Model: m.Name, Version: m.Version, Status: string(results.Queued), CreatedAt: now,
+		Links:         Links{Self: self, Events: self + "/events"},
+		StreamSubject: i.opt.Topology.TokenSubject(job.Tenant, job.Id),
+	})
+}
+
+func (i *Ingress) unavailable(model, reason string, err error) error {
+	i.opt.Metrics.JobsRejected.WithLabelValues(model, reason).Inc()
+	i.opt.Log.Error("job not accepted", "model", model, "reason", reason, "err", err)
+	return &retryLater{apiError(http.StatusServiceUnavailable, "unavailable", "the broker cannot accept jobs right now; retry later"), 1}
+}
+
+// retryLater is an error answered with a Retry-After header.
+type retryLater struct {
+	err     *Error
+	seconds int
+}
+
+func (r *retryLater) Error() string { return r.err.Error() }
+func (r *retryLater) Unwrap() error { return r.err }
+
+// getJob handles GET /v1/jobs/{id}[?wait=30s].
+func (i *Ingress) getJob(c echo.Context) error {
+	id := c.Param("id")
+	notFound := apiError(http.StatusNotFound, "not_found", "job "+strconv.Quote(id)+" not found")
+	if !jobid.Valid(id) {
+		return notFound
+	}
+	wait, err := parseWait(c.QueryParam("wait"), i.opt.Config.Ingress.MaxWait.D())
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var rec *results.Record
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		rec, err = i.opt.Store.Wait(wctx, id, func(r *results.Record) bool { return r.Status.Terminal() })
+	} else {
+		rec, err = i.opt.Store.Get(ctx, id)
+	}
+	switch {
+	case errors.Is(err, results.ErrNotFound):
+		return notFound
+	case err != nil:
+		return i.unavailable("", "store", err)
+	case rec.Tenant != DefaultTenant:
+		return notFound
+	}
+	return c.JSON(http.StatusOK, rec)
+}
+
+// parseWait reads ?wait= as a Go duration ("30s") or seconds ("30"),
+// capped at max.
+func parseWait(s string, max time.Duration) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.ParseFloat(s, 64)
+		if nerr != nil || n < 0 || n > 1e6 {
+			return 0, invalid("wait: want a duration like 30s, got %q", s)
+		}
+		d = time.Duration(n * float64(time.Second))
+	}
+	if d < 0 {
+		return 0, invalid("wait: must not be negative")
+	}
+	return min(d, max), nil
+}

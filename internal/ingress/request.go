@@ -1,0 +1,184 @@
+package ingress
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/pkg/tensor"
+)
+
+// inferRequest is an OIP inference request, or the generate shorthand
+// {"text_input": "...", "parameters": {...}}.
+type inferRequest struct {
+	ID         string                     `json:"id"`
+	Inputs     []*tensor.JSON             `json:"inputs"`
+	Outputs    []outputRequest            `json:"outputs"`
+	Parameters map[string]json.RawMessage `json:"parameters"`
+	TextInput  *string                    `json:"text_input"`
+}
+
+type outputRequest struct {
+	Name       string         `json:"name"`
+	Parameters map[string]any `json:"parameters"`
+}
+
+// jobParams are the parameters the broker itself reads.
+type jobParams struct {
+	priority  int
+	timeoutMS int64
+	stream    bool
+}
+
+func invalid(format string, args ...any) *Error {
+	return apiError(http.StatusBadRequest, "invalid", fmt.Sprintf(format, args...))
+}
+
+// decodeRequest reads and validates a submission against the model. It
+// returns the job's inputs in raw form and the parameters; any error is an
+// *Error with the status to answer.
+func decodeRequest(body io.Reader, m *config.Model) (*inferRequest, []*tensor.Tensor, jobParams, error) {
+	var req inferRequest
+	var p jobParams
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, nil, p, apiError(http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit))
+		}
+		return nil, nil, p, invalid("request body: %v", err)
+	}
+	if dec.More() {
+		return nil, nil, p, invalid("request body: trailing data after the JSON object")
+	}
+	if len(req.ID) > 256 {
+		return nil, nil, p, invalid("id: longer than 256 characters")
+	}
+	if req.TextInput != nil {
+		if len(req.Inputs) > 0 {
+			return nil, nil, p, invalid("give either text_input or inputs, not both")
+		}
+		in, ok := textInput(m)
+		if !ok {
+			return nil, nil, p, invalid("model %q takes tensor inputs, not text_input", m.Name)
+		}
+		req.Inputs = []*tensor.JSON{{Name: in, Shape: []int64{1, 1}, Datatype: "BYTES", Data: mustJSON([]string{*req.TextInput})}}
+	}
+	inputs, err := checkInputs(req.Inputs, m)
+	if err != nil {
+		return nil, nil, p, err
+	}
+	for _, o := range req.Outputs {
+		if !declared(m.Outputs, o.Name) {
+			return nil, nil, p, invalid("output %q: not an output of model %q", o.Name, m.Name)
+		}
+	}
+	p, err = readParams(req.Parameters)
+	return &req, inputs, p, err
+}
+
+// textInput finds the BYTES input the generate shorthand fills.
+func textInput(m *config.Model) (string, bool) {
+	if len(m.Inputs) == 1 && m.Inputs[0].Datatype == string(tensor.Bytes) {
+		return m.Inputs[0].Name, true
+	}
+	return "", false
+}
+
+func declared(ts []config.Tensor, name string) bool {
+	for _, t := range ts {
+		if t.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// checkInputs decodes each input and checks it against the model's
+// declaration, in the model's order.
+func checkInputs(in []*tensor.JSON, m *config.Model) ([]*tensor.Tensor, error) {
+	byName := make(map[string]*tensor.JSON, len(in))
+	for _, j := range in {
+		if j == nil {
+			return nil, invalid("inputs: null entry")
+		}
+		if !declared(m.Inputs, j.Name) {
+			return nil, invalid("input %q: not an input of model %q", j.Name, m.Name)
+		}
+		if byName[j.Name] != nil {
+			return nil, invalid("input %q: given twice", j.Name)
+		}
+		byName[j.Name] = j
+	}
+	out := make([]*tensor.Tensor, 0, len(m.Inputs))
+	var rows int64 = -1
+	for _, spec := range m.Inputs {
+		j := byName[spec.Name]
+		if j == nil {
+			return nil, invalid("input %q: missing", spec.Name)
+		}
+		t, err := tensor.FromJSON(j)
+		if err != nil {
+			return nil, invalid("input %q: %v", spec.Name, err)
+		}
+		if err := spec.Spec().Check(t); err != nil {
+			return nil, invalid("%v", err)
+		}
+		if rows >= 0 && t.Shape[0] != rows {
+			return nil, invalid("input %q: batch dimension %d differs from the other inputs' %d", spec.Name, t.Shape[0], rows)
+		}
+		rows = t.Shape[0]
+		if rows > int64(m.Batching.MaxBatchSize) {
+			return nil, invalid("input %q: batch dimension %d exceeds the model's max_batch_size %d", spec.Name, rows, m.Batching.MaxBatchSize)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// readParams reads priority, timeout_ms and stream; other parameters pass
+// through to the model untouched.
+func readParams(ps map[string]json.RawMessage) (jobParams, error) {
+	p := jobParams{priority: jetstream.DefaultPriority}
+	if raw, ok := ps["priority"]; ok {
+		var v int
+		if err := strictNumber(raw, &v); err != nil || v < jetstream.MinPriority || v > jetstream.MaxPriority {
+			return p, invalid("parameters.priority: want an integer 0..2, got %s", raw)
+		}
+		p.priority = v
+	}
+	if raw, ok := ps["timeout_ms"]; ok {
+		var v int64
+		if err := strictNumber(raw, &v); err != nil || v < 0 || v > 7*24*3600*1000 {
+			return p, invalid("parameters.timeout_ms: want an integer 0..604800000, got %s", raw)
+		}
+		p.timeoutMS = v
+	}
+	if raw, ok := ps["stream"]; ok {
+		if err := json.Unmarshal(raw, &p.stream); err != nil {
+			return p, invalid("parameters.stream: want true or false, got %s", raw)
+		}
+	}
+	return p, nil
+}
+
+// strictNumber decodes an integer, refusing strings and fractions.
+func strictNumber(raw json.RawMessage, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	return dec.Decode(v)
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only called with plain strings
+	}
+	return b
+}

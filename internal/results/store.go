@@ -1,0 +1,148 @@
+// Package results keeps job records: the state clients poll, long-poll and
+// stream. One interface, two backends: Redis (production) and a JetStream
+// key-value bucket (the embedded default of `inferq dev`). Both apply updates
+// forward-only, so redelivered or duplicated events never regress a job.
+package results
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Status is a job's place in its life: queued → running → one terminal status.
+type Status string
+
+const (
+	Queued    Status = "queued"
+	Running   Status = "running"
+	Succeeded Status = "succeeded"
+	Failed    Status = "failed"
+	Cancelled Status = "cancelled"
+	Expired   Status = "expired"
+)
+
+// Rank orders statuses within one attempt; terminal statuses share the top rank
+// so that the first terminal status of an attempt wins.
+func (s Status) Rank() int {
+	switch s {
+	case Queued:
+		return 0
+	case Running:
+		return 1
+	case Succeeded, Failed, Cancelled, Expired:
+		return 2
+	}
+	return -1
+}
+
+// Terminal reports whether no further change can happen in this attempt.
+func (s Status) Terminal() bool { return s.Rank() == 2 }
+
+// Valid reports whether s is one of the six statuses.
+func (s Status) Valid() bool { return s.Rank() >= 0 }
+
+// Error is the error of a failed, cancelled or expired job.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Record is a job's state, and its JSON is the API's job record.
+type Record struct {
+	ID         string          `json:"id"`
+	Tenant     string          `json:"tenant,omitempty"`
+	Model      string          `json:"model"`
+	Version    string          `json:"version"`
+	Status     Status          `json:"status"`
+	CreatedAt  time.Time       `json:"created_at"`
+	StartedAt  *time.Time      `json:"started_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	Attempts   uint32          `json:"attempts"`
+	Error      *Error          `json:"error,omitempty"`
+	Result     json.RawMessage `json:"result,omitempty"` // OIP inference response
+}
+
+// Update moves a job forward. It is applied only if it is progress: a later
+// attempt, or a higher-ranked status in the same attempt.
+type Update struct {
+	ID      string
+	Status  Status
+	Attempt uint32
+	Time    time.Time
+	Result  json.RawMessage // with Succeeded
+	Error   *Error          // with Failed, Cancelled, Expired
+}
+
+// Sentinel errors, checked with errors.Is.
+var (
+	ErrNotFound = errors.New("job not found")
+	ErrExists   = errors.New("job already exists")
+	ErrInvalid  = errors.New("invalid update")
+)
+
+// Store holds job records for a configured retention.
+type Store interface {
+	// Create writes a new record; ErrExists if the id is taken.
+	Create(ctx context.Context, rec *Record) error
+	// Get returns the record; ErrNotFound if there is none.
+	Get(ctx context.Context, id string) (*Record, error)
+	// Apply applies u atomically if it moves the job forward (see Advance)
+	// and wakes waiters. It returns the record after the call and whether u
+	// changed it. ErrNotFound if there is no record.
+	Apply(ctx context.Context, u Update) (*Record, bool, error)
+	// Wait blocks until done(record) holds or ctx ends, and returns the last
+	// record seen. Ending ctx is not an error: the caller gets the current
+	// record. Waiters are woken by notifications, not by polling.
+	Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error)
+	// Ping checks the backend is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Advance applies u to rec in place if u is progress, and reports whether it
+// did. Both backends use this rule (Redis through the same logic in Lua).
+//
+//   - u.Attempt < rec.Attempts: stale, ignored.
+//   - u.Attempt > rec.Attempts: a new attempt (replay); taken whatever the status.
+//   - same attempt: taken only if u.Status ranks higher than rec.Status.
+func Advance(rec *Record, u Update) bool {
+	switch {
+	case u.Attempt < rec.Attempts:
+		return false
+	case u.Attempt == rec.Attempts && u.Status.Rank() <= rec.Status.Rank():
+		return false
+	}
+	if u.Attempt > rec.Attempts {
+		rec.Attempts = u.Attempt
+		rec.StartedAt, rec.FinishedAt, rec.Error, rec.Result = nil, nil, nil, nil
+	}
+	rec.Status = u.Status
+	t := u.Time.UTC()
+	switch {
+	case u.Status == Running:
+		rec.StartedAt = &t
+	case u.Status.Terminal():
+		if rec.StartedAt == nil && u.Status == Succeeded {
+			rec.StartedAt = &t
+		}
+		rec.FinishedAt = &t
+		rec.Result = u.Result
+		rec.Error = u.Error
+	}
+	return true
+}
+
+// Check validates an update before it reaches a backend.
+func (u Update) Check() error {
+	switch {
+	case u.ID == "":
+		return errors.Join(ErrInvalid, errors.New("update has no job id"))
+	case !u.Status.Valid():
+		return errors.Join(ErrInvalid, errors.New("update has unknown status "+string(u.Status)))
+	case u.Attempt == 0:
+		return errors.Join(ErrInvalid, errors.New("update has attempt 0"))
+	}
+	return nil
+}

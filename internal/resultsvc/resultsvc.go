@@ -1,0 +1,155 @@
+// Package resultsvc is the sole writer of job progress after `queued`: it
+// consumes the events stream and applies each event to the results store,
+// forward-only. An event is acked only once applied, so while the store is
+// down events wait in JetStream instead of being dropped.
+package resultsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/internal/wire"
+	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/schemas/inferqpb"
+)
+
+// Options configure the Service; all fields are required unless noted.
+type Options struct {
+	Topology jetstream.Topology
+	JS       natsjs.JetStream
+	Store    results.Store
+	Log      *slog.Logger
+	Metrics  *obs.Metrics
+	// Concurrency is how many events are applied at once; default 32.
+	// Order across events does not matter: the store's rule is forward-only.
+	Concurrency int
+}
+
+// Service applies job events to the results store.
+type Service struct {
+	opt Options
+}
+
+// New returns a Service; Run starts it.
+func New(opt Options) *Service {
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = 32
+	}
+	return &Service{opt: opt}
+}
+
+// Run consumes events until ctx ends and the events in hand are applied.
+func (s *Service) Run(ctx context.Context) error {
+	cons, err := s.opt.JS.Consumer(ctx, s.opt.Topology.EventsStream(), jetstream.ResultsConsumer)
+	if err != nil {
+		return fmt.Errorf("resultsvc: consumer: %w", err)
+	}
+	// The buffer bounds memory: at most this many events are held unacked.
+	iter, err := cons.Messages(natsjs.PullMaxMessages(4 * s.opt.Concurrency))
+	if err != nil {
+		return fmt.Errorf("resultsvc: pull: %w", err)
+	}
+	s.opt.Log.Info("resultsvc started")
+	stop := context.AfterFunc(ctx, iter.Stop)
+	defer stop()
+	var wg sync.WaitGroup
+	for range s.opt.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				msg, err := iter.Next()
+				if err != nil {
+					if errors.Is(err, natsjs.ErrMsgIteratorClosed) {
+						return
+					}
+					s.opt.Log.Warn("pull failed", "err", err)
+					continue
+				}
+				s.handle(context.WithoutCancel(ctx), msg)
+			}
+		}()
+	}
+	wg.Wait()
+	s.opt.Log.Info("resultsvc stopped")
+	return nil
+}
+
+var statuses = map[inferqpb.Status]results.Status{
+	inferqpb.Status_STATUS_QUEUED:    results.Queued,
+	inferqpb.Status_STATUS_RUNNING:   results.Running,
+	inferqpb.Status_STATUS_SUCCEEDED: results.Succeeded,
+	inferqpb.Status_STATUS_FAILED:    results.Failed,
+	inferqpb.Status_STATUS_CANCELLED: results.Cancelled,
+	inferqpb.Status_STATUS_EXPIRED:   results.Expired,
+}
+
+func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
+	ev := &inferqpb.JobEvent{}
+	if err := proto.Unmarshal(msg.Data(), ev); err != nil {
+		s.opt.Log.Error("undecodable event dropped", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	st, ok := statuses[ev.Status]
+	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano)}
+	if err := u.Check(); !ok || err != nil {
+		s.opt.Log.Error("invalid event dropped", "job", ev.JobId, "status", ev.Status.String(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	log := s.opt.Log.With("job", ev.JobId, "model", ev.Model)
+	if ev.Error != nil {
+		u.Error = &results.Error{Code: ev.Error.Code, Message: ev.Error.Message}
+	}
+	if st == results.Succeeded {
+		id := ev.RequestId
+		if id == "" {
+			id = ev.JobId
+		}
+		body, err := wire.ResponseJSON(ev.Model, ev.Version, id, ev.Outputs)
+		if err != nil {
+			u.Status, u.Error = results.Failed, &results.Error{Code: "bad_output", Message: err.Error()}
+			log.Error("model output cannot be rendered", "err", err)
+		}
+		u.Result = body
+	}
+	rec, changed, err := s.opt.Store.Apply(ctx, u)
+	switch {
+	case errors.Is(err, results.ErrNotFound):
+		// The record expired or was never written: nothing to update.
+		s.opt.Metrics.EventsApplied.WithLabelValues(string(st), "unknown").Inc()
+		log.Warn("event for unknown job dropped", "status", st)
+		_ = msg.Ack()
+		return
+	case err != nil:
+		// Store down or slow: leave the event in JetStream and try again.
+		log.Warn("event not applied; will retry", "status", st, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		log.Warn("event ack failed; it will be applied again (idempotent)", "err", err)
+	}
+	if !changed {
+		s.opt.Metrics.EventsApplied.WithLabelValues(string(st), "duplicate").Inc()
+		return
+	}
+	s.opt.Metrics.EventsApplied.WithLabelValues(string(st), "applied").Inc()
+	if rec.Status.Terminal() {
+		s.opt.Metrics.JobsFinished.WithLabelValues(rec.Model, string(rec.Status)).Inc()
+		if rec.FinishedAt != nil {
+			s.opt.Metrics.JobDuration.WithLabelValues(rec.Model, string(rec.Status)).Observe(rec.FinishedAt.Sub(rec.CreatedAt).Seconds())
+		}
+		log.Info("job finished", "status", rec.Status, "attempt", rec.Attempts)
+	}
+}

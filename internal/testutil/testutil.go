@@ -1,0 +1,176 @@
+// Package testutil starts the real servers inferq's tests run against: an
+// embedded nats-server with JetStream and a redis-server process, each on a
+// free loopback port and torn down with the test.
+package testutil
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/inferq/inferq/pkg/jetstream"
+)
+
+// NATS is an embedded nats-server and one client connection to it.
+type NATS struct {
+	Server *jetstream.Embedded
+	URL    string
+	Conn   *nats.Conn
+	JS     natsjs.JetStream
+}
+
+// StartNATS runs an embedded JetStream server on a free loopback port.
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatalf("connect nats: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return &NATS{Server: srv, URL: srv.ClientURL(), Conn: nc, JS: js}
+}
+
+// Redis is a redis-server child process on a loopback port.
+type Redis struct {
+	Addr string // host:port
+	URL  string // redis://host:port/0
+	t    testing.TB
+	bin  string
+	dir  string
+	cmd  *exec.Cmd
+	exit chan struct{}
+}
+
+// RedisServerPath finds redis-server or explains how to install it.
+func RedisServerPath() (string, error) {
+	if p, err := exec.LookPath("redis-server"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("redis-server not found: install it (Debian: apt-get install -y redis-server) or run `make deps`")
+}
+
+// StartRedis runs a fresh redis-server (no persistence) for the test. A
+// missing redis-server fails the test: it is a dependency, never a skip.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	bin, err := RedisServerPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Redis{t: t, bin: bin, dir: t.TempDir()}
+	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+	r.URL = "redis://" + r.Addr + "/0"
+	r.Start()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Start (re)starts the server on the same address.
+func (r *Redis) Start() {
+	r.t.Helper()
+	_, port, _ := net.SplitHostPort(r.Addr)
+	r.cmd = exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	r.exit = make(chan struct{})
+	go func(cmd *exec.Cmd, exit chan struct{}) { _ = cmd.Wait(); close(exit) }(r.cmd, r.exit)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if pingRedis(r.Addr) == nil {
+			return
+		}
+		select {
+		case <-r.exit:
+			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			r.t.Fatalf("redis-server exited at start: %s", log)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	r.t.Fatalf("redis-server on %s not ready after 10s", r.Addr)
+}
+
+// Stop kills the server (as a crash would) and waits for it to exit.
+func (r *Redis) Stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.exit
+	r.cmd = nil
+}
+
+func pingRedis(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("redis ping: %q", line)
+	}
+	return nil
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Context returns a context cancelled when the test ends.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Eventually polls cond until it holds or the timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %v: "+format, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,27 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/schemas/inferqpb"
+)
+
+// Runner executes batches of one model. The built-in test models run in
+// process; real models run in a runner subprocess (the Python runner).
+type Runner interface {
+	// Run executes a batch and returns one result per job. emit publishes a
+	// token chunk as soon as it is produced (generate models only). An error
+	// means the whole batch failed and may be retried.
+	Run(ctx context.Context, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error) (*inferqpb.BatchResult, error)
+	Close() error
+}
+
+// NewRunner returns the runner for a model's config.
+func NewRunner(m *config.Model) (Runner, error) {
+	if m.Runner.Builtin != "" {
+		return newBuiltin(m)
+	}
+	return nil, fmt.Errorf("model %q: runner subprocesses are not supported by this build yet", m.Name)
+}

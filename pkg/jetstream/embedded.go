@@ -1,0 +1,136 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// EmbeddedConfig configures an in-process nats-server with JetStream.
+type EmbeddedConfig struct {
+	// Host and Port to listen on. Port 0 means the client port is not exposed
+	// at all: clients connect in-process (see Embedded.Connect). Port -1 picks
+	// a free port.
+	Host string
+	Port int
+	// StoreDir holds JetStream's file storage. Required.
+	StoreDir string
+	// ServerName names the server; defaults to "inferq".
+	ServerName string
+	// Logs enables the server's own log output (on stderr).
+	Logs bool
+	// MaxMemory and MaxStore bound JetStream; zero lets the server choose.
+	MaxMemory, MaxStore int64
+	// MonitorPort exposes /varz, /jsz... when > 0 (-1 picks a free port).
+	MonitorPort int
+	// Cluster makes this server one node of a cluster. Optional.
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig joins an embedded server to a JetStream cluster.
+type ClusterConfig struct {
+	Name   string
+	Host   string
+	Port   int      // -1 picks a free port
+	Routes []string // nats-route://host:port of the other nodes
+}
+
+// Embedded is a running in-process nats-server.
+type Embedded struct {
+	Server *server.Server
+	cfg    EmbeddedConfig
+}
+
+// RunEmbedded starts a nats-server with JetStream in this process and waits
+// until it accepts connections.
+func RunEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("embedded nats: StoreDir is required")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = "inferq"
+	}
+	opts := &server.Options{
+		ServerName:         cfg.ServerName,
+		Host:               cfg.Host,
+		Port:               cfg.Port,
+		DontListen:         cfg.Port == 0,
+		JetStream:          true,
+		StoreDir:           cfg.StoreDir,
+		JetStreamMaxMemory: cfg.MaxMemory,
+		JetStreamMaxStore:  cfg.MaxStore,
+		NoSigs:             true,
+		NoLog:              !cfg.Logs,
+	}
+	if cfg.MonitorPort != 0 {
+		opts.HTTPHost = cfg.Host
+		opts.HTTPPort = cfg.MonitorPort
+	}
+	if c := cfg.Cluster; c != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
+		if opts.Cluster.Host == "" {
+			opts.Cluster.Host = cfg.Host
+		}
+		routes, err := parseRoutes(c.Routes)
+		if err != nil {
+			return nil, err
+		}
+		opts.Routes = routes
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if cfg.Logs {
+		s.ConfigureLogger()
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	return &Embedded{Server: s, cfg: cfg}, nil
+}
+
+// ClientURL is the nats:// URL clients use, or "" when the port is not exposed.
+func (e *Embedded) ClientURL() string {
+	if e.cfg.Port == 0 {
+		return ""
+	}
+	return e.Server.ClientURL()
+}
+
+// Connect opens a client connection, in-process when the port is not exposed.
+func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.InProcessServer(e.Server), nats.MaxReconnects(-1)}, opts...)
+	nc, err := nats.Connect("", opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to embedded nats: %w", err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the server and waits for it to finish.
+func (e *Embedded) Shutdown() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+}
+
+func parseRoutes(routes []string) ([]*url.URL, error) {
+	out := make([]*url.URL, 0, len(routes))
+	for _, r := range routes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: route %q: %w", r, err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}

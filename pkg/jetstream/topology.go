@@ -1,0 +1,98 @@
+// Package jetstream holds inferq's NATS JetStream topology: the names of its
+// subjects, streams, consumers and buckets, their idempotent provisioning,
+// publishing with message ids and trace headers, and an embedded server.
+package jetstream
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Topology names and shapes everything inferq keeps in JetStream. The zero
+// value is not usable; start from DefaultTopology.
+type Topology struct {
+	Prefix          string        // subject prefix; streams are named PREFIX_JOBS etc.
+	Replicas        int           // 1, or 3 on a cluster
+	JobsMaxAge      time.Duration // how long accepted jobs stay for replay
+	TokensMaxAge    time.Duration
+	DuplicateWindow time.Duration // Nats-Msg-Id dedupe window
+	AckWait         time.Duration
+	WorkerTTL       time.Duration // heartbeat lifetime in the workers bucket
+	MemoryStorage   bool          // tests only: keep streams in memory
+}
+
+// DefaultTopology is the contract's topology with prefix "inferq".
+func DefaultTopology() Topology {
+	return Topology{
+		Prefix: "inferq", Replicas: 1,
+		JobsMaxAge: 24 * time.Hour, TokensMaxAge: 15 * time.Minute,
+		DuplicateWindow: 2 * time.Minute, AckWait: 30 * time.Second,
+		WorkerTTL: 15 * time.Second,
+	}
+}
+
+func (t Topology) stream(kind string) string { return strings.ToUpper(t.Prefix) + "_" + kind }
+
+// Stream names.
+func (t Topology) JobsStream() string    { return t.stream("JOBS") }
+func (t Topology) BatchesStream() string { return t.stream("BATCHES") }
+func (t Topology) EventsStream() string  { return t.stream("EVENTS") }
+func (t Topology) TokensStream() string  { return t.stream("TOKENS") }
+func (t Topology) DeadStream() string    { return t.stream("DEAD") }
+
+// Key-value bucket names.
+func (t Topology) ModelsBucket() string  { return t.Prefix + "_models" }
+func (t Topology) WorkersBucket() string { return t.Prefix + "_workers" }
+func (t Topology) ResultsBucket() string { return t.Prefix + "_results" }
+
+// Priority levels: p0 is served first.
+const (
+	MinPriority     = 0
+	MaxPriority     = 2
+	DefaultPriority = 1
+)
+
+// JobSubject is where ingress publishes a job: <prefix>.jobs.<model>.p<prio>.
+func (t Topology) JobSubject(model string, prio int) string {
+	return fmt.Sprintf("%s.jobs.%s.p%d", t.Prefix, model, prio)
+}
+
+// JobsFilter matches every job of a model, whatever its priority.
+func (t Topology) JobsFilter(model string) string { return t.Prefix + ".jobs." + model + ".*" }
+
+// BatchSubject is where the batcher publishes a model's batches.
+func (t Topology) BatchSubject(model string) string { return t.Prefix + ".batches." + model }
+
+// Event kinds on <prefix>.events.<model>.<kind>.
+const (
+	EventRunning = "running"
+	EventResult  = "result"
+	EventFailed  = "failed"
+)
+
+// EventSubject is where workers and batchers report job progress.
+func (t Topology) EventSubject(model, kind string) string {
+	return t.Prefix + ".events." + model + "." + kind
+}
+
+// TokenSubject carries a job's token chunks (JSON, readable by any client).
+func (t Topology) TokenSubject(tenant, job string) string {
+	return t.Prefix + ".tokens." + tenant + "." + job
+}
+
+// DeadSubject records a dead-lettered job.
+func (t Topology) DeadSubject(model string) string { return t.Prefix + ".dead." + model }
+
+// Durable consumer names.
+func BatcherConsumer(model string) string { return "batcher-" + model }
+func WorkerConsumer(model string) string  { return "workers-" + model }
+
+// ResultsConsumer is resultsvc's durable consumer on the events stream.
+const ResultsConsumer = "resultsvc"
+
+// Header names inferq sets on its messages.
+const (
+	HeaderMsgID = "Nats-Msg-Id"
+	HeaderSeq   = "Inferq-Seq"
+)
