@@ -15,7 +15,6 @@ deps:
 
 test: deps
 	$(GO) test -count=1 -timeout 12m ./...
-	/usr/bin/python3 -m unittest discover -s worker/deepspeed_nats/python -t worker/deepspeed_nats/python -q 2>/dev/null || true
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -193,7 +193,7 @@ func (m *Model) finish() error {
 	return errors.Join(errs...)
 }
 
-// Backoff returns the redelivery delay after the n-th delivery (1-based).
+// BackoffFor returns the redelivery delay after the n-th delivery (1-based).
 func (q Queue) BackoffFor(n uint64) time.Duration {
 	if len(q.Backoff) == 0 {
 		return 0

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/internal/testutil"
+)
+
+// TestMain removes the binaries built for the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var binDir string // set once the binaries are built
+
+// buildOnce compiles every command once per test run, on first use.
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "inferq-bin-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...", "./worker/deepspeed_nats")
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return dir, nil
+})
+
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, name)
+}
+
+// proc is a started binary whose output is kept for failure messages.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
+// stop sends sig and expects a clean exit (status 0) within 15s.
+func (p *proc) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("%s exited with %v after %v; output:\n%s", p.cmd.Path, err, sig, p.out)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not stop within 15s of %v; output:\n%s", p.cmd.Path, sig, p.out)
+	}
+}
+
+// waitHTTP polls url until it answers 200.
+func waitHTTP(t *testing.T, p *proc, url string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s exited early (%v); output:\n%s", p.cmd.Path, err, p.out)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s not healthy at %s after 20s; output:\n%s", p.cmd.Path, url, p.out)
+}
+
+// TestServiceBinariesStartAndStop runs each service binary against a real
+// NATS server (and Redis), checks it is ready, then stops it with SIGTERM.
+func TestServiceBinariesStartAndStop(t *testing.T) {
+	n := testutil.StartNATS(t)
+	r := testutil.StartRedis(t)
+	for _, name := range []string{"ingress", "batcher", "resultsvc", "deepspeed_nats"} {
+		t.Run(name, func(t *testing.T) {
+			addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+			flag := "--admin"
+			if name == "ingress" {
+				flag = "--listen"
+			}
+			p := start(t, binary(t, name), []string{"INFERQ_NATS_URL=" + n.URL, "INFERQ_REDIS_URL=" + r.URL}, flag, addr)
+			waitHTTP(t, p, "http://"+addr+"/readyz")
+			p.stop(t, syscall.SIGTERM)
+		})
+	}
+}
+
+// TestInferqDev runs `inferq dev` as a user would, follows the README's curl
+// session over real HTTP, and stops it with Ctrl-C.
+func TestInferqDev(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	natsPort := testutil.FreePort(t)
+	p := start(t, binary(t, "inferq"), nil, "dev", "--http", addr, "--nats-port", fmt.Sprint(natsPort), "--data", t.TempDir())
+	waitHTTP(t, p, "http://"+addr+"/readyz")
+	for _, want := range []string{"http://" + addr, fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "curl", "simple"} {
+		if !strings.Contains(p.out.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, p.out)
+		}
+	}
+	s := &Stack{URL: "http://" + addr}
+	a := []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	b := []int32{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
+	if err := checkSimple(s.wait(t, s.submit(t, "simple", simpleBody(a, b)).ID), a, b); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t, syscall.SIGINT)
+	if !strings.Contains(p.out.String(), "inferq dev: stopped") {
+		t.Errorf("no clean stop message:\n%s", p.out)
+	}
+}

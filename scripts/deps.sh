@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# deps.sh installs what inferq's tests need on a Debian machine (as root), or
+# says exactly what to install. Tests never skip a missing dependency: they fail.
+set -euo pipefail
+
+missing=()
+have_redis() { command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; }
+have_redis || missing+=(redis-server)
+
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "deps: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	exit 0
+fi
+echo "deps: missing ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
+exit 1
