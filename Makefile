@@ -28,9 +28,15 @@ gen:
 	$(PROTOC) --plugin=protoc-gen-go=bin/protoc-gen-go -I schemas \
 		--go_out=schemas/inferqpb --go_opt=paths=source_relative schemas/*.proto
 
+# fuzz runs every fuzz target of every package for FUZZTIME each.
+FUZZTIME ?= 20s
 fuzz:
-	@for f in $$($(GO) test -list '^Fuzz' ./pkg/tensor/ | grep ^Fuzz); do \
-		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=20s ./pkg/tensor/ || exit 1; done
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
