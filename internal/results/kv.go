@@ -1,0 +1,250 @@
+package results
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KVConfig configures NewKV.
+type KVConfig struct {
+	Bucket    string        // default "inferq_results"
+	Retention time.Duration // bucket TTL: a record lives this long after its last change; default 24h
+	Replicas  int           // default 1
+}
+
+// DefaultKVBucket is the bucket NewKV uses when none is configured.
+const DefaultKVBucket = "inferq_results"
+
+// KVStore is the embedded Store: records are JSON values in a JetStream
+// key-value bucket, updated by compare-and-set and watched for Wait.
+type KVStore struct {
+	kv        jetstream.KeyValue
+	done      chan struct{} // closed by Close; releases blocked waiters
+	closeOnce sync.Once
+}
+
+var _ Store = (*KVStore)(nil)
+
+// NewKV creates the bucket, or updates its settings if it exists, so that
+// every process can call it at start-up.
+func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultKVBucket
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Retention < 0 || cfg.Replicas < 0 {
+		return nil, fmt.Errorf("kv results store: invalid config (retention %v, replicas %d)", cfg.Retention, cfg.Replicas)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "inferq job records",
+		TTL:         cfg.Retention,
+		History:     1,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv results store: bucket %s: %w", cfg.Bucket, err)
+	}
+	return &KVStore{kv: kv, done: make(chan struct{})}, nil
+}
+
+// Create implements Store.
+func (s *KVStore) Create(ctx context.Context, rec *Record) error {
+	r, err := prepareRecord(rec)
+	if err != nil {
+		return err
+	}
+	data, err := encodeRecord(r)
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", r.ID, err)
+	}
+	if _, err := s.kv.Create(ctx, r.ID, data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("create job %s: %w", r.ID, ErrExists)
+		}
+		return fmt.Errorf("create job %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *KVStore) Get(ctx context.Context, id string) (*Record, error) {
+	rec, _, err := s.get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("get job %q: %w", id, err)
+	}
+	return rec, nil
+}
+
+// get returns the record and its revision, for compare-and-set.
+func (s *KVStore) get(ctx context.Context, id string) (*Record, uint64, error) {
+	if !validID(id) {
+		return nil, 0, ErrNotFound
+	}
+	e, err := s.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	rec, err := decodeRecord(e.Value())
+	if err != nil {
+		return nil, 0, err
+	}
+	return rec, e.Revision(), nil
+}
+
+// Apply implements Store: Advance in Go, written back only if the revision
+// read is still the latest, retried on conflict.
+func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
+	u, err := prepareUpdate(u)
+	if err != nil {
+		return nil, false, err
+	}
+	for {
+		rec, rev, err := s.get(ctx, u.ID)
+		if err != nil {
+			return nil, false, fmt.Errorf("apply to job %q: %w", u.ID, err)
+		}
+		if !Advance(rec, u) {
+			return rec, false, nil
+		}
+		data, err := encodeRecord(rec)
+		if err != nil {
+			return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
+		}
+		_, err = s.kv.Update(ctx, u.ID, data, rev)
+		if err == nil {
+			return rec, true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
+		}
+		// Another writer got in first; re-read and decide again.
+		if err := ctx.Err(); err != nil {
+			return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
+		}
+	}
+}
+
+// Wait implements Store. The watcher delivers the current value first, then
+// every later change, so there is no gap between reading and watching.
+func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("wait for job %q: %w", id, ErrNotFound)
+	}
+	select {
+	case <-s.done:
+		return nil, ErrClosed
+	default:
+	}
+	// The watch gets its own context so that stopping it never races with
+	// the caller's deadline; it is stopped on return either way.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	w, err := s.kv.Watch(wctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("wait for job %s: watch: %w", id, err)
+	}
+	defer func() { _ = w.Stop() }()
+
+	var rec *Record
+	for {
+		select {
+		case <-ctx.Done():
+			if rec == nil {
+				return nil, fmt.Errorf("wait for job %s: %w", id, ctx.Err())
+			}
+			return rec, nil
+		case <-s.done:
+			return rec, fmt.Errorf("wait for job %s: %w", id, ErrClosed)
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return rec, fmt.Errorf("wait for job %s: watch ended", id)
+			case e == nil: // end of the initial values
+				if rec == nil {
+					return nil, fmt.Errorf("wait for job %s: %w", id, ErrNotFound)
+				}
+			case e.Operation() != jetstream.KeyValuePut:
+				if rec != nil {
+					return rec, fmt.Errorf("wait for job %s: deleted: %w", id, ErrNotFound)
+				}
+				// A delete marker as the initial value: the nil entry that
+				// follows reports ErrNotFound.
+			default:
+				next, err := decodeRecord(e.Value())
+				if err != nil {
+					return rec, fmt.Errorf("wait for job %s: %w", id, err)
+				}
+				rec = next
+				if done(rec) {
+					return rec, nil
+				}
+			}
+		}
+	}
+}
+
+// Ping implements Store by reading the bucket's status from the server.
+func (s *KVStore) Ping(ctx context.Context) error {
+	if _, err := s.kv.Status(ctx); err != nil {
+		return fmt.Errorf("ping kv results store: %w", err)
+	}
+	return nil
+}
+
+// Close releases blocked waiters. The JetStream connection belongs to the
+// caller and stays open. It is safe to call more than once.
+func (s *KVStore) Close() error {
+	s.closeOnce.Do(func() { close(s.done) })
+	return nil
+}
+
+// encodeRecord renders rec as its API JSON. The result is spliced in as is
+// (it was validated on the way in), because encoding/json would compact and
+// HTML-escape it and the bytes must come back unchanged.
+func encodeRecord(rec *Record) ([]byte, error) {
+	r := *rec
+	r.Result = nil
+	b, err := json.Marshal(&r)
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	if len(rec.Result) == 0 {
+		return b, nil
+	}
+	out := make([]byte, 0, len(b)+len(rec.Result)+16)
+	out = append(out, b[:len(b)-1]...) // drop the closing brace
+	out = append(out, `,"result":`...)
+	out = append(out, rec.Result...)
+	return append(out, '}'), nil
+}
+
+// decodeRecord parses a stored value. json.RawMessage keeps the result's
+// bytes exactly as they appear in the value.
+func decodeRecord(b []byte) (*Record, error) {
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	if !rec.Status.Valid() {
+		return nil, fmt.Errorf("%w: status %q", errCorrupt, rec.Status)
+	}
+	rec.CreatedAt = rec.CreatedAt.UTC()
+	rec.StartedAt = utcPtr(rec.StartedAt)
+	rec.FinishedAt = utcPtr(rec.FinishedAt)
+	return &rec, nil
+}

@@ -1,0 +1,539 @@
+package results
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisConfig configures NewRedis.
+type RedisConfig struct {
+	URL       string        // redis://[user:pass@]host:port/db
+	Prefix    string        // key prefix; default "inferq"
+	Retention time.Duration // how long a record lives after its last change; default 24h
+}
+
+// Defaults shared by both backends.
+const (
+	DefaultRetention   = 24 * time.Hour
+	DefaultRedisPrefix = "inferq"
+)
+
+// Subscriber tuning: how long the shared subscription may sit silent before
+// it is pinged (to notice dead connections), and how it backs off while the
+// server is unreachable.
+const (
+	subHealthInterval = 30 * time.Second
+	subMinBackoff     = 50 * time.Millisecond
+	subMaxBackoff     = 2 * time.Second
+)
+
+// Hash fields of a record. A hash (rather than one JSON string) lets the Lua
+// script change single fields and keeps the result bytes exactly as given.
+const (
+	fID         = "id"
+	fTenant     = "tenant"
+	fModel      = "model"
+	fVersion    = "version"
+	fStatus     = "status"
+	fCreatedAt  = "created_at"
+	fStartedAt  = "started_at"
+	fFinishedAt = "finished_at"
+	fAttempts   = "attempts"
+	fErrCode    = "error_code" // present iff the record has an Error
+	fErrMessage = "error_message"
+	fResult     = "result" // raw JSON, absent when empty
+)
+
+// createScript sets the record only if the key is free, with its TTL, in one
+// step. ARGV[1] is the TTL in ms, the rest field/value pairs.
+var createScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`)
+
+// applyScript is Advance in Lua, so that read-decide-write is one atomic
+// server-side step. The rank table and status names come from the Go
+// definitions so the two cannot drift apart.
+//
+// ARGV: 1 status, 2 attempt, 3 time, 4 has result, 5 result, 6 has error,
+// 7 error code, 8 error message, 9 TTL ms, 10 notify channel.
+// Returns false if the record is missing, else {changed, HGETALL}.
+var applyScript = redis.NewScript(luaRankTable() + fmt.Sprintf(`
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return false end
+local cur = redis.call('HMGET', key, %[1]q, %[2]q)
+local cur_rank = rank[cur[1]] or -1
+local cur_att = tonumber(cur[2]) or 0
+local st = ARGV[1]
+local att = tonumber(ARGV[2])
+local new_rank = rank[st]
+if new_rank == nil or att == nil then return redis.error_reply('ERR inferq: bad update') end
+local changed = 0
+if att > cur_att or (att == cur_att and new_rank > cur_rank) then
+  changed = 1
+  if att > cur_att then
+    redis.call('HSET', key, %[2]q, ARGV[2])
+    redis.call('HDEL', key, %[3]q, %[4]q, %[5]q, %[6]q, %[7]q)
+  end
+  redis.call('HSET', key, %[1]q, st)
+  if st == %[8]q then
+    redis.call('HSET', key, %[3]q, ARGV[3])
+  elseif new_rank == %[10]d then
+    if st == %[9]q and redis.call('HEXISTS', key, %[3]q) == 0 then
+      redis.call('HSET', key, %[3]q, ARGV[3])
+    end
+    redis.call('HSET', key, %[4]q, ARGV[3])
+    if ARGV[4] == '1' then
+      redis.call('HSET', key, %[5]q, ARGV[5])
+    else
+      redis.call('HDEL', key, %[5]q)
+    end
+    if ARGV[6] == '1' then
+      redis.call('HSET', key, %[6]q, ARGV[7], %[7]q, ARGV[8])
+    else
+      redis.call('HDEL', key, %[6]q, %[7]q)
+    end
+  end
+  redis.call('PEXPIRE', key, ARGV[9])
+  redis.call('PUBLISH', ARGV[10], st)
+end
+return {changed, redis.call('HGETALL', key)}
+`, fStatus, fAttempts, fStartedAt, fFinishedAt, fResult, fErrCode, fErrMessage,
+	Running, Succeeded, Succeeded.Rank()))
+
+// allStatuses lists every status, for the Lua rank table.
+var allStatuses = []Status{Queued, Running, Succeeded, Failed, Cancelled, Expired}
+
+func luaRankTable() string {
+	var b strings.Builder
+	b.WriteString("local rank = {")
+	for _, s := range allStatuses {
+		fmt.Fprintf(&b, "[%q]=%d,", s, s.Rank())
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// RedisStore is the production Store: records are Redis hashes with a TTL,
+// updates go through a Lua script, and waiters share one pattern subscription.
+type RedisStore struct {
+	client    *redis.Client
+	prefix    string
+	retention time.Duration
+	pubsub    *redis.PubSub
+	waiters   waiters
+
+	ctx        context.Context // cancelled by Close; stops the subscriber
+	cancel     context.CancelFunc
+	listenDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedis connects to Redis, checks it answers, and starts the shared
+// notification subscriber. Close releases both.
+func NewRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultRedisPrefix
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Retention < time.Millisecond {
+		return nil, fmt.Errorf("redis results store: retention %v is too short", cfg.Retention)
+	}
+	opt, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis results store: parse url: %w", err)
+	}
+	client := redis.NewClient(opt)
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis results store: ping %s: %w", opt.Addr, err)
+	}
+	s := &RedisStore{
+		client:     client,
+		prefix:     cfg.Prefix,
+		retention:  cfg.Retention,
+		waiters:    waiters{m: make(map[string]map[chan struct{}]struct{})},
+		listenDone: make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	// One pattern subscription serves every waiter of this store. Wait for
+	// its confirmation so that a Wait right after NewRedis cannot miss a
+	// notification.
+	s.pubsub = client.PSubscribe(ctx, s.pattern())
+	msg, err := s.pubsub.Receive(ctx)
+	if err == nil {
+		if sub, ok := msg.(*redis.Subscription); !ok || sub.Kind != "psubscribe" {
+			err = fmt.Errorf("unexpected reply %v", msg)
+		}
+	}
+	if err != nil {
+		s.cancel()
+		_ = s.pubsub.Close()
+		_ = client.Close()
+		return nil, fmt.Errorf("redis results store: subscribe %s: %w", s.pattern(), err)
+	}
+	go s.listen()
+	return s, nil
+}
+
+func (s *RedisStore) key(id string) string     { return s.prefix + ":job:" + id }
+func (s *RedisStore) channel(id string) string { return s.prefix + ":job:" + id + ":notify" }
+
+// pattern matches every job's notify channel; the prefix is escaped so glob
+// characters in it are taken literally.
+func (s *RedisStore) pattern() string {
+	var b strings.Builder
+	for _, r := range s.prefix {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String() + ":job:*:notify"
+}
+
+// jobOfChannel extracts the job id from a notify channel name.
+func (s *RedisStore) jobOfChannel(ch string) (string, bool) {
+	rest, ok := strings.CutPrefix(ch, s.prefix+":job:")
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, ":notify")
+}
+
+// listen fans notifications out to waiters until Close. go-redis reconnects
+// and re-subscribes on the next Receive after an error; each confirmation of
+// a re-subscription wakes every waiter, since notifications published while
+// the connection was down are lost and waiters must re-read.
+func (s *RedisStore) listen() {
+	defer close(s.listenDone)
+	backoff := subMinBackoff
+	for {
+		msg, err := s.pubsub.ReceiveTimeout(s.ctx, subHealthInterval)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Quiet line: ping so a dead connection shows up as an error.
+				if err = s.pubsub.Ping(s.ctx); err == nil {
+					continue
+				}
+			}
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, subMaxBackoff)
+			continue
+		}
+		backoff = subMinBackoff
+		switch m := msg.(type) {
+		case *redis.Message:
+			if id, ok := s.jobOfChannel(m.Channel); ok {
+				s.waiters.wake(id)
+			}
+		case *redis.Subscription:
+			if m.Kind == "psubscribe" {
+				s.waiters.wakeAll()
+			}
+		}
+	}
+}
+
+// Create implements Store.
+func (s *RedisStore) Create(ctx context.Context, rec *Record) error {
+	r, err := prepareRecord(rec)
+	if err != nil {
+		return err
+	}
+	args := append([]any{s.retention.Milliseconds()}, encodeHash(r)...)
+	n, err := createScript.Run(ctx, s.client, []string{s.key(r.ID)}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", r.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("create job %s: %w", r.ID, ErrExists)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *RedisStore) Get(ctx context.Context, id string) (*Record, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("get job %q: %w", id, ErrNotFound)
+	}
+	h, err := s.client.HGetAll(ctx, s.key(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("get job %s: %w", id, ErrNotFound)
+	}
+	rec, err := decodeHash(h)
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+// Apply implements Store.
+func (s *RedisStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
+	u, err := prepareUpdate(u)
+	if err != nil {
+		return nil, false, err
+	}
+	if !validID(u.ID) {
+		return nil, false, fmt.Errorf("apply to job %q: %w", u.ID, ErrNotFound)
+	}
+	hasResult, hasErr, code, msg := "0", "0", "", ""
+	if len(u.Result) > 0 {
+		hasResult = "1"
+	}
+	if u.Error != nil {
+		hasErr, code, msg = "1", u.Error.Code, u.Error.Message
+	}
+	reply, err := applyScript.Run(ctx, s.client, []string{s.key(u.ID)},
+		string(u.Status), u.Attempt, u.Time.Format(time.RFC3339Nano),
+		hasResult, []byte(u.Result), hasErr, code, msg,
+		s.retention.Milliseconds(), s.channel(u.ID)).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
+	}
+	changed, rec, err := decodeApplyReply(reply)
+	if err != nil {
+		return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
+	}
+	return rec, changed, nil
+}
+
+// Wait implements Store. The waiter registers with the shared subscriber
+// before reading, so a change between the read and the registration cannot
+// be missed.
+func (s *RedisStore) Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("wait for job %q: %w", id, ErrNotFound)
+	}
+	if s.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	wake, unregister := s.waiters.add(id)
+	defer unregister()
+	rec, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for !done(rec) {
+		select {
+		case <-ctx.Done():
+			return rec, nil
+		case <-s.ctx.Done():
+			return rec, fmt.Errorf("wait for job %s: %w", id, ErrClosed)
+		case <-wake:
+		}
+		next, err := s.Get(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
+				return rec, nil
+			}
+			return rec, fmt.Errorf("wait for job %s: %w", id, err)
+		}
+		rec = next
+	}
+	return rec, nil
+}
+
+// Ping implements Store.
+func (s *RedisStore) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis: %w", err)
+	}
+	return nil
+}
+
+// Close stops the subscriber, wakes blocked waiters with ErrClosed and closes
+// the connections. It is safe to call more than once.
+func (s *RedisStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		// Closing the subscription interrupts a blocked Receive.
+		perr := s.pubsub.Close()
+		<-s.listenDone
+		s.closeErr = errors.Join(perr, s.client.Close())
+		if s.closeErr != nil {
+			s.closeErr = fmt.Errorf("close redis results store: %w", s.closeErr)
+		}
+	})
+	return s.closeErr
+}
+
+// waiters maps job ids to the wake channels of their current waiters.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]map[chan struct{}]struct{}
+}
+
+// add registers a waiter for id. Its channel has room for one signal, so
+// wakes coalesce and the fan-out never blocks on a slow waiter.
+func (w *waiters) add(id string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	w.mu.Lock()
+	set := w.m[id]
+	if set == nil {
+		set = make(map[chan struct{}]struct{})
+		w.m[id] = set
+	}
+	set[ch] = struct{}{}
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		// set stays w.m[id] while ch is in it: sets are dropped only when empty.
+		delete(set, ch)
+		if len(set) == 0 {
+			delete(w.m, id)
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *waiters) wake(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ch := range w.m[id] {
+		signal(ch)
+	}
+}
+
+func (w *waiters) wakeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, set := range w.m {
+		for ch := range set {
+			signal(ch)
+		}
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// encodeHash flattens rec into HSET field/value pairs.
+func encodeHash(r *Record) []any {
+	kv := []any{
+		fID, r.ID, fTenant, r.Tenant, fModel, r.Model, fVersion, r.Version,
+		fStatus, string(r.Status), fCreatedAt, r.CreatedAt.Format(time.RFC3339Nano),
+		fAttempts, strconv.FormatUint(uint64(r.Attempts), 10),
+	}
+	if r.StartedAt != nil {
+		kv = append(kv, fStartedAt, r.StartedAt.Format(time.RFC3339Nano))
+	}
+	if r.FinishedAt != nil {
+		kv = append(kv, fFinishedAt, r.FinishedAt.Format(time.RFC3339Nano))
+	}
+	if r.Error != nil {
+		kv = append(kv, fErrCode, r.Error.Code, fErrMessage, r.Error.Message)
+	}
+	if len(r.Result) > 0 {
+		kv = append(kv, fResult, []byte(r.Result))
+	}
+	return kv
+}
+
+// errCorrupt marks a stored value that does not decode as a record.
+var errCorrupt = errors.New("corrupt job record")
+
+// decodeHash rebuilds a record from its hash fields.
+func decodeHash(h map[string]string) (*Record, error) {
+	rec := &Record{
+		ID: h[fID], Tenant: h[fTenant], Model: h[fModel], Version: h[fVersion],
+		Status: Status(h[fStatus]),
+	}
+	if !rec.Status.Valid() {
+		return nil, fmt.Errorf("%w: status %q", errCorrupt, h[fStatus])
+	}
+	n, err := strconv.ParseUint(h[fAttempts], 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("%w: attempts: %w", errCorrupt, err)
+	}
+	rec.Attempts = uint32(n)
+	if rec.CreatedAt, err = time.Parse(time.RFC3339Nano, h[fCreatedAt]); err != nil {
+		return nil, fmt.Errorf("%w: created_at: %w", errCorrupt, err)
+	}
+	if rec.StartedAt, err = optTime(h, fStartedAt); err != nil {
+		return nil, err
+	}
+	if rec.FinishedAt, err = optTime(h, fFinishedAt); err != nil {
+		return nil, err
+	}
+	if code, ok := h[fErrCode]; ok {
+		rec.Error = &Error{Code: code, Message: h[fErrMessage]}
+	}
+	if r := h[fResult]; r != "" {
+		rec.Result = []byte(r)
+	}
+	return rec, nil
+}
+
+func optTime(h map[string]string, field string) (*time.Time, error) {
+	v, ok := h[field]
+	if !ok {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", errCorrupt, field, err)
+	}
+	t = t.UTC()
+	return &t, nil
+}
+
+// decodeApplyReply decodes applyScript's {changed, HGETALL} reply.
+func decodeApplyReply(reply []any) (bool, *Record, error) {
+	if len(reply) != 2 {
+		return false, nil, fmt.Errorf("%w: apply reply has %d elements", errCorrupt, len(reply))
+	}
+	changed, ok := reply[0].(int64)
+	flat, ok2 := reply[1].([]any)
+	if !ok || !ok2 || len(flat)%2 != 0 {
+		return false, nil, fmt.Errorf("%w: malformed apply reply", errCorrupt)
+	}
+	h := make(map[string]string, len(flat)/2)
+	for i := 0; i < len(flat); i += 2 {
+		k, ok := flat[i].(string)
+		v, ok2 := flat[i+1].(string)
+		if !ok || !ok2 {
+			return false, nil, fmt.Errorf("%w: malformed apply reply", errCorrupt)
+		}
+		h[k] = v
+	}
+	rec, err := decodeHash(h)
+	if err != nil {
+		return false, nil, err
+	}
+	return changed == 1, rec, nil
+}

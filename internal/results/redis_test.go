@@ -1,0 +1,124 @@
+package results_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/internal/results/storetest"
+	"github.com/inferq/inferq/internal/testutil"
+)
+
+// newRedisFactory returns a factory of stores on one redis-server, each
+// under its own key prefix so parallel subtests do not see each other.
+func newRedisFactory(t *testing.T, url string) storetest.Factory {
+	var n atomic.Int64
+	return func(t *testing.T, retention time.Duration) results.Store {
+		s, err := results.NewRedis(testutil.Context(t), results.RedisConfig{
+			URL: url, Prefix: fmt.Sprintf("test%d", n.Add(1)), Retention: retention,
+		})
+		if err != nil {
+			t.Fatalf("NewRedis: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+}
+
+func TestRedisConformance(t *testing.T) {
+	r := testutil.StartRedis(t)
+	storetest.Run(t, newRedisFactory(t, r.URL))
+}
+
+func TestNewRedisErrors(t *testing.T) {
+	ctx := testutil.Context(t)
+	if _, err := results.NewRedis(ctx, results.RedisConfig{URL: "http://nope"}); err == nil {
+		t.Fatal("NewRedis accepted a non-redis URL")
+	}
+	dead := fmt.Sprintf("redis://127.0.0.1:%d/0", testutil.FreePort(t))
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := results.NewRedis(cctx, results.RedisConfig{URL: dead}); err == nil {
+		t.Fatal("NewRedis succeeded without a server")
+	}
+}
+
+// TestRedisRestart kills and restarts redis-server under a live store: the
+// store must work again without being recreated, its shared subscriber must
+// resubscribe, and a waiter from before the crash must be woken (its job is
+// gone, since the test server keeps no data).
+func TestRedisRestart(t *testing.T) {
+	r := testutil.StartRedis(t)
+	s := newRedisFactory(t, r.URL)(t, time.Hour)
+	ctx := testutil.Context(t)
+	terminal := func(rec *results.Record) bool { return rec.Status.Terminal() }
+
+	old := &results.Record{ID: "before0crash", Status: results.Queued, CreatedAt: time.Now(), Attempts: 1}
+	if err := s.Create(ctx, old); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	oldWait := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err := s.Wait(wctx, old.ID, terminal)
+		oldWait <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+
+	r.Stop()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("Ping succeeded with the server down")
+	}
+	r.Start()
+
+	select {
+	case err := <-oldWait:
+		if !errors.Is(err, results.ErrNotFound) {
+			t.Fatalf("waiter from before the crash: got %v, want ErrNotFound", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter from before the crash was not woken after the restart")
+	}
+
+	testutil.Eventually(t, 5*time.Second, func() bool { return s.Ping(ctx) == nil }, "store reconnects")
+	rec := &results.Record{ID: "after0crash", Status: results.Queued, CreatedAt: time.Now(), Attempts: 1}
+	if err := s.Create(ctx, rec); err != nil {
+		t.Fatalf("Create after restart: %v", err)
+	}
+	// The apply script is gone from the new server's cache: Apply must load it again.
+	if _, changed, err := s.Apply(ctx, results.Update{ID: rec.ID, Status: results.Running, Attempt: 1, Time: time.Now()}); err != nil || !changed {
+		t.Fatalf("Apply after restart: changed=%v err=%v", changed, err)
+	}
+	got := make(chan *results.Record, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		r, err := s.Wait(wctx, rec.ID, terminal)
+		if err != nil {
+			t.Errorf("Wait after restart: %v", err)
+		}
+		got <- r
+	}()
+	time.Sleep(100 * time.Millisecond)
+	applied := time.Now()
+	if _, _, err := s.Apply(ctx, results.Update{ID: rec.ID, Status: results.Succeeded, Attempt: 1, Time: time.Now(), Result: json.RawMessage(`{"ok":true}`)}); err != nil {
+		t.Fatalf("Apply after restart: %v", err)
+	}
+	select {
+	case r := <-got:
+		if r == nil || r.Status != results.Succeeded {
+			t.Fatalf("Wait after restart returned %+v", r)
+		}
+		if lag := time.Since(applied); lag > time.Second {
+			t.Fatalf("Wait after restart woke %v after the Apply", lag)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait after restart was not woken")
+	}
+}
