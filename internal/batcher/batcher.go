@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -79,6 +80,17 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 	}
 	defer iter.Stop()
 	log := b.opt.Log.With("model", m.Name)
+	cancelled := newCancelSet()
+	sub, err := b.opt.JS.Conn().Subscribe(b.opt.Topology.CancelSubject(m.Name), func(msg *nats.Msg) {
+		var n inferqpb.Cancel
+		if proto.Unmarshal(msg.Data, &n) == nil && n.JobId != "" {
+			cancelled.add(n.JobId, b.now())
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("batcher %s: cancel subscription: %w", m.Name, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
 	log.Info("batcher started", "max_batch_size", m.Batching.MaxBatchSize, "max_queue_delay", m.Batching.MaxQueueDelay)
 	maxRows := int64(m.Batching.MaxBatchSize)
 	for {
@@ -91,7 +103,7 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 			log.Warn("pull failed", "err", err)
 			continue
 		}
-		pend := &pending{model: m}
+		pend := &pending{model: m, cancelled: cancelled}
 		pend.add(first, b.now(), log)
 		window, cancel := context.WithDeadline(ctx, b.now().Add(m.Batching.MaxQueueDelay.D()))
 		reason := "delay"
@@ -118,9 +130,10 @@ type entry struct {
 }
 
 type pending struct {
-	model   *config.Model
-	entries []entry
-	rows    int64
+	model     *config.Model
+	cancelled *cancelSet
+	entries   []entry
+	rows      int64
 }
 
 func (p *pending) add(msg natsjs.Msg, now time.Time, log *slog.Logger) {
@@ -145,6 +158,13 @@ func (b *Batcher) flush(ctx context.Context, p *pending, reason string, log *slo
 	now := b.now()
 	var live []entry
 	for _, e := range p.entries {
+		if p.cancelled.has(e.job.Id) {
+			// Its record is already cancelled: drop it before packing.
+			_ = e.msg.Ack()
+			b.opt.Metrics.JobsDropped.WithLabelValues(m.Name, "cancelled").Inc()
+			log.Info("cancelled job dropped", "job", e.job.Id)
+			continue
+		}
 		if d := e.job.DeadlineUnixNano; d > 0 && now.UnixNano() > d {
 			b.expire(ctx, e, now, log)
 			continue

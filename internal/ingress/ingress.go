@@ -56,6 +56,8 @@ func New(opt Options) *Ingress {
 	e.POST("/v1/models/:model/jobs", i.submit)
 	e.POST("/v1/models/:model/versions/:version/jobs", i.submit)
 	e.GET("/v1/jobs/:id", i.getJob)
+	e.DELETE("/v1/jobs/:id", i.cancel)
+	e.GET("/v1/jobs/:id/events", i.events)
 
 	admin := obs.AdminMux(opt.Registry, opt.Checks)
 	e.GET("/healthz", echo.WrapHandler(admin))

@@ -92,6 +92,18 @@ func (a *Agent) serve(ctx context.Context, m *config.Model, r Runner) error {
 		return fmt.Errorf("worker %s: consumer: %w", m.Name, err)
 	}
 	log := a.opt.Log.With("model", m.Name, "worker", a.opt.Name)
+	if c, ok := r.(Canceller); ok {
+		sub, err := a.opt.JS.Conn().Subscribe(a.opt.Topology.CancelSubject(m.Name), func(msg *nats.Msg) {
+			var n inferqpb.Cancel
+			if proto.Unmarshal(msg.Data, &n) == nil && n.JobId != "" {
+				c.Cancel(n.JobId)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("worker %s: cancel subscription: %w", m.Name, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	log.Info("worker serving", "runner", m.Runner.Builtin)
 	for ctx.Err() == nil {
 		// One batch at a time: a pre-fetched batch would age in this client

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -26,10 +27,14 @@ import (
 //	repeat    streams max_tokens tokens cycling through text_input's characters
 //	flaky     fails every batch while the file params.fail_while_exists exists
 type builtin struct {
-	model *config.Model
-	a, b  time.Duration // simgpu cost
-	flag  string        // flaky's file
+	model     *config.Model
+	a, b      time.Duration // simgpu cost
+	flag      string        // flaky's file
+	cancelled sync.Map      // job id → struct{}: jobs to stop (repeat)
 }
+
+// Cancel stops a repeat job between two tokens.
+func (r *builtin) Cancel(jobID string) { r.cancelled.Store(jobID, struct{}{}) }
 
 func newBuiltin(m *config.Model) (*builtin, error) {
 	r := &builtin{model: m}
@@ -203,7 +208,11 @@ func (r *builtin) repeat(ctx context.Context, b *inferqpb.Batch, emit func(*infe
 		}
 		chars := []rune(firstString(texts[i].Data))
 		var out strings.Builder
+		stopped := false
 		for k := 0; k < n && len(chars) > 0; k++ {
+			if _, stopped = r.cancelled.LoadAndDelete(j.Id); stopped {
+				break
+			}
 			if p.IntervalMS > 0 {
 				select {
 				case <-ctx.Done():
@@ -216,6 +225,10 @@ func (r *builtin) repeat(ctx context.Context, b *inferqpb.Batch, emit func(*infe
 			if err := emit(&inferqpb.TokenChunk{JobId: j.Id, Seq: uint64(k + 1), Text: string(c), TokenId: int64(c), Final: k == n-1}); err != nil {
 				return nil, err
 			}
+		}
+		if stopped {
+			res.Jobs = append(res.Jobs, &inferqpb.JobResult{JobId: j.Id, Error: &inferqpb.Error{Code: "cancelled", Message: "cancelled while generating"}})
+			continue
 		}
 		text := out.String()
 		data := binary.LittleEndian.AppendUint32(nil, uint32(len(text)))

@@ -25,3 +25,9 @@ func NewRunner(m *config.Model) (Runner, error) {
 	}
 	return nil, fmt.Errorf("model %q: runner subprocesses are not supported by this build yet", m.Name)
 }
+
+// Canceller is implemented by runners that can stop one job of the batch
+// they are running; the job ends with error code "cancelled".
+type Canceller interface {
+	Cancel(jobID string)
+}

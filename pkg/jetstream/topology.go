@@ -96,3 +96,7 @@ const (
 	HeaderMsgID = "Nats-Msg-Id"
 	HeaderSeq   = "Inferq-Seq"
 )
+
+// CancelSubject carries cancellation notices (core NATS, not stored):
+// batchers drop the job before packing and workers stop generating it.
+func (t Topology) CancelSubject(model string) string { return t.Prefix + ".cancel." + model }

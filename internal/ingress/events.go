@@ -1,0 +1,263 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/results"
+)
+
+// cursor is where a client is in a job's event stream, and the SSE id of
+// the last event sent: "<rank>-<seq>", the status rank reached (queued 0,
+// running 1, terminal 2) and the last token sequence number. A client that
+// resumes with Last-Event-ID gets exactly the events after it: statuses of
+// a higher rank and tokens of a higher sequence.
+type cursor struct {
+	rank int
+	seq  uint64
+}
+
+func (c cursor) String() string { return strconv.Itoa(c.rank) + "-" + strconv.FormatUint(c.seq, 10) }
+
+func parseCursor(s string) (cursor, error) {
+	if s == "" {
+		return cursor{rank: -1}, nil
+	}
+	r, q, ok := strings.Cut(s, "-")
+	rank, err1 := strconv.Atoi(r)
+	seq, err2 := strconv.ParseUint(q, 10, 64)
+	if !ok || err1 != nil || err2 != nil || rank < 0 || rank > 2 {
+		return cursor{}, invalid("Last-Event-ID: want an id this stream sent, like 1-42, got %q", s)
+	}
+	return cursor{rank: rank, seq: seq}, nil
+}
+
+// token is one token chunk as read from the tokens stream.
+type token struct {
+	Seq       uint64 `json:"seq"`
+	Text      string `json:"text"`
+	TokenID   int64  `json:"token_id"`
+	Final     bool   `json:"final"`
+	streamSeq uint64
+}
+
+// events handles GET /v1/jobs/{id}/events: Server-Sent Events `status`,
+// `token`, then `result` or `error`, then the stream ends.
+func (i *Ingress) events(c echo.Context) error {
+	rec, err := i.lookup(c)
+	if err != nil {
+		return err
+	}
+	cur, err := parseCursor(c.Request().Header.Get("Last-Event-ID"))
+	if err != nil {
+		return err
+	}
+	m, _ := i.opt.Config.Model(rec.Model)
+	generate := m != nil && m.Kind == config.KindGenerate
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	w.Flush()
+
+	recs := i.watchRecord(ctx, rec)
+	var toks <-chan token
+	subject := i.opt.Topology.TokenSubject(rec.Tenant, rec.ID)
+	if generate {
+		if toks, err = i.watchTokens(ctx, subject); err != nil {
+			return i.sseError(w, cur, "unavailable", "token stream unavailable")
+		}
+	}
+	var lastStream uint64
+	send := func(event string, next cursor, data any) error {
+		cur = next
+		return writeSSE(w, event, cur.String(), data)
+	}
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		if r := rec.Status.Rank(); r > cur.rank && !rec.Status.Terminal() {
+			if err := send("status", cursor{r, cur.seq}, map[string]any{"status": rec.Status, "attempt": rec.Attempts}); err != nil {
+				return nil
+			}
+		}
+		if rec.Status.Terminal() {
+			if generate {
+				i.drainTokens(ctx, subject, toks, &cur, lastStream, send)
+			}
+			if rec.Status == results.Succeeded {
+				_ = send("result", cursor{2, cur.seq}, rec)
+			} else {
+				_ = send("error", cursor{2, cur.seq}, map[string]any{"status": rec.Status, "error": rec.Error})
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case r, ok := <-recs:
+			if !ok {
+				return nil
+			}
+			rec = r
+		case t, ok := <-toks:
+			if !ok {
+				toks = nil
+				continue
+			}
+			lastStream = t.streamSeq
+			if err := i.sendToken(t, &cur, send); err != nil {
+				return nil
+			}
+		case <-keepalive.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+				return nil
+			}
+			w.Flush()
+		}
+	}
+}
+
+// sendToken writes a token the client has not seen, after a `running`
+// status if the record has not caught up with the worker yet.
+func (i *Ingress) sendToken(t token, cur *cursor, send func(string, cursor, any) error) error {
+	if t.Seq <= cur.seq {
+		return nil
+	}
+	if cur.rank < 1 {
+		if err := send("status", cursor{1, cur.seq}, map[string]any{"status": results.Running}); err != nil {
+			return err
+		}
+	}
+	return send("token", cursor{cur.rank, t.Seq}, map[string]any{"seq": t.Seq, "text": t.Text, "token_id": t.TokenID})
+}
+
+// drainTokens sends the tokens still on their way when the job ended: every
+// token is stored before the job's result, so the stream's last message for
+// the job's subject marks the end.
+func (i *Ingress) drainTokens(ctx context.Context, subject string, toks <-chan token, cur *cursor, lastStream uint64, send func(string, cursor, any) error) {
+	stream, err := i.opt.JS.Stream(ctx, i.opt.Topology.TokensStream())
+	if err != nil {
+		return
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return // no tokens at all, or the stream is unreachable
+	}
+	deadline := time.After(5 * time.Second)
+	for lastStream < last.Sequence {
+		select {
+		case t, ok := <-toks:
+			if !ok {
+				return
+			}
+			lastStream = t.streamSeq
+			if i.sendToken(t, cur, send) != nil {
+				return
+			}
+		case <-deadline:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// watchRecord sends each new status of the job, woken by the store's
+// notifications, until it is terminal or ctx ends.
+func (i *Ingress) watchRecord(ctx context.Context, rec *results.Record) <-chan *results.Record {
+	out := make(chan *results.Record)
+	go func() {
+		defer close(out)
+		last := rec
+		for !last.Status.Terminal() {
+			r, err := i.opt.Store.Wait(ctx, rec.ID, func(r *results.Record) bool {
+				return r.Status != last.Status || r.Attempts != last.Attempts
+			})
+			if err != nil || ctx.Err() != nil {
+				return
+			}
+			select {
+			case out <- r:
+				last = r
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// watchTokens reads the job's tokens from the tokens stream with an ordered
+// consumer (ephemeral by design: it lives as long as the request).
+func (i *Ingress) watchTokens(ctx context.Context, subject string) (<-chan token, error) {
+	cons, err := i.opt.JS.OrderedConsumer(ctx, i.opt.Topology.TokensStream(), natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return nil, err
+	}
+	iter, err := cons.Messages()
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan token)
+	stop := context.AfterFunc(ctx, iter.Stop)
+	go func() {
+		defer close(out)
+		defer stop()
+		defer iter.Stop()
+		for {
+			msg, err := iter.Next()
+			if err != nil {
+				if errors.Is(err, natsjs.ErrMsgIteratorClosed) || ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			var t token
+			if json.Unmarshal(msg.Data(), &t) != nil {
+				continue
+			}
+			if md, err := msg.Metadata(); err == nil {
+				t.streamSeq = md.Sequence.Stream
+			}
+			select {
+			case out <- t:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (i *Ingress) sseError(w *echo.Response, cur cursor, code, msg string) error {
+	_ = writeSSE(w, "error", cur.String(), map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	return nil
+}
+
+// writeSSE writes one event and flushes it to the client.
+func writeSSE(w *echo.Response, event, id string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", id, event, b); err != nil {
+		return err
+	}
+	w.Flush()
+	return nil
+}
