@@ -57,6 +57,7 @@ type Ingress struct {
 	Listen       string   `yaml:"listen"`         // default 127.0.0.1:8080
 	MaxWait      Duration `yaml:"max_wait"`       // longest ?wait= honoured; default 60s
 	MaxBodyBytes int64    `yaml:"max_body_bytes"` // default 8 MiB
+	SyncTimeout  Duration `yaml:"sync_timeout"`   // longest wait of the synchronous /v2 endpoints; default 60s
 }
 
 // Service is a back-end service with only an admin port (/healthz, /readyz, /metrics).
@@ -87,7 +88,7 @@ func Default() Config {
 			DuplicateWindow: D(2 * time.Minute), AckWait: D(30 * time.Second),
 		},
 		Results: Results{Retention: D(24 * time.Hour)},
-		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20},
+		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20, SyncTimeout: D(60 * time.Second)},
 		Worker:  Worker{MaxInflight: 1},
 		Log:     Log{Level: "info", Format: "text"},
 	}

@@ -28,6 +28,12 @@ type Stack struct {
 // when withRedis, a real redis-server; it stops with the test.
 func startStack(t *testing.T, withRedis bool, edit func(*config.Config)) *Stack {
 	t.Helper()
+	return startComponents(t, withRedis, stack.All, edit)
+}
+
+// startComponents is startStack with a chosen set of components.
+func startComponents(t *testing.T, withRedis bool, comps stack.Components, edit func(*config.Config)) *Stack {
+	t.Helper()
 	n := testutil.StartNATS(t)
 	cfg, err := config.Load("")
 	if err != nil {
@@ -52,7 +58,7 @@ func startStack(t *testing.T, withRedis bool, edit func(*config.Config)) *Stack 
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
-		done <- stack.Run(ctx, stack.Options{Config: &cfg, Conn: n.Conn, Components: stack.All,
+		done <- stack.Run(ctx, stack.Options{Config: &cfg, Conn: n.Conn, Components: comps,
 			IngressListener: ln, Log: log, Ready: func() { close(ready) }})
 	}()
 	select {

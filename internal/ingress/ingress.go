@@ -40,14 +40,15 @@ type Options struct {
 
 // Ingress serves the HTTP API.
 type Ingress struct {
-	opt  Options
-	echo *echo.Echo
-	now  func() time.Time
+	opt   Options
+	echo  *echo.Echo
+	now   func() time.Time
+	cache statsCache
 }
 
 // New builds the ingress and its routes.
 func New(opt Options) *Ingress {
-	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now}
+	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond}}
 	e := i.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = i.handleError
@@ -58,6 +59,16 @@ func New(opt Options) *Ingress {
 	e.GET("/v1/jobs/:id", i.getJob)
 	e.DELETE("/v1/jobs/:id", i.cancel)
 	e.GET("/v1/jobs/:id/events", i.events)
+	e.GET("/v1/models", i.listModels)
+	e.GET("/v1/models/:model", i.getModel)
+
+	e.POST("/v2/models/:model/infer", i.infer)
+	e.POST("/v2/models/:model/versions/:version/infer", i.infer)
+	e.POST("/v2/models/:model/generate", i.generate)
+	e.POST("/v2/models/:model/generate_stream", i.generateStream)
+	e.GET("/v2/models/:model", i.modelMetadata)
+	e.GET("/v2/models/:model/versions/:version", i.modelMetadata)
+	e.GET("/v2/models/:model/ready", i.modelReady)
 
 	admin := obs.AdminMux(opt.Registry, opt.Checks)
 	e.GET("/healthz", echo.WrapHandler(admin))

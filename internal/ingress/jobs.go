@@ -2,6 +2,8 @@ package ingress
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -41,16 +43,31 @@ var tracer = otel.Tracer("github.com/inferq/inferq/internal/ingress")
 
 // submit handles POST /v1/models/{model}[/versions/{version}]/jobs.
 func (i *Ingress) submit(c echo.Context) error {
+	acc, replayed, err := i.accept(c)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, acc.Links.Self)
+	if replayed {
+		return c.JSON(http.StatusOK, acc)
+	}
+	return c.JSON(http.StatusAccepted, acc)
+}
+
+// accept validates a submission, writes its queued record and publishes the
+// job. With an Idempotency-Key already used by the tenant it returns the
+// original job instead (replayed true) and queues nothing.
+func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err error) {
 	name := c.Param("model")
 	m, ok := i.opt.Config.Model(name)
 	if !ok {
-		return apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" not found")
+		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" not found")
 	}
 	if v := c.Param("version"); v != "" && v != m.Version {
-		return apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
+		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
 	}
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		return nil, false, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 	}
 	ctx, span := tracer.Start(c.Request().Context(), "ingress submit")
 	defer span.End()
@@ -58,12 +75,42 @@ func (i *Ingress) submit(c echo.Context) error {
 	req, inputs, params, err := decodeRequest(body, m)
 	if err != nil {
 		i.opt.Metrics.JobsRejected.WithLabelValues(m.Name, "invalid").Inc()
-		return err
+		return nil, false, err
+	}
+	tenant := tenantOf(c)
+	now := i.now().UTC()
+	id := jobid.At(now)
+	if key := c.Request().Header.Get("Idempotency-Key"); key != "" {
+		if len(key) > 255 {
+			return nil, false, invalid("Idempotency-Key: longer than 255 characters")
+		}
+		sum := sha256.Sum256([]byte(tenant + "\x00" + key))
+		owner, err := i.opt.Store.Reserve(ctx, hex.EncodeToString(sum[:]), id)
+		if err != nil {
+			return nil, false, i.unavailable(m.Name, "store", err)
+		}
+		if owner != id {
+			rec, err := i.opt.Store.Get(ctx, owner)
+			if err == nil {
+				if rec.Model != m.Name {
+					return nil, false, apiError(http.StatusConflict, "conflict", "Idempotency-Key already used for a job of model "+strconv.Quote(rec.Model))
+				}
+				return i.accepted(rec.ID, rec.Tenant, rec.Model, rec.Version, string(rec.Status), rec.CreatedAt), true, nil
+			}
+			if !errors.Is(err, results.ErrNotFound) {
+				return nil, false, i.unavailable(m.Name, "store", err)
+			}
+			// The first attempt reserved the key and stopped before writing
+			// its record: finish it under the same id (and Nats-Msg-Id).
+			id = owner
+		}
+	}
+	if err := i.checkQueue(ctx, m); err != nil {
+		return nil, false, err
 	}
 
-	now := i.now().UTC()
 	job := &inferqpb.Job{
-		Id: jobid.At(now), Tenant: DefaultTenant, Model: m.Name, Version: m.Version,
+		Id: id, Tenant: tenant, Model: m.Name, Version: m.Version,
 		Priority: int32(params.priority), CreatedUnixNano: now.UnixNano(),
 		Stream: params.stream, Attempt: 1, RequestId: req.ID,
 	}
@@ -87,25 +134,25 @@ func (i *Ingress) submit(c echo.Context) error {
 
 	rec := &results.Record{ID: job.Id, Tenant: job.Tenant, Model: m.Name, Version: m.Version,
 		Status: results.Queued, CreatedAt: now, Attempts: 1}
-	if err := i.opt.Store.Create(ctx, rec); err != nil {
-		return i.unavailable(m.Name, "store", err)
+	if err := i.opt.Store.Create(ctx, rec); err != nil && !errors.Is(err, results.ErrExists) {
+		return nil, false, i.unavailable(m.Name, "store", err)
 	}
 	if _, err := jetstream.Publish(ctx, i.opt.JS, i.opt.Topology.JobSubject(m.Name, params.priority), job, job.Id); err != nil {
 		// The job was never queued: end its record so nobody waits on it.
 		_, _, _ = i.opt.Store.Apply(context.WithoutCancel(ctx), results.Update{ID: job.Id, Status: results.Failed,
 			Attempt: 1, Time: i.now(), Error: &results.Error{Code: "enqueue_failed", Message: "the job could not be queued"}})
-		return i.unavailable(m.Name, "publish", err)
+		return nil, false, i.unavailable(m.Name, "publish", err)
 	}
 	i.opt.Metrics.JobsSubmitted.WithLabelValues(m.Name).Inc()
 	i.opt.Log.Debug("job queued", "job", job.Id, "model", m.Name, "priority", params.priority)
+	return i.accepted(job.Id, tenant, m.Name, m.Version, string(results.Queued), now), false, nil
+}
 
-	self := "/v1/jobs/" + job.Id
-	c.Response().Header().Set(echo.HeaderLocation, self)
-	return c.JSON(http.StatusAccepted, &Accepted{
-		ID: job.Id, Model: m.Name, Version: m.Version, Status: string(results.Queued), CreatedAt: now,
+func (i *Ingress) accepted(id, tenant, model, version, status string, created time.Time) *Accepted {
+	self := "/v1/jobs/" + id
+	return &Accepted{ID: id, Model: model, Version: version, Status: status, CreatedAt: created,
 		Links:         Links{Self: self, Events: self + "/events"},
-		StreamSubject: i.opt.Topology.TokenSubject(job.Tenant, job.Id),
-	})
+		StreamSubject: i.opt.Topology.TokenSubject(tenant, id)}
 }
 
 func (i *Ingress) unavailable(model, reason string, err error) error {

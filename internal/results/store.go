@@ -96,6 +96,10 @@ type Store interface {
 	// record seen. Ending ctx is not an error: the caller gets the current
 	// record. Waiters are woken by notifications, not by polling.
 	Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error)
+	// Reserve maps an idempotency key to job id for the retention, unless
+	// the key is taken: then it returns the id the key already maps to.
+	// key is an opaque token of [a-f0-9] (callers hash tenant and key).
+	Reserve(ctx context.Context, key, id string) (string, error)
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	Close() error

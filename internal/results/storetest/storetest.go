@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,6 +50,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"CloseReleasesWaiters", testCloseReleasesWaiters},
 		{"Retention", testRetention},
 		{"Ping", testPing},
+		{"Reserve", testReserve},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -660,5 +662,45 @@ func testPing(t *testing.T, newStore Factory) {
 	s := newStore(t, longRetention)
 	if err := s.Ping(ctxFor(t)); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+// testReserve: the first id reserved for a key wins, for concurrent callers
+// too; different keys are independent; bad keys are rejected.
+func testReserve(t *testing.T, newStore Factory) {
+	s := newStore(t, time.Minute)
+	ctx := context.Background()
+	const key = "0123456789abcdef"
+	ids := make(chan string, 10)
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.Reserve(ctx, key, fmt.Sprintf("job%02d", i))
+			if err != nil {
+				t.Errorf("reserve: %v", err)
+			}
+			ids <- got
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	first := ""
+	for id := range ids {
+		if first == "" {
+			first = id
+		}
+		if id != first {
+			t.Fatalf("reserve returned %q and %q for one key", first, id)
+		}
+	}
+	if got, err := s.Reserve(ctx, "fedcba", "other"); err != nil || got != "other" {
+		t.Errorf("second key: %q, %v", got, err)
+	}
+	for _, bad := range []string{"", "XYZ", "a.b", strings.Repeat("a", 200)} {
+		if _, err := s.Reserve(ctx, bad, "job"); !errors.Is(err, results.ErrInvalid) {
+			t.Errorf("Reserve(%q): %v, want ErrInvalid", bad, err)
+		}
 	}
 }

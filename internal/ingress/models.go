@@ -1,0 +1,205 @@
+package ingress
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/pkg/jetstream"
+)
+
+// Stats are a model's live queue figures, read from JetStream.
+type Stats struct {
+	Queued         uint64 `json:"queued"`          // jobs not yet batched (batcher consumer pending + ack pending)
+	BatchesPending uint64 `json:"batches_pending"` // batches waiting for a worker
+	InFlight       uint64 `json:"in_flight"`       // batches a worker holds
+	LiveWorkers    int    `json:"live_workers"`    // heartbeats in the workers bucket
+	// DesiredReplicas is what a KEDA-style scaler should aim for: workers
+	// take one batch at a time, so one per pending or running batch, and at
+	// least one while jobs wait.
+	DesiredReplicas uint64 `json:"desired_replicas"`
+}
+
+// statsCache keeps each model's stats for a short time so that checking
+// max_queued does not cost JetStream API calls on every request.
+type statsCache struct {
+	mu    sync.Mutex
+	ttl   time.Duration
+	byMod map[string]cachedStats
+}
+
+type cachedStats struct {
+	s  Stats
+	at time.Time
+}
+
+// stats reads a model's figures, at most once per cache period.
+func (i *Ingress) stats(ctx context.Context, model string) (Stats, error) {
+	c := &i.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byMod[model]; ok && time.Since(e.at) < c.ttl {
+		return e.s, nil
+	}
+	var s Stats
+	t := i.opt.Topology
+	b, err := i.opt.JS.Consumer(ctx, t.JobsStream(), jetstream.BatcherConsumer(model))
+	if err != nil {
+		return s, err
+	}
+	bi, err := b.Info(ctx)
+	if err != nil {
+		return s, err
+	}
+	s.Queued = bi.NumPending + uint64(bi.NumAckPending)
+	w, err := i.opt.JS.Consumer(ctx, t.BatchesStream(), jetstream.WorkerConsumer(model))
+	if err != nil {
+		return s, err
+	}
+	wi, err := w.Info(ctx)
+	if err != nil {
+		return s, err
+	}
+	s.BatchesPending, s.InFlight = wi.NumPending, uint64(wi.NumAckPending)
+	if kv, err := i.opt.JS.KeyValue(ctx, t.WorkersBucket()); err == nil {
+		if keys, err := kv.ListKeysFiltered(ctx, model+".>"); err == nil {
+			for range keys.Keys() {
+				s.LiveWorkers++
+			}
+		}
+	}
+	s.DesiredReplicas = s.BatchesPending + s.InFlight
+	if s.DesiredReplicas == 0 && s.Queued > 0 {
+		s.DesiredReplicas = 1
+	}
+	if c.byMod == nil {
+		c.byMod = map[string]cachedStats{}
+	}
+	c.byMod[model] = cachedStats{s, time.Now()}
+	return s, nil
+}
+
+// checkQueue refuses a job (503 + Retry-After) when the model already has
+// max_queued jobs waiting. It is checked against the model's consumer, not
+// the stream: INFERQ_JOBS also keeps finished jobs for replay.
+func (i *Ingress) checkQueue(ctx context.Context, m *config.Model) error {
+	s, err := i.stats(ctx, m.Name)
+	if err != nil {
+		// Publishing will tell whether JetStream is really down.
+		i.opt.Log.Warn("queue depth unknown", "model", m.Name, "err", err)
+		return nil
+	}
+	if s.Queued >= uint64(m.Queue.MaxQueued) {
+		i.opt.Metrics.JobsRejected.WithLabelValues(m.Name, "queue_full").Inc()
+		return &retryLater{apiError(http.StatusServiceUnavailable, "queue_full",
+			"model "+strconv.Quote(m.Name)+" has "+strconv.FormatUint(s.Queued, 10)+" jobs queued (max_queued "+strconv.Itoa(m.Queue.MaxQueued)+"); retry later"), 1}
+	}
+	return nil
+}
+
+// ModelInfo is a model's config and live stats, for GET /v1/models.
+type ModelInfo struct {
+	Name     string          `json:"name"`
+	Version  string          `json:"version"`
+	Kind     string          `json:"kind"`
+	Test     bool            `json:"test_model"` // a built-in test model, not real inference
+	Inputs   []config.Tensor `json:"inputs"`
+	Outputs  []config.Tensor `json:"outputs"`
+	Batching map[string]any  `json:"batching"`
+	Queue    map[string]any  `json:"queue"`
+	Stats    *Stats          `json:"stats"`
+}
+
+func (i *Ingress) modelInfo(ctx context.Context, m *config.Model) ModelInfo {
+	info := ModelInfo{Name: m.Name, Version: m.Version, Kind: m.Kind, Test: m.Runner.Builtin != "",
+		Inputs: m.Inputs, Outputs: m.Outputs,
+		Batching: map[string]any{"max_batch_size": m.Batching.MaxBatchSize, "preferred_batch_sizes": m.Batching.PreferredBatchSizes,
+			"max_queue_delay": m.Batching.MaxQueueDelay.String(), "ragged": m.Batching.Ragged},
+		Queue: map[string]any{"max_queued": m.Queue.MaxQueued, "default_timeout": m.Queue.DefaultTimeout.String(),
+			"max_deliver": m.Queue.MaxDeliver}}
+	if s, err := i.stats(ctx, m.Name); err == nil {
+		info.Stats = &s
+	}
+	return info
+}
+
+// listModels handles GET /v1/models.
+func (i *Ingress) listModels(c echo.Context) error {
+	out := make([]ModelInfo, 0, len(i.opt.Config.Models))
+	for k := range i.opt.Config.Models {
+		out = append(out, i.modelInfo(c.Request().Context(), &i.opt.Config.Models[k]))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"models": out})
+}
+
+// getModel handles GET /v1/models/{model}.
+func (i *Ingress) getModel(c echo.Context) error {
+	m, err := i.model(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, i.modelInfo(c.Request().Context(), m))
+}
+
+func (i *Ingress) model(c echo.Context) (*config.Model, error) {
+	name := c.Param("model")
+	m, ok := i.opt.Config.Model(name)
+	if !ok {
+		return nil, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" not found")
+	}
+	if v := c.Param("version"); v != "" && v != m.Version {
+		return nil, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
+	}
+	return m, nil
+}
+
+// oipTensor is a tensor's metadata in the OIP model metadata response.
+type oipTensor struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+func oipTensors(ts []config.Tensor) []oipTensor {
+	out := make([]oipTensor, len(ts))
+	for k, t := range ts {
+		dt := t.Datatype
+		if dt == "" {
+			dt = "ANY" // the test models accept every datatype
+		}
+		out[k] = oipTensor{Name: t.Name, Datatype: dt, Shape: append([]int64{-1}, t.Dims...)}
+	}
+	return out
+}
+
+// modelMetadata handles GET /v2/models/{model}[/versions/{v}] (OIP).
+func (i *Ingress) modelMetadata(c echo.Context) error {
+	m, err := i.model(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"name": m.Name, "versions": []string{m.Version},
+		"platform": "inferq_" + strings.ReplaceAll(m.Kind, "-", "_"), "inputs": oipTensors(m.Inputs), "outputs": oipTensors(m.Outputs)})
+}
+
+// modelReady handles GET /v2/models/{model}/ready: ready while at least one
+// worker for it is alive.
+func (i *Ingress) modelReady(c echo.Context) error {
+	m, err := i.model(c)
+	if err != nil {
+		return err
+	}
+	s, err := i.stats(c.Request().Context(), m.Name)
+	ready := err == nil && s.LiveWorkers > 0
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, map[string]any{"name": m.Name, "ready": ready})
+}

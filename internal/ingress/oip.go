@@ -1,0 +1,170 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/inferq/inferq/internal/results"
+)
+
+// The synchronous Open Inference Protocol endpoints are backed by the same
+// queue as the asynchronous API: they accept a job, then wait for its record.
+
+// waitDone accepts the request as a job and waits until it ends or the
+// synchronous timeout passes (504, with the job's address to poll).
+func (i *Ingress) waitDone(c echo.Context) (*results.Record, error) {
+	acc, _, err := i.accept(c)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), i.opt.Config.Ingress.SyncTimeout.D())
+	defer cancel()
+	rec, err := i.opt.Store.Wait(ctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() })
+	if err != nil {
+		return nil, i.unavailable(acc.Model, "store", err)
+	}
+	c.Response().Header().Set(echo.HeaderLocation, acc.Links.Self)
+	switch rec.Status {
+	case results.Succeeded:
+		return rec, nil
+	case results.Failed, results.Cancelled:
+		e := rec.Error
+		if e == nil {
+			e = &results.Error{Code: string(rec.Status), Message: "the job " + string(rec.Status)}
+		}
+		return nil, apiError(http.StatusInternalServerError, e.Code, e.Message)
+	case results.Expired:
+		return nil, apiError(http.StatusGatewayTimeout, "expired", "the job's timeout passed before it ran")
+	}
+	return nil, apiError(http.StatusGatewayTimeout, "timeout",
+		"job "+strconv.Quote(acc.ID)+" is still "+string(rec.Status)+"; poll "+acc.Links.Self)
+}
+
+// infer handles POST /v2/models/{model}[/versions/{v}]/infer: the KServe v2
+// inference request, answered with the inference response.
+func (i *Ingress) infer(c echo.Context) error {
+	rec, err := i.waitDone(c)
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(http.StatusOK, rec.Result)
+}
+
+// generateResponse is the answer of the generate extension.
+type generateResponse struct {
+	ID           string `json:"id"`
+	ModelName    string `json:"model_name"`
+	ModelVersion string `json:"model_version"`
+	TextOutput   string `json:"text_output"`
+}
+
+// generate handles POST /v2/models/{model}/generate ({text_input, parameters}).
+func (i *Ingress) generate(c echo.Context) error {
+	rec, err := i.waitDone(c)
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Outputs []struct {
+			Name string          `json:"name"`
+			Data json.RawMessage `json:"data"`
+		} `json:"outputs"`
+	}
+	_ = json.Unmarshal(rec.Result, &res)
+	out := generateResponse{ID: rec.ID, ModelName: rec.Model, ModelVersion: rec.Version}
+	for _, o := range res.Outputs {
+		var texts []string
+		if json.Unmarshal(o.Data, &texts) == nil && len(texts) > 0 {
+			out.TextOutput = texts[0]
+			break
+		}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// generateStream handles POST /v2/models/{model}/generate_stream: one SSE
+// `data:` event per token ({model_name, model_version, text_output}), then
+// the stream ends; a failure is an event with `error`.
+func (i *Ingress) generateStream(c echo.Context) error {
+	acc, _, err := i.accept(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), i.opt.Config.Ingress.SyncTimeout.D())
+	defer cancel()
+	rec, err := i.opt.Store.Get(ctx, acc.ID)
+	if err != nil {
+		return i.unavailable(acc.Model, "store", err)
+	}
+	subject := i.opt.Topology.TokenSubject(rec.Tenant, rec.ID)
+	toks, err := i.watchTokens(ctx, subject)
+	if err != nil {
+		return i.unavailable(acc.Model, "tokens", err)
+	}
+	recs := i.watchRecord(ctx, rec)
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set(echo.HeaderLocation, acc.Links.Self)
+	w.WriteHeader(http.StatusOK)
+	w.Flush()
+	cur := cursor{rank: -1}
+	var lastStream uint64
+	send := func(event string, next cursor, data any) error {
+		cur = next
+		if event != "token" {
+			return nil // only tokens are events here
+		}
+		d := data.(map[string]any)
+		return writeData(w, generateResponse{ID: rec.ID, ModelName: rec.Model, ModelVersion: rec.Version, TextOutput: d["text"].(string)})
+	}
+	for {
+		if rec.Status.Terminal() {
+			i.drainTokens(ctx, subject, toks, &cur, lastStream, send)
+			if rec.Status != results.Succeeded {
+				e := rec.Error
+				if e == nil {
+					e = &results.Error{Code: string(rec.Status), Message: "the job " + string(rec.Status)}
+				}
+				_ = writeData(w, map[string]any{"error": e.Message, "code": e.Code})
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			_ = writeData(w, map[string]any{"error": "timed out; poll " + acc.Links.Self, "code": "timeout"})
+			return nil
+		case r, ok := <-recs:
+			if !ok {
+				return nil
+			}
+			rec = r
+		case t, ok := <-toks:
+			if !ok {
+				toks = nil
+				continue
+			}
+			lastStream = t.streamSeq
+			if i.sendToken(t, &cur, send) != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// writeData writes one unnamed SSE event, as Triton's generate_stream does.
+func writeData(w *echo.Response, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(append(append([]byte("data: "), b...), '\n', '\n')); err != nil {
+		return err
+	}
+	w.Flush()
+	return nil
+}
