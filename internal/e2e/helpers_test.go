@@ -26,13 +26,13 @@ type Stack struct {
 
 // startStack runs every component against an embedded NATS server and,
 // when withRedis, a real redis-server; it stops with the test.
-func startStack(t *testing.T, withRedis bool, edit func(*config.Config)) *Stack {
+func startStack(t testing.TB, withRedis bool, edit func(*config.Config)) *Stack {
 	t.Helper()
 	return startComponents(t, withRedis, stack.All, edit)
 }
 
 // startComponents is startStack with a chosen set of components.
-func startComponents(t *testing.T, withRedis bool, comps stack.Components, edit func(*config.Config)) *Stack {
+func startComponents(t testing.TB, withRedis bool, comps stack.Components, edit func(*config.Config)) *Stack {
 	t.Helper()
 	n := testutil.StartNATS(t)
 	cfg, err := config.Load("")
