@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/stack"
+)
+
+// TestWorkerCrashMidBatch kills a worker process (SIGKILL) while it runs a
+// batch. JetStream redelivers the batch after AckWait to a second worker,
+// and every job still ends exactly once, succeeded, with its own output.
+func TestWorkerCrashMidBatch(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "inferq.yaml")
+	yaml := `nats: {ack_wait: 2s}
+models:
+  - name: simgpu
+    runner: {builtin: simgpu, params: {a: 1500ms, b: 1ms}}
+    batching: {max_batch_size: 8, max_queue_delay: 50ms}
+`
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startComponents(t, false, stack.Components{Ingress: true, Batcher: true, ResultSvc: true}, func(c *config.Config) {
+		loaded, err := config.Load(cfgFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded.NATS.URL = c.NATS.URL
+		*c = loaded
+	})
+	env := []string{"INFERQ_NATS_URL=" + s.Cfg.NATS.URL, "INFERQ_CONFIG=" + cfgFile, "INFERQ_WORKER_NAME=w1"}
+	w1 := start(t, binary(t, "deepspeed_nats"), env)
+
+	const jobs = 6
+	ids := make([]string, jobs)
+	for k := range jobs {
+		ids[k] = s.submit(t, "simgpu", fmt.Sprintf(`{"inputs":[{"name":"INPUT0","shape":[1,2],"datatype":"INT32","data":[%d,%d]}]}`, k, -k)).ID
+	}
+	// Wait until the first worker holds the batch, then crash it.
+	testutilEventually(t, func() bool {
+		var rec jobRecord
+		do(t, "GET", s.URL+"/v1/jobs/"+ids[0], nil, &rec)
+		return rec.Status == "running"
+	})
+	if err := w1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-w1.done
+	start(t, binary(t, "deepspeed_nats"), append(env, "INFERQ_WORKER_NAME=w2"))
+
+	var wg sync.WaitGroup
+	for k, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := s.wait(t, id)
+			if rec.Status != "succeeded" || rec.Attempts != 1 || rec.Result == nil {
+				t.Errorf("job %d: %+v", k, rec)
+				return
+			}
+			want := fmt.Sprintf("[%d,%d]", k, -k)
+			if got := string(rec.Result.Outputs[0].Data); got != want {
+				t.Errorf("job %d: output %s, want %s", k, got, want)
+			}
+		}()
+	}
+	wg.Wait()
+	// Exactly one terminal status each: the events stream is drained and
+	// every record stays succeeded.
+	time.Sleep(500 * time.Millisecond)
+	for _, id := range ids {
+		var rec jobRecord
+		do(t, "GET", s.URL+"/v1/jobs/"+id, nil, &rec)
+		if rec.Status != "succeeded" {
+			t.Errorf("job %s changed to %s", id, rec.Status)
+		}
+	}
+}
