@@ -13,6 +13,14 @@ const usage = `usage: inferq <command> [flags]
 
 commands:
   dev     run the whole broker in one process (embedded NATS and results store)
+  submit  submit a job:        inferq submit -text hello -params '{"max_tokens":8}' -wait 30s repeat
+  get     print a job record:  inferq get -wait 30s JOB_ID
+  watch   print a job's tokens live over NATS, in order (resumable with -from SEQ)
+  models  models with their config and live stats
+  stats   live queue figures per model
+
+Client commands read INFERQ_URL (default http://127.0.0.1:8080), INFERQ_TOKEN and INFERQ_NATS_URL.
+Exit codes: 0 ok, 1 the job failed or the request was refused, 2 usage, 3 -wait ran out.
 
 Run 'inferq <command> -h' for a command's flags.
 `
@@ -26,6 +34,11 @@ func main() {
 	case "dev":
 		ctx, stop := cli.SignalContext()
 		code := cli.Dev(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	case "submit", "get", "watch", "models", "stats":
+		ctx, stop := cli.SignalContext()
+		code := cli.Client(ctx, os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
 	case "-h", "--help", "help":
