@@ -56,6 +56,7 @@ type Redis struct {
 	t    testing.TB
 	bin  string
 	dir  string
+	aof  bool
 	cmd  *exec.Cmd
 	exit chan struct{}
 }
@@ -75,13 +76,19 @@ func RedisServerPath() (string, error) {
 
 // StartRedis runs a fresh redis-server (no persistence) for the test. A
 // missing redis-server fails the test: it is a dependency, never a skip.
-func StartRedis(t testing.TB) *Redis {
+func StartRedis(t testing.TB) *Redis { t.Helper(); return startRedis(t, false) }
+
+// StartRedisAOF is StartRedis with an append-only file synced on every
+// write, as production runs it: data survives Stop and Start.
+func StartRedisAOF(t testing.TB) *Redis { t.Helper(); return startRedis(t, true) }
+
+func startRedis(t testing.TB, aof bool) *Redis {
 	t.Helper()
 	bin, err := RedisServerPath()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Redis{t: t, bin: bin, dir: t.TempDir()}
+	r := &Redis{t: t, bin: bin, dir: t.TempDir(), aof: aof}
 	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	r.URL = "redis://" + r.Addr + "/0"
 	r.Start()
@@ -93,8 +100,12 @@ func StartRedis(t testing.TB) *Redis {
 func (r *Redis) Start() {
 	r.t.Helper()
 	_, port, _ := net.SplitHostPort(r.Addr)
-	r.cmd = exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	aof := "no"
+	if r.aof {
+		aof = "yes"
+	}
+	r.cmd = exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", aof,
+		"--appendfsync", "always", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
