@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/testutil"
@@ -196,4 +198,8 @@ func ints(raw json.RawMessage) ([]int32, error) {
 		return nil, fmt.Errorf("data %s: %w", raw, err)
 	}
 	return v, nil
+}
+
+func jetstreamOrdered(subject string) natsjs.OrderedConsumerConfig {
+	return natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}}
 }

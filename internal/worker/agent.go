@@ -227,7 +227,20 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 		return
 	}
 	log.Error("batch failed for good", "err", cause)
+	// Dead-letter records are stored before the jobs end and before Term()
+	// removes the batch: nothing is forgotten if this worker dies midway.
 	pub := newPublisher(a.opt.JS)
+	for _, j := range b.Jobs {
+		rec, _ := json.Marshal(jetstream.DeadLetter{Job: j.Id, Tenant: j.Tenant, Model: m.Name, JobsSeq: j.JobsSeq,
+			Attempt: j.Attempt, Deliveries: delivered, Batch: b.Id, Error: cause.Error(), Time: a.now().UTC()})
+		msg := &nats.Msg{Subject: a.opt.Topology.DeadSubject(m.Name), Data: rec, Header: nats.Header{}}
+		msg.Header.Set(jetstream.HeaderMsgID, eventID(j, "dead"))
+		pub.send(msg)
+	}
+	if err := pub.wait(ctx); err != nil {
+		_ = msg.NakWithDelay(m.Queue.BackoffFor(delivered))
+		return
+	}
 	now := a.now().UnixNano()
 	for _, j := range b.Jobs {
 		pub.event(ctx, a.opt.Topology.EventSubject(m.Name, jetstream.EventFailed), &inferqpb.JobEvent{
