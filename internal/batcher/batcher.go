@@ -180,7 +180,7 @@ func (b *Batcher) flush(ctx context.Context, p *pending, reason string, log *slo
 func (b *Batcher) expire(ctx context.Context, e entry, now time.Time, log *slog.Logger) {
 	ev := &inferqpb.JobEvent{
 		JobId: e.job.Id, Tenant: e.job.Tenant, Model: e.job.Model, Version: e.job.Version,
-		Status: inferqpb.Status_STATUS_EXPIRED, Attempt: e.job.Attempt, TimeUnixNano: now.UnixNano(),
+		Status: inferqpb.Status_STATUS_EXPIRED, Attempt: e.job.Attempt, TimeUnixNano: now.UnixNano(), JobsSeq: e.seq,
 		Error: &inferqpb.Error{Code: "expired", Message: "the job's timeout passed before it was batched"},
 	}
 	subj := b.opt.Topology.EventSubject(e.job.Model, jetstream.EventFailed)
@@ -278,7 +278,7 @@ func (b *Batcher) publish(ctx context.Context, m *config.Model, es []entry, reas
 func (b *Batcher) fail(ctx context.Context, e entry, code, msg string, log *slog.Logger) {
 	ev := &inferqpb.JobEvent{
 		JobId: e.job.Id, Tenant: e.job.Tenant, Model: e.job.Model, Version: e.job.Version,
-		Status: inferqpb.Status_STATUS_FAILED, Attempt: e.job.Attempt, TimeUnixNano: b.now().UnixNano(),
+		Status: inferqpb.Status_STATUS_FAILED, Attempt: e.job.Attempt, TimeUnixNano: b.now().UnixNano(), JobsSeq: e.seq,
 		Error: &inferqpb.Error{Code: code, Message: msg},
 	}
 	if _, err := jetstream.Publish(ctx, b.opt.JS, b.opt.Topology.EventSubject(e.job.Model, jetstream.EventFailed), ev, eventID(e.job, "failed")); err != nil {

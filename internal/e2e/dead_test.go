@@ -25,6 +25,8 @@ func TestPoisonBatchIsDeadLettered(t *testing.T) {
 			Queue:  config.Queue{MaxDeliver: 3, Backoff: []config.Duration{config.D(50 * time.Millisecond)}}})
 	})
 	acc := s.submit(t, "flaky", `{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"FP32","data":[1]}]}`)
+	other := s.submit(t, "flaky", `{"inputs":[{"name":"INPUT0","shape":[1,2],"datatype":"FP32","data":[2,3]}]}`)
+	s.wait(t, other.ID)
 	rec := s.wait(t, acc.ID)
 	if rec.Status != "failed" || rec.Error == nil || rec.Error.Code != "batch_failed" || rec.Attempts != 1 {
 		t.Fatalf("record %+v", rec)
@@ -33,13 +35,18 @@ func TestPoisonBatchIsDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, err := cons.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var dl jetstream.DeadLetter
-	if err := json.Unmarshal(msg.Data(), &dl); err != nil {
-		t.Fatal(err)
+	for range 2 { // two jobs failed; find acc's record
+		msg, err := cons.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(msg.Data(), &dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Job == acc.ID {
+			break
+		}
 	}
 	if dl.Job != acc.ID || dl.Model != "flaky" || dl.Deliveries != 3 || dl.JobsSeq == 0 || dl.Error == "" {
 		t.Errorf("dead letter %+v", dl)
@@ -52,5 +59,33 @@ func TestPoisonBatchIsDeadLettered(t *testing.T) {
 	raw, err := jobs.GetMsg(t.Context(), dl.JobsSeq)
 	if err != nil || raw.Header.Get("Nats-Msg-Id") != acc.ID {
 		t.Errorf("jobs stream seq %d: %v %v", dl.JobsSeq, err, raw)
+	}
+
+	// Remove the fault and replay: by id, then the rest by model.
+	if err := os.Remove(flag); err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Attempt int `json:"attempt"`
+	}
+	if code, _ := do(t, "POST", s.URL+"/v1/jobs/"+acc.ID+"/replay", nil, &r); code != 202 || r.Attempt != 2 {
+		t.Fatalf("replay: %d %+v", code, r)
+	}
+	if rec := s.wait(t, acc.ID); rec.Status != "succeeded" || rec.Attempts != 2 || string(rec.Result.Outputs[0].Data) != "[1]" {
+		t.Fatalf("replayed job %+v", rec)
+	}
+	if code, _ := do(t, "POST", s.URL+"/v1/jobs/"+acc.ID+"/replay", nil, nil); code != 202 {
+		t.Errorf("replaying a succeeded job: %d", code)
+	}
+	s.wait(t, acc.ID)
+	var n struct{ Count int }
+	if code, _ := do(t, "POST", s.URL+"/v1/models/flaky/replay", `{"status":"failed","limit":10}`, &n); code != 200 || n.Count != 1 {
+		t.Fatalf("model replay: %d %+v", code, n)
+	}
+	if rec := s.wait(t, other.ID); rec.Status != "succeeded" || rec.Attempts != 2 || string(rec.Result.Outputs[0].Data) != "[2,3]" {
+		t.Fatalf("model-replayed job %+v", rec)
+	}
+	if code, _ := do(t, "POST", s.URL+"/v1/models/flaky/replay", `{"status":"queued"}`, nil); code != 400 {
+		t.Errorf("replay by status queued: %d", code)
 	}
 }

@@ -59,6 +59,8 @@ func New(opt Options) *Ingress {
 	e.GET("/v1/jobs/:id", i.getJob)
 	e.DELETE("/v1/jobs/:id", i.cancel)
 	e.GET("/v1/jobs/:id/events", i.events)
+	e.POST("/v1/jobs/:id/replay", i.replayJob)
+	e.POST("/v1/models/:model/replay", i.replayModel)
 	e.GET("/v1/models", i.listModels)
 	e.GET("/v1/models/:model", i.getModel)
 

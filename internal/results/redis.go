@@ -50,6 +50,7 @@ const (
 	fErrCode    = "error_code" // present iff the record has an Error
 	fErrMessage = "error_message"
 	fResult     = "result" // raw JSON, absent when empty
+	fJobsSeq    = "jobs_seq"
 )
 
 // createScript sets the record only if the key is free, with its TTL, in one
@@ -66,7 +67,8 @@ return 1
 // definitions so the two cannot drift apart.
 //
 // ARGV: 1 status, 2 attempt, 3 time, 4 has result, 5 result, 6 has error,
-// 7 error code, 8 error message, 9 TTL ms, 10 notify channel.
+// 7 error code, 8 error message, 9 TTL ms, 10 notify channel, 11 jobs_seq
+// (0: unknown).
 // Returns false if the record is missing, else {changed, HGETALL}.
 var applyScript = redis.NewScript(luaRankTable() + fmt.Sprintf(`
 local key = KEYS[1]
@@ -104,12 +106,13 @@ if att > cur_att or (att == cur_att and new_rank > cur_rank) then
       redis.call('HDEL', key, %[6]q, %[7]q)
     end
   end
+  if ARGV[11] ~= '0' then redis.call('HSET', key, %[11]q, ARGV[11]) end
   redis.call('PEXPIRE', key, ARGV[9])
   redis.call('PUBLISH', ARGV[10], st)
 end
 return {changed, redis.call('HGETALL', key)}
 `, fStatus, fAttempts, fStartedAt, fFinishedAt, fResult, fErrCode, fErrMessage,
-	Running, Succeeded, Succeeded.Rank()))
+	Running, Succeeded, Succeeded.Rank(), fJobsSeq))
 
 // allStatuses lists every status, for the Lua rank table.
 var allStatuses = []Status{Queued, Running, Succeeded, Failed, Cancelled, Expired}
@@ -314,7 +317,7 @@ func (s *RedisStore) Apply(ctx context.Context, u Update) (*Record, bool, error)
 	reply, err := applyScript.Run(ctx, s.client, []string{s.key(u.ID)},
 		string(u.Status), u.Attempt, u.Time.Format(time.RFC3339Nano),
 		hasResult, []byte(u.Result), hasErr, code, msg,
-		s.retention.Milliseconds(), s.channel(u.ID)).Slice()
+		s.retention.Milliseconds(), s.channel(u.ID), strconv.FormatUint(u.JobsSeq, 10)).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, ErrNotFound)
 	}
@@ -461,6 +464,9 @@ func encodeHash(r *Record) []any {
 	if len(r.Result) > 0 {
 		kv = append(kv, fResult, []byte(r.Result))
 	}
+	if r.JobsSeq != 0 {
+		kv = append(kv, fJobsSeq, strconv.FormatUint(r.JobsSeq, 10))
+	}
 	return kv
 }
 
@@ -495,6 +501,11 @@ func decodeHash(h map[string]string) (*Record, error) {
 	}
 	if r := h[fResult]; r != "" {
 		rec.Result = []byte(r)
+	}
+	if q, ok := h[fJobsSeq]; ok {
+		if rec.JobsSeq, err = strconv.ParseUint(q, 10, 64); err != nil {
+			return nil, fmt.Errorf("%w: jobs_seq: %w", errCorrupt, err)
+		}
 	}
 	return rec, nil
 }

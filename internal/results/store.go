@@ -60,6 +60,7 @@ type Record struct {
 	StartedAt  *time.Time      `json:"started_at,omitempty"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
 	Attempts   uint32          `json:"attempts"`
+	JobsSeq    uint64          `json:"jobs_seq,omitempty"` // the job in INFERQ_JOBS, once a batcher has seen it
 	Error      *Error          `json:"error,omitempty"`
 	Result     json.RawMessage `json:"result,omitempty"` // OIP inference response
 }
@@ -73,6 +74,7 @@ type Update struct {
 	Time    time.Time
 	Result  json.RawMessage // with Succeeded
 	Error   *Error          // with Failed, Cancelled, Expired
+	JobsSeq uint64          // the job's sequence in INFERQ_JOBS; 0 if unknown
 }
 
 // Sentinel errors, checked with errors.Is.
@@ -123,6 +125,9 @@ func Advance(rec *Record, u Update) bool {
 		rec.StartedAt, rec.FinishedAt, rec.Error, rec.Result = nil, nil, nil, nil
 	}
 	rec.Status = u.Status
+	if u.JobsSeq != 0 {
+		rec.JobsSeq = u.JobsSeq
+	}
 	t := u.Time.UTC()
 	switch {
 	case u.Status == Running:

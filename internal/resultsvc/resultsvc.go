@@ -101,7 +101,7 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		return
 	}
 	st, ok := statuses[ev.Status]
-	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano)}
+	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano), JobsSeq: ev.JobsSeq}
 	if err := u.Check(); !ok || err != nil {
 		s.opt.Log.Error("invalid event dropped", "job", ev.JobId, "status", ev.Status.String(), "err", err)
 		_ = msg.Term()

@@ -156,7 +156,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	for _, j := range batch.Jobs {
 		pub.event(runCtx, a.opt.Topology.EventSubject(m.Name, jetstream.EventRunning), &inferqpb.JobEvent{
 			JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: batch.Version, Status: inferqpb.Status_STATUS_RUNNING,
-			Attempt: j.Attempt, TimeUnixNano: now, BatchId: batch.Id, Worker: a.opt.Name,
+			Attempt: j.Attempt, TimeUnixNano: now, BatchId: batch.Id, Worker: a.opt.Name, JobsSeq: j.JobsSeq,
 		}, eventID(j, "running"))
 	}
 	tenants := make(map[string]*inferqpb.BatchJob, len(batch.Jobs))
@@ -190,7 +190,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	done := a.now().UnixNano()
 	for _, j := range batch.Jobs {
 		ev := &inferqpb.JobEvent{JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: batch.Version,
-			Attempt: j.Attempt, TimeUnixNano: done, BatchId: batch.Id, Worker: a.opt.Name, RequestId: j.RequestId}
+			Attempt: j.Attempt, TimeUnixNano: done, BatchId: batch.Id, Worker: a.opt.Name, RequestId: j.RequestId, JobsSeq: j.JobsSeq}
 		jr := byID[j.Id]
 		switch {
 		case jr == nil:
@@ -245,7 +245,7 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 	for _, j := range b.Jobs {
 		pub.event(ctx, a.opt.Topology.EventSubject(m.Name, jetstream.EventFailed), &inferqpb.JobEvent{
 			JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: b.Version, Status: inferqpb.Status_STATUS_FAILED,
-			Attempt: j.Attempt, TimeUnixNano: now, BatchId: b.Id, Worker: a.opt.Name,
+			Attempt: j.Attempt, TimeUnixNano: now, BatchId: b.Id, Worker: a.opt.Name, JobsSeq: j.JobsSeq,
 			Error: &inferqpb.Error{Code: "batch_failed", Message: fmt.Sprintf("failed after %d attempts: %v", delivered, cause)},
 		}, eventID(j, jetstream.EventFailed))
 	}

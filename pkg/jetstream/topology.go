@@ -69,6 +69,7 @@ const (
 	EventRunning = "running"
 	EventResult  = "result"
 	EventFailed  = "failed"
+	EventQueued  = "queued" // a replay's new attempt
 )
 
 // EventSubject is where workers and batchers report job progress.

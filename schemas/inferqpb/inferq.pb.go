@@ -645,6 +645,7 @@ type JobEvent struct {
 	Outputs       []*Tensor              `protobuf:"bytes,10,rep,name=outputs,proto3" json:"outputs,omitempty"` // for succeeded
 	Error         *Error                 `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`     // for failed, cancelled, expired
 	RequestId     string                 `protobuf:"bytes,12,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	JobsSeq       uint64                 `protobuf:"varint,13,opt,name=jobs_seq,json=jobsSeq,proto3" json:"jobs_seq,omitempty"` // the job's sequence in INFERQ_JOBS, for replay
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -761,6 +762,13 @@ func (x *JobEvent) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *JobEvent) GetJobsSeq() uint64 {
+	if x != nil {
+		return x.JobsSeq
+	}
+	return 0
 }
 
 // TokenChunk is one piece of generated text for one job.
@@ -1470,7 +1478,7 @@ const file_inferq_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
-	"\tretryable\x18\x03 \x01(\bR\tretryable\"\xfb\x02\n" +
+	"\tretryable\x18\x03 \x01(\bR\tretryable\"\x96\x03\n" +
 	"\bJobEvent\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -1485,7 +1493,8 @@ const file_inferq_proto_rawDesc = "" +
 	" \x03(\v2\x11.inferq.v1.TensorR\aoutputs\x12&\n" +
 	"\x05error\x18\v \x01(\v2\x10.inferq.v1.ErrorR\x05error\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\f \x01(\tR\trequestId\"z\n" +
+	"request_id\x18\f \x01(\tR\trequestId\x12\x19\n" +
+	"\bjobs_seq\x18\r \x01(\x04R\ajobsSeq\"z\n" +
 	"\n" +
 	"TokenChunk\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
