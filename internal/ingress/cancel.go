@@ -39,6 +39,7 @@ func (i *Ingress) cancel(c echo.Context) error {
 		i.opt.Log.Warn("cancel notice not sent", "job", rec.ID, "model", rec.Model, "err", err)
 	}
 	i.opt.Log.Info("job cancelled", "job", rec.ID, "model", rec.Model)
+	i.awaitApplied(ctx, rec.ID, func(r *results.Record) bool { return r.Status.Terminal() || r.Attempts > rec.Attempts })
 	return c.JSON(http.StatusAccepted, map[string]string{"id": rec.ID, "status": "cancelling"})
 }
 

@@ -72,6 +72,7 @@ func (i *Ingress) replay(ctx context.Context, rec *results.Record) (uint32, erro
 		return 0, i.unavailable(job.Model, "publish", err)
 	}
 	i.opt.Log.Info("job replayed", "job", job.Id, "model", job.Model, "attempt", attempt)
+	i.awaitApplied(ctx, job.Id, func(r *results.Record) bool { return r.Attempts >= attempt })
 	return attempt, nil
 }
 
@@ -140,4 +141,12 @@ func (i *Ingress) replayModel(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]int{"count": count})
+}
+
+// awaitApplied waits (briefly) until resultsvc has applied a change this
+// request published, so that a client reading the job next sees it.
+func (i *Ingress) awaitApplied(ctx context.Context, id string, done func(*results.Record) bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, _ = i.opt.Store.Wait(ctx, id, done)
 }
