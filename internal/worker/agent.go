@@ -197,6 +197,9 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, &inferqpb.Error{Code: "no_result", Message: "the runner returned no result for this job"}
 		case jr.Error != nil:
 			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, jr.Error
+			if jr.Error.Code != "cancelled" {
+				a.deadLetter(pub, m, batch, j, delivered, jr.Error.Code+": "+jr.Error.Message)
+			}
 		default:
 			ev.Status, ev.Outputs = inferqpb.Status_STATUS_SUCCEEDED, jr.Outputs
 		}
@@ -231,11 +234,7 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 	// removes the batch: nothing is forgotten if this worker dies midway.
 	pub := newPublisher(a.opt.JS)
 	for _, j := range b.Jobs {
-		rec, _ := json.Marshal(jetstream.DeadLetter{Job: j.Id, Tenant: j.Tenant, Model: m.Name, JobsSeq: j.JobsSeq,
-			Attempt: j.Attempt, Deliveries: delivered, Batch: b.Id, Error: cause.Error(), Time: a.now().UTC()})
-		msg := &nats.Msg{Subject: a.opt.Topology.DeadSubject(m.Name), Data: rec, Header: nats.Header{}}
-		msg.Header.Set(jetstream.HeaderMsgID, eventID(j, "dead"))
-		pub.send(msg)
+		a.deadLetter(pub, m, b, j, delivered, cause.Error())
 	}
 	if err := pub.wait(ctx); err != nil {
 		_ = msg.NakWithDelay(m.Queue.BackoffFor(delivered))
@@ -254,6 +253,16 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 		return
 	}
 	_ = msg.Term()
+}
+
+// deadLetter queues a job's dead-letter record on pub; callers wait for it
+// before the job's failed event is published.
+func (a *Agent) deadLetter(pub *publisher, m *config.Model, b *inferqpb.Batch, j *inferqpb.BatchJob, delivered uint64, why string) {
+	rec, _ := json.Marshal(jetstream.DeadLetter{Job: j.Id, Tenant: j.Tenant, Model: m.Name, JobsSeq: j.JobsSeq,
+		Attempt: j.Attempt, Deliveries: delivered, Batch: b.Id, Error: why, Time: a.now().UTC()})
+	msg := &nats.Msg{Subject: a.opt.Topology.DeadSubject(m.Name), Data: rec, Header: nats.Header{}}
+	msg.Header.Set(jetstream.HeaderMsgID, eventID(j, "dead"))
+	pub.send(msg)
 }
 
 // isPermanent is true for errors no retry can fix. Everything else is
