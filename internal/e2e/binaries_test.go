@@ -151,6 +151,8 @@ func TestInferqDev(t *testing.T) {
 	natsPort := testutil.FreePort(t)
 	p := start(t, binary(t, "inferq"), nil, "dev", "--http", addr, "--nats-port", fmt.Sprint(natsPort), "--data", t.TempDir())
 	waitHTTP(t, p, "http://"+addr+"/readyz")
+	// The banner is printed as the services start, alongside the first /readyz.
+	testutilEventually(t, func() bool { return strings.Contains(p.out.String(), "Ctrl-C stops it") })
 	for _, want := range []string{"http://" + addr, fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "curl", "simple"} {
 		if !strings.Contains(p.out.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, p.out)
