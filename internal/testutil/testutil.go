@@ -185,3 +185,54 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format st
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Cluster is a JetStream cluster of embedded servers on loopback.
+type Cluster struct {
+	Nodes []*jetstream.Embedded
+	URLs  []string // client URLs, one per node
+}
+
+// StartCluster runs n clustered JetStream servers and waits until the
+// cluster has a meta leader.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = FreePort(t)
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	c := &Cluster{}
+	errs := make(chan error, n)
+	nodes := make([]*jetstream.Embedded, n)
+	for i := range n {
+		go func() {
+			srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: -1, StoreDir: t.TempDir(),
+				ServerName: fmt.Sprintf("n%d", i+1),
+				Cluster:    &jetstream.ClusterConfig{Name: "inferq-test", Port: ports[i], Routes: routes}})
+			nodes[i] = srv
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("start cluster: %v", err)
+		}
+	}
+	for _, s := range nodes {
+		t.Cleanup(s.Shutdown)
+		c.Nodes = append(c.Nodes, s)
+		c.URLs = append(c.URLs, s.ClientURL())
+	}
+	Eventually(t, 20*time.Second, func() bool {
+		for _, s := range nodes {
+			if s.Server.JetStreamIsLeader() {
+				return true
+			}
+		}
+		return false
+	}, "no JetStream meta leader")
+	return c
+}
