@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,4 +203,77 @@ func ints(raw json.RawMessage) ([]int32, error) {
 
 func jetstreamOrdered(subject string) natsjs.OrderedConsumerConfig {
 	return natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}}
+}
+
+// sentJob is a simple job a load loop had accepted, with its inputs.
+type sentJob struct {
+	id   string
+	a, b []int32
+}
+
+// loadUntil posts simple jobs from `workers` goroutines until stop closes.
+// A 503 (the broker refusing while something is down) promises nothing and
+// is counted; any other non-202 answer fails the test.
+func loadUntil(t *testing.T, s *Stack, workers int, stop <-chan struct{}) (good []sentJob, refused int) {
+	t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a, b := make([]int32, 16), make([]int32, 16)
+				for i := range a {
+					a[i], b[i] = int32(w*100000+k), int32(-i)
+				}
+				var acc accepted
+				code, _ := do(t, "POST", s.URL+"/v1/models/simple/jobs", simpleBody(a, b), &acc)
+				mu.Lock()
+				switch code {
+				case http.StatusAccepted:
+					good = append(good, sentJob{acc.ID, a, b})
+				case http.StatusServiceUnavailable:
+					refused++
+				default:
+					t.Errorf("POST answered %d", code)
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	return good, refused
+}
+
+// checkAll waits for every job and checks its outputs.
+func checkAll(t *testing.T, s *Stack, jobs []sentJob) {
+	t.Helper()
+	if len(jobs) < 50 {
+		t.Fatalf("only %d jobs accepted", len(jobs))
+	}
+	next := make(chan sentJob)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				if err := checkSimple(s.wait(t, j.id), j.a, j.b); err != nil {
+					t.Errorf("job %s: %v", j.id, err)
+				}
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
 }

@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,62 +40,16 @@ func TestRedisRestartLosesNoJob(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	s := &Stack{URL: "http://" + ln.Addr().String(), NATS: n, Cfg: &cfg}
 
-	type sent struct {
-		id   string
-		a, b []int32
-	}
-	var (
-		mu      sync.Mutex
-		good    []sent
-		refused int
-	)
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				a, b := make([]int32, 16), make([]int32, 16)
-				for i := range a {
-					a[i], b[i] = int32(w*1000+k), int32(i)
-				}
-				var acc accepted
-				code, _ := do(t, "POST", s.URL+"/v1/models/simple/jobs", simpleBody(a, b), &acc)
-				mu.Lock()
-				switch code {
-				case http.StatusAccepted:
-					good = append(good, sent{acc.ID, a, b})
-				case http.StatusServiceUnavailable:
-					refused++ // the store is down: not accepted, nothing promised
-				default:
-					t.Errorf("POST answered %d", code)
-				}
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	time.Sleep(500 * time.Millisecond)
-	r.Stop()
-	time.Sleep(1500 * time.Millisecond)
-	r.Start()
-	time.Sleep(1 * time.Second)
-	close(stop)
-	wg.Wait()
-	t.Logf("%d jobs accepted, %d refused while Redis was down", len(good), refused)
-	if len(good) < 50 {
-		t.Fatalf("only %d jobs accepted", len(good))
-	}
-	for _, j := range good {
-		rec := s.wait(t, j.id)
-		if err := checkSimple(rec, j.a, j.b); err != nil {
-			t.Errorf("job %s: %v", j.id, err)
-		}
-	}
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		r.Stop()
+		time.Sleep(1500 * time.Millisecond)
+		r.Start()
+		time.Sleep(1 * time.Second)
+		close(stop)
+	}()
+	good, refused := loadUntil(t, s, 8, stop)
+	t.Logf("%d jobs accepted, %d refused while the fault lasted", len(good), refused)
+	checkAll(t, s, good)
 }
