@@ -15,19 +15,22 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/inferq/inferq/internal/auth"
 )
 
 // Config is the whole configuration of an inferq deployment.
 type Config struct {
-	NATS      NATS    `yaml:"nats"`
-	Redis     Redis   `yaml:"redis"`
-	Results   Results `yaml:"results"`
-	Ingress   Ingress `yaml:"ingress"`
-	Batcher   Service `yaml:"batcher"`
-	ResultSvc Service `yaml:"resultsvc"`
-	Worker    Worker  `yaml:"worker"`
-	Log       Log     `yaml:"log"`
-	Models    []Model `yaml:"models"`
+	NATS      NATS        `yaml:"nats"`
+	Redis     Redis       `yaml:"redis"`
+	Results   Results     `yaml:"results"`
+	Ingress   Ingress     `yaml:"ingress"`
+	Batcher   Service     `yaml:"batcher"`
+	ResultSvc Service     `yaml:"resultsvc"`
+	Worker    Worker      `yaml:"worker"`
+	Log       Log         `yaml:"log"`
+	Auth      auth.Config `yaml:"auth"`
+	Models    []Model     `yaml:"models"`
 }
 
 // NATS says where JetStream is and how inferq's streams are shaped.
@@ -196,6 +199,14 @@ func (c *Config) Finish() error {
 	}
 	if c.NATS.AckWait.D() <= 0 {
 		errs = append(errs, errors.New("nats.ack_wait must be positive"))
+	}
+	// Auth is off unless credentials are configured (as `inferq dev` runs).
+	if len(c.Auth.APIKeys) > 0 || c.Auth.JWT.HS256Secret != "" || c.Auth.JWT.HS256SecretFile != "" ||
+		c.Auth.JWT.JWKSFile != "" || c.Auth.JWT.JWKSURL != "" {
+		c.Auth.Enabled = true
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("auth: %w", err))
 	}
 	if c.Worker.MaxInflight < 1 {
 		c.Worker.MaxInflight = 1

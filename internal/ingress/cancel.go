@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/jobid"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -64,4 +65,9 @@ func (i *Ingress) lookup(c echo.Context) (*results.Record, error) {
 }
 
 // tenantOf is the caller's tenant.
-func tenantOf(echo.Context) string { return DefaultTenant }
+func tenantOf(c echo.Context) string {
+	if p := auth.FromContext(c); p != nil {
+		return p.Tenant
+	}
+	return DefaultTenant
+}

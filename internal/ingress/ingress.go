@@ -17,6 +17,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
@@ -36,6 +37,8 @@ type Options struct {
 	Metrics  *obs.Metrics
 	Registry *prometheus.Registry
 	Checks   map[string]obs.Check // readiness checks (optional)
+	Auth     *auth.Authenticator  // nil: every caller is tenant "default" with all scopes
+	Limiter  *auth.Limiter        // nil: no rate limit
 }
 
 // Ingress serves the HTTP API.
@@ -51,31 +54,35 @@ func New(opt Options) *Ingress {
 	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond}}
 	e := i.echo
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = i.handleError
+	e.HTTPErrorHandler = auth.WrapErrorHandler(i.handleError)
 	e.Use(i.observe)
+	if opt.Auth != nil {
+		e.Use(auth.Chain(opt.Auth, opt.Limiter, opt.Log)...)
+	}
+	submit, read, admin := scope(opt.Auth, auth.ScopeSubmit), scope(opt.Auth, auth.ScopeRead), scope(opt.Auth, auth.ScopeAdmin)
 
-	e.POST("/v1/models/:model/jobs", i.submit)
-	e.POST("/v1/models/:model/versions/:version/jobs", i.submit)
-	e.GET("/v1/jobs/:id", i.getJob)
-	e.DELETE("/v1/jobs/:id", i.cancel)
-	e.GET("/v1/jobs/:id/events", i.events)
-	e.POST("/v1/jobs/:id/replay", i.replayJob)
-	e.POST("/v1/models/:model/replay", i.replayModel)
-	e.GET("/v1/models", i.listModels)
-	e.GET("/v1/models/:model", i.getModel)
+	e.POST("/v1/models/:model/jobs", i.submit, submit)
+	e.POST("/v1/models/:model/versions/:version/jobs", i.submit, submit)
+	e.GET("/v1/jobs/:id", i.getJob, read)
+	e.DELETE("/v1/jobs/:id", i.cancel, submit)
+	e.GET("/v1/jobs/:id/events", i.events, read)
+	e.POST("/v1/jobs/:id/replay", i.replayJob, admin)
+	e.POST("/v1/models/:model/replay", i.replayModel, admin)
+	e.GET("/v1/models", i.listModels, read)
+	e.GET("/v1/models/:model", i.getModel, read)
 
-	e.POST("/v2/models/:model/infer", i.infer)
-	e.POST("/v2/models/:model/versions/:version/infer", i.infer)
-	e.POST("/v2/models/:model/generate", i.generate)
-	e.POST("/v2/models/:model/generate_stream", i.generateStream)
-	e.GET("/v2/models/:model", i.modelMetadata)
-	e.GET("/v2/models/:model/versions/:version", i.modelMetadata)
-	e.GET("/v2/models/:model/ready", i.modelReady)
+	e.POST("/v2/models/:model/infer", i.infer, submit)
+	e.POST("/v2/models/:model/versions/:version/infer", i.infer, submit)
+	e.POST("/v2/models/:model/generate", i.generate, submit)
+	e.POST("/v2/models/:model/generate_stream", i.generateStream, submit)
+	e.GET("/v2/models/:model", i.modelMetadata, read)
+	e.GET("/v2/models/:model/versions/:version", i.modelMetadata, read)
+	e.GET("/v2/models/:model/ready", i.modelReady, read)
 
-	admin := obs.AdminMux(opt.Registry, opt.Checks)
-	e.GET("/healthz", echo.WrapHandler(admin))
-	e.GET("/readyz", echo.WrapHandler(admin))
-	e.GET("/metrics", echo.WrapHandler(admin))
+	probes := obs.AdminMux(opt.Registry, opt.Checks)
+	e.GET("/healthz", echo.WrapHandler(probes))
+	e.GET("/readyz", echo.WrapHandler(probes))
+	e.GET("/metrics", echo.WrapHandler(probes))
 	e.GET("/v2/health/live", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 	e.GET("/v2/health/ready", func(c echo.Context) error {
 		if err := obs.Ready(c.Request().Context(), opt.Checks); err != nil {
@@ -84,6 +91,14 @@ func New(opt Options) *Ingress {
 		return c.NoContent(http.StatusOK)
 	})
 	return i
+}
+
+// scope requires a scope of the caller when authentication is on.
+func scope(a *auth.Authenticator, s string) echo.MiddlewareFunc {
+	if a == nil {
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	return auth.Require(s)
 }
 
 // Handler is the API as an http.Handler (for tests and embedding).

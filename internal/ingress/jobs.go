@@ -195,7 +195,7 @@ func (i *Ingress) getJob(c echo.Context) error {
 		return notFound
 	case err != nil:
 		return i.unavailable("", "store", err)
-	case rec.Tenant != DefaultTenant:
+	case rec.Tenant != tenantOf(c):
 		return notFound
 	}
 	return c.JSON(http.StatusOK, rec)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/batcher"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/ingress"
@@ -135,8 +136,14 @@ func Run(ctx context.Context, opt Options) error {
 				return fmt.Errorf("ingress: listen %s: %w", cfg.Ingress.Listen, err)
 			}
 		}
+		authn, err := auth.New(ctx, cfg.Auth, log.With("component", "auth"))
+		if err != nil {
+			return fmt.Errorf("ingress: %w", err)
+		}
+		defer authn.Close()
 		in := ingress.New(ingress.Options{Config: cfg, Topology: topo, JS: js, Store: store,
-			Log: log.With("component", "ingress"), Metrics: metrics, Registry: reg, Checks: checks})
+			Log: log.With("component", "ingress"), Metrics: metrics, Registry: reg, Checks: checks,
+			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit)})
 		g.Go(func() error { return in.Serve(gctx, ln) })
 	}
 	if opt.Ready != nil {
