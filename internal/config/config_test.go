@@ -40,6 +40,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if !ok || g.Kind != KindGenerate || g.Queue.DefaultTimeout.D() != time.Minute || len(g.Batching.PreferredBatchSizes) != 3 {
 		t.Errorf("tiny-gpt %+v", g)
 	}
+	if !cfg.Auth.Enabled || len(cfg.Auth.APIKeys) != 1 || cfg.Auth.JWT.Audience != "inferq" {
+		t.Errorf("auth %+v", cfg.Auth)
+	}
 	if cfg.Redis.URL == "" || cfg.Log.Format != "json" || len(cfg.Worker.Models) != 2 {
 		t.Errorf("config %+v", cfg)
 	}
