@@ -13,8 +13,11 @@ build:
 deps:
 	@./scripts/deps.sh
 
+PYTHON ?= $(or $(INFERQ_PYTHON),/usr/bin/python3)
+
 test: deps
 	$(GO) test -count=1 -timeout 12m ./...
+	cd worker/deepspeed_nats/python && $(PYTHON) -m unittest discover -s tests -t . -q
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
@@ -27,6 +30,7 @@ gen:
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	$(PROTOC) --plugin=protoc-gen-go=bin/protoc-gen-go -I schemas \
 		--go_out=schemas/inferqpb --go_opt=paths=source_relative schemas/*.proto
+	$(PROTOC) -I schemas --python_out=worker/deepspeed_nats/python/inferq_runner schemas/inferq.proto
 
 # fuzz runs every fuzz target of every package for FUZZTIME each.
 FUZZTIME ?= 20s

@@ -6,6 +6,9 @@ set -euo pipefail
 missing=()
 have_redis() { command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; }
 have_redis || missing+=(redis-server)
+# The model runner's tests use Debian's PyTorch (CPU) and protobuf for /usr/bin/python3.
+py="${INFERQ_PYTHON:-/usr/bin/python3}"
+"$py" -c 'import torch, google.protobuf' >/dev/null 2>&1 || missing+=(python3 python3-torch python3-protobuf)
 
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0

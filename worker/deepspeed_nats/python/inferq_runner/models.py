@@ -1,0 +1,276 @@
+"""Model loading (built-in test models, local Hugging Face directories;
+optionally through DeepSpeed) and batch execution."""
+
+import logging
+import os
+
+import torch
+
+from . import inferq_pb2 as pb
+from .generate import CANCELLED, EXPIRED, Request, generate
+from .sampling import ParamError, parse_params
+from .tensors import TensorError, bytes_tensor, decode_bytes, from_torch, to_torch
+from .text import HFDetokenizer
+from .tiny import build_tiny_gpt, build_tiny_mlp
+
+log = logging.getLogger("inferq_runner")
+
+DEFAULT_CAPACITY = 32
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class InvalidBatch(ValueError):
+    """The batch itself is malformed; retrying cannot help."""
+
+
+def resolve_device(name):
+    name = (name or "auto").strip()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device %s requested but CUDA is not available to this torch" % name)
+    return dev
+
+
+def resolve_dtype(name, device):
+    name = (name or "fp32").lower()
+    if name not in _DTYPES:
+        raise ValueError("dtype %r: want fp32, fp16 or bf16" % name)
+    if device.type == "cpu" and name != "fp32":
+        # Half-precision kernels on CPU are incomplete in older torch.
+        log.warning("dtype %s is not supported on CPU here; using fp32", name)
+        return torch.float32
+    return _DTYPES[name]
+
+
+def maybe_deepspeed(module, enabled, tp_size, dtype, kernel_inject):
+    """Wraps module with deepspeed.init_inference when asked and importable."""
+    if not enabled:
+        log.info("engine: plain PyTorch %s", torch.__version__)
+        return module
+    try:
+        import deepspeed  # noqa: PLC0415 - optional dependency
+    except ImportError as e:
+        log.warning("engine: --deepspeed given but deepspeed is not importable (%s); using plain PyTorch", e)
+        return module
+    engine = deepspeed.init_inference(module, tensor_parallel={"tp_size": tp_size}, dtype=dtype,
+                                      replace_with_kernel_inject=kernel_inject)
+    log.info("engine: DeepSpeed %s inference, tp_size=%d, kernel_inject=%s", deepspeed.__version__, tp_size,
+             kernel_inject)
+    return engine
+
+
+class TinyGPTLM:
+    """Adapter of tiny-gpt for generate()."""
+
+    pad_id = 0
+    max_length = 8192
+
+    def __init__(self, net, tokenizer, device):
+        self.net, self.tok, self.device = net, tokenizer, device
+        self.eos_ids = frozenset([tokenizer.eos_id])
+
+    def encode(self, text):
+        return self.tok.encode(text)
+
+    def detokenizer(self):
+        return self.tok.detokenizer()
+
+    def forward(self, ids, mask, pos, cache):
+        logits, cache = self.net(ids, mask, pos, cache)
+        return logits[:, -1, :].float(), cache
+
+    def select_cache(self, cache, idx):
+        return [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in cache]
+
+
+class HFLM:
+    """Adapter of a transformers causal LM for generate()."""
+
+    def __init__(self, net, tokenizer, config, device):
+        self.net, self.tok, self.device = net, tokenizer, device
+        eos = set()
+        for v in (tokenizer.eos_token_id, getattr(getattr(net, "generation_config", None), "eos_token_id", None)):
+            if isinstance(v, int):
+                eos.add(v)
+            elif isinstance(v, (list, tuple)):
+                eos.update(v)
+        self.eos_ids = frozenset(eos)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+        self.max_length = getattr(config, "max_position_embeddings", None)
+
+    def encode(self, text):
+        ids = self.tok(text)["input_ids"]
+        if not ids:
+            start = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.pad_id
+            ids = [start]
+        return ids
+
+    def detokenizer(self):
+        return HFDetokenizer(self.tok)
+
+    def forward(self, ids, mask, pos, cache):
+        out = self.net(input_ids=ids, attention_mask=mask.long(), position_ids=pos, past_key_values=cache,
+                       use_cache=True)
+        return out.logits[:, -1, :].float(), out.past_key_values
+
+    def select_cache(self, cache, idx):
+        if isinstance(cache, (tuple, list)):
+            return tuple(tuple(t.index_select(0, idx) for t in layer) for layer in cache)
+        if hasattr(cache, "batch_select_indices"):
+            cache.batch_select_indices(idx)
+            return cache
+        return None  # unknown cache type: finished rows stay in the batch
+
+
+def _job_error(job_id, code, message, retryable=False):
+    return pb.JobResult(job_id=job_id, error=pb.Error(code=code, message=message, retryable=retryable))
+
+
+def _wanted(job, name):
+    return not job.outputs or name in job.outputs
+
+
+class GenerateModel:
+    kind = "generate"
+
+    def __init__(self, lm, capacity):
+        self.lm, self.device, self.capacity = lm, lm.device, capacity
+
+    def run(self, batch, emit, cancelled):
+        """emit(TokenChunk); cancelled(job_id) -> bool."""
+        inp = next((t for t in batch.inputs if t.name == "text_input"), None)
+        if inp is None:
+            inp = next((t for t in batch.inputs if t.datatype == "BYTES"), None)
+        if inp is None:
+            raise InvalidBatch("generate model needs a BYTES text_input tensor")
+        try:
+            elems = decode_bytes(inp.data)
+        except TensorError as e:
+            raise InvalidBatch(str(e))
+        per_row = 1
+        for d in inp.shape[1:]:
+            per_row *= d
+        results, runs = {}, []
+        for job in batch.jobs:
+            try:
+                if job.row_end - job.row_start != 1:
+                    raise ParamError("a generate job takes exactly one text_input row, got %d"
+                                     % (job.row_end - job.row_start))
+                k = job.row_start * per_row
+                if per_row < 1 or k >= len(elems):
+                    raise ParamError("text_input row %d is missing" % job.row_start)
+                prompt = elems[k].decode("utf-8")
+                params = parse_params(job.parameters_json)
+                ids = self.lm.encode(prompt)
+                limit = self.lm.max_length
+                if limit and len(ids) + params.max_tokens > limit:
+                    raise ParamError("prompt (%d tokens) + max_tokens (%d) exceeds the model's %d positions"
+                                     % (len(ids), params.max_tokens, limit))
+            except (ParamError, UnicodeDecodeError) as e:
+                results[job.id] = _job_error(job.id, "invalid_input", str(e))
+                continue
+            runs.append((job, Request(ids, params, _chunker(job.id, emit), _canceller(job.id, cancelled),
+                                      job.deadline_unix_nano)))
+        for i in range(0, len(runs), self.capacity):
+            part = runs[i:i + self.capacity]
+            for (job, _), out in zip(part, generate(self.lm, [r for _, r in part])):
+                if out.reason == CANCELLED:
+                    results[job.id] = _job_error(job.id, "cancelled", "cancelled during generation")
+                elif out.reason == EXPIRED:
+                    results[job.id] = _job_error(job.id, "expired", "deadline passed during generation")
+                else:
+                    outs = []
+                    if _wanted(job, "text_output"):
+                        outs.append(bytes_tensor("text_output", [out.text.encode("utf-8")], [1, 1]))
+                    results[job.id] = pb.JobResult(job_id=job.id, outputs=outs)
+        return pb.BatchResult(batch_id=batch.id, jobs=[results[j.id] for j in batch.jobs])
+
+
+def _chunker(job_id, emit):
+    seq = [0]
+
+    def on_chunk(text, token_id, final):
+        seq[0] += 1
+        emit(pb.TokenChunk(job_id=job_id, seq=seq[0], text=text, token_id=token_id, final=final))
+
+    return on_chunk
+
+
+def _canceller(job_id, cancelled):
+    return lambda: cancelled(job_id)
+
+
+class TensorModel:
+    """A forward pass over the batched tensors; outputs split by job rows."""
+
+    kind = "tensor"
+
+    def __init__(self, fn, device, capacity):
+        self.fn, self.device, self.capacity = fn, device, capacity
+
+    def run(self, batch, emit, cancelled):
+        try:
+            inputs = {t.name: to_torch(t).to(self.device) for t in list(batch.inputs) + list(batch.masks)}
+        except TensorError as e:
+            raise InvalidBatch(str(e))
+        with torch.no_grad():
+            outputs = self.fn(inputs)
+        res = pb.BatchResult(batch_id=batch.id)
+        for job in batch.jobs:
+            if cancelled(job.id):
+                res.jobs.append(_job_error(job.id, "cancelled", "cancelled before it ran"))
+                continue
+            jr = res.jobs.add(job_id=job.id)
+            for name, out in outputs.items():
+                if _wanted(job, name):
+                    jr.outputs.append(from_torch(name, out[job.row_start:job.row_end]))
+        return res
+
+
+def _tiny_mlp_fn(net, dtype):
+    def fn(inputs):
+        x = inputs.get("INPUT0")
+        if x is None:
+            raise InvalidBatch("tiny-mlp needs input INPUT0")
+        if x.dtype != torch.float32 or x.dim() != 2 or x.shape[1] != 16:
+            raise InvalidBatch("tiny-mlp: INPUT0 must be FP32 [n, 16], got %s %s" % (x.dtype, list(x.shape)))
+        return {"OUTPUT0": net(x.to(dtype)).float()}
+
+    return fn
+
+
+def load(source, device="auto", dtype="fp32", use_deepspeed=False, tp_size=1, options=None):
+    """Loads a model once; returns a GenerateModel or a TensorModel."""
+    options = options or {}
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    capacity = int(options.get("max_batch_size") or DEFAULT_CAPACITY)
+    kernel_inject = bool(options.get("kernel_inject", False))
+    if source == "builtin:tiny-gpt":
+        net, tok = build_tiny_gpt()
+        net = maybe_deepspeed(net.to(dev, dt), use_deepspeed, tp_size, dt, False)
+        return GenerateModel(TinyGPTLM(net, tok, dev), capacity)
+    if source == "builtin:tiny-mlp":
+        net = maybe_deepspeed(build_tiny_mlp().to(dev, dt), use_deepspeed, tp_size, dt, False)
+        return TensorModel(_tiny_mlp_fn(net, dt), dev, capacity)
+    if source.startswith("builtin:"):
+        raise ValueError("unknown built-in model %r (have builtin:tiny-gpt, builtin:tiny-mlp)" % source)
+    if os.path.isdir(source):
+        return _load_hf(source, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity)
+    raise ValueError("model source %r is neither a builtin: model nor a local directory" % source)
+
+
+def _load_hf(path, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity):
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - optional dependency
+    except ImportError as e:
+        raise RuntimeError("model source %s is a Hugging Face directory, but transformers is not importable "
+                           "(%s): install transformers for this python" % (path, e))
+    tok = AutoTokenizer.from_pretrained(path)
+    net = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dt).to(dev).eval()
+    config = net.config
+    net = maybe_deepspeed(net, use_deepspeed, tp_size, dt, kernel_inject)
+    log.info("loaded Hugging Face model %s (%s)", path, type(getattr(net, "module", net)).__name__)
+    return GenerateModel(HFLM(net, tok, config, dev), capacity)

@@ -1,0 +1,187 @@
+"""The runner's main loop. A reader thread owns stdin: it answers Health at
+once (even while a batch runs), records Cancel, and queues Load and Batch for
+the main thread, which executes them one at a time."""
+
+import argparse
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+
+from . import inferq_pb2 as pb
+from .framing import FrameError, FrameWriter, read_frame
+
+log = logging.getLogger("inferq_runner")
+
+_EOF = object()
+
+
+class CancelBook:
+    """Cancelled jobs of the batches that are queued or running. An empty
+    job id cancels the whole batch."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._batches = {}  # batch id -> set of cancelled job ids ("" = all)
+        self.closing = False  # stdin ended: stop everything
+
+    def open(self, batch_id):
+        with self._lock:
+            self._batches.setdefault(batch_id, set())
+
+    def done(self, batch_id):
+        with self._lock:
+            self._batches.pop(batch_id, None)
+
+    def cancel(self, batch_id, job_id):
+        with self._lock:
+            jobs = self._batches.get(batch_id)
+            if jobs is None:
+                return False  # finished already, or never seen
+            jobs.add(job_id)
+            return True
+
+    def cancel_all(self):
+        with self._lock:
+            self.closing = True
+
+    def is_cancelled(self, batch_id, job_id):
+        with self._lock:
+            if self.closing:
+                return True
+            jobs = self._batches.get(batch_id, ())
+            return "" in jobs or job_id in jobs
+
+
+class Server:
+    def __init__(self, inp, out, args):
+        self.inp = inp
+        self.out = FrameWriter(out)
+        self.args = args
+        self.work = queue.Queue()
+        self.cancels = CancelBook()
+        self.model = None
+
+    def _read_loop(self):
+        try:
+            while True:
+                f = read_frame(self.inp)
+                if f is None:
+                    break
+                kind = f.WhichOneof("frame")
+                if kind == "health":
+                    self.out.write(pb.RunnerFrame(health=pb.Health(time_unix_nano=f.health.time_unix_nano)))
+                elif kind == "cancel":
+                    if self.cancels.cancel(f.cancel.batch_id, f.cancel.job_id):
+                        log.info("cancel batch=%s job=%s", f.cancel.batch_id, f.cancel.job_id or "*")
+                elif kind == "batch":
+                    self.cancels.open(f.batch.id)
+                    self.work.put(f)
+                elif kind == "load":
+                    self.work.put(f)
+                else:
+                    log.warning("ignoring unexpected %s frame", kind)
+        except (FrameError, OSError, ValueError) as e:
+            log.error("stdin: %s", e)
+        except Exception:  # noqa: BLE001 - the reader must always signal the end
+            log.error("stdin reader failed:\n%s", traceback.format_exc())
+        finally:
+            # The agent closed stdin (or it broke): stop whatever runs, then exit.
+            self.cancels.cancel_all()
+            self.work.put(_EOF)
+
+    def serve(self):
+        t = threading.Thread(target=self._read_loop, name="stdin", daemon=True)
+        t.start()
+        while True:
+            f = self.work.get()
+            if f is _EOF:
+                log.info("stdin closed; exiting")
+                return 0
+            kind = f.WhichOneof("frame")
+            if kind == "load":
+                if not self._load(f.load):
+                    return 1
+            else:
+                self._batch(f.batch)
+
+    def _load(self, load):
+        from .models import load as load_model  # noqa: PLC0415 - torch import after the reader starts
+
+        if self.model is not None:
+            self.out.write(pb.RunnerFrame(ready=pb.Ready(model=load.model, device=str(self.model.device),
+                                                        capacity=self.model.capacity)))
+            return True
+        a = self.args
+        try:
+            opts = json.loads(load.options_json) if load.options_json else {}
+            params = opts.get("params") or {}
+            source = load.source or a.model
+            device = load.device or a.device
+            dtype = params.get("dtype") or a.dtype
+            t0 = time.monotonic()
+            self.model = load_model(source, device, dtype, a.deepspeed, a.tp_size, opts)
+            log.info("loaded %s (%s) as %s on %s in %.1fs", load.model or source, source, self.model.kind,
+                     self.model.device, time.monotonic() - t0)
+        except Exception as e:  # noqa: BLE001 - reported to the agent
+            log.error("load failed:\n%s", traceback.format_exc())
+            self.out.write(pb.RunnerFrame(error=pb.RunnerError(error=pb.Error(
+                code="load_failed", message="%s: %s" % (type(e).__name__, e), retryable=False))))
+            return False
+        self.out.write(pb.RunnerFrame(ready=pb.Ready(model=load.model, device=str(self.model.device),
+                                                    capacity=self.model.capacity)))
+        return True
+
+    def _batch(self, batch):
+        from .models import InvalidBatch  # noqa: PLC0415
+
+        try:
+            if self.model is None:
+                raise RuntimeError("batch before load")
+            t0 = time.monotonic()
+
+            def emit(chunk):
+                self.out.write(pb.RunnerFrame(token=chunk))
+
+            res = self.model.run(batch, emit, lambda job_id: self.cancels.is_cancelled(batch.id, job_id))
+            log.debug("batch %s: %d jobs in %.3fs", batch.id, len(batch.jobs), time.monotonic() - t0)
+            self.out.write(pb.RunnerFrame(result=res))
+        except Exception as e:  # noqa: BLE001 - the whole batch failed
+            retryable = not isinstance(e, (InvalidBatch, ValueError))
+            log.error("batch %s failed:\n%s", batch.id, traceback.format_exc())
+            try:
+                self.out.write(pb.RunnerFrame(error=pb.RunnerError(batch_id=batch.id, error=pb.Error(
+                    code="runner_error", message="%s: %s" % (type(e).__name__, e), retryable=retryable))))
+            except OSError:
+                pass  # the agent is gone; the reader thread ends the loop
+        finally:
+            self.cancels.done(batch.id)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m inferq_runner", description="inferq model runner (stdio frames)")
+    p.add_argument("--model", default="builtin:tiny-gpt",
+                   help="builtin:tiny-gpt, builtin:tiny-mlp or a local Hugging Face directory")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--deepspeed", action="store_true", help="wrap the model with deepspeed.init_inference")
+    p.add_argument("--tp-size", type=int, default=1, help="DeepSpeed tensor-parallel size")
+    p.add_argument("--log-level", default=os.environ.get("INFERQ_RUNNER_LOG", "INFO"))
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="%(levelname)s %(name)s: %(message)s")
+    # Frames own the real stdout; anything else that prints (libraries,
+    # DeepSpeed) goes to stderr instead of corrupting the stream.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    inp = os.fdopen(os.dup(0), "rb")
+    return Server(inp, out, args).serve()
