@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -23,7 +22,12 @@ func NewRunner(m *config.Model) (Runner, error) {
 	if m.Runner.Builtin != "" {
 		return newBuiltin(m)
 	}
-	return nil, fmt.Errorf("model %q: runner subprocesses are not supported by this build yet", m.Name)
+	p, err := NewProcess(m, ProcessOptions{})
+	if err != nil {
+		return nil, err
+	}
+	p.Warm() // load the model before the first batch arrives
+	return p, nil
 }
 
 // Canceller is implemented by runners that can stop one job of the batch
