@@ -13,6 +13,7 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/worker"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -42,6 +43,15 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	setIf(&cfg.Redis.URL, *redisURL)
 	cfg.Ingress.Listen = *httpAddr
+	if *cfgPath == "" {
+		// The contract: without --config, dev also serves tiny-gpt when a
+		// python3 with torch is found.
+		if _, err := worker.FindPython(); err == nil {
+			cfg.Models = append(cfg.Models, config.TinyGPT())
+		} else {
+			fmt.Fprintf(stderr, "inferq dev: not serving tiny-gpt: %v\n", err)
+		}
+	}
 	log, err := obs.NewLogger(stderr, *logLevel, cfg.Log.Format)
 	if err != nil {
 		return fail(err)

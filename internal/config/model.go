@@ -109,6 +109,20 @@ func TestModels() []Model {
 	return ms
 }
 
+// TinyGPT is the real (small, seeded, CPU-friendly) generative model of the
+// Python runner, served by `inferq dev` when python3 with torch is found.
+func TinyGPT() Model {
+	m := Model{Name: "tiny-gpt", Kind: KindGenerate,
+		Runner:   Runner{Command: []string{"python3", "-m", "inferq_runner", "--model", "builtin:tiny-gpt"}, Device: "auto"},
+		Inputs:   []Tensor{{Name: "text_input", Datatype: "BYTES", Dims: []int64{1}}},
+		Outputs:  []Tensor{{Name: "text_output", Datatype: "BYTES", Dims: []int64{1}}},
+		Batching: Batching{MaxBatchSize: 8, MaxQueueDelay: D(5 * time.Millisecond)}}
+	if err := m.finish(); err != nil {
+		panic(err) // static
+	}
+	return m
+}
+
 func (m *Model) finish() error {
 	if !NameRE.MatchString(m.Name) {
 		return fmt.Errorf("model %q: name must match %s", m.Name, NameRE)
