@@ -34,9 +34,9 @@ type Runner struct {
 // Tensor declares an input or output. Dims exclude the batch dimension; -1 is
 // any size. An empty datatype accepts any.
 type Tensor struct {
-	Name     string  `yaml:"name"`
-	Datatype string  `yaml:"datatype"`
-	Dims     []int64 `yaml:"dims"`
+	Name     string  `yaml:"name" json:"name"`
+	Datatype string  `yaml:"datatype" json:"datatype"`
+	Dims     []int64 `yaml:"dims" json:"dims"`
 }
 
 // Spec is the tensor package's form of the declaration.
