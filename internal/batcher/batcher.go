@@ -1,17 +1,26 @@
-// Package batcher groups a model's queued jobs into batches: a batch closes
-// when it holds max_batch_size rows or when its first job has waited
-// max_queue_delay. It packs the jobs' tensors along dimension 0, publishes the
-// batch, waits for the PubAck, and only then acks the jobs, so a crash in
-// between yields at most a duplicate batch, never a lost job.
+// Package batcher groups a model's queued jobs into batches, as Triton's
+// dynamic batcher does. Jobs are pulled from one durable consumer per
+// priority into a client-side buffer; a batch closes when it is full, when
+// it has reached a preferred size and waiting would not grow it, or when its
+// oldest job has waited max_queue_delay (see loop). Higher priorities fill a
+// batch first and aged jobs overtake them (see choose). Ragged jobs are
+// bucketed by padded length (see compatKey). The batcher packs the jobs'
+// tensors along dimension 0, publishes the batch, waits for the PubAck, and
+// only then acks the jobs, so a crash in between yields at most a duplicate
+// batch, with the same id, that JetStream drops: never a lost job.
 package batcher
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,7 +49,22 @@ type Options struct {
 	MaxPayload int
 	Log        *slog.Logger
 	Metrics    *obs.Metrics
+	// AgingAfter is how long a job may wait in the batcher before it is
+	// taken ahead of higher priorities (no starvation). Zero means
+	// max(100×max_queue_delay, 500ms) per model.
+	AgingAfter time.Duration
+	// MaxWaitingBatches holds a ready batch back while the model's workers
+	// already have this many batches waiting (see gate). Zero means 1;
+	// negative disables the gate.
+	MaxWaitingBatches int
+	// BeforeAck, if set, is called after a batch's PubAck and before its
+	// jobs are acked; returning false stops the model's loop with
+	// ErrStopped and leaves the jobs unacked. It exists to test crashes.
+	BeforeAck func(batchID string) bool
 }
+
+// ErrStopped is returned by Run when Options.BeforeAck stopped a loop.
+var ErrStopped = errors.New("batcher stopped before acking a published batch")
 
 // Batcher runs one batching loop per model.
 type Batcher struct {
@@ -52,6 +76,9 @@ type Batcher struct {
 func New(opt Options) *Batcher {
 	if opt.MaxPayload <= 0 {
 		opt.MaxPayload = 1 << 20
+	}
+	if opt.MaxWaitingBatches == 0 {
+		opt.MaxWaitingBatches = 1
 	}
 	return &Batcher{opt: opt, now: time.Now}
 }
@@ -68,116 +95,257 @@ func (b *Batcher) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// model is one model's batching state.
+type model struct {
+	m         *config.Model
+	buf       *buffer
+	gate      *gate
+	cancelled *cancelSet
+	aging     time.Duration
+	log       *slog.Logger
+}
+
 func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
-	cons, err := b.opt.JS.Consumer(ctx, b.opt.Topology.JobsStream(), jetstream.BatcherConsumer(m.Name))
-	if err != nil {
-		return fmt.Errorf("batcher %s: consumer: %w", m.Name, err)
-	}
-	// The client holds at most 2×max_batch_size jobs while it fills a batch.
-	iter, err := cons.Messages(natsjs.PullMaxMessages(2 * m.Batching.MaxBatchSize))
-	if err != nil {
-		return fmt.Errorf("batcher %s: pull: %w", m.Name, err)
-	}
-	defer iter.Stop()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	log := b.opt.Log.With("model", m.Name)
-	cancelled := newCancelSet()
-	sub, err := b.opt.JS.Conn().Subscribe(b.opt.Topology.CancelSubject(m.Name), func(msg *nats.Msg) {
+	maxRows := int64(m.Batching.MaxBatchSize)
+	st := &model{m: m, buf: newBuffer(2 * maxRows), cancelled: newCancelSet(), log: log, aging: b.opt.AgingAfter}
+	if st.aging <= 0 {
+		st.aging = max(100*m.Batching.MaxQueueDelay.D(), 500*time.Millisecond)
+	}
+	nc := b.opt.JS.Conn()
+	sub, err := nc.Subscribe(b.opt.Topology.CancelSubject(m.Name), func(msg *nats.Msg) {
 		var n inferqpb.Cancel
 		if proto.Unmarshal(msg.Data, &n) == nil && n.JobId != "" {
-			cancelled.add(n.JobId, b.now())
+			st.cancelled.add(n.JobId, b.now())
 		}
 	})
 	if err != nil {
 		return fmt.Errorf("batcher %s: cancel subscription: %w", m.Name, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	log.Info("batcher started", "max_batch_size", m.Batching.MaxBatchSize, "max_queue_delay", m.Batching.MaxQueueDelay)
-	maxRows := int64(m.Batching.MaxBatchSize)
-	for {
-		// Block without a timer until the first job: an idle queue costs nothing.
-		first, err := iter.Next(natsjs.NextContext(ctx))
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	if b.opt.MaxWaitingBatches > 0 {
+		wc, err := b.opt.JS.Consumer(ctx, b.opt.Topology.BatchesStream(), jetstream.WorkerConsumer(m.Name))
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			log.Warn("workers consumer not found; batches are not held back", "err", err)
+		} else {
+			st.gate = newGate(b.opt.MaxWaitingBatches, wc)
+			running, err := nc.Subscribe(b.opt.Topology.EventSubject(m.Name, jetstream.EventRunning), func(*nats.Msg) { st.gate.poke() })
+			if err != nil {
+				return fmt.Errorf("batcher %s: running subscription: %w", m.Name, err)
 			}
-			log.Warn("pull failed", "err", err)
+			defer func() { _ = running.Unsubscribe() }()
+			wg.Go(func() { st.gate.run(ctx) })
+		}
+	}
+	for p := jetstream.MinPriority; p <= jetstream.MaxPriority; p++ {
+		cons, err := b.opt.JS.Consumer(ctx, b.opt.Topology.JobsStream(), jetstream.BatcherPriorityConsumer(m.Name, p))
+		if err != nil {
+			return fmt.Errorf("batcher %s: consumer p%d: %w", m.Name, p, err)
+		}
+		// The iterator pre-fetches at most max_batch_size jobs per priority.
+		iter, err := cons.Messages(natsjs.PullMaxMessages(max(m.Batching.MaxBatchSize, 1)))
+		if err != nil {
+			return fmt.Errorf("batcher %s: pull p%d: %w", m.Name, p, err)
+		}
+		defer iter.Stop()
+		wg.Go(func() { b.read(ctx, st, p, iter) })
+	}
+	log.Info("batcher started", "max_batch_size", m.Batching.MaxBatchSize, "preferred_batch_sizes", m.Batching.PreferredBatchSizes,
+		"max_queue_delay", m.Batching.MaxQueueDelay, "aging_after", st.aging)
+	return b.loop(ctx, st)
+}
+
+// read moves one priority's jobs from its pull iterator into the buffer.
+func (b *Batcher) read(ctx context.Context, st *model, prio int, iter natsjs.MessagesContext) {
+	for ctx.Err() == nil {
+		for st.buf.full(prio) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-st.buf.space[prio]:
+			}
+		}
+		msg, err := iter.Next(natsjs.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
+				return
+			}
+			st.log.Warn("pull failed", "priority", prio, "err", err)
+			sleep(ctx, 100*time.Millisecond)
 			continue
 		}
-		pend := &pending{model: m, cancelled: cancelled}
-		pend.add(first, b.now(), log)
-		window, cancel := context.WithDeadline(ctx, b.now().Add(m.Batching.MaxQueueDelay.D()))
-		reason := "delay"
-		for pend.rows < maxRows {
-			msg, err := iter.Next(natsjs.NextContext(window))
-			if err != nil {
-				break
-			}
-			pend.add(msg, b.now(), log)
+		st.buf.inHand.Add(1)
+		if e := b.decode(st, msg, prio); e != nil {
+			st.buf.push(e)
 		}
-		if pend.rows >= maxRows {
-			reason = "full"
-		}
-		cancel()
-		b.flush(context.WithoutCancel(ctx), pend, reason, log)
+		st.buf.inHand.Add(-1)
+		signal(st.buf.arrive)
 	}
 }
 
-// entry is one job pulled from the stream.
-type entry struct {
-	msg natsjs.Msg
-	job *inferqpb.Job
-	seq uint64
-}
-
-type pending struct {
-	model     *config.Model
-	cancelled *cancelSet
-	entries   []entry
-	rows      int64
-}
-
-func (p *pending) add(msg natsjs.Msg, now time.Time, log *slog.Logger) {
+func (b *Batcher) decode(st *model, msg natsjs.Msg, prio int) *entry {
 	job := &inferqpb.Job{}
 	if err := proto.Unmarshal(msg.Data(), job); err != nil || len(job.Inputs) == 0 || len(job.Inputs[0].Shape) == 0 {
 		// Ingress never publishes this: terminate it rather than retry forever.
-		log.Error("undecodable job dropped", "subject", msg.Subject(), "err", err)
+		st.log.Error("undecodable job dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
-		return
+		prioDropped.WithLabelValues(st.m.Name, prioLabel(prio), "invalid").Inc()
+		return nil
 	}
 	var seq uint64
 	if md, err := msg.Metadata(); err == nil {
 		seq = md.Sequence.Stream
 	}
-	p.entries = append(p.entries, entry{msg: msg, job: job, seq: seq})
-	p.rows += job.Inputs[0].Shape[0]
+	return &entry{msg: msg, job: job, seq: seq, prio: prio, recv: b.now(),
+		rows: max(job.Inputs[0].Shape[0], 1), key: compatKey(job, st.m.Batching.Ragged)}
 }
 
-// flush publishes the pending jobs as one or more batches.
-func (b *Batcher) flush(ctx context.Context, p *pending, reason string, log *slog.Logger) {
-	m := p.model
-	now := b.now()
-	var live []entry
-	for _, e := range p.entries {
-		if p.cancelled.has(e.job.Id) {
+// loop closes and publishes batches until ctx ends. A batch closes when
+//   - it holds max_batch_size rows ("full");
+//   - waiting would not grow it — every pulled job is in the buffer and no
+//     priority is at its cap — and it has reached a preferred size: it is cut
+//     to the largest preferred size it reaches ("preferred");
+//   - the oldest buffered job has waited max_queue_delay since it was
+//     pulled ("delay").
+//
+// With nothing buffered the loop blocks without a timer. A closed batch
+// is published once the gate is open (workers are not already
+// MaxWaitingBatches behind); until then it keeps growing.
+func (b *Batcher) loop(ctx context.Context, st *model) error {
+	m := st.m
+	maxRows := int64(m.Batching.MaxBatchSize)
+	delay := m.Batching.MaxQueueDelay.D()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	wait := func(d time.Duration, extra <-chan struct{}) bool {
+		var tc <-chan time.Time
+		if d >= 0 {
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			tc = timer.C
+			defer timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-st.buf.arrive:
+		case <-tc:
+		case <-extra:
+		}
+		return true
+	}
+	for {
+		qs, n := st.buf.snapshot()
+		if n == 0 {
+			// Idle: block until a job arrives, no timer.
+			if !wait(-1, nil) {
+				return nil
+			}
+			continue
+		}
+		now := b.now()
+		if b.dropDead(ctx, st, qs, now) {
+			continue
+		}
+		sel := choose(qs, now, st.aging, maxRows)
+		reason := ""
+		switch {
+		case sel.rows >= maxRows:
+			reason = "full"
+		case len(m.Batching.PreferredBatchSizes) > 0 && st.buf.drained():
+			if p := preferredSize(m.Batching.PreferredBatchSizes, sel.rows); p > 0 {
+				sel.trimTo(p)
+				reason = "preferred"
+			}
+		}
+		if reason == "" {
+			left := sel.oldest.Add(delay).Sub(now)
+			if left > 0 {
+				if !wait(left, nil) {
+					return nil
+				}
+				continue
+			}
+			reason = "delay"
+		}
+		if !st.gate.open() {
+			gateHeld.WithLabelValues(m.Name).Inc()
+			// Re-check on a new job, a gate refresh, or (should a worker's
+			// event be missed) after 100ms.
+			st.gate.poke()
+			if !wait(100*time.Millisecond, st.gate.changed) {
+				return nil
+			}
+			continue
+		}
+		st.buf.remove(sel.entries)
+		if err := b.flush(context.WithoutCancel(ctx), st, sel.entries, reason); err != nil {
+			return err
+		}
+	}
+}
+
+// dropDead removes cancelled and expired jobs from the buffer before they
+// can reach a batch; it reports whether it removed any.
+func (b *Batcher) dropDead(ctx context.Context, st *model, qs [numPrio][]*entry, now time.Time) bool {
+	var dead []*entry
+	for _, q := range qs {
+		for _, e := range q {
+			if st.cancelled.has(e.job.Id) || (e.job.DeadlineUnixNano > 0 && now.UnixNano() > e.job.DeadlineUnixNano) {
+				dead = append(dead, e)
+			}
+		}
+	}
+	if len(dead) == 0 {
+		return false
+	}
+	st.buf.remove(dead)
+	for _, e := range dead {
+		if st.cancelled.has(e.job.Id) {
 			// Its record is already cancelled: drop it before packing.
 			_ = e.msg.Ack()
-			b.opt.Metrics.JobsDropped.WithLabelValues(m.Name, "cancelled").Inc()
-			log.Info("cancelled job dropped", "job", e.job.Id)
+			b.opt.Metrics.JobsDropped.WithLabelValues(st.m.Name, "cancelled").Inc()
+			prioDropped.WithLabelValues(st.m.Name, prioLabel(e.prio), "cancelled").Inc()
+			st.log.Info("cancelled job dropped", "job", e.job.Id)
 			continue
 		}
-		if d := e.job.DeadlineUnixNano; d > 0 && now.UnixNano() > d {
-			b.expire(ctx, e, now, log)
-			continue
-		}
-		live = append(live, e)
+		b.expire(context.WithoutCancel(ctx), e, now, st.log)
 	}
-	for _, group := range groupCompatible(live, m.Batching.Ragged) {
-		b.publish(ctx, m, group, reason, log)
+	return true
+}
+
+// flush publishes the selected jobs as one batch (or several, should the
+// message exceed the max payload).
+func (b *Batcher) flush(ctx context.Context, st *model, es []*entry, reason string) error {
+	// A stable row order: a re-batch of the same jobs packs the same batch.
+	slices.SortStableFunc(es, func(x, y *entry) int { return cmp.Compare(x.seq, y.seq) })
+	return b.publish(ctx, st, es, reason)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
 // expire ends a job whose deadline passed before it reached a GPU.
-func (b *Batcher) expire(ctx context.Context, e entry, now time.Time, log *slog.Logger) {
+func (b *Batcher) expire(ctx context.Context, e *entry, now time.Time, log *slog.Logger) {
 	ev := &inferqpb.JobEvent{
 		JobId: e.job.Id, Tenant: e.job.Tenant, Model: e.job.Model, Version: e.job.Version,
 		Status: inferqpb.Status_STATUS_EXPIRED, Attempt: e.job.Attempt, TimeUnixNano: now.UnixNano(), JobsSeq: e.seq,
@@ -191,58 +359,36 @@ func (b *Batcher) expire(ctx context.Context, e entry, now time.Time, log *slog.
 	}
 	_ = e.msg.Ack()
 	b.opt.Metrics.JobsDropped.WithLabelValues(e.job.Model, "expired").Inc()
+	prioDropped.WithLabelValues(e.job.Model, prioLabel(e.prio), "expired").Inc()
 	log.Info("job expired", "job", e.job.Id)
 }
 
-// groupCompatible splits jobs into groups that can share a batch: same
-// version and, unless ragged inputs are allowed, the same non-batch dims.
-func groupCompatible(es []entry, ragged bool) [][]entry {
-	var keys []string
-	groups := map[string][]entry{}
-	for _, e := range es {
-		key := e.job.Version
-		if !ragged {
-			for _, in := range e.job.Inputs {
-				key += "|" + in.Name + ":" + in.Datatype
-				for _, d := range in.Shape[1:] {
-					key += "," + strconv.FormatInt(d, 10)
-				}
-			}
-		}
-		if _, ok := groups[key]; !ok {
-			keys = append(keys, key)
-		}
-		groups[key] = append(groups[key], e)
-	}
-	out := make([][]entry, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, groups[k])
-	}
-	return out
-}
-
-// publish packs, publishes and then acks one group, halving it while the
+// publish packs, publishes and then acks one batch, halving it while the
 // batch message is larger than the server's max payload.
-func (b *Batcher) publish(ctx context.Context, m *config.Model, es []entry, reason string, log *slog.Logger) {
-	batch, err := pack(m, es, b.now())
+func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason string) error {
+	m, log := st.m, st.log
+	batch, fill, err := pack(m, es, b.now())
 	if err != nil {
 		// Jobs that validated at ingress do not fail to pack; if they do,
 		// batch them alone so one cannot hold back the rest.
 		if len(es) > 1 {
 			for _, e := range es {
-				b.publish(ctx, m, []entry{e}, reason, log)
+				if err := b.publish(ctx, st, []*entry{e}, reason); err != nil {
+					return err
+				}
 			}
-			return
+			return nil
 		}
 		log.Error("job cannot be packed", "job", es[0].job.Id, "err", err)
 		b.fail(ctx, es[0], "invalid_input", err.Error(), log)
-		return
+		return nil
 	}
 	if proto.Size(batch) > b.opt.MaxPayload-4096 && len(es) > 1 {
 		half := len(es) / 2
-		b.publish(ctx, m, es[:half], reason, log)
-		b.publish(ctx, m, es[half:], reason, log)
-		return
+		if err := b.publish(ctx, st, es[:half], reason); err != nil {
+			return err
+		}
+		return b.publish(ctx, st, es[half:], reason)
 	}
 	links := make([]trace.Link, 0, len(es))
 	for _, e := range es {
@@ -252,7 +398,8 @@ func (b *Batcher) publish(ctx context.Context, m *config.Model, es []entry, reas
 		}
 	}
 	sctx, span := tracer.Start(ctx, "batcher flush", trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("inferq.model", m.Name), attribute.Int("inferq.batch_size", len(es))))
+		trace.WithAttributes(attribute.String("inferq.model", m.Name), attribute.Int("inferq.batch_size", len(es)),
+			attribute.String("inferq.batch_reason", reason)))
 	defer span.End()
 	if _, err := jetstream.Publish(sctx, b.opt.JS, b.opt.Topology.BatchSubject(m.Name), batch, batch.Id); err != nil {
 		// Not acked: the jobs come back after a short delay.
@@ -260,22 +407,31 @@ func (b *Batcher) publish(ctx context.Context, m *config.Model, es []entry, reas
 		for _, e := range es {
 			_ = e.msg.NakWithDelay(time.Second)
 		}
-		return
+		return nil
+	}
+	st.gate.published()
+	if b.opt.BeforeAck != nil && !b.opt.BeforeAck(batch.Id) {
+		return ErrStopped
 	}
 	now := b.now()
 	for _, e := range es {
 		if err := e.msg.Ack(); err != nil {
 			log.Warn("job ack failed; a duplicate batch may follow", "job", e.job.Id, "err", err)
 		}
-		b.opt.Metrics.QueueWait.WithLabelValues(m.Name).Observe(now.Sub(time.Unix(0, e.job.CreatedUnixNano)).Seconds())
+		w := now.Sub(time.Unix(0, e.job.CreatedUnixNano)).Seconds()
+		b.opt.Metrics.QueueWait.WithLabelValues(m.Name).Observe(w)
+		prioWait.WithLabelValues(m.Name, prioLabel(e.prio)).Observe(w)
+		prioBatched.WithLabelValues(m.Name, prioLabel(e.prio)).Inc()
 	}
 	b.opt.Metrics.BatchSize.WithLabelValues(m.Name).Observe(float64(len(es)))
 	b.opt.Metrics.BatchesFlushed.WithLabelValues(m.Name, reason).Inc()
-	log.Debug("batch flushed", "batch", batch.Id, "size", len(es), "reason", reason)
+	fillRatio.WithLabelValues(m.Name).Observe(fill)
+	log.Debug("batch flushed", "batch", batch.Id, "size", len(es), "reason", reason, "fill", fill)
+	return nil
 }
 
 // fail ends a job that can never be batched.
-func (b *Batcher) fail(ctx context.Context, e entry, code, msg string, log *slog.Logger) {
+func (b *Batcher) fail(ctx context.Context, e *entry, code, msg string, log *slog.Logger) {
 	ev := &inferqpb.JobEvent{
 		JobId: e.job.Id, Tenant: e.job.Tenant, Model: e.job.Model, Version: e.job.Version,
 		Status: inferqpb.Status_STATUS_FAILED, Attempt: e.job.Attempt, TimeUnixNano: b.now().UnixNano(), JobsSeq: e.seq,
@@ -288,22 +444,29 @@ func (b *Batcher) fail(ctx context.Context, e entry, code, msg string, log *slog
 	}
 	_ = e.msg.Ack()
 	b.opt.Metrics.JobsDropped.WithLabelValues(e.job.Model, "invalid").Inc()
+	prioDropped.WithLabelValues(e.job.Model, prioLabel(e.prio), "invalid").Inc()
 }
 
-// pack concatenates the jobs' inputs along dimension 0.
-func pack(m *config.Model, es []entry, now time.Time) (*inferqpb.Batch, error) {
-	batch := &inferqpb.Batch{Model: m.Name, Version: es[0].job.Version, CreatedUnixNano: now.UnixNano()}
+// pack concatenates the jobs' inputs along dimension 0. fill is the real
+// elements over the packed (padded) elements, over all inputs.
+func pack(m *config.Model, es []*entry, now time.Time) (batch *inferqpb.Batch, fill float64, err error) {
+	batch = &inferqpb.Batch{Model: m.Name, Version: es[0].job.Version, CreatedUnixNano: now.UnixNano()}
 	parts := make([]*tensor.Tensor, len(es))
+	var real, padded int64
 	for k, spec := range m.Inputs {
 		for i, e := range es {
 			if k >= len(e.job.Inputs) || e.job.Inputs[k].Name != spec.Name {
-				return nil, fmt.Errorf("job %s: input %q missing or out of order", e.job.Id, spec.Name)
+				return nil, 0, fmt.Errorf("job %s: input %q missing or out of order", e.job.Id, spec.Name)
 			}
 			parts[i] = wire.FromProto(e.job.Inputs[k])
 		}
 		packed, err := tensor.Concat(spec.Name, parts, m.Batching.Ragged)
 		if err != nil {
-			return nil, fmt.Errorf("pack input %q: %w", spec.Name, err)
+			return nil, 0, fmt.Errorf("pack input %q: %w", spec.Name, err)
+		}
+		padded += elements(packed.Tensor.Shape)
+		for _, sh := range packed.Shapes {
+			real += elements(sh)
 		}
 		batch.Inputs = append(batch.Inputs, wire.ToProto(packed.Tensor))
 		if packed.Mask != nil {
@@ -324,16 +487,34 @@ func pack(m *config.Model, es []entry, now time.Time) (*inferqpb.Batch, error) {
 		}
 	}
 	batch.Id = batchID(es)
-	return batch, nil
+	fill = 1
+	if padded > 0 {
+		fill = float64(real) / float64(padded)
+	}
+	return batch, fill, nil
 }
 
-// batchID is derived from the jobs and their attempts, so re-batching the
-// same jobs after a crash publishes the same id and JetStream drops the copy.
-func batchID(es []entry) string {
+func elements(shape []int64) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// batchID is derived from the jobs and their attempts, in job-id order, so
+// re-batching the same jobs after a crash publishes the same id and
+// JetStream drops the copy.
+func batchID(es []*entry) string {
+	keys := make([]string, len(es))
+	for i, e := range es {
+		keys[i] = e.job.Id + "\x00" + strconv.FormatUint(uint64(e.job.Attempt), 10)
+	}
+	slices.Sort(keys)
 	h := sha256.New()
-	for _, e := range es {
-		h.Write([]byte(e.job.Id))
-		h.Write([]byte{0, byte(e.job.Attempt), byte(e.job.Attempt >> 8)})
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil)[:13])
 }

@@ -171,19 +171,33 @@ func (s *Stack) submit(t testing.TB, model string, body any) accepted {
 // wait long-polls a job until it is terminal.
 func (s *Stack) wait(t testing.TB, id string) jobRecord {
 	t.Helper()
+	rec, err := s.waitErr(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// waitErr long-polls job id until it is terminal, for at most 30 s. It
+// returns an error instead of failing the test, so goroutines other than the
+// test's own can use it.
+func (s *Stack) waitErr(id string) (jobRecord, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		var rec jobRecord
-		if code, _ := do(t, "GET", s.URL+"/v1/jobs/"+id+"?wait=10s", nil, &rec); code != http.StatusOK {
-			t.Fatalf("get job %s: status %d", id, code)
+		code, err := getJSON(s.URL+"/v1/jobs/"+id+"?wait=10s", &rec)
+		if err != nil {
+			return rec, fmt.Errorf("get job %s: %w", id, err)
+		}
+		if code != http.StatusOK {
+			return rec, fmt.Errorf("get job %s: status %d", id, code)
 		}
 		switch rec.Status {
 		case "succeeded", "failed", "cancelled", "expired":
-			return rec
+			return rec, nil
 		}
 	}
-	t.Fatalf("job %s not terminal after 30s", id)
-	return jobRecord{}
+	return jobRecord{}, fmt.Errorf("job %s not terminal after 30s", id)
 }
 
 func simpleBody(a, b []int32) map[string]any {
@@ -265,7 +279,11 @@ func checkAll(t *testing.T, s *Stack, jobs []sentJob) {
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				if err := checkSimple(s.wait(t, j.id), j.a, j.b); err != nil {
+				rec, err := s.waitErr(j.id)
+				if err == nil {
+					err = checkSimple(rec, j.a, j.b)
+				}
+				if err != nil {
 					t.Errorf("job %s: %v", j.id, err)
 				}
 			}
@@ -276,4 +294,20 @@ func checkAll(t *testing.T, s *Stack, jobs []sentJob) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// getJSON GETs url and decodes a JSON answer into out; it never fails the
+// test itself, so any goroutine may call it.
+func getJSON(url string, out any) (int, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode: %w", err)
+		}
+	}
+	return resp.StatusCode, nil
 }

@@ -49,15 +49,17 @@ func (i *Ingress) stats(ctx context.Context, model string) (Stats, error) {
 	}
 	var s Stats
 	t := i.opt.Topology
-	b, err := i.opt.JS.Consumer(ctx, t.JobsStream(), jetstream.BatcherConsumer(model))
-	if err != nil {
-		return s, err
+	for _, name := range jetstream.BatcherConsumers(model) { // one per priority
+		b, err := i.opt.JS.Consumer(ctx, t.JobsStream(), name)
+		if err != nil {
+			return s, err
+		}
+		bi, err := b.Info(ctx)
+		if err != nil {
+			return s, err
+		}
+		s.Queued += bi.NumPending + uint64(bi.NumAckPending)
 	}
-	bi, err := b.Info(ctx)
-	if err != nil {
-		return s, err
-	}
-	s.Queued = bi.NumPending + uint64(bi.NumAckPending)
 	w, err := i.opt.JS.Consumer(ctx, t.BatchesStream(), jetstream.WorkerConsumer(model))
 	if err != nil {
 		return s, err
@@ -86,7 +88,7 @@ func (i *Ingress) stats(ctx context.Context, model string) (Stats, error) {
 }
 
 // checkQueue refuses a job (503 + Retry-After) when the model already has
-// max_queued jobs waiting. It is checked against the model's consumer, not
+// max_queued jobs waiting. It is checked against the model's consumers, not
 // the stream: INFERQ_JOBS also keeps finished jobs for replay.
 func (i *Ingress) checkQueue(ctx context.Context, m *config.Model) error {
 	s, err := i.stats(ctx, m.Name)

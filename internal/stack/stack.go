@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -87,7 +88,12 @@ func Run(ctx context.Context, opt Options) error {
 		reg = obs.NewRegistry()
 	}
 	metrics := obs.NewMetrics(reg)
-	js, err := natsjs.New(opt.Conn)
+	if err := batcher.RegisterMetrics(reg); err != nil {
+		return fmt.Errorf("batcher metrics: %w", err)
+	}
+	// An async publish whose ack is lost (a cluster node going away) would
+	// otherwise wait forever; failing it lets the caller retry or nak.
+	js, err := natsjs.New(opt.Conn, natsjs.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

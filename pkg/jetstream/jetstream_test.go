@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -51,12 +52,14 @@ func TestProvisionIsIdempotent(t *testing.T) {
 	if c := w.CachedInfo().Config; c.Durable != "workers-tiny-gpt" || c.MaxDeliver != 2 || c.FilterSubject != "inferq.batches.tiny-gpt" || c.AckPolicy != natsjs.AckExplicitPolicy {
 		t.Errorf("workers consumer %+v", c)
 	}
-	b, err := n.JS.Consumer(ctx, "INFERQ_JOBS", "batcher-simple")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := b.CachedInfo().Config; c.MaxAckPending <= 2*32 || c.FilterSubject != "inferq.jobs.simple.*" {
-		t.Errorf("batcher consumer %+v", c)
+	for p, name := range jetstream.BatcherConsumers("simple") {
+		b, err := n.JS.Consumer(ctx, "INFERQ_JOBS", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := b.CachedInfo().Config; c.MaxAckPending <= 2*32 || c.FilterSubject != fmt.Sprintf("inferq.jobs.simple.p%d", p) {
+			t.Errorf("batcher consumer %s: %+v", name, c)
+		}
 	}
 	for _, bucket := range []string{"inferq_models", "inferq_workers"} {
 		if _, err := n.JS.KeyValue(ctx, bucket); err != nil {

@@ -44,27 +44,32 @@ func Provision(ctx context.Context, js natsjs.JetStream, t Topology, models []Mo
 	return nil
 }
 
-// ProvisionModel creates or updates a model's batcher and worker consumers.
+// ProvisionModel creates or updates a model's batcher and worker consumers:
+// one batcher consumer per priority (BatcherConsumers) and the workers'
+// shared consumer.
 func ProvisionModel(ctx context.Context, js natsjs.JetStream, t Topology, m ModelPolicy) error {
-	// The batcher holds up to 2×max_batch_size jobs while it fills a batch;
-	// MaxAckPending must be well above that or the batcher starves itself.
+	// Per priority the batcher holds up to max_batch_size jobs in the pull
+	// iterator and 2×max_batch_size in its own buffer while it fills
+	// batches; MaxAckPending must be well above that or it starves itself.
 	pending := 8 * m.MaxBatchSize
 	if pending < 1000 {
 		pending = 1000
 	}
-	batcher := natsjs.ConsumerConfig{
-		Durable:       BatcherConsumer(m.Name),
-		Description:   "inferq batcher for model " + m.Name,
-		FilterSubject: t.JobsFilter(m.Name),
-		AckPolicy:     natsjs.AckExplicitPolicy,
-		AckWait:       t.AckWait,
-		MaxAckPending: pending,
-		DeliverPolicy: natsjs.DeliverAllPolicy,
-		Replicas:      t.Replicas,
-		MemoryStorage: t.MemoryStorage,
-	}
-	if _, err := js.CreateOrUpdateConsumer(ctx, t.JobsStream(), batcher); err != nil {
-		return fmt.Errorf("provision consumer %s: %w", batcher.Durable, err)
+	for p := MinPriority; p <= MaxPriority; p++ {
+		c := natsjs.ConsumerConfig{
+			Durable:       BatcherPriorityConsumer(m.Name, p),
+			Description:   fmt.Sprintf("inferq batcher for model %s, priority p%d", m.Name, p),
+			FilterSubject: t.JobSubject(m.Name, p),
+			AckPolicy:     natsjs.AckExplicitPolicy,
+			AckWait:       t.AckWait,
+			MaxAckPending: pending,
+			DeliverPolicy: natsjs.DeliverAllPolicy,
+			Replicas:      t.Replicas,
+			MemoryStorage: t.MemoryStorage,
+		}
+		if _, err := js.CreateOrUpdateConsumer(ctx, t.JobsStream(), c); err != nil {
+			return fmt.Errorf("provision consumer %s: %w", c.Durable, err)
+		}
 	}
 	workers := natsjs.ConsumerConfig{
 		Durable:       WorkerConsumer(m.Name),

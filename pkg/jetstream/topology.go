@@ -89,6 +89,23 @@ func (t Topology) DeadSubject(model string) string { return t.Prefix + ".dead." 
 func BatcherConsumer(model string) string { return "batcher-" + model }
 func WorkerConsumer(model string) string  { return "workers-" + model }
 
+// BatcherPriorityConsumer is the batcher's durable consumer of one priority
+// of a model's jobs: batcher-<model>-p<prio>, filtered on JobSubject.
+func BatcherPriorityConsumer(model string, prio int) string {
+	return fmt.Sprintf("batcher-%s-p%d", model, prio)
+}
+
+// BatcherConsumers are the durable consumers the batcher pulls a model's
+// jobs from, highest priority first. A model's queue depth is the sum of
+// their NumPending + NumAckPending.
+func BatcherConsumers(model string) []string {
+	out := make([]string, 0, MaxPriority-MinPriority+1)
+	for p := MinPriority; p <= MaxPriority; p++ {
+		out = append(out, BatcherPriorityConsumer(model, p))
+	}
+	return out
+}
+
 // ResultsConsumer is resultsvc's durable consumer on the events stream.
 const ResultsConsumer = "resultsvc"
 

@@ -1,0 +1,541 @@
+package batcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/testutil"
+	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/schemas/inferqpb"
+)
+
+// harness is an embedded NATS with the topology provisioned for one model,
+// a running batcher, and a core subscription that sees every batch.
+type harness struct {
+	t       *testing.T
+	n       *testutil.NATS
+	topo    jetstream.Topology
+	m       config.Model
+	opt     Options
+	mu      sync.Mutex
+	batches []*inferqpb.Batch
+	at      []time.Time
+	ids     []string // Nats-Msg-Id of every batch publish seen
+	got     chan struct{}
+}
+
+func testModel(name string, max int, delay time.Duration, ragged bool) config.Model {
+	return config.Model{Name: name, Version: "1", Kind: config.KindTensor,
+		Inputs:   []config.Tensor{{Name: "INPUT0", Datatype: "INT32", Dims: []int64{-1}}},
+		Outputs:  []config.Tensor{{Name: "OUTPUT0", Datatype: "INT32", Dims: []int64{-1}}},
+		Batching: config.Batching{MaxBatchSize: max, MaxQueueDelay: config.D(delay), Ragged: ragged},
+		Queue:    config.Queue{MaxDeliver: 3}}
+}
+
+func newHarness(t *testing.T, m config.Model, ackWait time.Duration, edit func(*Options)) *harness {
+	t.Helper()
+	n := testutil.StartNATS(t)
+	topo := jetstream.DefaultTopology()
+	topo.AckWait = ackWait
+	if err := jetstream.Provision(t.Context(), n.JS, topo, []jetstream.ModelPolicy{{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, n: n, topo: topo, m: m, got: make(chan struct{}, 1)}
+	sub, err := n.Conn.Subscribe(topo.BatchSubject(m.Name), func(msg *nats.Msg) {
+		b := &inferqpb.Batch{}
+		if err := proto.Unmarshal(msg.Data, b); err != nil {
+			t.Errorf("batch: %v", err)
+			return
+		}
+		h.mu.Lock()
+		h.batches = append(h.batches, b)
+		h.at = append(h.at, time.Now())
+		h.ids = append(h.ids, msg.Header.Get(jetstream.HeaderMsgID))
+		h.mu.Unlock()
+		signal(h.got)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := n.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	h.opt = Options{Models: []config.Model{m}, Topology: topo, JS: n.JS,
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics: obs.NewMetrics(prometheus.NewRegistry()), MaxWaitingBatches: -1}
+	if edit != nil {
+		edit(&h.opt)
+	}
+	return h
+}
+
+// start runs a batcher until the test ends; its error comes on the channel.
+func (h *harness) start() <-chan error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	stopped := make(chan struct{})
+	go func() { done <- New(h.opt).Run(ctx); close(stopped) }()
+	h.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			h.t.Error("batcher did not stop")
+		}
+	})
+	return done
+}
+
+// job publishes a job of `length` INT32 elements at priority prio.
+func (h *harness) job(prio int, id string, length int, deadline time.Time) {
+	h.t.Helper()
+	data := make([]byte, 4*length)
+	for i := range length {
+		data[4*i] = byte(i)
+	}
+	j := &inferqpb.Job{Id: id, Tenant: "default", Model: h.m.Name, Version: "1", Priority: int32(prio),
+		CreatedUnixNano: time.Now().UnixNano(), Attempt: 1,
+		Inputs: []*inferqpb.Tensor{{Name: "INPUT0", Datatype: "INT32", Shape: []int64{1, int64(length)}, Data: data}}}
+	if !deadline.IsZero() {
+		j.DeadlineUnixNano = deadline.UnixNano()
+	}
+	if _, err := jetstream.Publish(context.Background(), h.n.JS, h.topo.JobSubject(h.m.Name, prio), j, id); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitBatches waits until at least n batches were seen.
+func (h *harness) waitBatches(n int, within time.Duration) []*inferqpb.Batch {
+	h.t.Helper()
+	deadline := time.After(within)
+	for {
+		h.mu.Lock()
+		if len(h.batches) >= n {
+			out := append([]*inferqpb.Batch(nil), h.batches...)
+			h.mu.Unlock()
+			return out
+		}
+		h.mu.Unlock()
+		select {
+		case <-h.got:
+		case <-deadline:
+			h.t.Fatalf("saw %d batches, want %d within %v", len(h.batches), n, within)
+		}
+	}
+}
+
+func jobIDs(b *inferqpb.Batch) []string {
+	var ids []string
+	for _, j := range b.Jobs {
+		ids = append(ids, j.Id)
+	}
+	return ids
+}
+
+func TestCloseFull(t *testing.T) {
+	h := newHarness(t, testModel("m", 4, time.Minute, false), 30*time.Second, nil)
+	h.start()
+	t0 := time.Now()
+	for i := range 4 {
+		h.job(1, fmt.Sprintf("j%d", i), 2, time.Time{})
+	}
+	bs := h.waitBatches(1, 10*time.Second)
+	// The delay is a minute: only the size rule can have closed it.
+	if len(bs[0].Jobs) != 4 {
+		t.Fatalf("batch of %d jobs, want 4", len(bs[0].Jobs))
+	}
+	t.Logf("full batch after %v", time.Since(t0))
+}
+
+func TestClosePreferred(t *testing.T) {
+	m := testModel("m", 32, 1500*time.Millisecond, false)
+	m.Batching.PreferredBatchSizes = []int{2}
+	h := newHarness(t, m, 30*time.Second, nil)
+	h.start()
+	t0 := time.Now()
+	for i := range 3 {
+		h.job(1, fmt.Sprintf("j%d", i), 2, time.Time{})
+	}
+	bs := h.waitBatches(1, 10*time.Second)
+	first := time.Since(t0)
+	if len(bs[0].Jobs) != 2 {
+		t.Fatalf("first batch %v, want 2 jobs (the preferred size)", jobIDs(bs[0]))
+	}
+	if first > time.Second {
+		t.Errorf("preferred batch after %v: it should not wait out the 1.5s delay", first)
+	}
+	// The third job is not a preferred size: it waits out the delay.
+	bs = h.waitBatches(2, 10*time.Second)
+	if len(bs[1].Jobs) != 1 || bs[1].Jobs[0].Id != "j2" {
+		t.Fatalf("second batch %v, want [j2]", jobIDs(bs[1]))
+	}
+	h.mu.Lock()
+	second := h.at[1].Sub(t0)
+	h.mu.Unlock()
+	if second < 1200*time.Millisecond {
+		t.Errorf("second batch after %v, before the 1.5s delay", second)
+	}
+	t.Logf("preferred batch after %v, delayed batch after %v", first, second)
+}
+
+func TestCloseDelay(t *testing.T) {
+	h := newHarness(t, testModel("m", 32, 400*time.Millisecond, false), 30*time.Second, nil)
+	h.start()
+	// An idle batcher publishes nothing.
+	time.Sleep(300 * time.Millisecond)
+	h.mu.Lock()
+	idle := len(h.batches)
+	h.mu.Unlock()
+	if idle != 0 {
+		t.Fatalf("idle batcher published %d batches", idle)
+	}
+	t0 := time.Now()
+	h.job(1, "j0", 2, time.Time{})
+	h.job(1, "j1", 2, time.Time{})
+	bs := h.waitBatches(1, 10*time.Second)
+	el := time.Since(t0)
+	if len(bs[0].Jobs) != 2 {
+		t.Fatalf("batch %v, want both jobs", jobIDs(bs[0]))
+	}
+	if el < 350*time.Millisecond || el > 5*time.Second {
+		t.Errorf("delay batch after %v, want about 400ms", el)
+	}
+	t.Logf("delay batch after %v", el)
+}
+
+// fakeWorker runs batches from the workers consumer one at a time, taking
+// `cost` each, and reports running events as the real agent does.
+func (h *harness) fakeWorker(ctx context.Context, cost time.Duration, ran func(*inferqpb.Batch)) {
+	cons, err := h.n.JS.Consumer(ctx, h.topo.BatchesStream(), jetstream.WorkerConsumer(h.m.Name))
+	if err != nil {
+		h.t.Error(err)
+		return
+	}
+	for ctx.Err() == nil {
+		msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(time.Second))
+		if err != nil {
+			continue
+		}
+		for msg := range msgs.Messages() {
+			b := &inferqpb.Batch{}
+			_ = proto.Unmarshal(msg.Data(), b)
+			_ = h.n.Conn.Publish(h.topo.EventSubject(h.m.Name, jetstream.EventRunning), []byte("x"))
+			ran(b)
+			select {
+			case <-ctx.Done():
+			case <-time.After(cost):
+			}
+			_ = msg.Ack()
+		}
+	}
+}
+
+// TestPriorities: with workers busy, p0 jobs published after a backlog of
+// p2 jobs run before most of that backlog.
+func TestPriorities(t *testing.T) {
+	h := newHarness(t, testModel("m", 8, 5*time.Millisecond, false), 30*time.Second, func(o *Options) {
+		o.MaxWaitingBatches = 1
+		o.AgingAfter = time.Minute // this test is about order, not aging
+	})
+	var mu sync.Mutex
+	var order []*inferqpb.Batch
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.fakeWorker(ctx, 40*time.Millisecond, func(b *inferqpb.Batch) { mu.Lock(); order = append(order, b); mu.Unlock() })
+	h.start()
+	for i := range 160 {
+		h.job(2, fmt.Sprintf("low%03d", i), 2, time.Time{})
+	}
+	time.Sleep(150 * time.Millisecond)
+	for i := range 8 {
+		h.job(0, fmt.Sprintf("high%d", i), 2, time.Time{})
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, b := range order {
+			n += len(b.Jobs)
+		}
+		return n == 168
+	}, "all jobs ran")
+	lastHigh, lastLow := -1, -1
+	for i, b := range order {
+		for _, j := range b.Jobs {
+			if j.Id[0] == 'h' {
+				lastHigh = i
+			} else {
+				lastLow = i
+			}
+		}
+	}
+	// 20 batches of p2; the p0 ones arrived while about 4 had run. They
+	// must overtake most of the backlog (generous: the machine is shared).
+	if lastHigh > lastLow*2/3 {
+		t.Errorf("last p0 job ran in batch %d of %d (last p2 in %d)", lastHigh, len(order), lastLow)
+	}
+	t.Logf("p0 jobs done by batch %d of %d", lastHigh, len(order))
+}
+
+// TestNoStarvation: under a sustained p0 load above the workers' capacity,
+// p2 jobs still run (aging).
+func TestNoStarvation(t *testing.T) {
+	h := newHarness(t, testModel("m", 4, 2*time.Millisecond, false), 30*time.Second, func(o *Options) {
+		o.MaxWaitingBatches = 1
+		o.AgingAfter = 300 * time.Millisecond
+	})
+	var mu sync.Mutex
+	ranLow := map[string]bool{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.fakeWorker(ctx, 30*time.Millisecond, func(b *inferqpb.Batch) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, j := range b.Jobs {
+			if j.Id[0] == 'l' {
+				ranLow[j.Id] = true
+			}
+		}
+	})
+	h.start()
+	// p0 at ~400 jobs/s against a capacity of ~130 jobs/s.
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			h.job(0, fmt.Sprintf("high%05d", i), 2, time.Time{})
+			time.Sleep(2500 * time.Microsecond)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	for i := range 6 {
+		h.job(2, fmt.Sprintf("low%d", i), 2, time.Time{})
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ranLow) == 6
+	}, "p2 jobs ran under sustained p0 load")
+}
+
+// TestExpiredAndCancelled: a job whose deadline passed never reaches a batch
+// and gets an expired event; a cancelled job never reaches a batch.
+func TestExpiredAndCancelled(t *testing.T) {
+	h := newHarness(t, testModel("m", 32, 50*time.Millisecond, false), 30*time.Second, nil)
+	events := make(chan *inferqpb.JobEvent, 16)
+	sub, err := h.n.Conn.Subscribe(h.topo.EventSubject("m", jetstream.EventFailed), func(msg *nats.Msg) {
+		ev := &inferqpb.JobEvent{}
+		if proto.Unmarshal(msg.Data, ev) == nil {
+			events <- ev
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	h.start()
+	h.job(1, "warm", 2, time.Time{}) // the batcher is up once this is batched
+	h.waitBatches(1, 10*time.Second)
+
+	notice, _ := proto.Marshal(&inferqpb.Cancel{JobId: "gone"})
+	if err := h.n.Conn.Publish(h.topo.CancelSubject("m"), notice); err != nil {
+		t.Fatal(err)
+	}
+	_ = h.n.Conn.Flush()
+	time.Sleep(50 * time.Millisecond)
+	h.job(1, "old", 2, time.Now().Add(-time.Second))
+	h.job(2, "gone", 2, time.Time{})
+	h.job(1, "live", 2, time.Now().Add(time.Minute))
+	bs := h.waitBatches(2, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	h.mu.Lock()
+	bs = append(bs[:0:0], h.batches...)
+	h.mu.Unlock()
+	for _, b := range bs {
+		for _, j := range b.Jobs {
+			if j.Id == "old" || j.Id == "gone" {
+				t.Errorf("job %s reached batch %v", j.Id, jobIDs(b))
+			}
+		}
+	}
+	if got := jobIDs(bs[len(bs)-1]); len(got) != 1 || got[0] != "live" {
+		t.Errorf("last batch %v, want [live]", got)
+	}
+	select {
+	case ev := <-events:
+		if ev.JobId != "old" || ev.Status != inferqpb.Status_STATUS_EXPIRED {
+			t.Errorf("event %v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no expired event")
+	}
+	// Both dropped jobs are acked: nothing is pending on any consumer.
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, name := range jetstream.BatcherConsumers("m") {
+			c, err := h.n.JS.Consumer(t.Context(), h.topo.JobsStream(), name)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(t.Context())
+			if err != nil || info.NumPending+uint64(info.NumAckPending) != 0 {
+				return false
+			}
+		}
+		return true
+	}, "jobs still pending")
+}
+
+// TestRaggedBuckets: jobs of very different lengths go to different batches,
+// each padded by less than 2× per job.
+func TestRaggedBuckets(t *testing.T) {
+	h := newHarness(t, testModel("m", 32, 300*time.Millisecond, true), 30*time.Second, nil)
+	h.start()
+	lengths := []int{3, 100, 4, 120, 2, 3, 90}
+	for i, n := range lengths {
+		h.job(1, fmt.Sprintf("j%d-%d", i, n), n, time.Time{})
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		n := 0
+		for _, b := range h.batches {
+			n += len(b.Jobs)
+		}
+		return n == len(lengths)
+	}, "all jobs batched")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range h.batches {
+		width := b.Inputs[0].Shape[1]
+		var real int64
+		for _, j := range b.Jobs {
+			l := j.InputShapes[0].Dims[1]
+			real += l
+			if 2*l <= width && l > 1 {
+				t.Errorf("batch of width %d holds a job of length %d", width, l)
+			}
+		}
+		fill := float64(real) / float64(width*int64(len(b.Jobs)))
+		t.Logf("batch %v: width %d, fill %.2f, masks %d", jobIDs(b), width, fill, len(b.Masks))
+		if fill < 0.5 {
+			t.Errorf("fill ratio %.2f", fill)
+		}
+	}
+	if len(h.batches) < 2 {
+		t.Errorf("%d batches: short and long jobs were not bucketed apart", len(h.batches))
+	}
+}
+
+// TestCrashBetweenPublishAndAck: a batch published but not acked is
+// re-batched after a restart with the same id, and JetStream keeps one copy.
+func TestCrashBetweenPublishAndAck(t *testing.T) {
+	const ackWait = time.Second
+	h := newHarness(t, testModel("m", 4, 20*time.Millisecond, false), ackWait, func(o *Options) {
+		o.BeforeAck = func(string) bool { return false }
+	})
+	done := h.start()
+	for i := range 4 {
+		h.job(1, fmt.Sprintf("j%d", i), 2, time.Time{})
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStopped) {
+			t.Fatalf("batcher: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("batcher did not stop at the hook")
+	}
+	h.opt.BeforeAck = nil
+	h.start()
+	bs := h.waitBatches(2, 10*time.Second)
+	h.mu.Lock()
+	ids := append([]string(nil), h.ids...)
+	h.mu.Unlock()
+	if ids[0] != ids[1] || bs[0].Id != bs[1].Id || len(bs[1].Jobs) != 4 {
+		t.Fatalf("re-batch ids %v / %s %s, jobs %v", ids, bs[0].Id, bs[1].Id, jobIDs(bs[1]))
+	}
+	s, err := h.n.JS.Stream(t.Context(), h.topo.BatchesStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("batches stream holds %d messages, want 1 (deduplicated)", info.State.Msgs)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		c, _ := h.n.JS.Consumer(t.Context(), h.topo.JobsStream(), jetstream.BatcherPriorityConsumer("m", 1))
+		ci, err := c.Info(t.Context())
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
+	}, "jobs not acked after the restart")
+}
+
+func TestChooseAging(t *testing.T) {
+	now := time.Now()
+	mk := func(id string, p int, age time.Duration, key string) *entry {
+		return &entry{job: &inferqpb.Job{Id: id}, prio: p, recv: now.Add(-age), rows: 1, key: key}
+	}
+	var qs [numPrio][]*entry
+	qs[0] = []*entry{mk("a0", 0, 10*time.Millisecond, "k"), mk("a1", 0, 5*time.Millisecond, "k")}
+	qs[1] = []*entry{mk("b0", 1, 20*time.Millisecond, "k")}
+	qs[2] = []*entry{mk("c0", 2, 2*time.Second, "k"), mk("c1", 2, time.Second, "other"), mk("c2", 2, 10*time.Millisecond, "k")}
+	sel := choose(qs, now, 500*time.Millisecond, 3)
+	var got []string
+	for _, e := range sel.entries {
+		got = append(got, e.job.Id)
+	}
+	// c0 is aged and leads; c1 is aged but incompatible; then p0, p0 in order.
+	if fmt.Sprint(got) != "[c0 a0 a1]" || sel.rows != 3 || !sel.oldest.Equal(now.Add(-2*time.Second)) {
+		t.Errorf("choose = %v rows %d", got, sel.rows)
+	}
+	sel = choose(qs, now, time.Hour, 10)
+	got = got[:0]
+	for _, e := range sel.entries {
+		got = append(got, e.job.Id)
+	}
+	if fmt.Sprint(got) != "[a0 a1 b0 c0 c2]" {
+		t.Errorf("without aging choose = %v", got)
+	}
+	sel.trimTo(2)
+	if len(sel.entries) != 2 || sel.rows != 2 {
+		t.Errorf("trim: %d entries", len(sel.entries))
+	}
+}
+
+func TestBucketAndPreferred(t *testing.T) {
+	for in, want := range map[int64]int64{0: 0, 1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 100: 128, 128: 128} {
+		if got := bucket(in); got != want {
+			t.Errorf("bucket(%d) = %d, want %d", in, got, want)
+		}
+	}
+	if got := preferredSize([]int{4, 8, 16}, 12); got != 8 {
+		t.Errorf("preferredSize = %d", got)
+	}
+	if got := preferredSize([]int{4, 8}, 3); got != 0 {
+		t.Errorf("preferredSize = %d", got)
+	}
+}
+
+func TestRegisterMetricsTwice(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+}
