@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -426,8 +427,17 @@ func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason st
 	b.opt.Metrics.BatchSize.WithLabelValues(m.Name).Observe(float64(len(es)))
 	b.opt.Metrics.BatchesFlushed.WithLabelValues(m.Name, reason).Inc()
 	fillRatio.WithLabelValues(m.Name).Observe(fill)
+	b.notify(batch.Id, m.Name, len(es), reason, fill)
 	log.Debug("batch flushed", "batch", batch.Id, "size", len(es), "reason", reason, "fill", fill)
 	return nil
+}
+
+// notify publishes a batch notice (core NATS, best effort).
+func (b *Batcher) notify(id, model string, jobs int, reason string, fill float64) {
+	data, err := json.Marshal(jetstream.BatchNotice{Batch: id, Model: model, Jobs: jobs, Reason: reason, Fill: fill})
+	if err == nil {
+		_ = b.opt.JS.Conn().Publish(b.opt.Topology.BatchedSubject(model), data)
+	}
 }
 
 // fail ends a job that can never be batched.

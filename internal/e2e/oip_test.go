@@ -11,6 +11,7 @@ import (
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/testutil"
 )
 
 // TestInferMatchesAsyncPath: a KServe v2 client's request to
@@ -192,4 +193,36 @@ func TestMaxQueued(t *testing.T) {
 	if code, _ := do(t, "GET", s.URL+"/v1/models/nope", nil, nil); code != 404 {
 		t.Errorf("unknown model: %d", code)
 	}
+}
+
+// TestModelStats: after jobs ran, GET /v1/models/{m} shows the batches they
+// went in (recent_batch_sizes adds up to the jobs), a live worker and an
+// empty queue.
+func TestModelStats(t *testing.T) {
+	s := startStack(t, false, nil)
+	a := make([]int32, 16)
+	var ids []string
+	for range 10 {
+		ids = append(ids, s.submit(t, "simple", simpleBody(a, a)).ID)
+	}
+	for _, id := range ids {
+		s.wait(t, id)
+	}
+	var info struct {
+		Stats struct {
+			Queued      uint64 `json:"queued"`
+			LiveWorkers int    `json:"live_workers"`
+			Recent      []int  `json:"recent_batch_sizes"`
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		if code, _ := do(t, "GET", s.URL+"/v1/models/simple", nil, &info); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		sum := 0
+		for _, n := range info.Stats.Recent {
+			sum += n
+		}
+		return sum == len(ids) && info.Stats.Queued == 0 && info.Stats.LiveWorkers >= 1
+	}, "model stats")
 }

@@ -43,15 +43,17 @@ type Options struct {
 
 // Ingress serves the HTTP API.
 type Ingress struct {
-	opt   Options
-	echo  *echo.Echo
-	now   func() time.Time
-	cache statsCache
+	opt    Options
+	echo   *echo.Echo
+	now    func() time.Time
+	cache  statsCache
+	recent recentBatches
 }
 
 // New builds the ingress and its routes.
 func New(opt Options) *Ingress {
-	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond}}
+	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond},
+		recent: recentBatches{keep: 32}}
 	e := i.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = auth.WrapErrorHandler(i.handleError)
@@ -106,6 +108,11 @@ func (i *Ingress) Handler() http.Handler { return i.echo }
 
 // Serve runs the API on ln until ctx ends, then drains in-flight requests.
 func (i *Ingress) Serve(ctx context.Context, ln net.Listener) error {
+	sub, err := i.watchBatches()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
 	i.opt.Log.Info("ingress listening", "addr", ln.Addr().String())
 	return obs.ServeListener(ctx, ln, i.echo, i.opt.Log)
 }

@@ -20,6 +20,9 @@ type Stats struct {
 	BatchesPending uint64 `json:"batches_pending"` // batches waiting for a worker
 	InFlight       uint64 `json:"in_flight"`       // batches a worker holds
 	LiveWorkers    int    `json:"live_workers"`    // heartbeats in the workers bucket
+	// RecentBatchSizes are the jobs in each of the model's last (up to 32)
+	// batches, oldest first, as this ingress saw them published.
+	RecentBatchSizes []int `json:"recent_batch_sizes"`
 	// DesiredReplicas is what a KEDA-style scaler should aim for: workers
 	// take one batch at a time, so one per pending or running batch, and at
 	// least one while jobs wait.
@@ -126,6 +129,7 @@ func (i *Ingress) modelInfo(ctx context.Context, m *config.Model) ModelInfo {
 		Queue: map[string]any{"max_queued": m.Queue.MaxQueued, "default_timeout": m.Queue.DefaultTimeout.String(),
 			"max_deliver": m.Queue.MaxDeliver}}
 	if s, err := i.stats(ctx, m.Name); err == nil {
+		s.RecentBatchSizes = i.recent.get(m.Name)
 		info.Stats = &s
 	}
 	return info

@@ -118,3 +118,20 @@ const (
 // CancelSubject carries cancellation notices (core NATS, not stored):
 // batchers drop the job before packing and workers stop generating it.
 func (t Topology) CancelSubject(model string) string { return t.Prefix + ".cancel." + model }
+
+// BatchedSubject carries a notice of every batch a batcher publishes (core
+// NATS, not stored, JSON BatchNotice), so that ingress can show recent batch
+// sizes and anyone can watch batching live without reading the batches.
+func (t Topology) BatchedSubject(model string) string { return t.Prefix + ".batched." + model }
+
+// BatchedFilter matches every model's batch notices.
+func (t Topology) BatchedFilter() string { return t.Prefix + ".batched.*" }
+
+// BatchNotice is the JSON body on BatchedSubject.
+type BatchNotice struct {
+	Batch  string  `json:"batch"`
+	Model  string  `json:"model"`
+	Jobs   int     `json:"jobs"`
+	Reason string  `json:"reason"` // full, preferred or delay
+	Fill   float64 `json:"fill"`   // real over padded elements
+}
