@@ -82,52 +82,118 @@ func (i *Ingress) events(c echo.Context) error {
 			return i.sseError(w, cur, "unavailable", "token stream unavailable")
 		}
 	}
-	var lastStream uint64
 	send := func(event string, next cursor, data any) error {
 		cur = next
 		return writeSSE(w, event, cur.String(), data)
 	}
+	f := &follower{i: i, rec: rec, recs: recs, toks: toks, subject: subject}
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
-		if r := rec.Status.Rank(); r > cur.rank && !rec.Status.Terminal() {
-			if err := send("status", cursor{r, cur.seq}, map[string]any{"status": rec.Status, "attempt": rec.Attempts}); err != nil {
+		if r := f.rec.Status.Rank(); r > cur.rank && !f.rec.Status.Terminal() {
+			if err := send("status", cursor{r, cur.seq}, map[string]any{"status": f.rec.Status, "attempt": f.rec.Attempts}); err != nil {
 				return nil
 			}
 		}
-		if rec.Status.Terminal() {
+		if f.rec.Status.Terminal() {
 			if generate {
-				i.drainTokens(ctx, subject, toks, &cur, lastStream, send)
+				f.drain(ctx, &cur, send)
 			}
-			if rec.Status == results.Succeeded {
-				_ = send("result", cursor{2, cur.seq}, rec)
+			if f.rec.Status == results.Succeeded {
+				_ = send("result", cursor{2, cur.seq}, f.rec)
 			} else {
-				_ = send("error", cursor{2, cur.seq}, map[string]any{"status": rec.Status, "error": rec.Error})
+				_ = send("error", cursor{2, cur.seq}, map[string]any{"status": f.rec.Status, "error": f.rec.Error})
 			}
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		switch f.next(ctx, &cur, send, keepalive.C) {
+		case stepEnd:
 			return nil
-		case r, ok := <-recs:
-			if !ok {
-				return nil
-			}
-			rec = r
-		case t, ok := <-toks:
-			if !ok {
-				toks = nil
-				continue
-			}
-			lastStream = t.streamSeq
-			if err := i.sendToken(t, &cur, send); err != nil {
-				return nil
-			}
-		case <-keepalive.C:
+		case stepTick:
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
 				return nil
 			}
 			w.Flush()
+		}
+	}
+}
+
+// follower walks one job's record changes and tokens in order, for the
+// two SSE endpoints (/v1 events and OIP generate_stream).
+type follower struct {
+	i          *Ingress
+	rec        *results.Record
+	recs       <-chan *results.Record
+	toks       <-chan token // nil: the job has no tokens
+	subject    string
+	lastStream uint64 // INFERQ_TOKENS sequence of the last token received
+}
+
+type step int
+
+const (
+	stepRecord step = iota // f.rec changed
+	stepToken              // a token was sent
+	stepTick               // the tick channel fired
+	stepEnd                // the client went away or the watch ended
+)
+
+// next waits for one thing to happen: a new record, a token (passed to
+// sendToken), or a tick.
+func (f *follower) next(ctx context.Context, cur *cursor, send func(string, cursor, any) error, tick <-chan time.Time) step {
+	for {
+		select {
+		case <-ctx.Done():
+			return stepEnd
+		case r, ok := <-f.recs:
+			if !ok {
+				return stepEnd
+			}
+			f.rec = r
+			return stepRecord
+		case t, ok := <-f.toks:
+			if !ok {
+				f.toks = nil
+				continue
+			}
+			f.lastStream = t.streamSeq
+			if f.i.sendToken(t, cur, send) != nil {
+				return stepEnd
+			}
+			return stepToken
+		case <-tick:
+			return stepTick
+		}
+	}
+}
+
+// drain sends the tokens still on their way when the job ended: every
+// token is stored before the job's result, so the stream's last message
+// for the job's subject marks the end.
+func (f *follower) drain(ctx context.Context, cur *cursor, send func(string, cursor, any) error) {
+	stream, err := f.i.opt.JS.Stream(ctx, f.i.opt.Topology.TokensStream())
+	if err != nil {
+		return
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, f.subject)
+	if err != nil {
+		return // no tokens at all, or the stream is unreachable
+	}
+	deadline := time.After(5 * time.Second)
+	for f.lastStream < last.Sequence {
+		select {
+		case t, ok := <-f.toks:
+			if !ok {
+				return
+			}
+			f.lastStream = t.streamSeq
+			if f.i.sendToken(t, cur, send) != nil {
+				return
+			}
+		case <-deadline:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -144,37 +210,6 @@ func (i *Ingress) sendToken(t token, cur *cursor, send func(string, cursor, any)
 		}
 	}
 	return send("token", cursor{cur.rank, t.Seq}, map[string]any{"seq": t.Seq, "text": t.Text, "token_id": t.TokenID})
-}
-
-// drainTokens sends the tokens still on their way when the job ended: every
-// token is stored before the job's result, so the stream's last message for
-// the job's subject marks the end.
-func (i *Ingress) drainTokens(ctx context.Context, subject string, toks <-chan token, cur *cursor, lastStream uint64, send func(string, cursor, any) error) {
-	stream, err := i.opt.JS.Stream(ctx, i.opt.Topology.TokensStream())
-	if err != nil {
-		return
-	}
-	last, err := stream.GetLastMsgForSubject(ctx, subject)
-	if err != nil {
-		return // no tokens at all, or the stream is unreachable
-	}
-	deadline := time.After(5 * time.Second)
-	for lastStream < last.Sequence {
-		select {
-		case t, ok := <-toks:
-			if !ok {
-				return
-			}
-			lastStream = t.streamSeq
-			if i.sendToken(t, cur, send) != nil {
-				return
-			}
-		case <-deadline:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 // watchRecord sends each new status of the job, woken by the store's

@@ -113,7 +113,6 @@ func (i *Ingress) generateStream(c echo.Context) error {
 	w.WriteHeader(http.StatusOK)
 	w.Flush()
 	cur := cursor{rank: -1}
-	var lastStream uint64
 	send := func(event string, next cursor, data any) error {
 		cur = next
 		if event != "token" {
@@ -122,36 +121,24 @@ func (i *Ingress) generateStream(c echo.Context) error {
 		d := data.(map[string]any)
 		return writeData(w, generateResponse{ID: rec.ID, ModelName: rec.Model, ModelVersion: rec.Version, TextOutput: d["text"].(string)})
 	}
+	f := &follower{i: i, rec: rec, recs: recs, toks: toks, subject: subject}
 	for {
-		if rec.Status.Terminal() {
-			i.drainTokens(ctx, subject, toks, &cur, lastStream, send)
-			if rec.Status != results.Succeeded {
-				e := rec.Error
+		if f.rec.Status.Terminal() {
+			f.drain(ctx, &cur, send)
+			if f.rec.Status != results.Succeeded {
+				e := f.rec.Error
 				if e == nil {
-					e = &results.Error{Code: string(rec.Status), Message: "the job " + string(rec.Status)}
+					e = &results.Error{Code: string(f.rec.Status), Message: "the job " + string(f.rec.Status)}
 				}
 				_ = writeData(w, map[string]any{"error": e.Message, "code": e.Code})
 			}
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			_ = writeData(w, map[string]any{"error": "timed out; poll " + acc.Links.Self, "code": "timeout"})
+		if f.next(ctx, &cur, send, nil) == stepEnd {
+			if ctx.Err() == context.DeadlineExceeded {
+				_ = writeData(w, map[string]any{"error": "timed out; poll " + acc.Links.Self, "code": "timeout"})
+			}
 			return nil
-		case r, ok := <-recs:
-			if !ok {
-				return nil
-			}
-			rec = r
-		case t, ok := <-toks:
-			if !ok {
-				toks = nil
-				continue
-			}
-			lastStream = t.streamSeq
-			if i.sendToken(t, &cur, send) != nil {
-				return nil
-			}
 		}
 	}
 }
