@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -225,4 +226,33 @@ func TestModelStats(t *testing.T) {
 		}
 		return sum == len(ids) && info.Stats.Queued == 0 && info.Stats.LiveWorkers >= 1
 	}, "model stats")
+}
+
+// TestStatusCodes415And504: a body that is not JSON by its Content-Type is
+// refused with 415 before anything is published, and a synchronous infer
+// that no worker answers in time gets 504 with the job's URL to poll.
+func TestStatusCodes415And504(t *testing.T) {
+	s := startComponents(t, false, stack.Components{Ingress: true, ResultSvc: true}, func(c *config.Config) {
+		c.Ingress.SyncTimeout = config.D(300 * time.Millisecond)
+	})
+	a := make([]int32, 16)
+	body, _ := json.Marshal(simpleBody(a, a))
+	resp, err := http.Post(s.URL+"/v1/models/simple/jobs", "text/plain", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain body: status %d, want 415", resp.StatusCode)
+	}
+	info, _ := s.NATS.JS.Stream(t.Context(), "INFERQ_JOBS")
+	if n := info.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("INFERQ_JOBS holds %d jobs after a 415", n)
+	}
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if code, _ := do(t, "POST", s.URL+"/v2/models/simple/infer", simpleBody(a, a), &e); code != http.StatusGatewayTimeout || e.Error.Code != "timeout" {
+		t.Errorf("infer with no worker: status %d, error %+v; want 504 timeout", code, e)
+	}
 }
