@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 )
 
@@ -110,6 +111,7 @@ func (i *Ingress) events(c echo.Context) error {
 		case stepEnd:
 			return nil
 		case stepTick:
+			obs.ExtendWrite(w, sseWriteTimeout)
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
 				return nil
 			}
@@ -285,11 +287,16 @@ func (i *Ingress) sseError(w *echo.Response, cur cursor, code, msg string) error
 }
 
 // writeSSE writes one event and flushes it to the client.
+// sseWriteTimeout is how long one SSE write may block on a client that does
+// not read before the connection is dropped.
+const sseWriteTimeout = time.Minute
+
 func writeSSE(w *echo.Response, event, id string, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return err
 	}
+	obs.ExtendWrite(w, sseWriteTimeout)
 	if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", id, event, b); err != nil {
 		return err
 	}

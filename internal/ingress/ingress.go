@@ -114,7 +114,10 @@ func (i *Ingress) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	i.opt.Log.Info("ingress listening", "addr", ln.Addr().String())
-	return obs.ServeListener(ctx, ln, i.echo, i.opt.Log)
+	// The write timeout outlasts the longest long-poll or synchronous wait;
+	// SSE streams extend it on every event.
+	cfg := i.opt.Config.Ingress
+	return obs.ServeListener(ctx, ln, i.echo, i.opt.Log, max(cfg.MaxWait.D(), cfg.SyncTimeout.D())+30*time.Second)
 }
 
 // observe records latency per route template (bounded labels) and logs

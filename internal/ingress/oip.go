@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 )
 
@@ -149,6 +150,7 @@ func writeData(w *echo.Response, v any) error {
 	if err != nil {
 		return err
 	}
+	obs.ExtendWrite(w, sseWriteTimeout)
 	if _, err := w.Write(append(append([]byte("data: "), b...), '\n', '\n')); err != nil {
 		return err
 	}

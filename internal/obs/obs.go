@@ -98,12 +98,20 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 	return ServeListener(ctx, ln, h, log)
 }
 
-// ServeListener is Serve on an open listener.
-func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+// ServeListener is Serve on an open listener. Every timeout is set so that a
+// slow or idle client cannot hold a connection; writeTimeout (default 30s)
+// must outlast the longest answer a handler may take to start writing, and
+// streaming handlers extend it per write (see ExtendWrite).
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, writeTimeout ...time.Duration) error {
+	wt := 30 * time.Second
+	if len(writeTimeout) > 0 && writeTimeout[0] > 0 {
+		wt = writeTimeout[0]
+	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      wt,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -121,4 +129,11 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 	}
 	<-errc
 	return nil
+}
+
+// ExtendWrite moves the connection's write deadline d into the future, for
+// streaming answers (SSE) that outlive the server's write timeout: a client
+// that stops reading is cut off d after the last write that got through.
+func ExtendWrite(w http.ResponseWriter, d time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
