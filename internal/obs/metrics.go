@@ -37,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		BatchesFlushed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batches_flushed_total",
 			Help: "Batches published, by closing reason (full, delay)."}, []string{"model", "reason"}),
 		JobsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_jobs_dropped_total",
-			Help: "Jobs the batcher did not batch, by reason (expired, invalid)."}, []string{"model", "reason"}),
+			Help: "Jobs that never ran to the end, by reason (expired, cancelled, invalid, max_deliver)."}, []string{"model", "reason"}),
 		BatchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_worker_batch_duration_seconds",
 			Help: "Time a worker spends running one batch.", Buckets: lat}, []string{"model"}),
 		BatchesFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_worker_batches_failed_total",

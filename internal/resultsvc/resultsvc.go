@@ -58,10 +58,19 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resultsvc: pull: %w", err)
 	}
+	advCons, err := s.opt.JS.Consumer(ctx, s.opt.Topology.AdvisoriesStream(), jetstream.AdvisoryConsumer)
+	if err != nil {
+		return fmt.Errorf("resultsvc: advisory consumer: %w", err)
+	}
+	adv, err := advCons.Messages(natsjs.PullMaxMessages(16))
+	if err != nil {
+		return fmt.Errorf("resultsvc: pull advisories: %w", err)
+	}
 	s.opt.Log.Info("resultsvc started")
-	stop := context.AfterFunc(ctx, iter.Stop)
+	stop := context.AfterFunc(ctx, func() { iter.Stop(); adv.Stop() })
 	defer stop()
 	var wg sync.WaitGroup
+	wg.Go(func() { s.watchAdvisories(ctx, adv) })
 	for range s.opt.Concurrency {
 		wg.Add(1)
 		go func() {

@@ -31,6 +31,9 @@ func Provision(ctx context.Context, js natsjs.JetStream, t Topology, models []Mo
 	if _, err := ProvisionResultsConsumer(ctx, js, t); err != nil {
 		return err
 	}
+	if _, err := ProvisionAdvisoryConsumer(ctx, js, t); err != nil {
+		return err
+	}
 	for _, kv := range []natsjs.KeyValueConfig{
 		{Bucket: t.ModelsBucket(), Description: "inferq model registry", History: 1},
 		{Bucket: t.WorkersBucket(), Description: "inferq worker heartbeats", History: 1, TTL: t.WorkerTTL},
@@ -105,6 +108,23 @@ func ProvisionResultsConsumer(ctx context.Context, js natsjs.JetStream, t Topolo
 	return c, nil
 }
 
+// ProvisionAdvisoryConsumer creates or updates resultsvc's consumer of
+// max-deliveries advisories.
+func ProvisionAdvisoryConsumer(ctx context.Context, js natsjs.JetStream, t Topology) (natsjs.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, t.AdvisoriesStream(), natsjs.ConsumerConfig{
+		Durable:       AdvisoryConsumer,
+		Description:   "inferq resultsvc: batches that exhausted max_deliver",
+		AckPolicy:     natsjs.AckExplicitPolicy,
+		AckWait:       t.AckWait,
+		Replicas:      t.Replicas,
+		MemoryStorage: t.MemoryStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", AdvisoryConsumer, err)
+	}
+	return c, nil
+}
+
 func (t Topology) storage() natsjs.StorageType {
 	if t.MemoryStorage {
 		return natsjs.MemoryStorage
@@ -144,5 +164,9 @@ func (t Topology) streams() []natsjs.StreamConfig {
 	dead := base(t.DeadStream(), "inferq: dead-lettered jobs", t.Prefix+".dead.>")
 	dead.Retention = natsjs.LimitsPolicy
 	dead.MaxAge = t.JobsMaxAge
-	return []natsjs.StreamConfig{jobs, batches, events, tokens, dead}
+
+	adv := base(t.AdvisoriesStream(), "inferq: batches that exhausted max_deliver", t.MaxDeliveriesSubject())
+	adv.Retention = natsjs.WorkQueuePolicy
+	adv.MaxAge = t.JobsMaxAge
+	return []natsjs.StreamConfig{jobs, batches, events, tokens, dead, adv}
 }

@@ -41,6 +41,18 @@ func (t Topology) EventsStream() string  { return t.stream("EVENTS") }
 func (t Topology) TokensStream() string  { return t.stream("TOKENS") }
 func (t Topology) DeadStream() string    { return t.stream("DEAD") }
 
+// AdvisoriesStream keeps JetStream's max-deliveries advisories for the
+// batches stream, so that a batch whose every delivery crashed its worker
+// still ends its jobs (resultsvc reads it, even if it was down when the
+// advisory was sent).
+func (t Topology) AdvisoriesStream() string { return t.stream("ADVISORIES") }
+
+// MaxDeliveriesSubject is the server's advisory subject for a batch that
+// exhausted its consumer's max_deliver, for any workers consumer.
+func (t Topology) MaxDeliveriesSubject() string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + t.BatchesStream() + ".*"
+}
+
 // Key-value bucket names.
 func (t Topology) ModelsBucket() string  { return t.Prefix + "_models" }
 func (t Topology) WorkersBucket() string { return t.Prefix + "_workers" }
@@ -108,6 +120,18 @@ func BatcherConsumers(model string) []string {
 
 // ResultsConsumer is resultsvc's durable consumer on the events stream.
 const ResultsConsumer = "resultsvc"
+
+// AdvisoryConsumer is resultsvc's durable consumer on the advisories stream.
+const AdvisoryConsumer = "resultsvc-advisories"
+
+// MaxDeliveriesAdvisory is the part of the server's max-deliveries advisory
+// that inferq reads.
+type MaxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
 
 // Header names inferq sets on its messages.
 const (
