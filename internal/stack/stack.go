@@ -131,7 +131,7 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	if c.Worker {
 		a := worker.New(worker.Options{Models: workerModels(cfg), Topology: topo, JS: js, Name: cfg.Worker.Name,
-			Log: log.With("component", "worker"), Metrics: metrics})
+			MaxInflight: cfg.Worker.MaxInflight, Log: log.With("component", "worker"), Metrics: metrics})
 		g.Go(func() error { return a.Run(gctx) })
 		admin(g, gctx, cfg.Worker.AdminListen, reg, checks, log)
 	}

@@ -1,7 +1,9 @@
 // Package worker is the GPU worker agent: it pulls batches from a model's
-// shared durable consumer (one batch at a time, so adding a worker adds
-// throughput), runs them, publishes progress, tokens and results, and acks a
-// batch only after its results are stored in JetStream.
+// shared durable consumer (one batch at a time per pull, so adding a worker
+// adds throughput), runs them, publishes progress, tokens and results, and
+// acks a batch only after every job of it has a terminal event stored in
+// JetStream. A batch that fails as a whole is split so that one poison job
+// fails alone (isolate.go).
 package worker
 
 import (
@@ -40,14 +42,21 @@ type Options struct {
 	// NewRunner builds a model's runner; default NewRunner.
 	NewRunner func(*config.Model) (Runner, error)
 	// DrainTimeout bounds how long a batch in hand may finish after
-	// shutdown starts; default 30s. Past it the batch is released (Nak).
+	// shutdown starts; default 30s. Past it the batch is released (Nak)
+	// so that another worker takes it at once.
 	DrainTimeout time.Duration
+	// MaxInflight is how many batches of one model the agent holds at
+	// once; default 1. A runner that runs one batch at a time (the Python
+	// runner) is held to 1 whatever this says: a second batch would wait
+	// in this worker while an idle one could run it.
+	MaxInflight int
 }
 
 // Agent serves batches of its models.
 type Agent struct {
-	opt Options
-	now func() time.Time
+	opt   Options
+	now   func() time.Time
+	stats map[string]*counters // by model; fixed at New
 }
 
 // New returns an Agent; Run starts it.
@@ -62,28 +71,52 @@ func New(opt Options) *Agent {
 	if opt.DrainTimeout <= 0 {
 		opt.DrainTimeout = 30 * time.Second
 	}
-	return &Agent{opt: opt, now: time.Now}
+	if opt.MaxInflight < 1 {
+		opt.MaxInflight = 1
+	}
+	a := &Agent{opt: opt, now: time.Now, stats: make(map[string]*counters, len(opt.Models))}
+	for _, m := range opt.Models {
+		a.stats[m.Name] = &counters{}
+	}
+	return a
 }
 
 var tracer = otel.Tracer("github.com/inferq/inferq/internal/worker")
 
 // Run serves every model until ctx ends, then drains: it stops pulling and
-// lets the batch in hand finish (or releases it after DrainTimeout).
+// lets the batches in hand finish (or releases them after DrainTimeout). It
+// returns once every batch is acked or released and every runner closed.
 func (a *Agent) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
+	runners := make([]Runner, 0, len(a.opt.Models))
 	for i := range a.opt.Models {
-		m := &a.opt.Models[i]
-		r, err := a.opt.NewRunner(m)
+		r, err := a.opt.NewRunner(&a.opt.Models[i])
 		if err != nil {
-			return fmt.Errorf("worker: %w", err)
+			for _, r := range runners {
+				_ = r.Close()
+			}
+			return fmt.Errorf("worker: model %q: %w", a.opt.Models[i].Name, err)
 		}
+		runners = append(runners, r)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for i, r := range runners {
+		m := &a.opt.Models[i]
 		g.Go(func() error {
 			defer r.Close()
 			return a.serve(ctx, m, r)
 		})
-		g.Go(func() error { return a.heartbeat(ctx, m) })
+		g.Go(func() error { return a.heartbeat(ctx, m, r) })
 	}
 	return g.Wait()
+}
+
+// inflight is how many batches of a model the agent may hold with runner r.
+func (a *Agent) inflight(r Runner) int {
+	n := a.opt.MaxInflight
+	if c, ok := r.(Concurrency); ok && c.MaxConcurrentBatches() > 0 {
+		n = min(n, c.MaxConcurrentBatches())
+	}
+	return n
 }
 
 func (a *Agent) serve(ctx context.Context, m *config.Model, r Runner) error {
@@ -104,10 +137,21 @@ func (a *Agent) serve(ctx context.Context, m *config.Model, r Runner) error {
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
-	log.Info("worker serving", "runner", m.Runner.Builtin)
+	n := a.inflight(r)
+	log.Info("worker serving", "runner", m.Runner.Builtin, "max_inflight", n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { a.pull(ctx, m, r, cons, log) })
+	}
+	wg.Wait()
+	log.Info("worker stopped")
+	return nil
+}
+
+// pull runs one batch at a time until ctx ends: a pre-fetched batch would
+// age in this client while another worker could run it.
+func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs.Consumer, log *slog.Logger) {
 	for ctx.Err() == nil {
-		// One batch at a time: a pre-fetched batch would age in this client
-		// while another worker could run it.
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		msgs, err := cons.Fetch(1, natsjs.FetchContext(fctx))
 		if err != nil {
@@ -118,18 +162,21 @@ func (a *Agent) serve(ctx context.Context, m *config.Model, r Runner) error {
 			}
 			continue
 		}
+		// A batch that arrives as shutdown starts is still in hand: it is
+		// run (or released) by handle, never dropped.
 		for msg := range msgs.Messages() {
 			a.handle(ctx, m, r, msg, log)
 		}
 		cancel()
 	}
-	log.Info("worker stopped")
-	return nil
 }
 
 // handle runs one batch. ctx is the agent's: when it ends the batch still
-// finishes within DrainTimeout.
+// finishes within DrainTimeout, else it is released for another worker.
 func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsjs.Msg, log *slog.Logger) {
+	st := a.stats[m.Name]
+	st.enter()
+	defer st.leave()
 	batch := &inferqpb.Batch{}
 	if err := proto.Unmarshal(msg.Data(), batch); err != nil || len(batch.Jobs) == 0 {
 		log.Error("undecodable batch dropped", "err", err)
@@ -159,74 +206,138 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 			Attempt: j.Attempt, TimeUnixNano: now, BatchId: batch.Id, Worker: a.opt.Name, JobsSeq: j.JobsSeq,
 		}, eventID(j, "running"))
 	}
-	tenants := make(map[string]*inferqpb.BatchJob, len(batch.Jobs))
-	for _, j := range batch.Jobs {
-		tenants[j.Id] = j
-	}
-	emit := func(c *inferqpb.TokenChunk) error {
-		j := tenants[c.JobId]
-		if j == nil {
-			return fmt.Errorf("token for job %s, not in batch", c.JobId)
-		}
-		a.opt.Metrics.TokensPublished.WithLabelValues(m.Name).Inc()
-		return pub.token(runCtx, a.opt.Topology.TokenSubject(j.Tenant, j.Id), c)
-	}
 
 	start := time.Now()
-	res, err := r.Run(runCtx, batch, emit)
+	out, err := a.execute(runCtx, m, r, batch, a.emitter(runCtx, m, batch, pub), pub, log)
 	a.opt.Metrics.BatchDuration.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
 	if err == nil {
 		err = pub.wait(runCtx) // running events and tokens are stored before results
 	}
-	if err != nil {
-		a.opt.Metrics.BatchesFailed.WithLabelValues(m.Name).Inc()
+	switch {
+	case err == nil:
+		a.finish(runCtx, m, batch, msg, delivered, out, log)
+	case runCtx.Err() != nil || errors.Is(err, ErrProcessClosed):
+		// Shutting down: not the batch's fault, and another worker can
+		// take it now rather than after AckWait.
+		log.Warn("batch released at shutdown", "err", err)
+		a.release(runCtx, msg, 0, st)
+	case pub.broken() != nil:
+		log.Warn("publishing failed; batch will be redelivered", "err", err)
+		a.release(runCtx, msg, m.Queue.BackoffFor(delivered), st)
+	default:
 		a.retryOrFail(runCtx, m, batch, msg, delivered, err, log)
-		return
 	}
-	byID := make(map[string]*inferqpb.JobResult, len(res.Jobs))
-	for _, jr := range res.Jobs {
-		byID[jr.JobId] = jr
+}
+
+// emitter publishes a batch's token chunks on their jobs' subjects. A job
+// run again in this delivery (its batch was split) repeats chunks already
+// sent; those are dropped, so a reader sees each seq once and in order.
+func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch, pub *publisher) func(*inferqpb.TokenChunk) error {
+	jobs := make(map[string]*inferqpb.BatchJob, len(b.Jobs))
+	for _, j := range b.Jobs {
+		jobs[j.Id] = j
 	}
+	sent := make(map[string]uint64, len(b.Jobs)) // highest seq published per job
+	return func(c *inferqpb.TokenChunk) error {
+		j := jobs[c.JobId]
+		if j == nil {
+			return fmt.Errorf("token for job %s, not in batch %s", c.JobId, b.Id)
+		}
+		if c.Seq != 0 && c.Seq <= sent[c.JobId] {
+			return nil
+		}
+		sent[c.JobId] = c.Seq
+		a.opt.Metrics.TokensPublished.WithLabelValues(m.Name).Inc()
+		return pub.token(ctx, a.opt.Topology.TokenSubject(j.Tenant, j.Id), c)
+	}
+}
+
+// finish publishes every job's terminal event, dead letters first, and acks
+// the batch once all of them are stored.
+func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, msg natsjs.Msg, delivered uint64, out *outcome, log *slog.Logger) {
+	st := a.stats[m.Name]
+	pub := newPublisher(a.opt.JS)
 	done := a.now().UnixNano()
-	for _, j := range batch.Jobs {
-		ev := &inferqpb.JobEvent{JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: batch.Version,
-			Attempt: j.Attempt, TimeUnixNano: done, BatchId: batch.Id, Worker: a.opt.Name, RequestId: j.RequestId, JobsSeq: j.JobsSeq}
-		jr := byID[j.Id]
-		switch {
+	events := make([]*inferqpb.JobEvent, 0, len(b.Jobs))
+	var succeeded, failed, poisoned uint64
+	for _, j := range b.Jobs {
+		ev := &inferqpb.JobEvent{JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: b.Version,
+			Attempt: j.Attempt, TimeUnixNano: done, BatchId: b.Id, Worker: a.opt.Name, RequestId: j.RequestId, JobsSeq: j.JobsSeq}
+		jr := out.results[j.Id]
+		switch perr := out.poison[j.Id]; {
+		case perr != nil:
+			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, &inferqpb.Error{Code: "poison_job",
+				Message: fmt.Sprintf("failed alone after its batch of %d was split: %v", len(b.Jobs), perr)}
+			a.deadLetter(pub, m, b, j, delivered, ev.Error.Code+": "+ev.Error.Message)
+			poisoned++
+			log.Warn("poison job failed alone", "job", j.Id, "err", perr)
 		case jr == nil:
 			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, &inferqpb.Error{Code: "no_result", Message: "the runner returned no result for this job"}
+			a.deadLetter(pub, m, b, j, delivered, ev.Error.Code+": "+ev.Error.Message)
 		case jr.Error != nil:
 			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, jr.Error
 			if jr.Error.Code != "cancelled" {
-				a.deadLetter(pub, m, batch, j, delivered, jr.Error.Code+": "+jr.Error.Message)
+				a.deadLetter(pub, m, b, j, delivered, jr.Error.Code+": "+jr.Error.Message)
 			}
 		default:
 			ev.Status, ev.Outputs = inferqpb.Status_STATUS_SUCCEEDED, jr.Outputs
 		}
+		if ev.Status == inferqpb.Status_STATUS_SUCCEEDED {
+			succeeded++
+		} else {
+			failed++
+		}
+		events = append(events, ev)
+	}
+	// Dead-letter records are stored before their jobs end: nothing is
+	// forgotten if this worker dies in between.
+	if err := pub.wait(ctx); err != nil {
+		log.Warn("dead letters not stored; batch will be redelivered", "err", err)
+		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
+		return
+	}
+	for i, ev := range events {
 		kind := jetstream.EventResult
 		if ev.Status == inferqpb.Status_STATUS_FAILED {
 			kind = jetstream.EventFailed
 		}
-		pub.event(runCtx, a.opt.Topology.EventSubject(m.Name, kind), ev, eventID(j, kind))
+		pub.event(ctx, a.opt.Topology.EventSubject(m.Name, kind), ev, eventID(b.Jobs[i], kind))
 	}
-	if err := pub.wait(runCtx); err != nil {
+	if err := pub.wait(ctx); err != nil {
 		// Results not all stored: let the batch come back rather than lose one.
 		log.Warn("results not stored; batch will be redelivered", "err", err)
-		_ = msg.NakWithDelay(m.Queue.BackoffFor(delivered))
+		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
-	if err := msg.DoubleAck(runCtx); err != nil {
+	if err := msg.DoubleAck(ctx); err != nil {
 		log.Warn("batch ack failed; it may run again (results are idempotent)", "err", err)
 	}
-	log.Debug("batch done", "seconds", time.Since(start).Seconds())
+	st.batches.Add(1)
+	st.succeeded.Add(succeeded)
+	st.failed.Add(failed)
+	st.poisoned.Add(poisoned)
+	log.Debug("batch done", "succeeded", succeeded, "failed", failed)
 }
 
-// retryOrFail redelivers a failed batch with the model's backoff, or ends its
-// jobs as failed once max_deliver is reached.
+// release hands the batch back to JetStream for another delivery, after
+// delay, or at once when ctx (the batch's run) has ended: a worker that
+// shuts down lets another take the batch without waiting.
+func (a *Agent) release(ctx context.Context, msg natsjs.Msg, delay time.Duration, st *counters) {
+	st.released.Add(1)
+	if delay <= 0 || ctx.Err() != nil {
+		_ = msg.Nak()
+		return
+	}
+	_ = msg.NakWithDelay(delay)
+}
+
+// retryOrFail redelivers a batch that failed as a whole with the model's
+// backoff, or ends its jobs as failed once max_deliver is reached.
 func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Batch, msg natsjs.Msg, delivered uint64, cause error, log *slog.Logger) {
+	st := a.stats[m.Name]
 	if delivered < uint64(m.Queue.MaxDeliver) && !isPermanent(cause) {
 		log.Warn("batch failed; will retry", "err", cause)
-		_ = msg.NakWithDelay(m.Queue.BackoffFor(delivered))
+		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
 	log.Error("batch failed for good", "err", cause)
@@ -237,7 +348,7 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 		a.deadLetter(pub, m, b, j, delivered, cause.Error())
 	}
 	if err := pub.wait(ctx); err != nil {
-		_ = msg.NakWithDelay(m.Queue.BackoffFor(delivered))
+		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
 	now := a.now().UnixNano()
@@ -249,10 +360,12 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 		}, eventID(j, jetstream.EventFailed))
 	}
 	if err := pub.wait(ctx); err != nil {
-		_ = msg.NakWithDelay(m.Queue.BackoffFor(delivered))
+		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
 	_ = msg.Term()
+	st.batches.Add(1)
+	st.failed.Add(uint64(len(b.Jobs)))
 }
 
 // deadLetter queues a job's dead-letter record on pub; callers wait for it
@@ -278,40 +391,6 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
-// heartbeat keeps the agent's entry in the workers bucket alive.
-func (a *Agent) heartbeat(ctx context.Context, m *config.Model) error {
-	kv, err := a.opt.JS.KeyValue(ctx, a.opt.Topology.WorkersBucket())
-	if err != nil {
-		return fmt.Errorf("worker %s: workers bucket: %w", m.Name, err)
-	}
-	key := m.Name + "." + sanitizeKey(a.opt.Name)
-	every := a.opt.Topology.WorkerTTL / 3
-	if every <= 0 {
-		every = 5 * time.Second
-	}
-	for {
-		v, _ := json.Marshal(map[string]any{"model": m.Name, "worker": a.opt.Name, "device": "cpu",
-			"capacity": m.Batching.MaxBatchSize, "time": a.now().UTC()})
-		if _, err := kv.Put(ctx, key, v); err != nil && ctx.Err() == nil {
-			a.opt.Log.Warn("heartbeat failed", "model", m.Name, "err", err)
-		}
-		if !sleep(ctx, every) {
-			_ = kv.Delete(context.Background(), key)
-			return nil
-		}
-	}
-}
-
-func sanitizeKey(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
-}
-
 // keepalive tells JetStream the batch is still being worked on, so a long
 // batch is not redelivered to another worker.
 func keepalive(msg natsjs.Msg, every time.Duration) (stop func()) {
@@ -320,9 +399,7 @@ func keepalive(msg natsjs.Msg, every time.Duration) (stop func()) {
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -333,7 +410,7 @@ func keepalive(msg natsjs.Msg, every time.Duration) (stop func()) {
 				_ = msg.InProgress()
 			}
 		}
-	}()
+	})
 	return func() { close(done); wg.Wait() }
 }
 
@@ -385,6 +462,9 @@ func (p *publisher) send(msg *nats.Msg) {
 	p.acks = append(p.acks, f)
 }
 
+// broken is the first error that stopped the publisher, if any.
+func (p *publisher) broken() error { return p.err }
+
 func (p *publisher) event(ctx context.Context, subject string, ev *inferqpb.JobEvent, id string) {
 	msg, err := jetstream.NewMsg(ctx, subject, ev, id)
 	if err != nil {
@@ -415,15 +495,40 @@ func (p *publisher) token(ctx context.Context, subject string, c *inferqpb.Token
 	return p.err
 }
 
-// wait blocks until every message sent so far is stored.
+// pubAckTimeout bounds the wait for one PubAck. Without it a batch whose
+// results can never be stored would be held (kept alive) for ever.
+const pubAckTimeout = 30 * time.Second
+
+// wait blocks until every message sent so far is stored. It gives up when
+// the connection closes: nats.go never fails the pending acks of a closed
+// connection, only those of a disconnected one.
 func (p *publisher) wait(ctx context.Context) error {
+	if len(p.acks) == 0 {
+		return p.err
+	}
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	deadline := time.NewTimer(pubAckTimeout)
+	defer deadline.Stop()
 	for _, f := range p.acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publish to %s: %w", f.Msg().Subject, err)
-		case <-ctx.Done():
-			return ctx.Err()
+		for stored := false; !stored; {
+			select {
+			case <-f.Ok():
+				stored = true
+			case err := <-f.Err():
+				p.err = fmt.Errorf("publish to %s: %w", f.Msg().Subject, err)
+				return p.err
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-deadline.C:
+				p.err = fmt.Errorf("publish to %s: no PubAck within %s", f.Msg().Subject, pubAckTimeout)
+				return p.err
+			case <-poll.C:
+				if p.js.Conn().IsClosed() {
+					p.err = fmt.Errorf("publish to %s: %w", f.Msg().Subject, nats.ErrConnectionClosed)
+					return p.err
+				}
+			}
 		}
 	}
 	p.acks = p.acks[:0]

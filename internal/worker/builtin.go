@@ -25,13 +25,20 @@ import (
 //	simple    OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1 (INT32 [16])
 //	simgpu    sleeps a + b·batch_size, then identity
 //	repeat    streams max_tokens tokens cycling through text_input's characters
-//	flaky     fails every batch while the file params.fail_while_exists exists
+//	flaky     identity, but fails every batch as a whole while the file
+//	          params.fail_while_exists exists, and every batch holding a job
+//	          whose first INPUT0 element is params.poison (a poison job:
+//	          the batch fails, the job alone is bad)
 type builtin struct {
 	model     *config.Model
 	a, b      time.Duration // simgpu cost
 	flag      string        // flaky's file
+	poison    string        // flaky's poison value, as JSON text
 	cancelled sync.Map      // job id → struct{}: jobs to stop (repeat)
 }
+
+// Describe says the test models run here, on the CPU, ready at once.
+func (r *builtin) Describe() RunnerInfo { return RunnerInfo{Ready: true, Device: "cpu"} }
 
 // Cancel stops a repeat job between two tokens.
 func (r *builtin) Cancel(jobID string) { r.cancelled.Store(jobID, struct{}{}) }
@@ -50,8 +57,15 @@ func newBuiltin(m *config.Model) (*builtin, error) {
 		}
 	case "flaky":
 		r.flag, _ = m.Runner.Params["fail_while_exists"].(string)
-		if r.flag == "" {
-			return nil, fmt.Errorf("model %q: flaky needs params.fail_while_exists", m.Name)
+		if v, ok := m.Runner.Params["poison"]; ok {
+			j, err := json.Marshal(v)
+			if err != nil {
+				return nil, fmt.Errorf("model %q: flaky params.poison %v: %w", m.Name, v, err)
+			}
+			r.poison = string(j)
+		}
+		if r.flag == "" && r.poison == "" {
+			return nil, fmt.Errorf("model %q: flaky needs params.fail_while_exists or params.poison", m.Name)
 		}
 	default:
 		return nil, fmt.Errorf("model %q: unknown builtin %q", m.Name, m.Runner.Builtin)
@@ -97,14 +111,48 @@ func (r *builtin) Run(ctx context.Context, b *inferqpb.Batch, emit func(*inferqp
 		}
 		return splitResult(b, []*inferqpb.Tensor{renamed(b.Inputs[0], "OUTPUT0")})
 	case "flaky":
-		if _, err := os.Stat(r.flag); err == nil {
-			return nil, fmt.Errorf("flaky test model: %s exists", r.flag)
+		if r.flag != "" {
+			if _, err := os.Stat(r.flag); err == nil {
+				return nil, fmt.Errorf("flaky test model: %s exists", r.flag)
+			}
+		}
+		if r.poison != "" {
+			bad, err := r.poisoned(b)
+			if err != nil {
+				return nil, err
+			}
+			if bad {
+				return nil, fmt.Errorf("flaky test model: a job's INPUT0 starts with the poison value %s", r.poison)
+			}
 		}
 		return splitResult(b, []*inferqpb.Tensor{renamed(b.Inputs[0], "OUTPUT0")})
 	case "repeat":
 		return r.repeat(ctx, b, emit)
 	}
 	return nil, errors.New("unreachable")
+}
+
+// poisoned reports whether a job's first INPUT0 element is the poison
+// value, compared as JSON text (13 matches INT32 13 and FP32 13.0).
+func (r *builtin) poisoned(b *inferqpb.Batch) (bool, error) {
+	parts, err := tensor.Split(wire.FromProto(b.Inputs[0]), rangesOf(b))
+	if err != nil {
+		return false, fmt.Errorf("flaky: %w", err)
+	}
+	for _, p := range parts {
+		data, err := tensor.AppendJSONData(nil, p)
+		if err != nil {
+			return false, fmt.Errorf("flaky: %w", err)
+		}
+		var elems []json.RawMessage
+		if err := json.Unmarshal(data, &elems); err != nil {
+			return false, fmt.Errorf("flaky: %w", err)
+		}
+		if len(elems) > 0 && string(elems[0]) == r.poison {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func renamed(t *inferqpb.Tensor, name string) *inferqpb.Tensor {

@@ -28,6 +28,10 @@ import (
 // ErrProcessClosed is returned by Run after Close.
 var ErrProcessClosed = errors.New("runner process closed")
 
+// ErrRunnerUnavailable wraps a failure to start the runner or load its
+// model: it says nothing about the batch that was waiting for it.
+var ErrRunnerUnavailable = errors.New("runner unavailable")
+
 // maxFrame bounds one frame from the runner; a larger length means the
 // stream is corrupt (something wrote to the runner's stdout).
 const maxFrame = 1 << 30
@@ -104,6 +108,8 @@ type Process struct {
 	mu       sync.Mutex // held by Run, start-up and Close
 	cur      *proc
 	failures int // consecutive crashes or failed starts
+
+	ready atomic.Pointer[inferqpb.Ready] // the current runner's Ready; nil while none is loaded
 
 	runMu     sync.Mutex // the batch in the runner, for Cancel while Run holds mu
 	running   *proc
@@ -353,7 +359,34 @@ func (p *Process) Close() error {
 	return nil
 }
 
-func (p *Process) setCur(pr *proc) { p.cur = pr }
+// setCur records the current runner; called with mu held.
+func (p *Process) setCur(pr *proc) {
+	p.cur = pr
+	if pr == nil {
+		p.ready.Store(nil)
+	} else {
+		p.ready.Store(pr.ready)
+	}
+}
+
+// Describe reports the loaded runner's device and capacity (from its Ready
+// frame); Ready is false while no runner is loaded. It implements Describer
+// and never blocks, even while Run holds the runner.
+func (p *Process) Describe() RunnerInfo {
+	r := p.ready.Load()
+	if r == nil {
+		return RunnerInfo{}
+	}
+	return RunnerInfo{Ready: true, Device: r.GetDevice(), Capacity: int(r.GetCapacity())}
+}
+
+// MaxConcurrentBatches is 1: the runner executes one batch at a time.
+func (p *Process) MaxConcurrentBatches() int { return 1 }
+
+var (
+	_ Describer   = (*Process)(nil)
+	_ Concurrency = (*Process)(nil)
+)
 
 // ensure returns a ready runner, starting one (after a backoff when the
 // last one failed). Called with mu held.
@@ -377,7 +410,10 @@ func (p *Process) ensure(ctx context.Context) (*proc, error) {
 	pr, err := p.start(ctx)
 	if err != nil {
 		p.failures++
-		return nil, fmt.Errorf("runner %s: %w", p.model.Name, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("runner %s: %w", p.model.Name, err)
+		}
+		return nil, fmt.Errorf("runner %s: %w: %w", p.model.Name, ErrRunnerUnavailable, err)
 	}
 	p.setCur(pr)
 	return pr, nil

@@ -12,7 +12,8 @@ import (
 type Runner interface {
 	// Run executes a batch and returns one result per job. emit publishes a
 	// token chunk as soon as it is produced (generate models only). An error
-	// means the whole batch failed and may be retried.
+	// means the whole batch failed: the agent splits it to isolate a bad
+	// job, and retries it.
 	Run(ctx context.Context, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error) (*inferqpb.BatchResult, error)
 	Close() error
 }
@@ -34,4 +35,23 @@ func NewRunner(m *config.Model) (Runner, error) {
 // they are running; the job ends with error code "cancelled".
 type Canceller interface {
 	Cancel(jobID string)
+}
+
+// RunnerInfo is what a runner says about itself, for heartbeats.
+type RunnerInfo struct {
+	Ready    bool   // the model is loaded
+	Device   string // as the runner names it: cpu, cuda, cuda:1
+	Capacity int    // largest batch it takes; 0 if it sets no limit
+}
+
+// Describer is implemented by runners that know where they run. A runner
+// without it is taken as ready, on the CPU.
+type Describer interface {
+	Describe() RunnerInfo
+}
+
+// Concurrency is implemented by runners that run a bounded number of
+// batches at once; the agent holds no more batches of the model than that.
+type Concurrency interface {
+	MaxConcurrentBatches() int
 }

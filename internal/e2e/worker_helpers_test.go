@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/testutil"
+	"github.com/inferq/inferq/internal/worker"
+	"github.com/inferq/inferq/pkg/jetstream"
+)
+
+// brokerOnly is the stack without its worker: the tests run their own
+// agents, to stop, kill and count them one by one.
+var brokerOnly = stack.Components{Ingress: true, Batcher: true, ResultSvc: true}
+
+// testAgent is a worker agent on its own NATS connection, as a separate
+// worker process would be.
+type testAgent struct {
+	*worker.Agent
+	nc   *nats.Conn
+	stop func() // cancel and wait for Run; idempotent, also run at cleanup
+}
+
+// kill drops the agent's connection without acking or deleting anything,
+// as a crashed worker would, then stops its goroutines.
+func (a *testAgent) kill() {
+	a.nc.Close()
+	a.stop()
+}
+
+// startAgent runs a worker agent for models against the stack's NATS.
+func startAgent(t *testing.T, s *Stack, name string, models []config.Model, edit func(*worker.Options)) *testAgent {
+	t.Helper()
+	nc, err := nats.Connect(s.NATS.URL, nats.Name(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := worker.Options{Models: models, Topology: stack.Topology(s.Cfg), JS: js, Name: name,
+		Log:     slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Metrics: obs.NewMetrics(obs.NewRegistry())}
+	if edit != nil {
+		edit(&opt)
+	}
+	a := worker.New(opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("agent %s: %v", name, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("agent %s did not stop within 30s", name)
+			}
+			nc.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &testAgent{Agent: a, nc: nc, stop: stop}
+}
+
+// testLog sends an agent's warnings to the test log, which only shows
+// them when the test fails (or with -v).
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// withParams is model m with its runner's params replaced.
+func withParams(m config.Model, params map[string]any) config.Model {
+	m.Runner.Params = params
+	return m
+}
+
+// settle waits until nothing is left for a model's workers or for
+// resultsvc, so every record read afterwards is final.
+func settle(t *testing.T, s *Stack, model string) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		for _, c := range []struct{ stream, name string }{
+			{"INFERQ_BATCHES", jetstream.WorkerConsumer(model)}, {"INFERQ_EVENTS", jetstream.ResultsConsumer}} {
+			cons, err := s.NATS.JS.Consumer(t.Context(), c.stream, c.name)
+			if err != nil {
+				return false
+			}
+			info, err := cons.Info(t.Context())
+			if err != nil || info.NumPending > 0 || info.NumAckPending > 0 || info.NumRedelivered > 0 {
+				return false
+			}
+		}
+		return true
+	}, "work left for %s or resultsvc", model)
+}
+
+// pairBody is a simgpu/identity job whose output must be [k,-k].
+func pairBody(k int) string {
+	return fmt.Sprintf(`{"inputs":[{"name":"INPUT0","shape":[1,2],"datatype":"INT32","data":[%d,%d]}]}`, k, -k)
+}
+
+// checkPair checks a finished simgpu/identity job of pairBody(k).
+func checkPair(rec jobRecord, k int) error {
+	if rec.Status != "succeeded" || rec.Attempts != 1 || rec.Result == nil || len(rec.Result.Outputs) != 1 {
+		return fmt.Errorf("record %+v", rec)
+	}
+	if got, want := string(rec.Result.Outputs[0].Data), fmt.Sprintf("[%d,%d]", k, -k); got != want {
+		return fmt.Errorf("output %s, want %s", got, want)
+	}
+	return nil
+}
+
+// submitPairs submits pairBody(from..from+n-1) from a few goroutines at
+// once and returns the job ids by k.
+func submitPairs(t *testing.T, s *Stack, model string, from, n int) map[int]string {
+	t.Helper()
+	var mu sync.Mutex
+	ids := make(map[int]string, n)
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for k := from + w; k < from+n; k += 6 {
+				id := s.submit(t, model, pairBody(k)).ID
+				mu.Lock()
+				ids[k] = id
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return ids
+}
+
+// waitPairs waits for every job and checks its output.
+func waitPairs(t *testing.T, s *Stack, ids map[int]string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for k, id := range ids {
+		wg.Go(func() {
+			if err := checkPair(s.wait(t, id), k); err != nil {
+				t.Errorf("job %d (%s): %v", k, id, err)
+			}
+		})
+	}
+	wg.Wait()
+}

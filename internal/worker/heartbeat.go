@@ -1,0 +1,115 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/inferq/inferq/internal/config"
+)
+
+// Heartbeat is a worker's entry in the workers bucket (inferq_workers),
+// under HeartbeatKey: rewritten every WorkerTTL/3 while the worker serves
+// the model, deleted when it stops, and expired by the bucket's TTL when it
+// dies, so the bucket's keys are the live workers.
+type Heartbeat struct {
+	Model  string `json:"model"`
+	Worker string `json:"worker"`
+	// Device is where the runner executes: "cuda:N" when it reported CUDA,
+	// else "cpu"; empty while the runner is still loading (Ready false).
+	Device      string    `json:"device"`
+	Ready       bool      `json:"ready"`
+	Capacity    int       `json:"capacity"`     // largest batch it takes
+	MaxInflight int       `json:"max_inflight"` // batches it holds at once
+	InFlight    int       `json:"in_flight"`
+	Batches     uint64    `json:"batches"` // settled since it started
+	Time        time.Time `json:"time"`
+}
+
+// HeartbeatKey is a worker's key in the workers bucket: <model>.<worker>,
+// with characters a key cannot hold replaced by '_'.
+func HeartbeatKey(model, worker string) string { return model + "." + sanitizeKey(worker) }
+
+// heartbeat keeps the agent's entry for m alive until ctx ends. It checks
+// the runner often while it loads, so the entry says ready (and on which
+// device) as soon as the model is loaded, not a whole period later.
+func (a *Agent) heartbeat(ctx context.Context, m *config.Model, r Runner) error {
+	kv, err := a.opt.JS.KeyValue(ctx, a.opt.Topology.WorkersBucket())
+	if err != nil {
+		return fmt.Errorf("worker %s: workers bucket: %w", m.Name, err)
+	}
+	key := HeartbeatKey(m.Name, a.opt.Name)
+	every := a.opt.Topology.WorkerTTL / 3
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	poll := min(every, 250*time.Millisecond)
+	var last time.Time
+	ready := false
+	for {
+		hb := a.describe(m, r)
+		if hb.Ready != ready || time.Since(last) >= every {
+			v, err := json.Marshal(hb)
+			if err != nil {
+				return fmt.Errorf("worker %s: heartbeat: %w", m.Name, err)
+			}
+			if _, err := kv.Put(ctx, key, v); err != nil {
+				if ctx.Err() == nil {
+					a.opt.Log.Warn("heartbeat failed", "model", m.Name, "worker", a.opt.Name, "err", err)
+				}
+			} else {
+				last, ready = time.Now(), hb.Ready
+			}
+		}
+		if !sleep(ctx, poll) {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			_ = kv.Delete(dctx, key)
+			return nil
+		}
+	}
+}
+
+// describe is the agent's current heartbeat for m.
+func (a *Agent) describe(m *config.Model, r Runner) Heartbeat {
+	info := RunnerInfo{Ready: true, Device: "cpu"}
+	if d, ok := r.(Describer); ok {
+		info = d.Describe()
+	}
+	capacity := m.Batching.MaxBatchSize
+	if info.Capacity > 0 {
+		capacity = min(capacity, info.Capacity)
+	}
+	device := ""
+	if info.Ready {
+		device = DeviceName(info.Device)
+	}
+	st := a.Stats(m.Name)
+	return Heartbeat{Model: m.Name, Worker: a.opt.Name, Device: device, Ready: info.Ready, Capacity: capacity,
+		MaxInflight: a.inflight(r), InFlight: st.InFlight, Batches: st.Batches, Time: a.now().UTC()}
+}
+
+// DeviceName is the heartbeat's form of a runner's device: "cuda:N" for a
+// CUDA device (torch names the default one plain "cuda"), else "cpu".
+func DeviceName(d string) string {
+	d = strings.ToLower(strings.TrimSpace(d))
+	switch {
+	case d == "cuda":
+		return "cuda:0"
+	case strings.HasPrefix(d, "cuda:"):
+		return d
+	}
+	return "cpu"
+}
+
+func sanitizeKey(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,47 @@
+package worker
+
+import "sync/atomic"
+
+// Stats counts what an agent did with one model since it started. Tests and
+// operators read it to see how work spread over a pool of workers.
+type Stats struct {
+	Batches     uint64 // batches settled: every job ended, then the batch was acked (or terminated)
+	Released    uint64 // deliveries handed back (Nak) for a retry, or at shutdown
+	Succeeded   uint64 // jobs that ended succeeded
+	Failed      uint64 // jobs that ended failed, poison jobs included
+	Poisoned    uint64 // jobs that failed alone after their batch was split
+	Splits      uint64 // batches split to isolate a failing job
+	InFlight    int    // batches held now
+	MaxInFlight int    // the most batches held at once
+}
+
+// Stats returns the model's counters; the zero Stats for a model the agent
+// does not serve.
+func (a *Agent) Stats(model string) Stats {
+	c := a.stats[model]
+	if c == nil {
+		return Stats{}
+	}
+	return Stats{
+		Batches: c.batches.Load(), Released: c.released.Load(),
+		Succeeded: c.succeeded.Load(), Failed: c.failed.Load(), Poisoned: c.poisoned.Load(),
+		Splits: c.splits.Load(), InFlight: int(c.inflight.Load()), MaxInFlight: int(c.peak.Load()),
+	}
+}
+
+type counters struct {
+	batches, released, succeeded, failed, poisoned, splits atomic.Uint64
+	inflight, peak                                         atomic.Int64
+}
+
+func (c *counters) enter() {
+	n := c.inflight.Add(1)
+	for {
+		p := c.peak.Load()
+		if n <= p || c.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+func (c *counters) leave() { c.inflight.Add(-1) }
