@@ -73,7 +73,11 @@ type Worker struct {
 	AdminListen string   `yaml:"admin_listen"`
 	Name        string   `yaml:"name"`   // default hostname-pid
 	Models      []string `yaml:"models"` // models served; empty means every configured model with a runner
-	MaxInflight int      `yaml:"max_inflight"`
+	// MaxInflight is how many batches of a model the agent holds at once;
+	// default 2, so the next batch is fetched and decoded, and the last
+	// one's results published, while one runs. Runners that compute one
+	// batch at a time (the Python runner, simgpu) still run them in turn.
+	MaxInflight int `yaml:"max_inflight"`
 }
 
 // Log configures log/slog output.
@@ -92,7 +96,7 @@ func Default() Config {
 		},
 		Results: Results{Retention: D(24 * time.Hour)},
 		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20, SyncTimeout: D(60 * time.Second)},
-		Worker:  Worker{MaxInflight: 1},
+		Worker:  Worker{MaxInflight: 2},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +40,8 @@ type simgpuBench struct {
 }
 
 // gate is the batcher's MaxWaitingBatches (0: the default, negative: off).
-func startSimgpuBench(b *testing.B, workers, gate int) *simgpuBench {
+// inflight is each worker's max_inflight.
+func startSimgpuBench(b *testing.B, workers, gate, inflight int) *simgpuBench {
 	b.Helper()
 	n := testutil.StartNATS(b)
 	cfg, err := config.Load("")
@@ -55,6 +57,7 @@ func startSimgpuBench(b *testing.B, workers, gate int) *simgpuBench {
 	m.Queue.MaxQueued = 1 << 30
 	m.Queue.DefaultTimeout = 0
 	cfg.Models = []config.Model{*m}
+	cfg.Worker.MaxInflight = inflight
 	if err := cfg.Finish(); err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +86,7 @@ func startSimgpuBench(b *testing.B, workers, gate int) *simgpuBench {
 		Log: log, Metrics: obs.NewMetrics(prometheus.NewRegistry()), MaxWaitingBatches: gate})
 	wg.Go(func() { _ = bt.Run(ctx) })
 	for w := 1; w < workers; w++ {
-		a := worker.New(worker.Options{Models: cfg.Models, Topology: topo, JS: n.JS, Name: fmt.Sprintf("bench-w%d", w),
+		a := worker.New(worker.Options{Models: cfg.Models, Topology: topo, JS: n.JS, Name: fmt.Sprintf("bench-w%d", w), MaxInflight: inflight,
 			Log: log, Metrics: obs.NewMetrics(prometheus.NewRegistry())})
 		wg.Go(func() { _ = a.Run(ctx) })
 	}
@@ -166,20 +169,29 @@ func (s *simgpuBench) finished(b *testing.B) (total, succeeded float64) {
 func BenchmarkSimgpuThroughput(b *testing.B) {
 	const jobs = 3000
 	const ideal = 32.0 / 0.052 // jobs/s per worker
-	for _, workers := range []int{1, 2, 4} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			s := startSimgpuBench(b, workers, 0)
+	for _, c := range []struct{ workers, inflight int }{{1, 1}, {1, 2}, {2, 2}, {4, 2}} {
+		workers := c.workers
+		b.Run(fmt.Sprintf("workers=%d/inflight=%d", workers, c.inflight), func(b *testing.B) {
+			s := startSimgpuBench(b, workers, 0, c.inflight)
 			// Warm up: the stack runs one batch end to end.
 			s.run(b, s.prepare(b, 32))
+			var batches atomic.Int64
+			sub, err := s.n.Conn.Subscribe(s.topo.BatchedSubject("simgpu"), func(*nats.Msg) { batches.Add(1) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sub.Unsubscribe()
 			var rate float64
 			for b.Loop() {
 				b.StopTimer()
 				msgs := s.prepare(b, jobs)
+				batches.Store(0)
 				b.StartTimer()
 				el := s.run(b, msgs)
 				rate = float64(jobs) / el.Seconds()
 			}
 			b.ReportMetric(rate, "jobs/s")
+			b.ReportMetric(float64(jobs)/float64(batches.Load()), "jobs/batch")
 			b.ReportMetric(rate/(ideal*float64(workers)), "ideal-ratio")
 		})
 	}
@@ -200,7 +212,7 @@ func BenchmarkSimgpuThroughput(b *testing.B) {
 // delay) and to its batch starting on the worker (its running event: all
 // the waiting a job does before a GPU runs it).
 func openLoop(b *testing.B, gate int) {
-	s := startSimgpuBench(b, 1, gate)
+	s := startSimgpuBench(b, 1, gate, 2)
 	var mu sync.Mutex
 	batched, running := map[string]time.Time{}, map[string]time.Time{}
 	sub, err := s.n.Conn.Subscribe(s.topo.BatchSubject("simgpu"), func(msg *nats.Msg) {

@@ -35,6 +35,9 @@ type builtin struct {
 	flag      string        // flaky's file
 	poison    string        // flaky's poison value, as JSON text
 	cancelled sync.Map      // job id → struct{}: jobs to stop (repeat)
+	// device is simgpu's one simulated GPU: batches held at once (max_inflight)
+	// overlap their I/O, never their compute, as on a real device.
+	device sync.Mutex
 }
 
 // Describe says the test models run here, on the CPU, ready at once.
@@ -102,6 +105,8 @@ func (r *builtin) Run(ctx context.Context, b *inferqpb.Batch, emit func(*inferqp
 		if len(b.Jobs) > 0 {
 			rows = b.Jobs[len(b.Jobs)-1].RowEnd
 		}
+		r.device.Lock()
+		defer r.device.Unlock()
 		t := time.NewTimer(r.a + time.Duration(rows)*r.b)
 		defer t.Stop()
 		select {
