@@ -54,6 +54,10 @@ type Ingress struct {
 func New(opt Options) *Ingress {
 	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond},
 		recent: recentBatches{keep: 32}}
+	if opt.Registry != nil {
+		// A second ingress in one process (tests) shares the first's gauges.
+		_ = opt.Registry.Register(newQueueCollector(i))
+	}
 	e := i.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = auth.WrapErrorHandler(i.handleError)

@@ -18,6 +18,7 @@ type Metrics struct {
 	EventsApplied   *prometheus.CounterVec   // status, outcome (applied, duplicate, unknown)
 	JobsFinished    *prometheus.CounterVec   // model, status
 	JobDuration     *prometheus.HistogramVec // model, status: created → terminal
+	DeadLetters     *prometheus.CounterVec   // model, reason (max_deliver, permanent)
 }
 
 // NewMetrics registers the broker's metrics on reg.
@@ -50,8 +51,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Jobs that reached a terminal status."}, []string{"model", "status"}),
 		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_job_duration_seconds",
 			Help: "Time from job creation to its terminal status.", Buckets: lat}, []string{"model", "status"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_dead_letters_total",
+			Help: "Jobs written to the dead-letter stream, by reason (max_deliver, permanent)."}, []string{"model", "reason"}),
 	}
-	reg.MustRegister(m.JobsSubmitted, m.JobsRejected, m.HTTPDuration, m.BatchSize, m.QueueWait, m.BatchesFlushed,
+	reg.MustRegister(m.DeadLetters, m.JobsSubmitted, m.JobsRejected, m.HTTPDuration, m.BatchSize, m.QueueWait, m.BatchesFlushed,
 		m.JobsDropped, m.BatchDuration, m.BatchesFailed, m.TokensPublished, m.EventsApplied, m.JobsFinished, m.JobDuration)
 	return m
 }

@@ -137,3 +137,35 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 func ExtendWrite(w http.ResponseWriter, d time.Duration) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
+
+// dependencyCollector exports inferq_dependency_up: each readiness check
+// run at scrape time, so that an alert can name what is unreachable.
+type dependencyCollector struct {
+	checks map[string]Check
+	desc   *prometheus.Desc
+}
+
+// RegisterDependencies exports checks as inferq_dependency_up{dependency}
+// on reg. Registering the same dependencies again is not an error.
+func RegisterDependencies(reg prometheus.Registerer, checks map[string]Check) error {
+	err := reg.Register(&dependencyCollector{checks: checks, desc: prometheus.NewDesc("inferq_dependency_up",
+		"1 while the service reaches the dependency (nats, store), else 0.", []string{"dependency"}, nil)})
+	if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
+		return nil
+	}
+	return err
+}
+
+func (c *dependencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *dependencyCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for name, check := range c.checks {
+		up := 0.0
+		if check(ctx) == nil {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, up, name)
+	}
+}

@@ -93,6 +93,7 @@ func (s *Service) failJob(ctx context.Context, b *inferqpb.Batch, j *inferqpb.Ba
 	if _, err := s.opt.JS.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("dead letter for %s: %w", j.Id, err)
 	}
+	s.opt.Metrics.DeadLetters.WithLabelValues(b.Model, "max_deliver").Inc()
 	ev := &inferqpb.JobEvent{JobId: j.Id, Tenant: j.Tenant, Model: b.Model, Version: b.Version,
 		Status: inferqpb.Status_STATUS_FAILED, Attempt: j.Attempt, TimeUnixNano: now.UnixNano(), BatchId: b.Id,
 		RequestId: j.RequestId, JobsSeq: j.JobsSeq, Error: &inferqpb.Error{Code: "max_deliver", Message: why}}

@@ -115,6 +115,9 @@ func Run(ctx context.Context, opt Options) error {
 		defer store.Close()
 		checks["store"] = store.Ping
 	}
+	if err := obs.RegisterDependencies(reg, checks); err != nil {
+		return fmt.Errorf("dependency metrics: %w", err)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	c := opt.Components

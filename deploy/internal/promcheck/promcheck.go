@@ -45,8 +45,12 @@ func LoadCatalog(root string) (*Catalog, error) {
 	if c.Documented, err = tableNames(doc, ""); err != nil {
 		return nil, fmt.Errorf("docs/metrics.md: %w", err)
 	}
-	if c.Proposed, err = tableNames(readme, ProposedHeading); err != nil {
-		return nil, fmt.Errorf("deploy/prometheus/README.md: %w", err)
+	// The proposed table is optional: it is gone once inferq exports all.
+	c.Proposed = map[string]bool{}
+	if bytes.Contains(readme, []byte(ProposedHeading)) {
+		if c.Proposed, err = tableNames(readme, ProposedHeading); err != nil {
+			return nil, fmt.Errorf("deploy/prometheus/README.md: %w", err)
+		}
 	}
 	if c.External, err = tableNames(readme, ExternalHeading); err != nil {
 		return nil, fmt.Errorf("deploy/prometheus/README.md: %w", err)

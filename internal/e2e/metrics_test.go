@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/testutil"
+)
+
+// TestQueueGauges: the ingress's /metrics shows the gauges the alerts use:
+// live workers, queued jobs and the oldest one's age (with no batcher, the
+// jobs wait), and that NATS and the store are reachable.
+func TestQueueGauges(t *testing.T) {
+	s := startComponents(t, false, stack.Components{Ingress: true, ResultSvc: true, Worker: true}, nil)
+	a := make([]int32, 16)
+	s.submit(t, "simple", simpleBody(a, a))
+	s.submit(t, "simple", simpleBody(a, a))
+	time.Sleep(300 * time.Millisecond) // the oldest job is at least this old
+	var body string
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		resp, err := http.Get(s.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		return strings.Contains(body, `inferq_workers_live{model="simple"} 1`)
+	}, "inferq_workers_live for simple")
+	for _, want := range []string{
+		`inferq_queue_jobs{model="simple"} 2`,
+		`inferq_dependency_up{dependency="nats"} 1`,
+		`inferq_dependency_up{dependency="store"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	age := metricValue(t, body, `inferq_queue_oldest_job_age_seconds{model="simple"}`)
+	if age < 0.3 || age > 30 {
+		t.Errorf("oldest job age %v s, want about 0.3 s or a little more", age)
+	}
+}
+
+// metricValue finds one sample's value in a Prometheus text exposition.
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics lacks %s", series)
+	return 0
+}
