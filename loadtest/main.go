@@ -1,193 +1,246 @@
-// Command loadtest drives a running inferq over HTTP and verifies every
-// answer. This first version is closed-loop: N clients each submit a `simple`
-// job, long-poll it to the end, check its outputs, and go again until the
-// duration is up. Any wrong or lost job makes it exit non-zero.
+// Command loadtest drives a running inferq over HTTP, verifies every answer
+// and reports throughput and latency (an HDR histogram, a progress line each
+// second, JSON and a plot). With -compare it runs the same workload, in the
+// same process on the same machine, through an asynq pipeline and a bare
+// JetStream work queue, so the broker's cost can be read against baselines.
+// Any wrong or lost job makes it exit non-zero.
+//
+//	go run ./loadtest -url http://127.0.0.1:8080 -c 32 -d 20s
+//	go run ./loadtest -mode open -rate 500 -d 20s -scenario burst
+//	go run ./loadtest -scenario streaming -model repeat -c 8 -d 10s
+//	go run ./loadtest -compare -c 32 -d 10s -plot lt.svg -json lt.json
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net/http"
+	"net/url"
 	"os"
+	"os/signal"
 	"slices"
-	"sort"
-	"sync"
+	"strings"
+	"syscall"
 	"time"
 )
 
 func main() {
-	url := flag.String("url", "http://127.0.0.1:8080", "inferq ingress base URL")
-	clients := flag.Int("c", 32, "concurrent clients (closed loop)")
-	dur := flag.Duration("d", 10*time.Second, "how long to send")
-	maxJobs := flag.Int("n", 0, "stop after this many jobs (0: only the duration bounds it)")
-	out := flag.String("json", "", "write the summary as JSON to this file")
-	flag.Parse()
-	if *clients < 1 || *dur <= 0 || *dur > time.Hour {
-		fmt.Fprintln(os.Stderr, "loadtest: -c must be >= 1 and -d in (0, 1h]")
-		os.Exit(2)
-	}
-	sum := run(*url, *clients, *dur, *maxJobs)
-	b, _ := json.MarshalIndent(sum, "", "  ")
-	fmt.Println(string(b))
-	if *out != "" {
-		if err := os.WriteFile(*out, b, 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "loadtest:", err)
-			os.Exit(1)
-		}
-	}
-	if sum.Errors > 0 || sum.Jobs == 0 {
-		os.Exit(1)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runCLI(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-// Summary is the run's result.
-type Summary struct {
-	Clients   int            `json:"clients"`
-	Seconds   float64        `json:"seconds"`
-	Jobs      int            `json:"jobs"`
-	JobsPerS  float64        `json:"jobs_per_second"`
-	LatencyMS map[string]any `json:"latency_ms"` // submit → terminal record, per job
-	SubmitMS  map[string]any `json:"submit_ms"`  // POST → 202
-	Errors    int            `json:"errors"`
-	ByKind    map[string]int `json:"errors_by_kind,omitempty"`
+// options are the run's settings, one per flag.
+type options struct {
+	url         string
+	clients     int           // closed loop: peak concurrent clients
+	duration    time.Duration // how long to send
+	maxJobs     int           // stop after this many jobs; 0 = only the duration bounds the run
+	jsonPath    string
+	plotPath    string
+	mode        string  // closed | open
+	rate        float64 // open loop: peak arrivals per second
+	scenario    string
+	models      []string
+	tokens      int           // streaming and generate models: max_tokens per job
+	tokenGap    time.Duration // repeat: interval between tokens
+	jobTimeout  time.Duration // a job not terminal after this is lost
+	maxInFlight int           // open loop: jobs outstanding at once
+	seed        uint64
+
+	compare     bool
+	redisAddr   string        // asynq's Redis; empty starts a redis-server
+	asynqCheck  time.Duration // asynq Config.TaskCheckInterval
+	peerWorkers int           // handler goroutines of each peer
 }
 
-func run(url string, clients int, dur time.Duration, maxJobs int) Summary {
-	ctx, cancel := context.WithTimeout(context.Background(), dur)
-	defer cancel()
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients * 2}}
-	var (
-		mu       sync.Mutex
-		lat, sub []time.Duration
-		errs     = map[string]int{}
-		started  int
-	)
-	begin := time.Now()
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				mu.Lock()
-				if maxJobs > 0 && started >= maxJobs {
-					mu.Unlock()
-					return
-				}
-				started++
-				mu.Unlock()
-				l, s, kind := oneJob(hc, url)
-				mu.Lock()
-				if kind != "" {
-					errs[kind]++
-				} else {
-					lat, sub = append(lat, l), append(sub, s)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	el := time.Since(begin).Seconds()
-	n := 0
-	for _, c := range errs {
-		n += c
-	}
-	return Summary{Clients: clients, Seconds: el, Jobs: len(lat), JobsPerS: float64(len(lat)) / el,
-		LatencyMS: percentiles(lat), SubmitMS: percentiles(sub), Errors: n, ByKind: errs}
+const maxDuration = time.Hour
+
+// scenarios name the load shapes and their default models.
+var scenarios = map[string][]string{
+	"steady":    {"simple"},
+	"burst":     {"simple"},
+	"ramp":      {"simple"},
+	"mixed":     {"simple", "identity"},
+	"streaming": {"repeat"},
 }
 
-// oneJob submits, waits and verifies one simple job; kind names a failure.
-func oneJob(hc *http.Client, url string) (lat, submit time.Duration, kind string) {
-	a, b := make([]int32, 16), make([]int32, 16)
-	for i := range a {
-		a[i], b[i] = rand.Int32N(1<<20), rand.Int32N(1<<20)
+// parseFlags reads the command line; an error has already been printed.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "inferq ingress base URL (loopback only)")
+	fs.IntVar(&o.clients, "c", 32, "concurrent clients (closed loop; the peak when the scenario shapes load)")
+	fs.DurationVar(&o.duration, "d", 10*time.Second, "how long to send, per system")
+	fs.IntVar(&o.maxJobs, "n", 0, "stop after this many jobs per system (0: only the duration bounds it)")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the JSON summary to this file")
+	fs.StringVar(&o.plotPath, "plot", "", "write throughput and p99 per second to this .svg or .png file")
+	fs.StringVar(&o.mode, "mode", "closed", "closed (N clients, each waits for its job) or open (fixed arrival rate)")
+	fs.Float64Var(&o.rate, "rate", 200, "open loop: jobs per second (the peak when the scenario shapes load)")
+	fs.StringVar(&o.scenario, "scenario", "steady", "steady, burst (1s at peak every 5s, else 20%), ramp (0 to peak), mixed (simple+identity) or streaming (SSE tokens)")
+	model := fs.String("model", "", "model(s), comma-separated: simple, identity, simgpu, repeat, tiny-gpt (default: the scenario's)")
+	fs.IntVar(&o.tokens, "tokens", 32, "generate models: max_tokens per job")
+	fs.DurationVar(&o.tokenGap, "token-interval", 0, "repeat: time between tokens (its interval_ms)")
+	fs.DurationVar(&o.jobTimeout, "job-timeout", 60*time.Second, "a job not finished after this counts as lost")
+	fs.IntVar(&o.maxInFlight, "max-inflight", 4096, "open loop: most jobs outstanding at once; later sends wait, and their wait counts in their latency")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated inputs (the same for every system)")
+	fs.BoolVar(&o.compare, "compare", false, "also run the workload through asynq and a bare JetStream work queue")
+	fs.StringVar(&o.redisAddr, "redis", "", "compare: Redis host:port for asynq (default: start redis-server on a free loopback port)")
+	fs.DurationVar(&o.asynqCheck, "asynq-check-interval", time.Millisecond, "compare: asynq's TaskCheckInterval (its default, 1s, makes a lone job wait up to a second)")
+	fs.IntVar(&o.peerWorkers, "peer-workers", 32, "compare: handler goroutines of asynq and of the JetStream worker")
+	if err := fs.Parse(args); err != nil {
+		return o, err
 	}
-	body, _ := json.Marshal(map[string]any{"inputs": []map[string]any{
-		{"name": "INPUT0", "shape": []int{1, 16}, "datatype": "INT32", "data": a},
-		{"name": "INPUT1", "shape": []int{1, 16}, "datatype": "INT32", "data": b},
-	}})
-	start := time.Now()
-	resp, err := hc.Post(url+"/v1/models/simple/jobs", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return 0, 0, "submit_transport"
+	fail := func(format string, args ...any) (options, error) {
+		err := fmt.Errorf(format, args...)
+		fmt.Fprintln(stderr, "loadtest:", err)
+		return o, err
 	}
-	var acc struct{ ID string }
-	err = decode(resp, &acc)
-	submit = time.Since(start)
-	if err != nil || resp.StatusCode != http.StatusAccepted {
-		return 0, 0, fmt.Sprintf("submit_%d", resp.StatusCode)
+	if fs.NArg() > 0 {
+		return fail("unexpected arguments %q", fs.Args())
 	}
-	for range 10 { // at most 10 × 30s of long-polling
-		resp, err := hc.Get(url + "/v1/jobs/" + acc.ID + "?wait=30s")
-		if err != nil {
-			return 0, 0, "get_transport"
+	defaults, ok := scenarios[o.scenario]
+	if !ok {
+		return fail("-scenario %q: want steady, burst, ramp, mixed or streaming", o.scenario)
+	}
+	o.models = defaults
+	if *model != "" {
+		o.models = strings.Split(*model, ",")
+	}
+	for _, m := range o.models {
+		if _, ok := modelKinds[m]; !ok {
+			return fail("-model %q: the load test knows simple, identity, simgpu, repeat and tiny-gpt", m)
 		}
-		var rec struct {
-			Status string
-			Result struct {
-				Outputs []struct {
-					Name string
-					Data []int32
-				}
+		if o.scenario == "streaming" && modelKinds[m] != kindGenerate {
+			return fail("-scenario streaming needs a generate model (repeat or tiny-gpt), not %q", m)
+		}
+	}
+	switch {
+	case o.mode != "closed" && o.mode != "open":
+		return fail("-mode %q: want closed or open", o.mode)
+	case o.clients < 1:
+		return fail("-c must be >= 1")
+	case o.duration <= 0 || o.duration > maxDuration:
+		return fail("-d must be in (0, 1h]")
+	case o.maxJobs < 0:
+		return fail("-n must be >= 0")
+	case o.mode == "open" && (o.rate <= 0 || o.rate > 1e6):
+		return fail("-rate must be in (0, 1e6]")
+	case o.maxInFlight < 1:
+		return fail("-max-inflight must be >= 1")
+	case o.jobTimeout <= 0:
+		return fail("-job-timeout must be > 0")
+	case o.tokens < 1 || o.tokens > 100000:
+		return fail("-tokens must be in [1, 100000]")
+	case o.peerWorkers < 1:
+		return fail("-peer-workers must be >= 1")
+	case o.asynqCheck <= 0:
+		return fail("-asynq-check-interval must be > 0")
+	}
+	if err := loopbackURL(o.url); err != nil {
+		return fail("-url: %v", err)
+	}
+	if o.compare {
+		for _, m := range o.models {
+			if m != "simple" && m != "identity" {
+				return fail("-compare runs simple and identity jobs only (the peers have no %q model)", m)
 			}
 		}
-		if err := decode(resp, &rec); err != nil || resp.StatusCode != http.StatusOK {
-			return 0, 0, fmt.Sprintf("get_%d", resp.StatusCode)
+		if o.scenario == "streaming" {
+			return fail("-compare has no streaming peer")
 		}
-		switch rec.Status {
-		case "queued", "running":
-			continue
-		case "succeeded":
-		default:
-			return 0, 0, "job_" + rec.Status
-		}
-		lat = time.Since(start)
-		if len(rec.Result.Outputs) != 2 {
-			return 0, 0, "wrong_result"
-		}
-		for _, o := range rec.Result.Outputs {
-			want := make([]int32, 16)
-			for i := range want {
-				if o.Name == "OUTPUT0" {
-					want[i] = a[i] + b[i]
-				} else {
-					want[i] = a[i] - b[i]
-				}
-			}
-			if !slices.Equal(o.Data, want) {
-				return 0, 0, "wrong_result"
+		if o.redisAddr != "" {
+			if err := loopbackURL("redis://" + o.redisAddr); err != nil {
+				return fail("-redis: %v", err)
 			}
 		}
-		return lat, submit, ""
 	}
-	return 0, 0, "lost"
+	if o.plotPath != "" && !slices.Contains([]string{".svg", ".png"}, strings.ToLower(fileExt(o.plotPath))) {
+		return fail("-plot %q: want a .svg or .png file", o.plotPath)
+	}
+	return o, nil
 }
 
-func decode(resp *http.Response, v any) error {
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+// loopbackURL refuses any host but this machine's: a load test aimed at
+// someone else's server by a typo would be an attack.
+func loopbackURL(raw string) error {
+	u, err := url.Parse(raw)
 	if err != nil {
 		return err
 	}
-	if len(data) == 0 {
-		return errors.New("empty body")
-	}
-	return json.Unmarshal(data, v)
-}
-
-func percentiles(ds []time.Duration) map[string]any {
-	if len(ds) == 0 {
+	switch u.Hostname() {
+	case "127.0.0.1", "localhost", "::1":
 		return nil
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	at := func(q float64) float64 { return ms(ds[min(len(ds)-1, int(q*float64(len(ds))))]) }
-	return map[string]any{"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "p999": at(0.999), "max": ms(ds[len(ds)-1])}
+	return fmt.Errorf("%q is not a loopback address (127.0.0.1, ::1 or localhost)", raw)
+}
+
+func fileExt(path string) string {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[i:]
+	}
+	return ""
+}
+
+// runCLI is the whole command; it returns the exit code: 0 when every job of
+// every system was verified, 1 when one failed or was lost, 2 for bad flags.
+func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	out, err := runAll(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
+		return 1
+	}
+	if err := writeOutputs(out, o, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
+		return 1
+	}
+	if bad := out.failures(); len(bad) > 0 {
+		fmt.Fprintf(stderr, "loadtest: FAILED: %s\n", strings.Join(bad, "; "))
+		return 1
+	}
+	return 0
+}
+
+// runAll runs the workload against inferq and then, with -compare, against
+// each peer in turn; a peer is started just before its run and stopped
+// after it, so it does not share the CPU with the others' runs.
+func runAll(ctx context.Context, o options, log io.Writer) (*Output, error) {
+	w := newWorkload(o)
+	inferq := newInferqTarget(o)
+	defer inferq.Close()
+	if err := inferq.ready(ctx); err != nil {
+		return nil, err
+	}
+	out := &Output{Summary: runTarget(ctx, inferq, w, o, log)}
+	if !o.compare {
+		return out, nil
+	}
+	peers := []func(context.Context, options) (target, error){startAsynq, startJetStream}
+	for _, start := range peers {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		t, err := start(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		s := runTarget(ctx, t, w, o, log)
+		if err := t.Close(); err != nil {
+			return nil, fmt.Errorf("stop %s: %w", t.Name(), err)
+		}
+		out.Peers = append(out.Peers, s)
+	}
+	out.Compare = compareRows(out.Summary, out.Peers)
+	return out, nil
 }

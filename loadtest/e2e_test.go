@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/testutil"
+)
+
+// startInferq runs the whole broker in this process, as internal/e2e does:
+// every component against a real embedded nats-server, the JetStream KV
+// results store (as `inferq dev`), the API on a free loopback port.
+func startInferq(t *testing.T) string {
+	t.Helper()
+	n := testutil.StartNATS(t)
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATS.URL = n.URL
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- stack.Run(ctx, stack.Options{Config: &cfg, Conn: n.Conn, Components: stack.All, IngressListener: ln,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("inferq did not start: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("inferq not ready after 20s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("inferq stopped with error: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("inferq did not stop within 20s")
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// runTool runs the command line and decodes its JSON output.
+func runTool(t *testing.T, args ...string) Output {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := runCLI(t.Context(), args, &stdout, &stderr)
+	t.Logf("loadtest %s\n%s", strings.Join(args, " "), stderr.String())
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	var out Output
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("stdout is not the JSON summary: %v\n%s", err, stdout.String())
+	}
+	return out
+}
+
+func checkRun(t *testing.T, s Summary, system string) {
+	t.Helper()
+	if s.System != system || s.Errors != 0 || s.Jobs == 0 || s.Sent != s.Jobs || s.LatencyMS == nil || len(s.Timeline) == 0 {
+		t.Fatalf("%s: %d/%d jobs, errors %v %v", system, s.Jobs, s.Sent, s.ByKind, s.Details)
+	}
+}
+
+func checkFile(t *testing.T, path, prefix string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte(prefix)) || len(b) < 1000 {
+		t.Fatalf("%s: %d bytes starting %.20q, want %q...", path, len(b), b, prefix)
+	}
+}
+
+// TestEndToEnd drives an in-process inferq closed-loop and open-loop for
+// about 2s each, streams a few generations, and checks that every job was
+// verified and the JSON and plots are written.
+func TestEndToEnd(t *testing.T) {
+	url := startInferq(t)
+	dir := t.TempDir()
+
+	t.Run("closed", func(t *testing.T) {
+		js, svg := filepath.Join(dir, "closed.json"), filepath.Join(dir, "closed.svg")
+		out := runTool(t, "-url", url, "-c", "8", "-d", "2s", "-json", js, "-plot", svg)
+		checkRun(t, out.Summary, "inferq")
+		if out.Mode != "closed" || out.Clients != 8 || out.SubmitMS == nil {
+			t.Errorf("summary %+v", out.Summary)
+		}
+		var fromFile Output
+		b, err := os.ReadFile(js)
+		if err != nil || json.Unmarshal(b, &fromFile) != nil || fromFile.Jobs != out.Jobs {
+			t.Fatalf("-json file: %v, %d jobs", err, fromFile.Jobs)
+		}
+		checkFile(t, svg, "<?xml")
+	})
+	t.Run("open", func(t *testing.T) {
+		png := filepath.Join(dir, "open.png")
+		out := runTool(t, "-url", url, "-mode", "open", "-rate", "100", "-d", "2s", "-scenario", "mixed", "-plot", png)
+		checkRun(t, out.Summary, "inferq")
+		if out.Sent < 190 || out.Sent > 201 || out.Rate != 100 || len(out.Models) != 2 {
+			t.Errorf("open loop at 100/s for 2s sent %d jobs, rate %v, models %v", out.Sent, out.Rate, out.Models)
+		}
+		checkFile(t, png, "\x89PNG")
+	})
+	t.Run("streaming", func(t *testing.T) {
+		out := runTool(t, "-url", url, "-scenario", "streaming", "-c", "4", "-d", "1s", "-tokens", "8")
+		checkRun(t, out.Summary, "inferq")
+		if st := out.Stream; st == nil || st.Tokens != 8*out.Jobs || st.TTFTMS == nil {
+			t.Errorf("streaming stats %+v", st)
+		}
+	})
+}
+
+// TestCompare runs a short -compare: the same jobs through inferq, asynq (with
+// the redis-server the tool starts) and a bare JetStream work queue.
+func TestCompare(t *testing.T) {
+	if _, err := testutil.RedisServerPath(); err != nil {
+		t.Fatalf("-compare needs redis-server: %v", err)
+	}
+	url := startInferq(t)
+	out := runTool(t, "-url", url, "-compare", "-c", "8", "-d", "1s", "-peer-workers", "8")
+	checkRun(t, out.Summary, "inferq")
+	if len(out.Peers) != 2 || len(out.Compare) != 3 || len(out.Notes) == 0 {
+		t.Fatalf("peers %d, compare rows %d", len(out.Peers), len(out.Compare))
+	}
+	checkRun(t, out.Peers[0], "asynq")
+	checkRun(t, out.Peers[1], "jetstream")
+	for _, r := range out.Compare {
+		if r.JobsPerSX <= 0 || r.P99X <= 0 {
+			t.Errorf("compare row %+v", r)
+		}
+	}
+}

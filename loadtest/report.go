@@ -1,0 +1,296 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
+)
+
+// Summary is one system's run. Its first fields are the first version's
+// JSON, unchanged, so scripts reading them keep working.
+type Summary struct {
+	Clients   int               `json:"clients,omitempty"` // closed loop
+	Seconds   float64           `json:"seconds"`           // start to last answer, drain included
+	Jobs      int64             `json:"jobs"`              // verified answers
+	JobsPerS  float64           `json:"jobs_per_second"`
+	LatencyMS *Percentiles      `json:"latency_ms"` // intended send → verified answer
+	SubmitMS  *Percentiles      `json:"submit_ms"`  // POST → 202 (enqueue, publish → ack)
+	Errors    int               `json:"errors"`
+	ByKind    map[string]int    `json:"errors_by_kind,omitempty"`
+	Details   map[string]string `json:"error_examples,omitempty"` // the first error of each kind
+
+	System   string       `json:"system"`
+	Mode     string       `json:"mode"`
+	Scenario string       `json:"scenario"`
+	Models   []string     `json:"models"`
+	Rate     float64      `json:"rate,omitempty"` // open loop: peak jobs/s offered
+	Sent     int64        `json:"sent"`
+	Stream   *StreamStats `json:"streaming,omitempty"`
+	Timeline []Second     `json:"timeline"`
+}
+
+// Output is the whole run: inferq's summary at the top level, as before,
+// and with -compare the peers' and the comparison.
+type Output struct {
+	Summary
+	Peers   []Summary    `json:"peers,omitempty"`
+	Compare []CompareRow `json:"compare,omitempty"`
+	Notes   []string     `json:"notes,omitempty"`
+}
+
+// CompareRow is one line of the comparison; ratios are system ÷ inferq.
+type CompareRow struct {
+	System     string  `json:"system"`
+	Jobs       int64   `json:"jobs"`
+	JobsPerS   float64 `json:"jobs_per_second"`
+	P50MS      float64 `json:"p50_ms"`
+	P99MS      float64 `json:"p99_ms"`
+	Errors     int     `json:"errors"`
+	JobsPerSX  float64 `json:"jobs_per_second_vs_inferq"`
+	P50X       float64 `json:"p50_vs_inferq"`
+	P99X       float64 `json:"p99_vs_inferq"`
+	Batching   bool    `json:"batching"`
+	ResultKept string  `json:"result_kept"`
+}
+
+func compareRows(inferq Summary, peers []Summary) []CompareRow {
+	kept := map[string]string{
+		"inferq":    "job record in the results store",
+		"asynq":     "task result in Redis (ResultWriter)",
+		"jetstream": "not stored (core NATS reply)",
+	}
+	row := func(s Summary) CompareRow {
+		r := CompareRow{System: s.System, Jobs: s.Jobs, JobsPerS: s.JobsPerS, Errors: s.Errors,
+			Batching: s.System == "inferq", ResultKept: kept[s.System]}
+		if s.LatencyMS != nil {
+			r.P50MS, r.P99MS = s.LatencyMS.P50, s.LatencyMS.P99
+		}
+		r.JobsPerSX = ratio(r.JobsPerS, inferq.JobsPerS)
+		if inferq.LatencyMS != nil {
+			r.P50X, r.P99X = ratio(r.P50MS, inferq.LatencyMS.P50), ratio(r.P99MS, inferq.LatencyMS.P99)
+		}
+		return r
+	}
+	rows := []CompareRow{row(inferq)}
+	for _, p := range peers {
+		rows = append(rows, row(p))
+	}
+	return rows
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return round3(a / b)
+}
+
+// compareNotes say what a reader of the table must know to read it fairly.
+func compareNotes(o options) []string {
+	return []string{
+		"same workload, same seed, same verification, one system after the other on the same machine",
+		"inferq batches jobs per model; the peers have no batching (one job is one task or message)",
+		fmt.Sprintf("asynq: Config.TaskCheckInterval=%s, Concurrency=%d, results via ResultWriter, completion by Redis PUBLISH, read back with Inspector.GetTaskInfo", o.asynqCheck, o.peerWorkers),
+		fmt.Sprintf("jetstream: WorkQueue stream (file storage), %d workers pulling one message at a time, answer on core NATS, not stored", o.peerWorkers),
+	}
+}
+
+// failures lists why the run failed: any error or no job at all, per system.
+func (out *Output) failures() []string {
+	var bad []string
+	for _, s := range append([]Summary{out.Summary}, out.Peers...) {
+		switch {
+		case s.Errors > 0:
+			bad = append(bad, fmt.Sprintf("%s: %d of %d jobs failed %v", s.System, s.Errors, s.Sent, s.ByKind))
+		case s.Jobs == 0:
+			bad = append(bad, s.System+": no job finished")
+		}
+	}
+	return bad
+}
+
+// writeOutputs prints the JSON on stdout (and to -json), the human summary
+// on stderr, and draws -plot.
+func writeOutputs(out *Output, o options, stdout, stderr io.Writer) error {
+	if o.compare {
+		out.Notes = compareNotes(o)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode summary: %w", err)
+	}
+	if _, err := fmt.Fprintln(stdout, string(b)); err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	if o.jsonPath != "" {
+		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write -json: %w", err)
+		}
+	}
+	printTable(stderr, out)
+	if o.plotPath != "" {
+		if err := writePlot(o.plotPath, append([]Summary{out.Summary}, out.Peers...)); err != nil {
+			return fmt.Errorf("write -plot: %w", err)
+		}
+	}
+	return nil
+}
+
+// printTable writes one line per system; with -compare, the ratios to inferq.
+func printTable(w io.Writer, out *Output) {
+	fmt.Fprintf(w, "%-10s %8s %9s %9s %9s %9s %9s %9s %7s\n", "system", "jobs", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors")
+	for _, s := range append([]Summary{out.Summary}, out.Peers...) {
+		p := s.LatencyMS
+		if p == nil {
+			p = &Percentiles{}
+		}
+		fmt.Fprintf(w, "%-10s %8d %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f %7d\n", s.System, s.Jobs, s.JobsPerS, p.P50, p.P90, p.P99, p.P999, p.Max, s.Errors)
+	}
+	if len(out.Compare) > 0 {
+		fmt.Fprintf(w, "\n%-10s %9s %9s %9s %9s %9s %9s  %s\n", "system", "jobs/s", "p50 ms", "p99 ms", "jobs/s ×", "p50 ×", "p99 ×", "(× = versus inferq)")
+		for _, r := range out.Compare {
+			note := "batching"
+			if !r.Batching {
+				note = "no batching"
+			}
+			fmt.Fprintf(w, "%-10s %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f  %s; result %s\n", r.System, r.JobsPerS, r.P50MS, r.P99MS, r.JobsPerSX, r.P50X, r.P99X, note, r.ResultKept)
+		}
+	}
+	if s := out.Stream; s != nil && s.TTFTMS != nil {
+		fmt.Fprintf(w, "streaming: %d tokens, %.1f tokens/s overall; time to first token p50 %.2f ms, p99 %.2f ms",
+			s.Tokens, s.TokensPerS, s.TTFTMS.P50, s.TTFTMS.P99)
+		if s.JobTokensPS != nil {
+			fmt.Fprintf(w, "; per job %.0f tokens/s (p50)", s.JobTokensPS.P50)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, s := range append([]Summary{out.Summary}, out.Peers...) {
+		kinds := make([]string, 0, len(s.Details))
+		for k := range s.Details {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			fmt.Fprintf(w, "%s: %s x%d, e.g. %s\n", s.System, k, s.ByKind[k], s.Details[k])
+		}
+	}
+	for _, n := range out.Notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+// writePlot draws two panels, finished jobs per second and the p99 latency
+// of each second, one line per system, as SVG or PNG by the file's name.
+func writePlot(path string, sums []Summary) error {
+	tput, p99 := plot.New(), plot.New()
+	tput.Title.Text = "verified jobs finished per second (dashed: failed jobs per second)"
+	tput.Y.Label.Text = "jobs/s"
+	p99.Title.Text = "p99 latency of the jobs finished in each second"
+	p99.Y.Label.Text = "ms"
+	for _, p := range []*plot.Plot{tput, p99} {
+		p.X.Label.Text = "seconds since start"
+		p.X.Min, p.Y.Min = 0, 0
+		p.Add(plotter.NewGrid())
+		p.Legend.Top = true
+	}
+	for i, s := range sums {
+		var jobs, errs plotter.XYs
+		var lat []plotter.XYs // runs of seconds with answers: a second without one has no p99
+		for k, sec := range s.Timeline {
+			x := float64(sec.T) + 0.5 // the middle of the second
+			jobs = append(jobs, plotter.XY{X: x, Y: float64(sec.Jobs)})
+			errs = append(errs, plotter.XY{X: x, Y: float64(sec.Errors)})
+			if sec.Jobs == 0 {
+				continue
+			}
+			if k == 0 || s.Timeline[k-1].Jobs == 0 {
+				lat = append(lat, nil)
+			}
+			lat[len(lat)-1] = append(lat[len(lat)-1], plotter.XY{X: x, Y: sec.P99MS})
+		}
+		style := func(l *plotter.Line, dashed bool) {
+			l.Color = plotutil.Color(i)
+			l.Width = vg.Points(1.5)
+			if dashed {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			}
+		}
+		if err := addLine(tput, s.System, jobs, func(l *plotter.Line) { style(l, false) }); err != nil {
+			return err
+		}
+		if s.Errors > 0 {
+			if err := addLine(tput, s.System+" errors", errs, func(l *plotter.Line) { style(l, true) }); err != nil {
+				return err
+			}
+		}
+		name := s.System
+		for _, run := range lat {
+			if err := addLine(p99, name, run, func(l *plotter.Line) { style(l, false) }); err != nil {
+				return err
+			}
+			name = "" // one legend entry per system
+		}
+	}
+	const w, h = 10 * vg.Inch, 8 * vg.Inch
+	var (
+		canvas draw.Canvas
+		save   func(io.Writer) error
+	)
+	if strings.EqualFold(fileExt(path), ".png") {
+		c := vgimg.New(w, h)
+		canvas = draw.New(c)
+		save = func(f io.Writer) error { _, err := vgimg.PngCanvas{Canvas: c}.WriteTo(f); return err }
+	} else {
+		c := vgsvg.New(w, h)
+		canvas = draw.New(c)
+		save = func(f io.Writer) error { _, err := c.WriteTo(f); return err }
+	}
+	grid := [][]*plot.Plot{{tput}, {p99}}
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(8), PadY: vg.Points(16)}
+	for r, row := range plot.Align(grid, tiles, canvas) {
+		grid[r][0].Draw(row[0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := save(f); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// addLine draws xys on p as a line (a dot when it is one point) and names
+// it in the legend unless name is empty.
+func addLine(p *plot.Plot, name string, xys plotter.XYs, style func(*plotter.Line)) error {
+	if len(xys) == 0 {
+		return nil
+	}
+	l, pts, err := plotter.NewLinePoints(xys)
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", name, err)
+	}
+	style(l)
+	pts.Color, pts.Radius = l.Color, vg.Points(2.5)
+	if len(xys) == 1 {
+		p.Add(pts)
+	} else {
+		p.Add(l)
+	}
+	if name != "" {
+		p.Legend.Add(name, l)
+	}
+	return nil
+}
