@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -25,6 +27,8 @@ const DefaultKVBucket = "inferq_results"
 // key-value bucket, updated by compare-and-set and watched for Wait.
 type KVStore struct {
 	kv        jetstream.KeyValue
+	sub       *nats.Subscription // every put in the bucket, to wake waiters
+	waiters   waiters
 	done      chan struct{} // closed by Close; releases blocked waiters
 	closeOnce sync.Once
 }
@@ -56,7 +60,17 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore,
 	if err != nil {
 		return nil, fmt.Errorf("kv results store: bucket %s: %w", cfg.Bucket, err)
 	}
-	return &KVStore{kv: kv, done: make(chan struct{})}, nil
+	s := &KVStore{kv: kv, done: make(chan struct{}), waiters: waiters{m: make(map[string]map[chan struct{}]struct{})}}
+	prefix := "$KV." + cfg.Bucket + "."
+	s.sub, err = js.Conn().Subscribe(prefix+">", func(m *nats.Msg) {
+		if id, ok := strings.CutPrefix(m.Subject, prefix); ok {
+			s.waiters.wake(id)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv results store: subscribe to %s changes: %w", cfg.Bucket, err)
+	}
+	return s, nil
 }
 
 // Create implements Store.
@@ -139,8 +153,11 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 	}
 }
 
-// Wait implements Store. The watcher delivers the current value first, then
-// every later change, so there is no gap between reading and watching.
+// Wait implements Store. Waiters share one core-NATS subscription to the
+// bucket's subjects (every put is published there), instead of a watcher
+// (a JetStream consumer) each: thousands of long-polls cost no server state.
+// The waiter registers before reading, so a change in between is not
+// missed; a re-read every few seconds covers notices lost to a reconnect.
 func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("wait for job %q: %w", id, ErrNotFound)
@@ -150,53 +167,38 @@ func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool) 
 		return nil, ErrClosed
 	default:
 	}
-	// The watch gets its own context so that stopping it never races with
-	// the caller's deadline; it is stopped on return either way.
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	w, err := s.kv.Watch(wctx, id)
+	wake, unregister := s.waiters.add(id)
+	defer unregister()
+	rec, err := s.Get(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("wait for job %s: watch: %w", id, err)
+		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
-
-	var rec *Record
-	for {
+	safety := time.NewTicker(kvRereadEvery)
+	defer safety.Stop()
+	for !done(rec) {
 		select {
 		case <-ctx.Done():
-			if rec == nil {
-				return nil, fmt.Errorf("wait for job %s: %w", id, ctx.Err())
-			}
 			return rec, nil
 		case <-s.done:
 			return rec, fmt.Errorf("wait for job %s: %w", id, ErrClosed)
-		case e, ok := <-w.Updates():
-			switch {
-			case !ok:
-				return rec, fmt.Errorf("wait for job %s: watch ended", id)
-			case e == nil: // end of the initial values
-				if rec == nil {
-					return nil, fmt.Errorf("wait for job %s: %w", id, ErrNotFound)
-				}
-			case e.Operation() != jetstream.KeyValuePut:
-				if rec != nil {
-					return rec, fmt.Errorf("wait for job %s: deleted: %w", id, ErrNotFound)
-				}
-				// A delete marker as the initial value: the nil entry that
-				// follows reports ErrNotFound.
-			default:
-				next, err := decodeRecord(e.Value())
-				if err != nil {
-					return rec, fmt.Errorf("wait for job %s: %w", id, err)
-				}
-				rec = next
-				if done(rec) {
-					return rec, nil
-				}
-			}
+		case <-wake:
+		case <-safety.C:
 		}
+		next, err := s.Get(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
+				return rec, nil
+			}
+			return rec, fmt.Errorf("wait for job %s: %w", id, err)
+		}
+		rec = next
 	}
+	return rec, nil
 }
+
+// kvRereadEvery bounds how long a waiter can miss a change whose notice was
+// lost (the subscription is core NATS: at most once).
+const kvRereadEvery = 2 * time.Second
 
 // Ping implements Store by reading the bucket's status from the server.
 func (s *KVStore) Ping(ctx context.Context) error {
@@ -209,7 +211,10 @@ func (s *KVStore) Ping(ctx context.Context) error {
 // Close releases blocked waiters. The JetStream connection belongs to the
 // caller and stays open. It is safe to call more than once.
 func (s *KVStore) Close() error {
-	s.closeOnce.Do(func() { close(s.done) })
+	s.closeOnce.Do(func() {
+		close(s.done)
+		_ = s.sub.Unsubscribe()
+	})
 	return nil
 }
 
