@@ -27,7 +27,9 @@ const DefaultKVBucket = "inferq_results"
 // key-value bucket, updated by compare-and-set and watched for Wait.
 type KVStore struct {
 	kv        jetstream.KeyValue
-	sub       *nats.Subscription // every put in the bucket, to wake waiters
+	nc        *nats.Conn
+	notify    string             // subject prefix of change notices: <bucket>.changed.<id>
+	sub       *nats.Subscription // every change notice, to wake waiters
 	waiters   waiters
 	done      chan struct{} // closed by Close; releases blocked waiters
 	closeOnce sync.Once
@@ -60,10 +62,10 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore,
 	if err != nil {
 		return nil, fmt.Errorf("kv results store: bucket %s: %w", cfg.Bucket, err)
 	}
-	s := &KVStore{kv: kv, done: make(chan struct{}), waiters: waiters{m: make(map[string]map[chan struct{}]struct{})}}
-	prefix := "$KV." + cfg.Bucket + "."
-	s.sub, err = js.Conn().Subscribe(prefix+">", func(m *nats.Msg) {
-		if id, ok := strings.CutPrefix(m.Subject, prefix); ok {
+	s := &KVStore{kv: kv, nc: js.Conn(), notify: cfg.Bucket + ".changed.", done: make(chan struct{}),
+		waiters: waiters{m: make(map[string]map[chan struct{}]struct{})}}
+	s.sub, err = s.nc.Subscribe(s.notify+">", func(m *nats.Msg) {
+		if id, ok := strings.CutPrefix(m.Subject, s.notify); ok {
 			s.waiters.wake(id)
 		}
 	})
@@ -141,6 +143,10 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 		}
 		_, err = s.kv.Update(ctx, u.ID, data, rev)
 		if err == nil {
+			// Told only now that it is stored (the PubAck came), as Redis's
+			// script publishes after its write: a waiter woken by the put
+			// itself could read the bucket before the stream stored it.
+			_ = s.nc.Publish(s.notify+u.ID, nil)
 			return rec, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -154,8 +160,8 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 }
 
 // Wait implements Store. Waiters share one core-NATS subscription to the
-// bucket's subjects (every put is published there), instead of a watcher
-// (a JetStream consumer) each: thousands of long-polls cost no server state.
+// change notices Apply publishes, instead of a watcher (a JetStream
+// consumer) each: thousands of long-polls cost no server state.
 // The waiter registers before reading, so a change in between is not
 // missed; a re-read every few seconds covers notices lost to a reconnect.
 func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error) {
@@ -198,7 +204,7 @@ func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool) 
 
 // kvRereadEvery bounds how long a waiter can miss a change whose notice was
 // lost (the subscription is core NATS: at most once).
-const kvRereadEvery = 2 * time.Second
+var kvRereadEvery = 2 * time.Second
 
 // Ping implements Store by reading the bucket's status from the server.
 func (s *KVStore) Ping(ctx context.Context) error {
