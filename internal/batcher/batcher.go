@@ -28,6 +28,8 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -84,7 +86,9 @@ func New(opt Options) *Batcher {
 	return &Batcher{opt: opt, now: time.Now}
 }
 
-var tracer = otel.Tracer("github.com/inferq/inferq/internal/batcher")
+// tracer is looked up per span, not kept from package init: spans follow
+// whichever provider is installed now (a test may install its own).
+func tracer() trace.Tracer { return otel.Tracer("github.com/inferq/inferq/internal/batcher") }
 
 // Run batches every model until ctx ends.
 func (b *Batcher) Run(ctx context.Context) error {
@@ -353,7 +357,8 @@ func (b *Batcher) expire(ctx context.Context, e *entry, now time.Time, log *slog
 		Error: &inferqpb.Error{Code: "expired", Message: "the job's timeout passed before it was batched"},
 	}
 	subj := b.opt.Topology.EventSubject(e.job.Model, jetstream.EventFailed)
-	if _, err := jetstream.Publish(ctx, b.opt.JS, subj, ev, eventID(e.job, "expired")); err != nil {
+	jctx := jetstream.ExtractTrace(ctx, e.msg.Headers()) // the event continues the job's trace
+	if _, err := jetstream.Publish(jctx, b.opt.JS, subj, ev, eventID(e.job, "expired")); err != nil {
 		log.Warn("expiry not published; job will be retried", "job", e.job.Id, "err", err)
 		_ = e.msg.NakWithDelay(time.Second)
 		return
@@ -391,18 +396,23 @@ func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason st
 		}
 		return b.publish(ctx, st, es[half:], reason)
 	}
+	// A batch belongs to many traces: its span starts a trace of its own
+	// and links to each job's span; the batch message carries its context.
 	links := make([]trace.Link, 0, len(es))
 	for _, e := range es {
 		sc := trace.SpanContextFromContext(jetstream.ExtractTrace(ctx, e.msg.Headers()))
 		if sc.IsValid() {
-			links = append(links, trace.Link{SpanContext: sc})
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("inferq.job_id", e.job.Id)}})
 		}
 	}
-	sctx, span := tracer.Start(ctx, "batcher flush", trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("inferq.model", m.Name), attribute.Int("inferq.batch_size", len(es)),
-			attribute.String("inferq.batch_reason", reason)))
+	subject := b.opt.Topology.BatchSubject(m.Name)
+	sctx, span := tracer().Start(ctx, "batcher flush", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("inferq.model", m.Name), attribute.String("inferq.batch_id", batch.Id),
+			attribute.Int("inferq.batch_size", len(es)), attribute.String("inferq.batch_reason", reason),
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
 	defer span.End()
-	if _, err := jetstream.Publish(sctx, b.opt.JS, b.opt.Topology.BatchSubject(m.Name), batch, batch.Id); err != nil {
+	if _, err := jetstream.Publish(sctx, b.opt.JS, subject, batch, batch.Id); err != nil {
+		span.SetStatus(codes.Error, "batch not published")
 		// Not acked: the jobs come back after a short delay.
 		log.Warn("batch not published; jobs will be redelivered", "batch", batch.Id, "jobs", len(es), "err", err)
 		for _, e := range es {
@@ -447,7 +457,8 @@ func (b *Batcher) fail(ctx context.Context, e *entry, code, msg string, log *slo
 		Status: inferqpb.Status_STATUS_FAILED, Attempt: e.job.Attempt, TimeUnixNano: b.now().UnixNano(), JobsSeq: e.seq,
 		Error: &inferqpb.Error{Code: code, Message: msg},
 	}
-	if _, err := jetstream.Publish(ctx, b.opt.JS, b.opt.Topology.EventSubject(e.job.Model, jetstream.EventFailed), ev, eventID(e.job, "failed")); err != nil {
+	jctx := jetstream.ExtractTrace(ctx, e.msg.Headers()) // the event continues the job's trace
+	if _, err := jetstream.Publish(jctx, b.opt.JS, b.opt.Topology.EventSubject(e.job.Model, jetstream.EventFailed), ev, eventID(e.job, "failed")); err != nil {
 		log.Warn("failure not published; job will be retried", "job", e.job.Id, "err", err)
 		_ = e.msg.NakWithDelay(time.Second)
 		return
@@ -488,7 +499,7 @@ func pack(m *config.Model, es []*entry, now time.Time) (batch *inferqpb.Batch, f
 					Id: e.job.Id, Tenant: e.job.Tenant, RowStart: packed.Rows[i].Start, RowEnd: packed.Rows[i].End,
 					DeadlineUnixNano: e.job.DeadlineUnixNano, ParametersJson: e.job.ParametersJson,
 					Stream: e.job.Stream, Attempt: e.job.Attempt, RequestId: e.job.RequestId,
-					Outputs: e.job.Outputs, JobsSeq: e.seq,
+					Outputs: e.job.Outputs, JobsSeq: e.seq, TraceContext: jobTrace(e),
 				})
 			}
 		}
@@ -502,6 +513,18 @@ func pack(m *config.Model, es []*entry, now time.Time) (batch *inferqpb.Batch, f
 		fill = float64(real) / float64(padded)
 	}
 	return batch, fill, nil
+}
+
+// jobTrace is the trace context of a job's message, kept per job in the
+// batch: the batch message's own headers can carry only one trace, and the
+// worker continues each job's.
+func jobTrace(e *entry) map[string]string {
+	c := propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(jetstream.ExtractTrace(context.Background(), e.msg.Headers()), c)
+	if len(c) == 0 {
+		return nil
+	}
+	return c
 }
 
 func elements(shape []int64) int64 {

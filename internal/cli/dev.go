@@ -56,7 +56,11 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	obs.SetupTracing()
+	shutdownTracing, err := obs.StartTracing(ctx, "inferq-dev", log)
+	if err != nil {
+		return fail(err)
+	}
+	defer flushTracing(shutdownTracing, log)
 
 	srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")})
 	if err != nil {

@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
@@ -53,7 +55,12 @@ func RunService(name string, comps stack.Components, args []string, stderr io.Wr
 		return 2
 	}
 	log = log.With("service", name)
-	obs.SetupTracing()
+	shutdownTracing, err := obs.StartTracing(context.Background(), name, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	defer flushTracing(shutdownTracing, log)
 	ctx, stop := SignalContext()
 	defer stop()
 	nc, err := jetstream.Connect(cfg.NATS.URL, "inferq-"+name, cfg.NATS.CredsFile)
@@ -75,6 +82,16 @@ func RunService(name string, comps stack.Components, args []string, stderr io.Wr
 // SignalContext ends on SIGINT or SIGTERM.
 func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// flushTracing sends the spans still buffered before the process exits,
+// waiting at most 5s for a collector that may be gone.
+func flushTracing(shutdown func(context.Context) error, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		log.Warn("spans not flushed", "err", err)
+	}
 }
 
 func setIf(dst *string, v string) {

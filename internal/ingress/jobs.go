@@ -14,6 +14,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/inferq/inferq/internal/jobid"
 	"github.com/inferq/inferq/internal/results"
@@ -39,7 +42,9 @@ type Links struct {
 	Events string `json:"events"`
 }
 
-var tracer = otel.Tracer("github.com/inferq/inferq/internal/ingress")
+// tracer is looked up per span, not kept from package init: spans follow
+// whichever provider is installed now (a test may install its own).
+func tracer() trace.Tracer { return otel.Tracer("github.com/inferq/inferq/internal/ingress") }
 
 // submit handles POST /v1/models/{model}[/versions/{version}]/jobs.
 func (i *Ingress) submit(c echo.Context) error {
@@ -58,6 +63,19 @@ func (i *Ingress) submit(c echo.Context) error {
 // job. With an Idempotency-Key already used by the tenant it returns the
 // original job instead (replayed true) and queues nothing.
 func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err error) {
+	// The job's trace starts here, or continues the client's traceparent;
+	// its message to the batcher carries this span's context.
+	hr := c.Request()
+	ctx := otel.GetTextMapPropagator().Extract(hr.Context(), propagation.HeaderCarrier(hr.Header))
+	ctx, span := tracer().Start(ctx, "ingress submit", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", hr.Method), attribute.String("http.route", c.Path())))
+	defer func() {
+		var ae *Error
+		if errors.As(err, &ae) && ae.Status >= 500 {
+			span.SetStatus(codes.Error, ae.Code)
+		}
+		span.End()
+	}()
 	name := c.Param("model")
 	m, ok := i.opt.Config.Model(name)
 	if !ok {
@@ -69,8 +87,6 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
 		return nil, false, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 	}
-	ctx, span := tracer.Start(c.Request().Context(), "ingress submit")
-	defer span.End()
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes)
 	req, inputs, params, err := decodeRequest(body, m)
 	if err != nil {
@@ -130,14 +146,16 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	if len(req.Parameters) > 0 {
 		job.ParametersJson, _ = json.Marshal(req.Parameters) // re-encoding decoded JSON cannot fail
 	}
-	span.SetAttributes(attribute.String("inferq.job", job.Id), attribute.String("inferq.model", m.Name))
+	subject := i.opt.Topology.JobSubject(m.Name, params.priority)
+	span.SetAttributes(attribute.String("inferq.job_id", job.Id), attribute.String("inferq.model", m.Name),
+		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
 
 	rec := &results.Record{ID: job.Id, Tenant: job.Tenant, Model: m.Name, Version: m.Version,
 		Status: results.Queued, CreatedAt: now, Attempts: 1}
 	if err := i.opt.Store.Create(ctx, rec); err != nil && !errors.Is(err, results.ErrExists) {
 		return nil, false, i.unavailable(m.Name, "store", err)
 	}
-	if _, err := jetstream.Publish(ctx, i.opt.JS, i.opt.Topology.JobSubject(m.Name, params.priority), job, job.Id); err != nil {
+	if _, err := jetstream.Publish(ctx, i.opt.JS, subject, job, job.Id); err != nil {
 		// The job was never queued: end its record so nobody waits on it.
 		_, _, _ = i.opt.Store.Apply(context.WithoutCancel(ctx), results.Update{ID: job.Id, Status: results.Failed,
 			Attempt: 1, Time: i.now(), Error: &results.Error{Code: "enqueue_failed", Message: "the job could not be queued"}})

@@ -13,6 +13,10 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/obs"
@@ -103,12 +107,20 @@ var statuses = map[inferqpb.Status]results.Status{
 }
 
 func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
+	// The event carries its job's trace context: applying it is the last
+	// span of the job's trace.
+	ctx, span := otel.Tracer("github.com/inferq/inferq/internal/resultsvc").Start(jetstream.ExtractTrace(ctx, msg.Headers()),
+		"resultsvc apply", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject())))
+	defer span.End()
 	ev := &inferqpb.JobEvent{}
 	if err := proto.Unmarshal(msg.Data(), ev); err != nil {
 		s.opt.Log.Error("undecodable event dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
+	span.SetAttributes(attribute.String("inferq.job_id", ev.JobId), attribute.String("inferq.model", ev.Model),
+		attribute.String("inferq.batch_id", ev.BatchId), attribute.String("inferq.status", ev.Status.String()))
 	st, ok := statuses[ev.Status]
 	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano), JobsSeq: ev.JobsSeq}
 	if err := u.Check(); !ok || err != nil {
@@ -142,6 +154,7 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		return
 	case err != nil:
 		// Store down or slow: leave the event in JetStream and try again.
+		span.SetStatus(codes.Error, "event not applied")
 		log.Warn("event not applied; will retry", "status", st, "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return

@@ -21,6 +21,8 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -81,7 +83,9 @@ func New(opt Options) *Agent {
 	return a
 }
 
-var tracer = otel.Tracer("github.com/inferq/inferq/internal/worker")
+// tracer is looked up per span, not kept from package init: spans follow
+// whichever provider is installed now (a test may install its own).
+func tracer() trace.Tracer { return otel.Tracer("github.com/inferq/inferq/internal/worker") }
 
 // Run serves every model until ctx ends, then drains: it stops pulling and
 // lets the batches in hand finish (or releases them after DrainTimeout). It
@@ -191,9 +195,22 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	log = log.With("batch", batch.Id, "size", len(batch.Jobs), "delivery", delivered)
 	runCtx, cancel := drainContext(ctx, a.opt.DrainTimeout)
 	defer cancel()
-	runCtx, span := tracer.Start(jetstream.ExtractTrace(runCtx, msg.Headers()), "worker execute",
-		trace.WithAttributes(attribute.String("inferq.model", m.Name), attribute.Int("inferq.batch_size", len(batch.Jobs))))
+	// The batch's span continues the batcher's flush span and links to
+	// every job; each job gets a span in its own trace (startJobSpans).
+	links := make([]trace.Link, 0, len(batch.Jobs))
+	for _, j := range batch.Jobs {
+		if sc := trace.SpanContextFromContext(jobTraceContext(context.Background(), j)); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("inferq.job_id", j.Id)}})
+		}
+	}
+	runCtx, span := tracer().Start(jetstream.ExtractTrace(runCtx, msg.Headers()), "worker execute",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("inferq.model", m.Name), attribute.String("inferq.batch_id", batch.Id),
+			attribute.Int("inferq.batch_size", len(batch.Jobs)), attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", msg.Subject())))
 	defer span.End()
+	runCtx, endJobSpans := startJobSpans(runCtx, m, batch)
+	defer endJobSpans()
 
 	stopKeepalive := keepalive(msg, a.opt.Topology.AckWait/4)
 	defer stopKeepalive()
@@ -201,7 +218,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	pub := newPublisher(a.opt.JS)
 	now := a.now().UnixNano()
 	for _, j := range batch.Jobs {
-		pub.event(runCtx, a.opt.Topology.EventSubject(m.Name, jetstream.EventRunning), &inferqpb.JobEvent{
+		pub.event(jobContext(runCtx, j), a.opt.Topology.EventSubject(m.Name, jetstream.EventRunning), &inferqpb.JobEvent{
 			JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: batch.Version, Status: inferqpb.Status_STATUS_RUNNING,
 			Attempt: j.Attempt, TimeUnixNano: now, BatchId: batch.Id, Worker: a.opt.Name, JobsSeq: j.JobsSeq,
 		}, eventID(j, "running"))
@@ -222,9 +239,11 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 		log.Warn("batch released at shutdown", "err", err)
 		a.release(runCtx, msg, 0, st)
 	case pub.broken() != nil:
+		span.SetStatus(codes.Error, "publishing failed")
 		log.Warn("publishing failed; batch will be redelivered", "err", err)
 		a.release(runCtx, msg, m.Queue.BackoffFor(delivered), st)
 	default:
+		span.SetStatus(codes.Error, err.Error())
 		a.retryOrFail(runCtx, m, batch, msg, delivered, err, log)
 	}
 }
@@ -248,7 +267,7 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 		}
 		sent[c.JobId] = c.Seq
 		a.opt.Metrics.TokensPublished.WithLabelValues(m.Name).Inc()
-		return pub.token(ctx, a.opt.Topology.TokenSubject(j.Tenant, j.Id), c)
+		return pub.token(jobContext(ctx, j), a.opt.Topology.TokenSubject(j.Tenant, j.Id), c)
 	}
 }
 
@@ -286,6 +305,9 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 			succeeded++
 		} else {
 			failed++
+			if ev.Error.Code != "cancelled" {
+				trace.SpanFromContext(jobContext(ctx, j)).SetStatus(codes.Error, ev.Error.Code)
+			}
 		}
 		events = append(events, ev)
 	}
@@ -301,7 +323,7 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 		if ev.Status == inferqpb.Status_STATUS_FAILED {
 			kind = jetstream.EventFailed
 		}
-		pub.event(ctx, a.opt.Topology.EventSubject(m.Name, kind), ev, eventID(b.Jobs[i], kind))
+		pub.event(jobContext(ctx, b.Jobs[i]), a.opt.Topology.EventSubject(m.Name, kind), ev, eventID(b.Jobs[i], kind))
 	}
 	if err := pub.wait(ctx); err != nil {
 		// Results not all stored: let the batch come back rather than lose one.
@@ -317,6 +339,51 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 	st.failed.Add(failed)
 	st.poisoned.Add(poisoned)
 	log.Debug("batch done", "succeeded", succeeded, "failed", failed)
+}
+
+// jobSpans are the "worker job" spans of one batch, by job id.
+type jobSpans map[string]trace.Span
+
+type jobSpansKey struct{}
+
+// startJobSpans starts a "worker job" span per job of b, each a child of its
+// job's own trace context (carried in the batch by the batcher) and linked
+// to the batch's span in ctx: a job's trace thus runs from ingress through
+// the worker to resultsvc. The spans travel in the returned context, where
+// jobContext finds them; end ends them all.
+func startJobSpans(ctx context.Context, m *config.Model, b *inferqpb.Batch) (_ context.Context, end func()) {
+	batchLink := trace.Link{SpanContext: trace.SpanContextFromContext(ctx)}
+	spans := make(jobSpans, len(b.Jobs))
+	for _, j := range b.Jobs {
+		_, s := tracer().Start(jobTraceContext(ctx, j), "worker job", trace.WithLinks(batchLink),
+			trace.WithAttributes(attribute.String("inferq.job_id", j.Id), attribute.String("inferq.model", m.Name),
+				attribute.String("inferq.batch_id", b.Id), attribute.Int("inferq.batch_size", len(b.Jobs))))
+		spans[j.Id] = s
+	}
+	return context.WithValue(ctx, jobSpansKey{}, spans), func() {
+		for _, s := range spans {
+			s.End()
+		}
+	}
+}
+
+// jobTraceContext is ctx with job j's trace context from the batch as the
+// remote parent; ctx unchanged when the batch carries none for j.
+func jobTraceContext(ctx context.Context, j *inferqpb.BatchJob) context.Context {
+	if len(j.TraceContext) == 0 {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(j.TraceContext))
+}
+
+// jobContext is ctx with job j's "worker job" span as the current span, so
+// that j's events and tokens carry j's trace; ctx unchanged outside a batch
+// run.
+func jobContext(ctx context.Context, j *inferqpb.BatchJob) context.Context {
+	if s, ok := ctx.Value(jobSpansKey{}).(jobSpans)[j.Id]; ok {
+		return trace.ContextWithSpan(ctx, s)
+	}
+	return ctx
 }
 
 // release hands the batch back to JetStream for another delivery, after
@@ -353,7 +420,7 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 	}
 	now := a.now().UnixNano()
 	for _, j := range b.Jobs {
-		pub.event(ctx, a.opt.Topology.EventSubject(m.Name, jetstream.EventFailed), &inferqpb.JobEvent{
+		pub.event(jobContext(ctx, j), a.opt.Topology.EventSubject(m.Name, jetstream.EventFailed), &inferqpb.JobEvent{
 			JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: b.Version, Status: inferqpb.Status_STATUS_FAILED,
 			Attempt: j.Attempt, TimeUnixNano: now, BatchId: b.Id, Worker: a.opt.Name, JobsSeq: j.JobsSeq,
 			Error: &inferqpb.Error{Code: "batch_failed", Message: fmt.Sprintf("failed after %d attempts: %v", delivered, cause)},
@@ -376,6 +443,11 @@ func (a *Agent) deadLetter(pub *publisher, m *config.Model, b *inferqpb.Batch, j
 	msg := &nats.Msg{Subject: a.opt.Topology.DeadSubject(m.Name), Data: rec, Header: nats.Header{}}
 	msg.Header.Set(jetstream.HeaderMsgID, eventID(j, "dead"))
 	pub.send(msg)
+	reason := "permanent"
+	if delivered >= uint64(m.Queue.MaxDeliver) {
+		reason = "max_deliver"
+	}
+	a.opt.Metrics.DeadLetters.WithLabelValues(m.Name, reason).Inc()
 }
 
 // isPermanent is true for errors no retry can fix. Everything else is

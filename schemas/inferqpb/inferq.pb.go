@@ -311,8 +311,12 @@ type BatchJob struct {
 	RequestId        string                 `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Outputs          []string               `protobuf:"bytes,10,rep,name=outputs,proto3" json:"outputs,omitempty"`
 	// Original per-input shapes, so padded (ragged) rows can be cropped back.
-	InputShapes   []*Shape `protobuf:"bytes,11,rep,name=input_shapes,json=inputShapes,proto3" json:"input_shapes,omitempty"`
-	JobsSeq       uint64   `protobuf:"varint,12,opt,name=jobs_seq,json=jobsSeq,proto3" json:"jobs_seq,omitempty"` // sequence in INFERQ_JOBS, for replay and dead letters
+	InputShapes []*Shape `protobuf:"bytes,11,rep,name=input_shapes,json=inputShapes,proto3" json:"input_shapes,omitempty"`
+	JobsSeq     uint64   `protobuf:"varint,12,opt,name=jobs_seq,json=jobsSeq,proto3" json:"jobs_seq,omitempty"` // sequence in INFERQ_JOBS, for replay and dead letters
+	// The job's W3C trace context (traceparent, tracestate) from its message
+	// headers: a batch message carries one trace context, and each job's
+	// spans in the worker continue that job's own trace.
+	TraceContext  map[string]string `protobuf:"bytes,13,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -429,6 +433,13 @@ func (x *BatchJob) GetJobsSeq() uint64 {
 		return x.JobsSeq
 	}
 	return 0
+}
+
+func (x *BatchJob) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
 }
 
 type Shape struct {
@@ -1449,7 +1460,7 @@ const file_inferq_proto_rawDesc = "" +
 	"\x06stream\x18\v \x01(\bR\x06stream\x12\x18\n" +
 	"\aattempt\x18\f \x01(\rR\aattempt\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\r \x01(\tR\trequestId\"\xfa\x02\n" +
+	"request_id\x18\r \x01(\tR\trequestId\"\x87\x04\n" +
 	"\bBatchJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1b\n" +
@@ -1464,7 +1475,11 @@ const file_inferq_proto_rawDesc = "" +
 	"\aoutputs\x18\n" +
 	" \x03(\tR\aoutputs\x123\n" +
 	"\finput_shapes\x18\v \x03(\v2\x10.inferq.v1.ShapeR\vinputShapes\x12\x19\n" +
-	"\bjobs_seq\x18\f \x01(\x04R\ajobsSeq\"\x1b\n" +
+	"\bjobs_seq\x18\f \x01(\x04R\ajobsSeq\x12J\n" +
+	"\rtrace_context\x18\r \x03(\v2%.inferq.v1.BatchJob.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1b\n" +
 	"\x05Shape\x12\x12\n" +
 	"\x04dims\x18\x01 \x03(\x03R\x04dims\"\xf0\x01\n" +
 	"\x05Batch\x12\x0e\n" +
@@ -1559,7 +1574,7 @@ func file_inferq_proto_rawDescGZIP() []byte {
 }
 
 var file_inferq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_inferq_proto_goTypes = []any{
 	(Status)(0),         // 0: inferq.v1.Status
 	(*Tensor)(nil),      // 1: inferq.v1.Tensor
@@ -1578,33 +1593,35 @@ var file_inferq_proto_goTypes = []any{
 	(*RunnerError)(nil), // 14: inferq.v1.RunnerError
 	(*Cancel)(nil),      // 15: inferq.v1.Cancel
 	(*Health)(nil),      // 16: inferq.v1.Health
+	nil,                 // 17: inferq.v1.BatchJob.TraceContextEntry
 }
 var file_inferq_proto_depIdxs = []int32{
 	1,  // 0: inferq.v1.Job.inputs:type_name -> inferq.v1.Tensor
 	4,  // 1: inferq.v1.BatchJob.input_shapes:type_name -> inferq.v1.Shape
-	3,  // 2: inferq.v1.Batch.jobs:type_name -> inferq.v1.BatchJob
-	1,  // 3: inferq.v1.Batch.inputs:type_name -> inferq.v1.Tensor
-	1,  // 4: inferq.v1.Batch.masks:type_name -> inferq.v1.Tensor
-	0,  // 5: inferq.v1.JobEvent.status:type_name -> inferq.v1.Status
-	1,  // 6: inferq.v1.JobEvent.outputs:type_name -> inferq.v1.Tensor
-	6,  // 7: inferq.v1.JobEvent.error:type_name -> inferq.v1.Error
-	10, // 8: inferq.v1.RunnerFrame.load:type_name -> inferq.v1.Load
-	11, // 9: inferq.v1.RunnerFrame.ready:type_name -> inferq.v1.Ready
-	5,  // 10: inferq.v1.RunnerFrame.batch:type_name -> inferq.v1.Batch
-	8,  // 11: inferq.v1.RunnerFrame.token:type_name -> inferq.v1.TokenChunk
-	13, // 12: inferq.v1.RunnerFrame.result:type_name -> inferq.v1.BatchResult
-	14, // 13: inferq.v1.RunnerFrame.error:type_name -> inferq.v1.RunnerError
-	15, // 14: inferq.v1.RunnerFrame.cancel:type_name -> inferq.v1.Cancel
-	16, // 15: inferq.v1.RunnerFrame.health:type_name -> inferq.v1.Health
-	1,  // 16: inferq.v1.JobResult.outputs:type_name -> inferq.v1.Tensor
-	6,  // 17: inferq.v1.JobResult.error:type_name -> inferq.v1.Error
-	12, // 18: inferq.v1.BatchResult.jobs:type_name -> inferq.v1.JobResult
-	6,  // 19: inferq.v1.RunnerError.error:type_name -> inferq.v1.Error
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	17, // 2: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
+	3,  // 3: inferq.v1.Batch.jobs:type_name -> inferq.v1.BatchJob
+	1,  // 4: inferq.v1.Batch.inputs:type_name -> inferq.v1.Tensor
+	1,  // 5: inferq.v1.Batch.masks:type_name -> inferq.v1.Tensor
+	0,  // 6: inferq.v1.JobEvent.status:type_name -> inferq.v1.Status
+	1,  // 7: inferq.v1.JobEvent.outputs:type_name -> inferq.v1.Tensor
+	6,  // 8: inferq.v1.JobEvent.error:type_name -> inferq.v1.Error
+	10, // 9: inferq.v1.RunnerFrame.load:type_name -> inferq.v1.Load
+	11, // 10: inferq.v1.RunnerFrame.ready:type_name -> inferq.v1.Ready
+	5,  // 11: inferq.v1.RunnerFrame.batch:type_name -> inferq.v1.Batch
+	8,  // 12: inferq.v1.RunnerFrame.token:type_name -> inferq.v1.TokenChunk
+	13, // 13: inferq.v1.RunnerFrame.result:type_name -> inferq.v1.BatchResult
+	14, // 14: inferq.v1.RunnerFrame.error:type_name -> inferq.v1.RunnerError
+	15, // 15: inferq.v1.RunnerFrame.cancel:type_name -> inferq.v1.Cancel
+	16, // 16: inferq.v1.RunnerFrame.health:type_name -> inferq.v1.Health
+	1,  // 17: inferq.v1.JobResult.outputs:type_name -> inferq.v1.Tensor
+	6,  // 18: inferq.v1.JobResult.error:type_name -> inferq.v1.Error
+	12, // 19: inferq.v1.BatchResult.jobs:type_name -> inferq.v1.JobResult
+	6,  // 20: inferq.v1.RunnerError.error:type_name -> inferq.v1.Error
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_inferq_proto_init() }
@@ -1628,7 +1645,7 @@ func file_inferq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inferq_proto_rawDesc), len(file_inferq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
