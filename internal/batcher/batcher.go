@@ -140,7 +140,7 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 			log.Warn("workers consumer not found; batches are not held back", "err", err)
 		} else {
 			st.gate = newGate(b.opt.MaxWaitingBatches, wc)
-			running, err := nc.Subscribe(b.opt.Topology.EventSubject(m.Name, jetstream.EventRunning), func(*nats.Msg) { st.gate.poke() })
+			running, err := nc.Subscribe(b.opt.Topology.TakenSubject(m.Name), func(*nats.Msg) { st.gate.poke() })
 			if err != nil {
 				return fmt.Errorf("batcher %s: running subscription: %w", m.Name, err)
 			}

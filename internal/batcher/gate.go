@@ -17,7 +17,7 @@ import (
 // optimisation, never a correctness one: when the count is unknown it opens.
 //
 // The count is refreshed by a consumer info request after each publish and
-// whenever a worker starts a batch (its "running" events, a core-NATS
+// whenever a worker takes a batch (its notice on TakenSubject, a core-NATS
 // subscription) — never by a timer on an idle queue.
 type gate struct {
 	limit   int

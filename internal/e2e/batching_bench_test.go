@@ -209,12 +209,13 @@ func BenchmarkSimgpuThroughput(b *testing.B) {
 
 // openLoop publishes 50 simgpu jobs/s for 3s and reports the median and p90
 // time from a job's publish to its batch's publish (the batcher's queue
-// delay) and to its batch starting on the worker (its running event: all
-// the waiting a job does before a GPU runs it).
+// delay) and to a worker taking its batch (its notice on TakenSubject: the
+// waiting a job does before a worker holds it).
 func openLoop(b *testing.B, gate int) {
 	s := startSimgpuBench(b, 1, gate, 2)
 	var mu sync.Mutex
 	batched, running := map[string]time.Time{}, map[string]time.Time{}
+	jobsOf := map[string][]string{} // batch id → its jobs
 	sub, err := s.n.Conn.Subscribe(s.topo.BatchSubject("simgpu"), func(msg *nats.Msg) {
 		now := time.Now()
 		batch := &inferqpb.Batch{}
@@ -226,6 +227,7 @@ func openLoop(b *testing.B, gate int) {
 			if _, ok := batched[j.Id]; !ok {
 				batched[j.Id] = now
 			}
+			jobsOf[batch.Id] = append(jobsOf[batch.Id], j.Id)
 		}
 		mu.Unlock()
 	})
@@ -233,15 +235,14 @@ func openLoop(b *testing.B, gate int) {
 		b.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	rsub, err := s.n.Conn.Subscribe(s.topo.EventSubject("simgpu", jetstream.EventRunning), func(msg *nats.Msg) {
+	// A worker's notice that it took a batch: its jobs reach the GPU.
+	rsub, err := s.n.Conn.Subscribe(s.topo.TakenSubject("simgpu"), func(msg *nats.Msg) {
 		now := time.Now()
-		ev := &inferqpb.JobEvent{}
-		if proto.Unmarshal(msg.Data, ev) != nil {
-			return
-		}
 		mu.Lock()
-		if _, ok := running[ev.JobId]; !ok {
-			running[ev.JobId] = now
+		for _, id := range jobsOf[string(msg.Data)] {
+			if _, ok := running[id]; !ok {
+				running[id] = now
+			}
 		}
 		mu.Unlock()
 	})

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/testutil"
 )
 
 // TestSimpleConcurrent posts many `simple` jobs at once, through both results
@@ -262,5 +265,26 @@ func TestLongPollReturnsAtDeadline(t *testing.T) {
 	}
 	if rec = s.wait(t, acc.ID); rec.Status != "succeeded" {
 		t.Errorf("final %+v", rec)
+	}
+}
+
+// TestRunningReportedForLongBatches: a batch that runs longer than the
+// worker's RunningAfter shows its jobs running while it runs (short ones go
+// straight from queued to their end).
+func TestRunningReportedForLongBatches(t *testing.T) {
+	s := startStack(t, false, func(c *config.Config) {
+		m, _ := c.Model("simgpu")
+		m.Runner.Params = map[string]any{"a": "1s", "b": "0s"}
+	})
+	acc := s.submit(t, "simgpu", `{"inputs":[{"name":"INPUT0","shape":[1,2],"datatype":"INT32","data":[1,2]}]}`)
+	var rec jobRecord
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		if code, _ := do(t, "GET", s.URL+"/v1/jobs/"+acc.ID, nil, &rec); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		return rec.Status == "running"
+	}, "job reported running while its batch runs")
+	if rec = s.wait(t, acc.ID); rec.Status != "succeeded" {
+		t.Fatalf("record %+v", rec)
 	}
 }

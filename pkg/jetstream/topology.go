@@ -137,6 +137,9 @@ type MaxDeliveriesAdvisory struct {
 const (
 	HeaderMsgID = "Nats-Msg-Id"
 	HeaderSeq   = "Inferq-Seq"
+	// HeaderAttempt is the job attempt a token chunk belongs to (sequences
+	// restart at 1 when a job is replayed).
+	HeaderAttempt = "Inferq-Attempt"
 )
 
 // CancelSubject carries cancellation notices (core NATS, not stored):
@@ -147,6 +150,11 @@ func (t Topology) CancelSubject(model string) string { return t.Prefix + ".cance
 // NATS, not stored, JSON BatchNotice), so that ingress can show recent batch
 // sizes and anyone can watch batching live without reading the batches.
 func (t Topology) BatchedSubject(model string) string { return t.Prefix + ".batched." + model }
+
+// TakenSubject carries a notice (core NATS, the batch id) each time a
+// worker takes a batch of the model, so that batchers holding batches back
+// for busy workers look again.
+func (t Topology) TakenSubject(model string) string { return t.Prefix + ".taken." + model }
 
 // BatchedFilter matches every model's batch notices.
 func (t Topology) BatchedFilter() string { return t.Prefix + ".batched.*" }
