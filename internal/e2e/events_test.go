@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inferq/inferq/internal/testutil"
 )
 
 type sseEvent struct {
@@ -58,9 +62,16 @@ func readSSE(t *testing.T, url, lastID string, keep func(sseEvent) bool) {
 }
 
 // TestEventsResumeExactly: a client that disconnects after k events and
-// resumes with Last-Event-ID gets exactly the rest, for hundreds of tokens.
+// resumes with Last-Event-ID gets exactly the rest, for hundreds of tokens,
+// read from JetStream (KV store) or from Redis's token log.
 func TestEventsResumeExactly(t *testing.T) {
-	s := startStack(t, false, nil)
+	for _, redis := range []bool{false, true} {
+		t.Run(map[bool]string{false: "kv", true: "redis"}[redis], func(t *testing.T) { testEventsResume(t, redis) })
+	}
+}
+
+func testEventsResume(t *testing.T, withRedis bool) {
+	s := startStack(t, withRedis, nil)
 	const n = 300
 	acc := s.submit(t, "repeat", `{"text_input":"inferq!","parameters":{"max_tokens":300,"interval_ms":1}}`)
 	url := s.URL + "/v1/jobs/" + acc.ID + "/events"
@@ -125,6 +136,17 @@ func TestEventsResumeExactly(t *testing.T) {
 	}
 	if len(statuses) == 0 || statuses[len(statuses)-1] != "running" {
 		t.Errorf("statuses %v, want ... running", statuses)
+	}
+	if withRedis { // resultsvc copied every token into the job's token log
+		opt, err := redis.ParseURL(s.Cfg.Redis.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := redis.NewClient(opt)
+		defer rc.Close()
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			return rc.XLen(t.Context(), "inferq:job:"+acc.ID+":tokens").Val() == n
+		}, "token log holds every token")
 	}
 }
 

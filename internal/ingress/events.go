@@ -16,6 +16,7 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // cursor is where a client is in a job's event stream, and the SSE id of
@@ -45,11 +46,10 @@ func parseCursor(s string) (cursor, error) {
 
 // token is one token chunk as read from the tokens stream.
 type token struct {
-	Seq       uint64 `json:"seq"`
-	Text      string `json:"text"`
-	TokenID   int64  `json:"token_id"`
-	Final     bool   `json:"final"`
-	streamSeq uint64
+	Seq     uint64 `json:"seq"`
+	Text    string `json:"text"`
+	TokenID int64  `json:"token_id"`
+	Final   bool   `json:"final"`
 }
 
 // events handles GET /v1/jobs/{id}/events: Server-Sent Events `status`,
@@ -79,7 +79,7 @@ func (i *Ingress) events(c echo.Context) error {
 	var toks <-chan token
 	subject := i.opt.Topology.TokenSubject(rec.Tenant, rec.ID)
 	if generate {
-		if toks, err = i.watchTokens(ctx, subject); err != nil {
+		if toks, err = i.watchTokens(ctx, rec, subject, cur.seq); err != nil {
 			return i.sseError(w, cur, "unavailable", "token stream unavailable")
 		}
 	}
@@ -123,12 +123,12 @@ func (i *Ingress) events(c echo.Context) error {
 // follower walks one job's record changes and tokens in order, for the
 // two SSE endpoints (/v1 events and OIP generate_stream).
 type follower struct {
-	i          *Ingress
-	rec        *results.Record
-	recs       <-chan *results.Record
-	toks       <-chan token // nil: the job has no tokens
-	subject    string
-	lastStream uint64 // INFERQ_TOKENS sequence of the last token received
+	i       *Ingress
+	rec     *results.Record
+	recs    <-chan *results.Record
+	toks    <-chan token // nil: the job has no tokens
+	subject string
+	lastSeq uint64 // sequence of the last token received
 }
 
 type step int
@@ -158,7 +158,7 @@ func (f *follower) next(ctx context.Context, cur *cursor, send func(string, curs
 				f.toks = nil
 				continue
 			}
-			f.lastStream = t.streamSeq
+			f.lastSeq = max(f.lastSeq, t.Seq)
 			if f.i.sendToken(t, cur, send) != nil {
 				return stepEnd
 			}
@@ -170,8 +170,8 @@ func (f *follower) next(ctx context.Context, cur *cursor, send func(string, curs
 }
 
 // drain sends the tokens still on their way when the job ended: every
-// token is stored before the job's result, so the stream's last message
-// for the job's subject marks the end.
+// token is stored in INFERQ_TOKENS before the job's result, so the last
+// message on the job's subject says which sequence ends the stream.
 func (f *follower) drain(ctx context.Context, cur *cursor, send func(string, cursor, any) error) {
 	stream, err := f.i.opt.JS.Stream(ctx, f.i.opt.Topology.TokensStream())
 	if err != nil {
@@ -181,14 +181,21 @@ func (f *follower) drain(ctx context.Context, cur *cursor, send func(string, cur
 	if err != nil {
 		return // no tokens at all, or the stream is unreachable
 	}
+	end, err := strconv.ParseUint(last.Header.Get(jetstream.HeaderSeq), 10, 64)
+	if err != nil || end <= cur.seq {
+		return
+	}
+	if a := last.Header.Get(jetstream.HeaderAttempt); a != "" && a != strconv.FormatUint(uint64(f.rec.Attempts), 10) {
+		return // the last tokens are an older attempt's
+	}
 	deadline := time.After(5 * time.Second)
-	for f.lastStream < last.Sequence {
+	for f.lastSeq < end {
 		select {
 		case t, ok := <-f.toks:
 			if !ok {
 				return
 			}
-			f.lastStream = t.streamSeq
+			f.lastSeq = max(f.lastSeq, t.Seq)
 			if f.i.sendToken(t, cur, send) != nil {
 				return
 			}
@@ -239,9 +246,13 @@ func (i *Ingress) watchRecord(ctx context.Context, rec *results.Record) <-chan *
 	return out
 }
 
-// watchTokens reads the job's tokens from the tokens stream with an ordered
-// consumer (ephemeral by design: it lives as long as the request).
-func (i *Ingress) watchTokens(ctx context.Context, subject string) (<-chan token, error) {
+// watchTokens streams the job's tokens after sequence `after`: from the
+// results store's token log when it keeps one (Redis: any number of readers
+// cost no JetStream state), else from INFERQ_TOKENS with an ordered consumer.
+func (i *Ingress) watchTokens(ctx context.Context, rec *results.Record, subject string, after uint64) (<-chan token, error) {
+	if log, ok := i.opt.Store.(results.TokenLog); ok {
+		return i.watchTokenLog(ctx, log, rec, after), nil
+	}
 	cons, err := i.opt.JS.OrderedConsumer(ctx, i.opt.Topology.TokensStream(), natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		return nil, err
@@ -268,9 +279,6 @@ func (i *Ingress) watchTokens(ctx context.Context, subject string) (<-chan token
 			if json.Unmarshal(msg.Data(), &t) != nil {
 				continue
 			}
-			if md, err := msg.Metadata(); err == nil {
-				t.streamSeq = md.Sequence.Stream
-			}
 			select {
 			case out <- t:
 			case <-ctx.Done():
@@ -279,6 +287,31 @@ func (i *Ingress) watchTokens(ctx context.Context, subject string) (<-chan token
 		}
 	}()
 	return out, nil
+}
+
+// watchTokenLog streams the job's tokens from the store's token log, which
+// holds them in sequence with no gap, woken by its notifications.
+func (i *Ingress) watchTokenLog(ctx context.Context, log results.TokenLog, rec *results.Record, after uint64) <-chan token {
+	out := make(chan token)
+	go func() {
+		defer close(out)
+		for ctx.Err() == nil {
+			ts, err := log.WaitTokens(ctx, rec.ID, max(rec.Attempts, 1), after)
+			if err != nil {
+				i.opt.Log.Warn("token log unreadable", "job", rec.ID, "err", err)
+				return
+			}
+			for _, t := range ts {
+				select {
+				case out <- token{Seq: t.Seq, Text: t.Text, TokenID: t.TokenID, Final: t.Final}:
+					after = t.Seq
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
 
 func (i *Ingress) sseError(w *echo.Response, cur cursor, code, msg string) error {

@@ -102,7 +102,7 @@ func (i *Ingress) generateStream(c echo.Context) error {
 		return i.unavailable(acc.Model, "store", err)
 	}
 	subject := i.opt.Topology.TokenSubject(rec.Tenant, rec.ID)
-	toks, err := i.watchTokens(ctx, subject)
+	toks, err := i.watchTokens(ctx, rec, subject, 0)
 	if err != nil {
 		return i.unavailable(acc.Model, "tokens", err)
 	}

@@ -70,11 +70,27 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resultsvc: pull advisories: %w", err)
 	}
-	s.opt.Log.Info("resultsvc started")
-	stop := context.AfterFunc(ctx, func() { iter.Stop(); adv.Stop() })
+	stops := []func(){iter.Stop, adv.Stop}
+	tokenLog, keepsTokens := s.opt.Store.(results.TokenLog)
+	var toks natsjs.MessagesContext
+	if keepsTokens {
+		if toks, err = s.pullTokens(ctx); err != nil {
+			return err
+		}
+		stops = append(stops, toks.Stop)
+	}
+	s.opt.Log.Info("resultsvc started", "token_logs", keepsTokens)
+	stop := context.AfterFunc(ctx, func() {
+		for _, f := range stops {
+			f()
+		}
+	})
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watchAdvisories(ctx, adv) })
+	if keepsTokens {
+		wg.Go(func() { s.copyTokens(ctx, tokenLog, toks) })
+	}
 	for range s.opt.Concurrency {
 		wg.Add(1)
 		go func() {
