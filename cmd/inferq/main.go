@@ -16,6 +16,7 @@ commands:
   submit  submit a job:        inferq submit -text hello -params '{"max_tokens":8}' -wait 30s repeat
   get     print a job record:  inferq get -wait 30s JOB_ID
   watch   print a job's tokens live over NATS, in order (resumable with -from SEQ)
+  replay  run a failed job again under its id:  inferq replay JOB_ID | inferq replay -model M -since 1h
   models  models with their config and live stats
   stats   live queue figures per model
 
@@ -36,7 +37,7 @@ func main() {
 		code := cli.Dev(ctx, os.Args[2:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
-	case "submit", "get", "watch", "models", "stats":
+	case "submit", "get", "watch", "replay", "models", "stats":
 		ctx, stop := cli.SignalContext()
 		code := cli.Client(ctx, os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
 		stop()

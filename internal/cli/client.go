@@ -25,7 +25,7 @@ const (
 	ExitTimeout = 3 // --wait ended before the job did
 )
 
-// Client runs the client subcommands (submit, get, watch, models, stats)
+// Client runs the client subcommands (submit, get, watch, replay, models, stats)
 // against a running broker and returns the exit code.
 func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("inferq "+cmd, flag.ContinueOnError)
@@ -76,9 +76,59 @@ func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 			path += "/" + fs.Arg(0)
 		}
 		return c.show(ctx, path, cmd == "stats")
+	case "replay":
+		model := fs.String("model", "", "replay the model's failed jobs (dead letters) instead of one job")
+		since := fs.String("since", "", "with -model: only jobs failed since this time (RFC 3339) or this long ago (e.g. 1h)")
+		limit := fs.Int("limit", 100, "with -model: at most this many jobs")
+		if err := fs.Parse(args); err != nil || (*model == "") == (fs.NArg() == 0) || fs.NArg() > 1 {
+			fmt.Fprintln(stderr, "usage: inferq replay JOB_ID | inferq replay -model M [-since 1h] [-limit 100]")
+			return ExitUsage
+		}
+		c.api, c.token = strings.TrimRight(*api, "/"), *token
+		if *model == "" {
+			return c.replay(ctx, "/v1/jobs/"+fs.Arg(0)+"/replay", nil)
+		}
+		req := map[string]any{"status": "failed", "limit": *limit}
+		if *since != "" {
+			t, err := parseSince(*since, time.Now())
+			if err != nil {
+				fmt.Fprintf(stderr, "inferq replay: -since: %v\n", err)
+				return ExitUsage
+			}
+			req["since"] = t
+		}
+		body, _ := json.Marshal(req)
+		return c.replay(ctx, "/v1/models/"+*model+"/replay", body)
 	}
 	fmt.Fprintf(stderr, "inferq: unknown command %q\n", cmd)
 	return ExitUsage
+}
+
+// parseSince reads -since: a time (RFC 3339) or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither a duration nor an RFC 3339 time", s)
+	}
+	return t, nil
+}
+
+// replay asks the broker to run jobs again (admin scope) and prints its
+// answer: the job's new attempt, or how many jobs of the model went again.
+func (c *client) replay(ctx context.Context, path string, body []byte) int {
+	status, resp, err := c.call(ctx, "POST", path, body, nil)
+	if err != nil {
+		fmt.Fprintf(c.errw, "inferq: %v\n", err)
+		return ExitFailed
+	}
+	if status != http.StatusAccepted && status != http.StatusOK {
+		return c.apiFail(status, resp)
+	}
+	fmt.Fprintln(c.out, string(bytes.TrimSpace(resp)))
+	return ExitOK
 }
 
 type client struct {

@@ -1,14 +1,17 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/inferq/inferq/internal/cli"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -81,5 +84,27 @@ func TestMaxDeliveriesAdvisory(t *testing.T) {
 	}
 	if info, err := batches.Info(t.Context()); err != nil || info.State.Msgs != 0 {
 		t.Errorf("INFERQ_BATCHES still holds %d messages (%v)", info.State.Msgs, err)
+	}
+
+	// With a working worker instead, `inferq replay` runs it again.
+	cancel()
+	wg.Wait()
+	startAgent(t, s, "healthy", s.Cfg.Models, nil)
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := cli.Client(context.Background(), "replay", append([]string{"-url", s.URL}, args...), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := run(acc.ID); code != cli.ExitOK || !strings.Contains(out, `"attempt":2`) {
+		t.Fatalf("inferq replay %s: %d %s", acc.ID, code, out)
+	}
+	if rec := s.wait(t, acc.ID); rec.Status != "succeeded" || rec.Attempts != 2 {
+		t.Fatalf("replayed job %+v", rec)
+	}
+	if code, out := run("-model", "simple", "-since", "1h"); code != cli.ExitOK || !strings.Contains(out, `"count":0`) {
+		t.Errorf("inferq replay -model (nothing failed now): %d %s", code, out)
+	}
+	if code, _ := run(); code != cli.ExitUsage {
+		t.Errorf("inferq replay with no job: exit %d", code)
 	}
 }
