@@ -7,11 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/inferq/inferq/internal/config"
-	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
 // TestTenThousandJobsWhileWorkersDie runs 10,000 jobs through the whole
@@ -28,25 +24,7 @@ func TestTenThousandJobsWhileWorkersDie(t *testing.T) {
 	})
 	models := s.Cfg.Models
 
-	// Every terminal event as NATS carries it, duplicates included.
-	var mu sync.Mutex
-	terminal := map[string]map[inferqpb.Status]int{}
-	sub, err := s.NATS.Conn.Subscribe("inferq.events.identity.*", func(msg *nats.Msg) {
-		var ev inferqpb.JobEvent
-		if proto.Unmarshal(msg.Data, &ev) != nil || ev.Status == inferqpb.Status_STATUS_RUNNING {
-			return
-		}
-		mu.Lock()
-		if terminal[ev.JobId] == nil {
-			terminal[ev.JobId] = map[inferqpb.Status]int{}
-		}
-		terminal[ev.JobId][ev.Status]++
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	terminal := watchTerminal(t, s, "identity")
 
 	agents := []*testAgent{startAgent(t, s, "w0", models, nil), startAgent(t, s, "w1", models, nil), startAgent(t, s, "w2", models, nil)}
 	stop, killed := make(chan struct{}), make(chan int)
@@ -103,10 +81,8 @@ func TestTenThousandJobsWhileWorkersDie(t *testing.T) {
 	}
 	wg.Wait()
 	settle(t, s, "identity")
-	mu.Lock()
-	defer mu.Unlock()
 	for k, id := range ids {
-		if st := terminal[id]; len(st) != 1 || st[inferqpb.Status_STATUS_SUCCEEDED] == 0 {
+		if st, ok := terminal.onlySucceeded(id); !ok {
 			if bad.Add(1) <= 10 {
 				t.Errorf("job %d: terminal events %v, want only succeeded", k, st)
 			}

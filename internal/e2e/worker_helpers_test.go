@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
@@ -18,6 +19,7 @@ import (
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/internal/worker"
 	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
 // brokerOnly is the stack without its worker: the tests run their own
@@ -163,4 +165,42 @@ func waitPairs(t *testing.T, s *Stack, ids map[int]string) {
 		})
 	}
 	wg.Wait()
+}
+
+// terminalEvents counts every terminal event NATS carries for a model's
+// jobs, duplicates included (the events stream would drop them), to check
+// that a job ended exactly once.
+type terminalEvents struct {
+	mu sync.Mutex
+	m  map[string]map[inferqpb.Status]int
+}
+
+func watchTerminal(t *testing.T, s *Stack, model string) *terminalEvents {
+	t.Helper()
+	e := &terminalEvents{m: map[string]map[inferqpb.Status]int{}}
+	sub, err := s.NATS.Conn.Subscribe("inferq.events."+model+".*", func(msg *nats.Msg) {
+		var ev inferqpb.JobEvent
+		if proto.Unmarshal(msg.Data, &ev) != nil || ev.Status == inferqpb.Status_STATUS_RUNNING {
+			return
+		}
+		e.mu.Lock()
+		if e.m[ev.JobId] == nil {
+			e.m[ev.JobId] = map[inferqpb.Status]int{}
+		}
+		e.m[ev.JobId][ev.Status]++
+		e.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return e
+}
+
+// onlySucceeded reports whether job id's terminal events are all succeeded.
+func (e *terminalEvents) onlySucceeded(id string) (map[inferqpb.Status]int, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.m[id]
+	return st, len(st) == 1 && st[inferqpb.Status_STATUS_SUCCEEDED] > 0
 }

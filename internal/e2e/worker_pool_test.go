@@ -1,16 +1,11 @@
 package e2e
 
 import (
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/testutil"
-	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
 // TestWorkerPoolSpreadsWorkAndSurvivesAKill runs three agents on one
@@ -33,26 +28,7 @@ func TestWorkerPoolSpreadsWorkAndSurvivesAKill(t *testing.T) {
 	w3 := startAgent(t, s, "w3", s.Cfg.Models, nil)
 	agents := []*testAgent{victim, w2, w3}
 
-	// Every terminal event any worker publishes, as NATS carries it
-	// (duplicates included: the stream would drop them).
-	var mu sync.Mutex
-	terminal := map[string]map[inferqpb.Status]int{}
-	sub, err := s.NATS.Conn.Subscribe("inferq.events.simgpu.*", func(msg *nats.Msg) {
-		var ev inferqpb.JobEvent
-		if proto.Unmarshal(msg.Data, &ev) != nil || ev.Status == inferqpb.Status_STATUS_RUNNING {
-			return
-		}
-		mu.Lock()
-		if terminal[ev.JobId] == nil {
-			terminal[ev.JobId] = map[inferqpb.Status]int{}
-		}
-		terminal[ev.JobId][ev.Status]++
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	terminal := watchTerminal(t, s, "simgpu")
 
 	// Work spreads over all three.
 	ids := submitPairs(t, s, "simgpu", 0, 48)
@@ -84,10 +60,7 @@ func TestWorkerPoolSpreadsWorkAndSurvivesAKill(t *testing.T) {
 		if err := checkPair(rec, k); err != nil {
 			t.Errorf("job %d after settling: %v", k, err)
 		}
-		mu.Lock()
-		st := terminal[id]
-		mu.Unlock()
-		if len(st) != 1 || st[inferqpb.Status_STATUS_SUCCEEDED] == 0 {
+		if st, ok := terminal.onlySucceeded(id); !ok {
 			t.Errorf("job %d: terminal events %v, want only succeeded", k, st)
 		}
 	}

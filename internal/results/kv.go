@@ -173,33 +173,9 @@ func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool) 
 		return nil, ErrClosed
 	default:
 	}
-	wake, unregister := s.waiters.add(id)
-	defer unregister()
-	rec, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	safety := time.NewTicker(kvRereadEvery)
 	defer safety.Stop()
-	for !done(rec) {
-		select {
-		case <-ctx.Done():
-			return rec, nil
-		case <-s.done:
-			return rec, fmt.Errorf("wait for job %s: %w", id, ErrClosed)
-		case <-wake:
-		case <-safety.C:
-		}
-		next, err := s.Get(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
-				return rec, nil
-			}
-			return rec, fmt.Errorf("wait for job %s: %w", id, err)
-		}
-		rec = next
-	}
-	return rec, nil
+	return s.waiters.wait(ctx, id, done, s.Get, s.done, safety.C)
 }
 
 // kvRereadEvery bounds how long a waiter can miss a change whose notice was

@@ -341,30 +341,7 @@ func (s *RedisStore) Wait(ctx context.Context, id string, done func(*Record) boo
 	if s.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
-	wake, unregister := s.waiters.add(id)
-	defer unregister()
-	rec, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	for !done(rec) {
-		select {
-		case <-ctx.Done():
-			return rec, nil
-		case <-s.ctx.Done():
-			return rec, fmt.Errorf("wait for job %s: %w", id, ErrClosed)
-		case <-wake:
-		}
-		next, err := s.Get(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
-				return rec, nil
-			}
-			return rec, fmt.Errorf("wait for job %s: %w", id, err)
-		}
-		rec = next
-	}
-	return rec, nil
+	return s.waiters.wait(ctx, id, done, s.Get, s.ctx.Done(), nil)
 }
 
 // Ping implements Store.
@@ -418,6 +395,38 @@ func (w *waiters) add(id string) (<-chan struct{}, func()) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// wait is Wait for both stores: register, read, and re-read on every wake
+// (or tick) until done(rec), ctx ends (the last record, no error) or closed.
+// Registering before the first read means no change can slip in between.
+func (w *waiters) wait(ctx context.Context, id string, done func(*Record) bool,
+	get func(context.Context, string) (*Record, error), closed <-chan struct{}, tick <-chan time.Time) (*Record, error) {
+	wake, unregister := w.add(id)
+	defer unregister()
+	rec, err := get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for !done(rec) {
+		select {
+		case <-ctx.Done():
+			return rec, nil
+		case <-closed:
+			return rec, fmt.Errorf("wait for job %s: %w", id, ErrClosed)
+		case <-wake:
+		case <-tick:
+		}
+		next, err := get(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
+				return rec, nil
+			}
+			return rec, fmt.Errorf("wait for job %s: %w", id, err)
+		}
+		rec = next
+	}
+	return rec, nil
 }
 
 func (w *waiters) wake(id string) {
