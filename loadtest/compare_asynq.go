@@ -51,6 +51,17 @@ const (
 )
 
 func startAsynq(ctx context.Context, o options) (target, error) {
+	t, err := newAsynq(ctx, o, nil)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// newAsynq starts the pipeline: Redis, the worker server and the client
+// side's connections and completion subscription, which also hands each
+// notice to accepted when it is not nil.
+func newAsynq(ctx context.Context, o options, accepted *mailboxes) (*asynqTarget, error) {
 	t := &asynqTarget{waiters: newWaiters(), ids: newJobIDs("asynq")}
 	addr := o.redisAddr
 	if addr == "" {
@@ -75,6 +86,9 @@ func startAsynq(ctx context.Context, o options) (target, error) {
 	t.dispatch.Go(func() {
 		for m := range notices { // ends when sub is closed
 			t.waiters.deliver(m.Payload, nil)
+			if accepted != nil {
+				accepted.deliver(m.Payload, nil)
+			}
 		}
 	})
 	t.client = asynq.NewClientFromRedisClient(t.rdb)
@@ -122,8 +136,7 @@ func (t *asynqTarget) Do(ctx context.Context, j job, start time.Time) outcome {
 	done := t.waiters.add(id)
 	defer t.waiters.remove(id)
 	sent := time.Now()
-	_, err := t.client.EnqueueContext(ctx, asynq.NewTask(j.model, j.body),
-		asynq.TaskID(id), asynq.Queue(asynqQueue), asynq.Retention(asynqRetention), asynq.MaxRetry(3))
+	err := t.enqueue(ctx, id, j.model, j.body)
 	submit := time.Since(sent)
 	if err != nil {
 		return outcome{kind: errSubmitTransport, detail: "enqueue " + id + ": " + err.Error()}
@@ -138,6 +151,96 @@ func (t *asynqTarget) Do(ctx context.Context, j job, start time.Time) outcome {
 		return outcome{kind: errGetTransport, detail: "task " + id + ": " + err.Error()}
 	}
 	return checkPeerAnswer(j, id, info.Result, time.Now(), submit)
+}
+
+// enqueue sends one job as a task under id.
+func (t *asynqTarget) enqueue(ctx context.Context, id, model string, body []byte) error {
+	_, err := t.client.EnqueueContext(ctx, asynq.NewTask(model, body),
+		asynq.TaskID(id), asynq.Queue(asynqQueue), asynq.Retention(asynqRetention), asynq.MaxRetry(3))
+	return err
+}
+
+// await is the general long-poll, for a task whatever enqueued it. The GET
+// comes after the task may already have finished, so it listens for the
+// task's notice first and then looks, and looks again on the notice: a
+// task finishing in between still wakes it, and nothing polls. Two GETs of
+// one id at once would share one waiter slot; the later one may then wait
+// out its ?wait.
+func (t *asynqTarget) await(ctx context.Context, id string) ([]byte, error) {
+	notice := t.waiters.add(id)
+	defer t.waiters.remove(id)
+	for {
+		info, err := t.inspector.GetTaskInfo(asynqQueue, id)
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+			return nil, fmt.Errorf("task %s: %w", id, errUnknownJob)
+		case err != nil:
+			return nil, fmt.Errorf("task %s: %w", id, err)
+		case len(info.Result) > 0: // written before the notice, maybe while the task is still active
+			return info.Result, nil
+		case info.State == asynq.TaskStateArchived:
+			return nil, fmt.Errorf("task %s failed after its retries: %s", id, info.LastErr)
+		}
+		select {
+		case <-notice:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// asynqFront is the asynq pipeline as the HTTP front door drives it; the
+// front door plays the asynq client's part, enqueueing and reading results
+// back. It keeps a box for each task it enqueued, filled by the task's
+// notice, so the GET of such a task reads the result once, after the
+// notice, as the direct peer does; await's look-then-wait is left for
+// tasks it does not know (enqueued elsewhere, or long ago).
+type asynqFront struct {
+	t        *asynqTarget
+	accepted *mailboxes
+	stop     func()
+}
+
+// startAsynqHTTP runs the asynq pipeline behind the HTTP front door.
+func startAsynqHTTP(ctx context.Context, o options) (target, error) {
+	accepted := newMailboxes()
+	t, err := newAsynq(ctx, o, accepted)
+	if err != nil {
+		return nil, err
+	}
+	b := &asynqFront{t: t, accepted: accepted, stop: accepted.expireEvery(asynqRetention)}
+	return startHTTPPeer("asynq-http", o, b)
+}
+
+// enqueue opens the task's box before sending it, so its notice cannot
+// come first.
+func (b *asynqFront) enqueue(ctx context.Context, id, model string, body []byte) error {
+	b.accepted.open(id)
+	if err := b.t.enqueue(ctx, id, model, body); err != nil {
+		b.accepted.drop(id)
+		return err
+	}
+	return nil
+}
+
+func (b *asynqFront) await(ctx context.Context, id string) ([]byte, error) {
+	_, err := b.accepted.take(ctx, id)
+	switch {
+	case errors.Is(err, errUnknownJob):
+		return b.t.await(ctx, id)
+	case err != nil:
+		return nil, err // the wait ended first; the box stays for the next GET
+	}
+	if info, err := b.t.inspector.GetTaskInfo(asynqQueue, id); err == nil && len(info.Result) > 0 {
+		return info.Result, nil
+	}
+	return b.t.await(ctx, id) // the read failed: look again, and wait if need be
+}
+
+// Close stops the boxes' expiry, then the pipeline.
+func (b *asynqFront) Close() error {
+	b.stop()
+	return b.t.Close()
 }
 
 // Close stops the worker (waiting for its handlers), the notice dispatcher,

@@ -50,12 +50,21 @@ const (
 
 func startJetStream(ctx context.Context, o options) (target, error) {
 	t := &jetstreamTarget{waiters: newWaiters(), ids: newJobIDs("jetstream")}
+	if err := t.start(ctx, o, t.waiters.deliver); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// start runs the server, the stream, the workers and the client side, whose
+// one subscription hands each answer to results; on failure it cleans up.
+func (t *jetstreamTarget) start(ctx context.Context, o options, results func(id string, answer []byte)) error {
 	var err error
 	if t.dir, err = os.MkdirTemp("", "loadtest-nats-"); err != nil {
-		return nil, fmt.Errorf("jetstream peer: %w", err)
+		return fmt.Errorf("jetstream peer: %w", err)
 	}
-	fail := func(err error) (target, error) {
-		return nil, errors.Join(fmt.Errorf("jetstream peer: %w", err), t.Close())
+	fail := func(err error) error {
+		return errors.Join(fmt.Errorf("jetstream peer: %w", err), t.Close())
 	}
 	if t.srv, err = startNATSServer(t.dir); err != nil {
 		return fail(err)
@@ -83,7 +92,7 @@ func startJetStream(ctx context.Context, o options) (target, error) {
 		return fail(fmt.Errorf("create consumer: %w", err))
 	}
 	if t.sub, err = t.nc.Subscribe(jsResults+">", func(m *nats.Msg) {
-		t.waiters.deliver(strings.TrimPrefix(m.Subject, jsResults), m.Data)
+		results(strings.TrimPrefix(m.Subject, jsResults), m.Data)
 	}); err != nil {
 		return fail(fmt.Errorf("subscribe results: %w", err))
 	}
@@ -98,7 +107,7 @@ func startJetStream(ctx context.Context, o options) (target, error) {
 		t.iters = append(t.iters, it)
 		t.workers.Go(func() { t.work(it) })
 	}
-	return t, nil
+	return nil
 }
 
 func (t *jetstreamTarget) Name() string { return "jetstream" }
@@ -131,7 +140,7 @@ func (t *jetstreamTarget) Do(ctx context.Context, j job, start time.Time) outcom
 	done := t.waiters.add(id)
 	defer t.waiters.remove(id)
 	sent := time.Now()
-	_, err := t.js.PublishMsg(ctx, &nats.Msg{Subject: jsWork + j.model, Data: j.body}, jetstream.WithMsgID(id))
+	err := t.publish(ctx, id, j.model, j.body)
 	submit := time.Since(sent)
 	if err != nil {
 		return outcome{kind: errSubmitTransport, detail: "publish " + id + ": " + err.Error()}
@@ -142,6 +151,12 @@ func (t *jetstreamTarget) Do(ctx context.Context, j job, start time.Time) outcom
 	case <-ctx.Done():
 		return outcome{kind: errGetTransport, detail: "job " + id + ": no answer"}
 	}
+}
+
+// publish sends one job and waits for the stream's acknowledgement.
+func (t *jetstreamTarget) publish(ctx context.Context, id, model string, body []byte) error {
+	_, err := t.js.PublishMsg(ctx, &nats.Msg{Subject: jsWork + model, Data: body}, jetstream.WithMsgID(id))
+	return err
 }
 
 // Close stops the workers and waits for them, then the connections, the
@@ -180,4 +195,46 @@ func startNATSServer(dir string) (*server.Server, error) {
 		return nil, errors.New("nats-server: not ready after 10s")
 	}
 	return s, nil
+}
+
+// jetstreamFront is the bare JetStream peer as the HTTP front door drives
+// it. A work queue stores no answer and the GET comes after the POST, so
+// the front door keeps each answer in memory from the worker's reply until
+// the GET takes it, which a team serving JetStream over HTTP without a
+// results store would have to do too.
+type jetstreamFront struct {
+	js    *jetstreamTarget
+	boxes *mailboxes
+	stop  func()
+}
+
+// startJetStreamHTTP runs the JetStream peer behind the HTTP front door.
+func startJetStreamHTTP(ctx context.Context, o options) (target, error) {
+	b := &jetstreamFront{js: &jetstreamTarget{ids: newJobIDs("jetstream-http")}, boxes: newMailboxes()}
+	if err := b.js.start(ctx, o, b.boxes.deliver); err != nil {
+		return nil, err
+	}
+	b.stop = b.boxes.expireEvery(asynqRetention) // as long as asynq keeps a result
+	return startHTTPPeer("jetstream-http", o, b)
+}
+
+// enqueue opens the job's mailbox before publishing, so an answer that
+// beats the client's GET waits there.
+func (b *jetstreamFront) enqueue(ctx context.Context, id, model string, body []byte) error {
+	b.boxes.open(id)
+	if err := b.js.publish(ctx, id, model, body); err != nil {
+		b.boxes.drop(id)
+		return err
+	}
+	return nil
+}
+
+func (b *jetstreamFront) await(ctx context.Context, id string) ([]byte, error) {
+	return b.boxes.take(ctx, id)
+}
+
+// Close stops the boxes' expiry, then the pipeline.
+func (b *jetstreamFront) Close() error {
+	b.stop()
+	return b.js.Close()
 }

@@ -133,8 +133,9 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
-// TestCompare runs a short -compare: the same jobs through inferq, asynq (with
-// the redis-server the tool starts) and a bare JetStream work queue.
+// TestCompare runs a short -compare: the same jobs through inferq and every
+// peer, asynq (with the redis-server the tool starts) and a bare JetStream
+// work queue, each directly and behind its HTTP front door.
 func TestCompare(t *testing.T) {
 	if _, err := testutil.RedisServerPath(); err != nil {
 		t.Fatalf("-compare needs redis-server: %v", err)
@@ -142,14 +143,19 @@ func TestCompare(t *testing.T) {
 	url := startInferq(t)
 	out := runTool(t, "-url", url, "-compare", "-c", "8", "-d", "1s", "-peer-workers", "8")
 	checkRun(t, out.Summary, "inferq")
-	if len(out.Peers) != 2 || len(out.Compare) != 3 || len(out.Notes) == 0 {
-		t.Fatalf("peers %d, compare rows %d", len(out.Peers), len(out.Compare))
+	names := []string{"asynq", "asynq-http", "jetstream", "jetstream-http"}
+	if len(out.Peers) != len(names) || len(out.Compare) != len(names)+1 || len(out.Notes) == 0 {
+		t.Fatalf("peers %d, compare rows %d, want %d peers %v", len(out.Peers), len(out.Compare), len(names), names)
 	}
-	checkRun(t, out.Peers[0], "asynq")
-	checkRun(t, out.Peers[1], "jetstream")
+	for i, name := range names {
+		checkRun(t, out.Peers[i], name)
+	}
 	for _, r := range out.Compare {
 		if r.JobsPerSX <= 0 || r.P99X <= 0 {
 			t.Errorf("compare row %+v", r)
+		}
+		if wantHTTP := r.System == "inferq" || strings.HasSuffix(r.System, "-http"); r.HTTP != wantHTTP {
+			t.Errorf("%s: http %v, want %v", r.System, r.HTTP, wantHTTP)
 		}
 	}
 }

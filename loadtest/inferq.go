@@ -24,7 +24,11 @@ type inferqTarget struct {
 // longPoll is the wait asked of each GET; the job's own deadline cuts it.
 const longPoll = 30 * time.Second
 
-func newInferqTarget(o options) *inferqTarget {
+func newInferqTarget(o options) *inferqTarget { return newAPIClient(o.url, o) }
+
+// newAPIClient is the HTTP client of inferq and of the HTTP peers, so both
+// are driven by the same code with the same connection settings.
+func newAPIClient(base string, o options) *inferqTarget {
 	conns := o.clients
 	if o.mode == "open" {
 		conns = o.maxInFlight
@@ -32,7 +36,7 @@ func newInferqTarget(o options) *inferqTarget {
 	// Each job in flight holds one connection while it long-polls; keep
 	// them all idle between jobs rather than re-dialling.
 	tr := &http.Transport{MaxIdleConns: 2 * conns, MaxIdleConnsPerHost: 2 * conns, IdleConnTimeout: time.Minute}
-	return &inferqTarget{base: strings.TrimRight(o.url, "/"), hc: &http.Client{Transport: tr}}
+	return &inferqTarget{base: strings.TrimRight(base, "/"), hc: &http.Client{Transport: tr}}
 }
 
 func (t *inferqTarget) Name() string { return "inferq" }

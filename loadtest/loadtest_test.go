@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -278,6 +279,14 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || o.models[0] != "repeat" {
 		t.Fatalf("streaming default model %v, %v", o.models, err)
 	}
+	o, err = parseFlags([]string{"-compare"}, io.Discard)
+	if err != nil || !slices.Equal(o.peers, []string{"asynq", "asynq-http", "jetstream", "jetstream-http"}) {
+		t.Fatalf("-compare peers %v, %v", o.peers, err)
+	}
+	o, err = parseFlags([]string{"-peers", "jetstream-http,asynq"}, io.Discard)
+	if err != nil || !o.compare || !slices.Equal(o.peers, []string{"asynq", "jetstream-http"}) {
+		t.Fatalf("-peers: compare %v, peers %v, %v", o.compare, o.peers, err)
+	}
 	bad := []struct {
 		name string
 		args []string
@@ -295,6 +304,8 @@ func TestParseFlags(t *testing.T) {
 		{"compare streaming", []string{"-compare", "-scenario", "streaming"}},
 		{"compare repeat", []string{"-compare", "-model", "repeat"}},
 		{"plot format", []string{"-plot", "out.pdf"}},
+		{"unknown peer", []string{"-peers", "asynq,sidekiq"}},
+		{"peers streaming", []string{"-peers", "asynq", "-scenario", "streaming"}},
 		{"stray argument", []string{"now"}},
 	}
 	for _, c := range bad {
@@ -416,9 +427,13 @@ func TestWaiters(t *testing.T) {
 func TestCompareRows(t *testing.T) {
 	in := Summary{System: "inferq", JobsPerS: 100, LatencyMS: &Percentiles{P50: 10, P99: 40}}
 	peer := Summary{System: "asynq", JobsPerS: 250, LatencyMS: &Percentiles{P50: 5, P99: 80}}
-	rows := compareRows(in, []Summary{peer})
-	if len(rows) != 2 || rows[0].JobsPerSX != 1 || rows[1].JobsPerSX != 2.5 || rows[1].P50X != 0.5 || rows[1].P99X != 2 || rows[1].Batching {
+	viaHTTP := Summary{System: "asynq-http", JobsPerS: 50, LatencyMS: &Percentiles{P50: 20, P99: 80}}
+	rows := compareRows(in, []Summary{peer, viaHTTP})
+	if len(rows) != 3 || rows[0].JobsPerSX != 1 || rows[1].JobsPerSX != 2.5 || rows[1].P50X != 0.5 || rows[1].P99X != 2 || rows[1].Batching {
 		t.Fatalf("rows %+v", rows)
+	}
+	if !rows[0].HTTP || rows[1].HTTP || !rows[2].HTTP || rows[2].ResultKept == "" {
+		t.Errorf("http columns: inferq %v, asynq %v, asynq-http %v", rows[0].HTTP, rows[1].HTTP, rows[2].HTTP)
 	}
 }
 
@@ -463,5 +478,166 @@ func TestWrongAnswersFailTheRun(t *testing.T) {
 	}
 	if code != 1 || out.Jobs != 0 || out.ByKind[errWrongResult] != 20 || !strings.Contains(stderr.String(), "FAILED") {
 		t.Fatalf("exit %d, summary %+v\n%s", code, out.Summary, stderr.String())
+	}
+}
+
+func TestMailboxes(t *testing.T) {
+	m := newMailboxes()
+	m.open("a")
+	m.deliver("a", []byte("1")) // before anyone waits: kept
+	m.deliver("a", []byte("dup"))
+	m.deliver("b", []byte("no box"))
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got, err := m.take(done, "a"); err != nil || string(got) != "1" {
+		t.Fatalf("take with an ended ctx of an answer that is there: %q, %v", got, err)
+	}
+	if _, err := m.take(context.Background(), "a"); !errors.Is(err, errUnknownJob) {
+		t.Fatalf("a box taken twice: %v", err)
+	}
+	m.open("c")
+	if _, err := m.take(done, "c"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("empty box, ended ctx: %v", err)
+	}
+	got := make(chan []byte)
+	go func() { answer, _ := m.take(context.Background(), "c"); got <- answer }()
+	m.rotate() // one rotation keeps the box
+	m.deliver("c", []byte("3"))
+	if a := <-got; string(a) != "3" {
+		t.Fatalf("waiting take got %q", a)
+	}
+	m.open("d")
+	m.rotate()
+	m.rotate()
+	if _, err := m.take(done, "d"); !errors.Is(err, errUnknownJob) {
+		t.Fatalf("a box two rotations old: %v", err)
+	}
+	m.open("e")
+	stop := m.expireEvery(time.Millisecond)
+	defer stop()
+	for deadline := time.Now().Add(5 * time.Second); m.box("e") != nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("expireEvery did not drop a box in 5s")
+		}
+	}
+}
+
+// fakePipeline answers each job with peerAnswer, at once or, while hold
+// is set, when release is called.
+type fakePipeline struct {
+	boxes *mailboxes
+	mu    sync.Mutex
+	hold  bool
+	held  map[string][]byte
+}
+
+func (f *fakePipeline) enqueue(ctx context.Context, id, model string, body []byte) error {
+	answer, err := peerAnswer(model, body)
+	if err != nil {
+		return err
+	}
+	f.boxes.open(id)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hold {
+		f.held[id] = answer
+	} else {
+		f.boxes.deliver(id, answer)
+	}
+	return nil
+}
+
+func (f *fakePipeline) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, answer := range f.held {
+		f.boxes.deliver(id, answer)
+	}
+	clear(f.held)
+}
+
+func (f *fakePipeline) await(ctx context.Context, id string) ([]byte, error) {
+	return f.boxes.take(ctx, id)
+}
+
+func (f *fakePipeline) Close() error { return nil }
+
+// TestHTTPFront checks the front door's contract: 202 and an id, a GET
+// that waits for the answer and is woken by it, pending when the wait ends
+// first, and 400/404 for bad requests.
+func TestHTTPFront(t *testing.T) {
+	p := &fakePipeline{boxes: newMailboxes(), hold: true, held: map[string][]byte{}}
+	srv := httptest.NewServer(newHTTPFront("front", p).routes())
+	t.Cleanup(srv.Close)
+	do := func(method, path, body string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, b
+	}
+
+	j := simpleJob(rand.New(rand.NewPCG(7, 8)))
+	code, body := do("POST", "/jobs?model=simple", string(j.body))
+	var acc struct{ ID string }
+	if code != http.StatusAccepted || json.Unmarshal(body, &acc) != nil || acc.ID == "" {
+		t.Fatalf("POST: %d %s", code, body)
+	}
+	if code, body := do("GET", "/jobs/"+acc.ID+"?wait=0s", ""); code != http.StatusAccepted || !strings.Contains(string(body), `"pending"`) {
+		t.Fatalf("GET before the answer: %d %s", code, body)
+	}
+	time.AfterFunc(100*time.Millisecond, p.release)
+	start := time.Now()
+	code, body = do("GET", "/jobs/"+acc.ID+"?wait=10s", "")
+	if code != http.StatusOK || time.Since(start) > 5*time.Second {
+		t.Fatalf("long-poll: %d after %v: %s", code, time.Since(start), body)
+	}
+	if o := checkPeerAnswer(j, acc.ID, body, time.Now(), 0); o.kind != "" {
+		t.Fatalf("answer: %s %s", o.kind, o.detail)
+	}
+	cases := []struct {
+		name, method, path, body string
+		code                     int
+	}{
+		{"taken already", "GET", "/jobs/" + acc.ID, "", http.StatusNotFound},
+		{"unknown id", "GET", "/jobs/nope?wait=1ms", "", http.StatusNotFound},
+		{"bad wait", "GET", "/jobs/" + acc.ID + "?wait=soon", "", http.StatusBadRequest},
+		{"not json", "POST", "/jobs", "{inputs", http.StatusBadRequest},
+		{"unknown model", "POST", "/jobs?model=gpt5", string(j.body), http.StatusNotFound},
+		{"enqueue fails", "POST", "/jobs?model=simple", `{"inputs":[]}`, http.StatusServiceUnavailable},
+		{"wrong method", "DELETE", "/jobs/" + acc.ID, "", http.StatusMethodNotAllowed},
+	}
+	for _, c := range cases {
+		if code, body := do(c.method, c.path, c.body); code != c.code {
+			t.Errorf("%s: %s %s answered %d %s, want %d", c.name, c.method, c.path, code, body, c.code)
+		}
+	}
+}
+
+// TestHTTPPeer drives a pipeline through its front door with the HTTP
+// peer's client, as -compare does.
+func TestHTTPPeer(t *testing.T) {
+	o := options{mode: "closed", clients: 4, duration: 300 * time.Millisecond, jobTimeout: 5 * time.Second,
+		models: []string{"simple", "identity"}, scenario: "mixed", seed: 1}
+	tg, err := startHTTPPeer("fake-http", o, &fakePipeline{boxes: newMailboxes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := runTarget(context.Background(), tg, newWorkload(o), o, io.Discard)
+	if err := tg.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	if s.System != "fake-http" || s.Errors != 0 || s.Jobs == 0 {
+		t.Fatalf("%d jobs, errors %v %v", s.Jobs, s.ByKind, s.Details)
 	}
 }

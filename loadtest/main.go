@@ -2,13 +2,15 @@
 // and reports throughput and latency (an HDR histogram, a progress line each
 // second, JSON and a plot). With -compare it runs the same workload, in the
 // same process on the same machine, through an asynq pipeline and a bare
-// JetStream work queue, so the broker's cost can be read against baselines.
+// JetStream work queue, each reached both directly and through a small HTTP
+// front door of its own, so the broker's cost can be read against baselines.
 // Any wrong or lost job makes it exit non-zero.
 //
 //	go run ./loadtest -url http://127.0.0.1:8080 -c 32 -d 20s
 //	go run ./loadtest -mode open -rate 500 -d 20s -scenario burst
 //	go run ./loadtest -scenario streaming -model repeat -c 8 -d 10s
 //	go run ./loadtest -compare -c 32 -d 10s -plot lt.svg -json lt.json
+//	go run ./loadtest -peers asynq,asynq-http -c 32 -d 10s
 package main
 
 import (
@@ -52,6 +54,7 @@ type options struct {
 	seed        uint64
 
 	compare     bool
+	peers       []string      // compare: the baselines to run, in comparePeers order
 	redisAddr   string        // asynq's Redis; empty starts a redis-server
 	asynqCheck  time.Duration // asynq Config.TaskCheckInterval
 	peerWorkers int           // handler goroutines of each peer
@@ -88,7 +91,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.jobTimeout, "job-timeout", 60*time.Second, "a job not finished after this counts as lost")
 	fs.IntVar(&o.maxInFlight, "max-inflight", 4096, "open loop: most jobs outstanding at once; later sends wait, and their wait counts in their latency")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated inputs (the same for every system)")
-	fs.BoolVar(&o.compare, "compare", false, "also run the workload through asynq and a bare JetStream work queue")
+	fs.BoolVar(&o.compare, "compare", false, "also run the workload through asynq and a bare JetStream work queue, each directly and behind an HTTP front door")
+	peerList := fs.String("peers", "", "compare: run only these baselines, comma-separated: "+strings.Join(peerNames(), ", ")+" (implies -compare; default all)")
 	fs.StringVar(&o.redisAddr, "redis", "", "compare: Redis host:port for asynq (default: start redis-server on a free loopback port)")
 	fs.DurationVar(&o.asynqCheck, "asynq-check-interval", time.Millisecond, "compare: asynq's TaskCheckInterval (its default, 1s, makes a lone job wait up to a second)")
 	fs.IntVar(&o.peerWorkers, "peer-workers", 32, "compare: handler goroutines of asynq and of the JetStream worker")
@@ -143,6 +147,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if err := loopbackURL(o.url); err != nil {
 		return fail("-url: %v", err)
+	}
+	if *peerList != "" {
+		o.compare = true
+		want := strings.Split(*peerList, ",")
+		for _, name := range want {
+			if !slices.Contains(peerNames(), name) {
+				return fail("-peers %q: want some of %s", name, strings.Join(peerNames(), ", "))
+			}
+		}
+		for _, p := range comparePeers {
+			if slices.Contains(want, p.name) {
+				o.peers = append(o.peers, p.name)
+			}
+		}
+	} else if o.compare {
+		o.peers = peerNames()
 	}
 	if o.compare {
 		for _, m := range o.models {
@@ -213,8 +233,8 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // runAll runs the workload against inferq and then, with -compare, against
-// each peer in turn; a peer is started just before its run and stopped
-// after it, so it does not share the CPU with the others' runs.
+// each chosen peer in turn; a peer is started just before its run and
+// stopped after it, so it does not share the CPU with the others' runs.
 func runAll(ctx context.Context, o options, log io.Writer) (*Output, error) {
 	w := newWorkload(o)
 	inferq := newInferqTarget(o)
@@ -226,12 +246,14 @@ func runAll(ctx context.Context, o options, log io.Writer) (*Output, error) {
 	if !o.compare {
 		return out, nil
 	}
-	peers := []func(context.Context, options) (target, error){startAsynq, startJetStream}
-	for _, start := range peers {
+	for _, p := range comparePeers {
+		if !slices.Contains(o.peers, p.name) {
+			continue
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		t, err := start(ctx, o)
+		t, err := p.start(ctx, o)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -124,3 +125,30 @@ func newJobIDs(system string) *jobIDs {
 }
 
 func (g *jobIDs) next() string { return g.prefix + strconv.FormatInt(g.n.Add(1), 10) }
+
+// A peer is one -compare baseline. Whether it goes through HTTP is part of
+// its row in the table: inferq's client pays two HTTP requests per job, and
+// a peer reached without HTTP does not.
+type peer struct {
+	name  string
+	http  bool   // its client reaches it over an HTTP API, as inferq's does
+	kept  string // where a finished job's result waits for the client
+	start func(context.Context, options) (target, error)
+}
+
+// comparePeers are the -compare baselines, in the order they run.
+var comparePeers = []peer{
+	{name: "asynq", kept: "task result in Redis (ResultWriter)", start: startAsynq},
+	{name: "asynq-http", http: true, kept: "task result in Redis (ResultWriter)", start: startAsynqHTTP},
+	{name: "jetstream", kept: "not stored (core NATS reply)", start: startJetStream},
+	{name: "jetstream-http", http: true, kept: "in the HTTP front door's memory until read", start: startJetStreamHTTP},
+}
+
+// peerNames lists the -compare baselines for flag help and errors.
+func peerNames() []string {
+	names := make([]string, len(comparePeers))
+	for i, p := range comparePeers {
+		names[i] = p.name
+	}
+	return names
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -61,18 +62,18 @@ type CompareRow struct {
 	P50X       float64 `json:"p50_vs_inferq"`
 	P99X       float64 `json:"p99_vs_inferq"`
 	Batching   bool    `json:"batching"`
+	HTTP       bool    `json:"http"` // the client went through an HTTP API, POST then long-poll GET
 	ResultKept string  `json:"result_kept"`
 }
 
 func compareRows(inferq Summary, peers []Summary) []CompareRow {
-	kept := map[string]string{
-		"inferq":    "job record in the results store",
-		"asynq":     "task result in Redis (ResultWriter)",
-		"jetstream": "not stored (core NATS reply)",
+	kept, viaHTTP := map[string]string{"inferq": "job record in the results store"}, map[string]bool{"inferq": true}
+	for _, p := range comparePeers {
+		kept[p.name], viaHTTP[p.name] = p.kept, p.http
 	}
 	row := func(s Summary) CompareRow {
 		r := CompareRow{System: s.System, Jobs: s.Jobs, JobsPerS: s.JobsPerS, Errors: s.Errors,
-			Batching: s.System == "inferq", ResultKept: kept[s.System]}
+			Batching: s.System == "inferq", HTTP: viaHTTP[s.System], ResultKept: kept[s.System]}
 		if s.LatencyMS != nil {
 			r.P50MS, r.P99MS = s.LatencyMS.P50, s.LatencyMS.P99
 		}
@@ -98,12 +99,24 @@ func ratio(a, b float64) float64 {
 
 // compareNotes say what a reader of the table must know to read it fairly.
 func compareNotes(o options) []string {
-	return []string{
+	notes := []string{
 		"same workload, same seed, same verification, one system after the other on the same machine",
 		"inferq batches jobs per model; the peers have no batching (one job is one task or message)",
-		fmt.Sprintf("asynq: Config.TaskCheckInterval=%s, Concurrency=%d, results via ResultWriter, completion by Redis PUBLISH, read back with Inspector.GetTaskInfo", o.asynqCheck, o.peerWorkers),
-		fmt.Sprintf("jetstream: WorkQueue stream (file storage), %d workers pulling one message at a time, answer on core NATS, not stored", o.peerWorkers),
+		"http=yes: the client POSTs the job and long-polls GET ...?wait=30s for its answer, with the same HTTP client code and settings as for inferq; http=no: the client calls the queue's own Go client in-process",
 	}
+	ran := func(names ...string) bool {
+		return slices.ContainsFunc(names, func(n string) bool { return slices.Contains(o.peers, n) })
+	}
+	if ran("asynq", "asynq-http") {
+		notes = append(notes, fmt.Sprintf("asynq: Config.TaskCheckInterval=%s, Concurrency=%d, results via ResultWriter, completion by Redis PUBLISH, read back with Inspector.GetTaskInfo", o.asynqCheck, o.peerWorkers))
+	}
+	if ran("jetstream", "jetstream-http") {
+		notes = append(notes, fmt.Sprintf("jetstream: WorkQueue stream (file storage), %d workers pulling one message at a time, answer on core NATS, not stored", o.peerWorkers))
+	}
+	if ran("asynq-http", "jetstream-http") {
+		notes = append(notes, "asynq-http, jetstream-http: the same pipelines behind a net/http front door in this process on a loopback port (POST /jobs?model= -> 202 {id}; GET /jobs/{id}?wait=30s, woken by the pipeline's completion notice); jetstream-http's front door holds each answer in memory until its GET")
+	}
+	return notes
 }
 
 // failures lists why the run failed: any error or no job at all, per system.
@@ -149,22 +162,25 @@ func writeOutputs(out *Output, o options, stdout, stderr io.Writer) error {
 
 // printTable writes one line per system; with -compare, the ratios to inferq.
 func printTable(w io.Writer, out *Output) {
-	fmt.Fprintf(w, "%-10s %8s %9s %9s %9s %9s %9s %9s %7s\n", "system", "jobs", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors")
+	fmt.Fprintf(w, "%-14s %8s %9s %9s %9s %9s %9s %9s %7s\n", "system", "jobs", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors")
 	for _, s := range append([]Summary{out.Summary}, out.Peers...) {
 		p := s.LatencyMS
 		if p == nil {
 			p = &Percentiles{}
 		}
-		fmt.Fprintf(w, "%-10s %8d %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f %7d\n", s.System, s.Jobs, s.JobsPerS, p.P50, p.P90, p.P99, p.P999, p.Max, s.Errors)
+		fmt.Fprintf(w, "%-14s %8d %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f %7d\n", s.System, s.Jobs, s.JobsPerS, p.P50, p.P90, p.P99, p.P999, p.Max, s.Errors)
 	}
 	if len(out.Compare) > 0 {
-		fmt.Fprintf(w, "\n%-10s %9s %9s %9s %9s %9s %9s  %s\n", "system", "jobs/s", "p50 ms", "p99 ms", "jobs/s ×", "p50 ×", "p99 ×", "(× = versus inferq)")
+		fmt.Fprintf(w, "\n%-14s %5s %9s %9s %9s %9s %9s %9s  %s\n", "system", "http", "jobs/s", "p50 ms", "p99 ms", "jobs/s ×", "p50 ×", "p99 ×", "(× = versus inferq)")
 		for _, r := range out.Compare {
-			note := "batching"
+			viaHTTP, note := "no", "batching"
+			if r.HTTP {
+				viaHTTP = "yes"
+			}
 			if !r.Batching {
 				note = "no batching"
 			}
-			fmt.Fprintf(w, "%-10s %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f  %s; result %s\n", r.System, r.JobsPerS, r.P50MS, r.P99MS, r.JobsPerSX, r.P50X, r.P99X, note, r.ResultKept)
+			fmt.Fprintf(w, "%-14s %5s %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f  %s; result %s\n", r.System, viaHTTP, r.JobsPerS, r.P50MS, r.P99MS, r.JobsPerSX, r.P50X, r.P99X, note, r.ResultKept)
 		}
 	}
 	if s := out.Stream; s != nil && s.TTFTMS != nil {
