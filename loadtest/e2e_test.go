@@ -2,19 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/stack/stacktest"
 	"github.com/inferq/inferq/internal/testutil"
 )
 
@@ -29,35 +25,7 @@ func startInferq(t *testing.T) string {
 		t.Fatal(err)
 	}
 	cfg.NATS.URL = n.URL
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() {
-		done <- stack.Run(ctx, stack.Options{Config: &cfg, Conn: n.Conn, Components: stack.All, IngressListener: ln,
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("inferq did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("inferq not ready after 20s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("inferq stopped with error: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("inferq did not stop within 20s")
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return stacktest.Start(t, &cfg, n.Conn, stack.All)
 }
 
 // runTool runs the command line and decodes its JSON output.

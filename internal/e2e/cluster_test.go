@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/stack/stacktest"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
@@ -31,23 +28,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	}
 	cfg.NATS.Replicas = 3
 	cfg.NATS.AckWait = config.D(3 * time.Second) // messages held by the lost node come back sooner
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done, ready := make(chan error, 1), make(chan struct{})
-	go func() {
-		done <- stack.Run(ctx, stack.Options{Config: &cfg, Conn: nc, Components: stack.All, IngressListener: ln,
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("stack: %v", err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
-	s := &Stack{URL: "http://" + ln.Addr().String(), Cfg: &cfg}
+	s := &Stack{URL: stacktest.Start(t, &cfg, nc, stack.All), Cfg: &cfg}
 
 	stop := make(chan struct{})
 	go func() {

@@ -2,12 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/stack/stacktest"
 	"github.com/inferq/inferq/internal/testutil"
 )
 
@@ -52,37 +50,8 @@ func startComponents(t testing.TB, withRedis bool, comps stack.Components, edit 
 			t.Fatal(err)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() {
-		done <- stack.Run(ctx, stack.Options{Config: &cfg, Conn: n.Conn, Components: comps,
-			IngressListener: ln, Log: log, Ready: func() { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("stack did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("stack not ready after 20s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("stack stopped with error: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("stack did not stop within 20s of cancel")
-		}
-	})
-	return &Stack{URL: "http://" + ln.Addr().String(), NATS: n, Cfg: &cfg}
+	url := stacktest.Start(t, &cfg, n.Conn, comps)
+	return &Stack{URL: url, NATS: n, Cfg: &cfg}
 }
 
 // do sends a JSON request and decodes a JSON answer into out (if not nil).

@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/stack/stacktest"
 	"github.com/inferq/inferq/internal/testutil"
 )
 
@@ -25,20 +22,7 @@ func TestRedisRestartLosesNoJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.NATS.URL, cfg.Redis.URL = n.URL, r.URL
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan struct{})
-	go func() {
-		done <- stack.Run(ctx, stack.Options{Config: &cfg, Conn: n.Conn, Components: stack.All, IngressListener: ln,
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) }})
-	}()
-	<-ready
-	t.Cleanup(func() { cancel(); <-done })
-	s := &Stack{URL: "http://" + ln.Addr().String(), NATS: n, Cfg: &cfg}
+	s := &Stack{URL: stacktest.Start(t, &cfg, n.Conn, stack.All), NATS: n, Cfg: &cfg}
 
 	stop := make(chan struct{})
 	go func() {
