@@ -14,6 +14,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inferq/inferq/internal/redisbin"
 )
 
 // asynqTarget is the asynq peer, the design an asynq user would write for
@@ -277,15 +279,11 @@ type redisServer struct {
 
 // redisServerPath finds redis-server or says how to get it.
 func redisServerPath() (string, error) {
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p, nil
+	p, err := redisbin.Path()
+	if err != nil {
+		return "", fmt.Errorf("%w, or pass -redis host:port", err)
 	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("redis-server not found: install it (Debian: apt-get install -y redis-server) or pass -redis host:port")
+	return p, nil
 }
 
 func startRedisServer(ctx context.Context) (*redisServer, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/inferq/inferq/internal/redisbin"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -62,17 +63,7 @@ type Redis struct {
 }
 
 // RedisServerPath finds redis-server or explains how to install it.
-func RedisServerPath() (string, error) {
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("redis-server not found: install it (Debian: apt-get install -y redis-server) or run `make deps`")
-}
+func RedisServerPath() (string, error) { return redisbin.Path() }
 
 // StartRedis runs a fresh redis-server (no persistence) for the test. A
 // missing redis-server fails the test: it is a dependency, never a skip.
