@@ -312,13 +312,17 @@ func TestNoStarvation(t *testing.T) {
 		}
 	})
 	h.start()
-	// p0 at ~400 jobs/s against a capacity of ~130 jobs/s.
-	go func() {
+	// p0 at ~400 jobs/s against a capacity of ~130 jobs/s, stopped (and
+	// waited for) before the test's NATS connection closes.
+	var load sync.WaitGroup
+	defer load.Wait()
+	defer cancel()
+	load.Go(func() {
 		for i := 0; ctx.Err() == nil; i++ {
 			h.job(0, fmt.Sprintf("high%05d", i), 2, time.Time{})
 			time.Sleep(2500 * time.Microsecond)
 		}
-	}()
+	})
 	time.Sleep(200 * time.Millisecond)
 	for i := range 6 {
 		h.job(2, fmt.Sprintf("low%d", i), 2, time.Time{})

@@ -33,10 +33,13 @@ func TestWorkerPoolSpreadsWorkAndSurvivesAKill(t *testing.T) {
 	// Work spreads over all three.
 	ids := submitPairs(t, s, "simgpu", 0, 48)
 	waitPairs(t, s, ids)
+	// An agent counts a batch once it is acked, just after its jobs' events
+	// are stored: wait for the counts to settle, the victim's batch included.
 	for i, a := range agents {
-		if st := a.Stats("simgpu"); st.Batches == 0 || st.Succeeded == 0 {
-			t.Errorf("agent %d ran no batch: %+v", i, st)
-		}
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			st := a.Stats("simgpu")
+			return st.Batches > 0 && st.Succeeded > 0 && st.InFlight == 0
+		}, "agent %d ran no batch: %+v", i, a.Stats("simgpu"))
 	}
 
 	// Kill the victim while it holds a batch, under load.

@@ -98,7 +98,7 @@ func Run(ctx context.Context, opt Options) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	topo := Topology(cfg)
-	if err := jetstream.Provision(ctx, js, topo, Policies(cfg)); err != nil {
+	if err := provision(ctx, js, topo, cfg, log); err != nil {
 		return err
 	}
 	checks := map[string]obs.Check{"nats": func(context.Context) error {
@@ -182,4 +182,23 @@ func admin(g *errgroup.Group, ctx context.Context, addr string, reg *prometheus.
 		return
 	}
 	g.Go(func() error { return obs.Serve(ctx, addr, obs.AdminMux(reg, checks), log) })
+}
+
+// provision runs jetstream.Provision, retrying for up to 30 s: a service
+// started beside a NATS cluster that is still forming is refused placement
+// ("no suitable peers") for a moment, and should wait rather than exit.
+func provision(ctx context.Context, js natsjs.JetStream, topo jetstream.Topology, cfg *config.Config, log *slog.Logger) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := jetstream.Provision(ctx, js, topo, Policies(cfg))
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("provisioning failed; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }

@@ -217,13 +217,15 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		c.Nodes = append(c.Nodes, s)
 		c.URLs = append(c.URLs, s.ClientURL())
 	}
+	// Ready when a meta leader knows every node as online with JetStream:
+	// before that, placing an R3 stream fails with "no suitable peers".
 	Eventually(t, 20*time.Second, func() bool {
 		for _, s := range nodes {
 			if s.Server.JetStreamIsLeader() {
-				return true
+				return len(s.Server.JetStreamClusterPeers()) == n
 			}
 		}
 		return false
-	}, "no JetStream meta leader")
+	}, "no JetStream meta leader that sees all %d nodes", n)
 	return c
 }
