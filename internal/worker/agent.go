@@ -319,11 +319,13 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 		case jr == nil:
 			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, &inferqpb.Error{Code: "no_result", Message: "the runner returned no result for this job"}
 			a.deadLetter(pub, m, b, j, delivered, ev.Error.Code+": "+ev.Error.Message)
+		case jr.Error != nil && jr.Error.Code == "cancelled":
+			// Stopped because it was cancelled: it ends cancelled whichever
+			// of this event and the cancel request's own is applied first.
+			ev.Status, ev.Error = inferqpb.Status_STATUS_CANCELLED, jr.Error
 		case jr.Error != nil:
 			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, jr.Error
-			if jr.Error.Code != "cancelled" {
-				a.deadLetter(pub, m, b, j, delivered, jr.Error.Code+": "+jr.Error.Message)
-			}
+			a.deadLetter(pub, m, b, j, delivered, jr.Error.Code+": "+jr.Error.Message)
 		default:
 			ev.Status, ev.Outputs = inferqpb.Status_STATUS_SUCCEEDED, jr.Outputs
 		}
@@ -346,8 +348,8 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 	}
 	for i, ev := range events {
 		kind := jetstream.EventResult
-		if ev.Status == inferqpb.Status_STATUS_FAILED {
-			kind = jetstream.EventFailed
+		if ev.Status != inferqpb.Status_STATUS_SUCCEEDED {
+			kind = jetstream.EventFailed // failed and cancelled travel as kind failed
 		}
 		pub.event(jobContext(ctx, b.Jobs[i]), a.opt.Topology.EventSubject(m.Name, kind), ev, eventID(b.Jobs[i], kind))
 	}
