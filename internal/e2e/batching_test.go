@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -31,9 +30,9 @@ func TestBatcherCrashBeforeAck(t *testing.T) {
 		m.Batching.MaxQueueDelay = config.D(100 * time.Millisecond)
 	})
 	const jobs = 6
-	ids := make([]string, jobs)
+	ids := make(map[int]string, jobs)
 	for k := range jobs {
-		ids[k] = s.submit(t, "simgpu", fmt.Sprintf(`{"inputs":[{"name":"INPUT0","shape":[1,2],"datatype":"INT32","data":[%d,%d]}]}`, k, -k)).ID
+		ids[k] = s.submit(t, "simgpu", pairBody(k)).ID
 	}
 	m, _ := s.Cfg.Model("simgpu")
 	opt := batcher.Options{Models: []config.Model{*m}, Topology: stack.Topology(s.Cfg), JS: s.NATS.JS,
@@ -51,22 +50,7 @@ func TestBatcherCrashBeforeAck(t *testing.T) {
 	go func() { done <- batcher.New(opt).Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	var wg sync.WaitGroup
-	for k, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rec := s.wait(t, id)
-			if rec.Status != "succeeded" || rec.Attempts != 1 || rec.Result == nil {
-				t.Errorf("job %d: %+v", k, rec)
-				return
-			}
-			if got, want := string(rec.Result.Outputs[0].Data), fmt.Sprintf("[%d,%d]", k, -k); got != want {
-				t.Errorf("job %d: output %s, want %s", k, got, want)
-			}
-		}()
-	}
-	wg.Wait()
+	waitPairs(t, s, ids)
 	// The batch was stored once: the re-batch had the same id.
 	st, err := s.NATS.JS.Stream(t.Context(), stack.Topology(s.Cfg).BatchesStream())
 	if err != nil {

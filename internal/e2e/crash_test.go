@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,9 +37,9 @@ models:
 	w1 := start(t, binary(t, "deepspeed_nats"), env)
 
 	const jobs = 6
-	ids := make([]string, jobs)
+	ids := make(map[int]string, jobs)
 	for k := range jobs {
-		ids[k] = s.submit(t, "simgpu", fmt.Sprintf(`{"inputs":[{"name":"INPUT0","shape":[1,2],"datatype":"INT32","data":[%d,%d]}]}`, k, -k)).ID
+		ids[k] = s.submit(t, "simgpu", pairBody(k)).ID
 	}
 	// Wait until the first worker holds the batch, then crash it.
 	testutilEventually(t, func() bool {
@@ -55,23 +53,7 @@ models:
 	<-w1.done
 	start(t, binary(t, "deepspeed_nats"), append(env, "INFERQ_WORKER_NAME=w2"))
 
-	var wg sync.WaitGroup
-	for k, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rec := s.wait(t, id)
-			if rec.Status != "succeeded" || rec.Attempts != 1 || rec.Result == nil {
-				t.Errorf("job %d: %+v", k, rec)
-				return
-			}
-			want := fmt.Sprintf("[%d,%d]", k, -k)
-			if got := string(rec.Result.Outputs[0].Data); got != want {
-				t.Errorf("job %d: output %s, want %s", k, got, want)
-			}
-		}()
-	}
-	wg.Wait()
+	waitPairs(t, s, ids)
 	// Exactly one terminal status each: the events stream is drained and
 	// every record stays succeeded.
 	time.Sleep(500 * time.Millisecond)

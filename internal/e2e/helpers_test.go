@@ -280,3 +280,11 @@ func getJSON(url string, out any) (int, error) {
 	}
 	return resp.StatusCode, nil
 }
+
+// natsToken is a token chunk as published on inferq.tokens.<tenant>.<job>.
+type natsToken struct {
+	Job   string `json:"job"`
+	Seq   uint64 `json:"seq"`
+	Text  string `json:"text"`
+	Final bool   `json:"final"`
+}

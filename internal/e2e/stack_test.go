@@ -162,12 +162,7 @@ func TestRepeatTokensOverNATS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("token %d: %v", seq, err)
 		}
-		var tok struct {
-			Job   string `json:"job"`
-			Seq   uint64 `json:"seq"`
-			Text  string `json:"text"`
-			Final bool   `json:"final"`
-		}
+		var tok natsToken
 		if err := json.Unmarshal(msg.Data, &tok); err != nil {
 			t.Fatal(err)
 		}

@@ -159,7 +159,11 @@ func waitPairs(t *testing.T, s *Stack, ids map[int]string) {
 	var wg sync.WaitGroup
 	for k, id := range ids {
 		wg.Go(func() {
-			if err := checkPair(s.wait(t, id), k); err != nil {
+			rec, err := s.waitErr(id)
+			if err == nil {
+				err = checkPair(rec, k)
+			}
+			if err != nil {
 				t.Errorf("job %d (%s): %v", k, id, err)
 			}
 		})

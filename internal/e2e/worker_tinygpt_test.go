@@ -58,12 +58,7 @@ func TestWorkerTinyGPTEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("tokens: %v (jobs with a final token: %v)", err, final)
 		}
-		var tok struct {
-			Job   string `json:"job"`
-			Seq   uint64 `json:"seq"`
-			Text  string `json:"text"`
-			Final bool   `json:"final"`
-		}
+		var tok natsToken
 		if err := json.Unmarshal(msg.Data, &tok); err != nil {
 			t.Fatalf("token %q: %v", msg.Data, err)
 		}
