@@ -29,6 +29,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	redisURL := fs.String("redis", "", "Redis URL for the results store; empty uses the embedded JetStream KV store")
 	cfgPath := fs.String("config", "", "YAML config; without one the built-in test models are served")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this loopback address (profiling); empty serves none")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -61,6 +62,14 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer flushTracing(shutdownTracing, log)
+
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			return fail(err)
+		}
+		defer stop()
+	}
 
 	srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")})
 	if err != nil {
