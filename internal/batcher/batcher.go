@@ -56,8 +56,9 @@ type Options struct {
 	// taken ahead of higher priorities (no starvation). Zero means
 	// max(100×max_queue_delay, 500ms) per model.
 	AgingAfter time.Duration
-	// MaxWaitingBatches holds a ready batch back while the model's workers
-	// already have this many batches waiting (see gate). Zero means 1;
+	// MaxWaitingBatches holds a ready batch back while this many batches
+	// already wait undelivered for the model's workers, or while workers
+	// hold batches and none waits for another (see gate). Zero means 1;
 	// negative disables the gate.
 	MaxWaitingBatches int
 	// BeforeAck, if set, is called after a batch's PubAck and before its

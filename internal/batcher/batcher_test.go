@@ -543,3 +543,95 @@ func TestRegisterMetricsTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGateHoldsWhileWorkersBusy: while the only worker holds a batch and
+// has no slot waiting for another, a ready batch is held back and keeps
+// growing; it goes as soon as the worker waits for one again.
+func TestGateHoldsWhileWorkersBusy(t *testing.T) {
+	h := newHarness(t, testModel("m", 32, 5*time.Millisecond, false), 30*time.Second, func(o *Options) {
+		o.MaxWaitingBatches = 0 // the default gate
+	})
+	h.start()
+	cons, err := h.n.JS.Consumer(t.Context(), h.topo.BatchesStream(), jetstream.WorkerConsumer(h.m.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func() natsjs.Msg {
+		t.Helper()
+		msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for msg := range msgs.Messages() {
+			return msg
+		}
+		t.Fatalf("no batch to take: %v", msgs.Error())
+		return nil
+	}
+	notify := func() {
+		t.Helper()
+		if err := h.n.Conn.Publish(h.topo.TakenSubject(h.m.Name), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// No worker yet: the first batch goes to the stream for one to come.
+	h.job(1, "a", 1, time.Time{})
+	h.waitBatches(1, 5*time.Second)
+	held := take() // the worker's only slot is now busy
+	notify()
+
+	for _, id := range []string{"b", "c", "d", "e"} {
+		h.job(1, id, 1, time.Time{})
+	}
+	time.Sleep(300 * time.Millisecond) // well past max_queue_delay and the gate's 100ms re-check
+	h.mu.Lock()
+	n := len(h.batches)
+	h.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d batches published while the worker was busy, want 1", n)
+	}
+
+	// The worker finishes and waits for the next batch: the held one goes,
+	// with every job that arrived meanwhile.
+	if err := held.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan natsjs.Msg, 1)
+	go func() {
+		msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second))
+		if err != nil {
+			next <- nil
+			return
+		}
+		for msg := range msgs.Messages() {
+			next <- msg
+			return
+		}
+		next <- nil
+	}()
+	// The pull request is out before the notice only if Fetch has sent it;
+	// the batcher re-checks on every notice, so notify until it is seen.
+	deadline := time.After(5 * time.Second)
+	for {
+		notify()
+		select {
+		case msg := <-next:
+			if msg == nil {
+				t.Fatal("the held batch never reached the waiting worker")
+			}
+			b := &inferqpb.Batch{}
+			if err := proto.Unmarshal(msg.Data(), b); err != nil {
+				t.Fatal(err)
+			}
+			if got := jobIDs(b); len(got) != 4 {
+				t.Fatalf("held batch has jobs %v, want b, c, d and e together", got)
+			}
+			_ = msg.Ack()
+			return
+		case <-deadline:
+			t.Fatal("the held batch was not released to a waiting worker")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

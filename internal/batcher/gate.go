@@ -8,22 +8,31 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// gate holds a ready batch back while the model's workers already have
-// `limit` batches waiting undelivered in INFERQ_BATCHES (the workers
-// consumer's NumPending), as Triton forms a batch when a model instance
-// frees up. While held, the batch keeps growing towards max_batch_size and
-// higher priorities can still overtake, instead of everything queueing in
-// FIFO order in the batches stream. The gate is a throughput and priority
-// optimisation, never a correctness one: when the count is unknown it opens.
+// gate holds a ready batch back while the model's workers have no free
+// slot for it, as Triton forms a batch when a model instance frees up: a
+// batch is let go when nothing waits undelivered in INFERQ_BATCHES
+// (NumPending below the limit) and some worker is waiting for one (the
+// workers consumer has an outstanding pull request, NumWaiting > 0). While
+// held, the batch keeps growing towards max_batch_size and higher
+// priorities can still overtake, instead of small batches queueing in FIFO
+// order ahead of the device: in a closed loop they would stay small, each
+// paying the model's fixed cost per batch. With no worker at all (nothing
+// waiting, nothing held) only the NumPending limit applies, so jobs still
+// reach the durable batches stream for a worker to come. The gate is a
+// throughput and priority optimisation, never a correctness one: when the
+// counts are unknown it opens.
 //
-// The count is refreshed by a consumer info request after each publish and
-// whenever a worker takes a batch (its notice on TakenSubject, a core-NATS
-// subscription) — never by a timer on an idle queue.
+// The counts are refreshed by a consumer info request after each publish
+// and on every worker notice on TakenSubject (a core-NATS subscription): a
+// worker sends one when it takes a batch and when a slot of it starts
+// waiting for the next — never by a timer on an idle queue.
 type gate struct {
 	limit   int
 	cons    natsjs.Consumer // nil: always open
 	mu      sync.Mutex
 	pending int // last known NumPending, plus batches published since
+	waiting int // last known NumWaiting: workers' outstanding pull requests
+	held    int // last known NumAckPending: batches workers hold
 	kick    chan struct{}
 	changed chan struct{}
 }
@@ -38,7 +47,7 @@ func (g *gate) open() bool {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.pending < g.limit
+	return g.pending < g.limit && (g.waiting > 0 || g.held == 0)
 }
 
 // published counts a batch just published.
@@ -75,9 +84,9 @@ func (g *gate) run(ctx context.Context) {
 		cancel()
 		g.mu.Lock()
 		if err != nil {
-			g.pending = 0
+			g.pending, g.waiting, g.held = 0, 0, 0
 		} else {
-			g.pending = int(info.NumPending)
+			g.pending, g.waiting, g.held = int(info.NumPending), info.NumWaiting, info.NumAckPending
 		}
 		g.mu.Unlock()
 		signal(g.changed)

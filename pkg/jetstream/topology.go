@@ -151,9 +151,10 @@ func (t Topology) CancelSubject(model string) string { return t.Prefix + ".cance
 // sizes and anyone can watch batching live without reading the batches.
 func (t Topology) BatchedSubject(model string) string { return t.Prefix + ".batched." + model }
 
-// TakenSubject carries a notice (core NATS, the batch id) each time a
-// worker takes a batch of the model, so that batchers holding batches back
-// for busy workers look again.
+// TakenSubject carries a notice (core NATS, empty) each time a worker
+// takes a batch of the model and each time one of its slots starts waiting
+// for the next, so that batchers holding batches back for busy workers look
+// again.
 func (t Topology) TakenSubject(model string) string { return t.Prefix + ".taken." + model }
 
 // BatchedFilter matches every model's batch notices.
