@@ -22,7 +22,7 @@ import (
 // "run a job, hand its result back":
 //
 //	client: EnqueueContext(task{type: model, payload: the POST body}, TaskID(id), Retention(1m))
-//	server: handler runs peerAnswer, stores it with the task's ResultWriter,
+//	server: handler runs peerRun, stores it with the task's ResultWriter,
 //	        then PUBLISHes the task id on a Redis channel
 //	client: one SUBSCRIBE serves every waiting job; on its id the client
 //	        reads the result back with Inspector.GetTaskInfo and verifies it.
@@ -44,6 +44,7 @@ type asynqTarget struct {
 	waiters   *waiters
 	ids       *jobIDs
 	dispatch  sync.WaitGroup
+	gpu       *simGPU
 }
 
 const (
@@ -64,7 +65,7 @@ func startAsynq(ctx context.Context, o options) (target, error) {
 // side's connections and completion subscription, which also hands each
 // notice to accepted when it is not nil.
 func newAsynq(ctx context.Context, o options, accepted *mailboxes) (*asynqTarget, error) {
-	t := &asynqTarget{waiters: newWaiters(), ids: newJobIDs("asynq")}
+	t := &asynqTarget{waiters: newWaiters(), ids: newJobIDs("asynq"), gpu: newSimGPU(o)}
 	addr := o.redisAddr
 	if addr == "" {
 		rs, err := startRedisServer(ctx)
@@ -105,6 +106,7 @@ func newAsynq(ctx context.Context, o options, accepted *mailboxes) (*asynqTarget
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("simple", t.handle)
 	mux.HandleFunc("identity", t.handle)
+	mux.HandleFunc("simgpu", t.handle)
 	if err := t.srv.Start(mux); err != nil {
 		t.srv = nil
 		t.Close()
@@ -119,7 +121,7 @@ func (t *asynqTarget) Name() string { return "asynq" }
 // result, so the client reports it as a wrong result at once instead of as a
 // lost job after retries.
 func (t *asynqTarget) handle(ctx context.Context, task *asynq.Task) error {
-	answer, err := peerAnswer(task.Type(), task.Payload())
+	answer, err := peerRun(ctx, t.gpu, task.Type(), task.Payload())
 	if err != nil {
 		answer = mustJSON(map[string]string{"error": err.Error()})
 	}

@@ -48,8 +48,8 @@ const (
 	frontMaxWait = time.Minute
 )
 
-// frontModels are the models the peers' workers run (peerAnswer).
-var frontModels = map[string]bool{"simple": true, "identity": true}
+// frontModels are the models the peers' workers run (peerRun).
+var frontModels = map[string]bool{"simple": true, "identity": true, "simgpu": true}
 
 // jsonContentType is shared by every answer instead of Header().Set
 // building a new slice each time; net/http only reads it.

@@ -20,7 +20,7 @@ import (
 //	client: PublishMsg("loadtest.work.<model>", the POST body, Nats-Msg-Id: id), waits for the PubAck
 //	worker: -peer-workers goroutines, each pulling one message at a time from
 //	        one durable consumer of a WorkQueue stream (file storage, as
-//	        inferq dev's); runs peerAnswer, publishes the answer on core NATS
+//	        inferq dev's); runs peerRun, publishes the answer on core NATS
 //	        "loadtest.results.<id>", then acks
 //	client: one subscription to "loadtest.results.>" serves every waiting job.
 //
@@ -39,6 +39,7 @@ type jetstreamTarget struct {
 	workers sync.WaitGroup
 	waiters *waiters
 	ids     *jobIDs
+	gpu     *simGPU
 }
 
 const (
@@ -60,6 +61,7 @@ func startJetStream(ctx context.Context, o options) (target, error) {
 // one subscription hands each answer to results; on failure it cleans up.
 func (t *jetstreamTarget) start(ctx context.Context, o options, results func(id string, answer []byte)) error {
 	var err error
+	t.gpu = newSimGPU(o)
 	if t.dir, err = os.MkdirTemp("", "loadtest-nats-"); err != nil {
 		return fmt.Errorf("jetstream peer: %w", err)
 	}
@@ -123,7 +125,7 @@ func (t *jetstreamTarget) work(it jetstream.MessagesContext) {
 			continue // a missed heartbeat or a reconnect; the iterator carries on
 		}
 		id := msg.Headers().Get(jetstream.MsgIDHeader)
-		answer, err := peerAnswer(strings.TrimPrefix(msg.Subject(), jsWork), msg.Data())
+		answer, err := peerRun(context.Background(), t.gpu, strings.TrimPrefix(msg.Subject(), jsWork), msg.Data())
 		if err != nil {
 			answer = mustJSON(map[string]string{"error": err.Error()})
 		}

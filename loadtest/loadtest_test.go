@@ -202,8 +202,9 @@ func TestRecordValueClamps(t *testing.T) {
 
 func TestPeerAnswer(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, j := range []job{simpleJob(r), identityJob(r, "identity"), identityJob(r, "identity")} {
-		answer, err := peerAnswer(j.model, j.body)
+	gpu := newSimGPU(options{peerGPUs: 1})
+	for _, j := range []job{simpleJob(r), identityJob(r, "identity"), identityJob(r, "identity"), simgpuJob(r)} {
+		answer, err := peerRun(t.Context(), gpu, j.model, j.body)
 		if err != nil {
 			t.Fatalf("%s: %v", j.model, err)
 		}
@@ -219,6 +220,51 @@ func TestPeerAnswer(t *testing.T) {
 	}
 	if _, err := peerAnswer("simple", []byte(`{"inputs":[]}`)); err == nil {
 		t.Error("simple without inputs answered")
+	}
+}
+
+// TestSimGPUOneCallAtATime: a peer's simulated GPU runs one call at a time,
+// as inferq's simgpu worker does, so peers cannot beat it by running jobs
+// side by side on one device.
+func TestSimGPUOneCallAtATime(t *testing.T) {
+	gpu := newSimGPU(options{peerGPUs: 1, simgpuA: time.Hour})
+	ctx, cancel := context.WithCancel(t.Context())
+	first := make(chan error, 1)
+	go func() { first <- gpu.call(ctx, 1) }()
+	for len(gpu.devices) == 0 { // until the first call holds the device
+		time.Sleep(time.Millisecond)
+	}
+	done, stop := context.WithCancel(t.Context())
+	stop()
+	if err := gpu.call(done, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a second call on a busy device: %v, want it to wait (and give up with its context)", err)
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first call: %v", err)
+	}
+	if len(gpu.devices) != 0 {
+		t.Fatal("the device was not freed")
+	}
+}
+
+// TestSimgpuJobsShareBatches: simgpu jobs have one datatype and shape, as
+// a fixed-shape model's do, so the batcher can put them together.
+func TestSimgpuJobsShareBatches(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	first := simgpuJob(r)
+	for range 20 {
+		j := simgpuJob(r)
+		var a, b struct{ Inputs []tensorJSON }
+		if err := json.Unmarshal(first.body, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(j.body, &b); err != nil {
+			t.Fatal(err)
+		}
+		if a.Inputs[0].Datatype != "FP32" || b.Inputs[0].Datatype != "FP32" || !slices.Equal(a.Inputs[0].Shape, b.Inputs[0].Shape) {
+			t.Fatalf("simgpu inputs differ in kind: %v %v vs %v %v", a.Inputs[0].Datatype, a.Inputs[0].Shape, b.Inputs[0].Datatype, b.Inputs[0].Shape)
+		}
 	}
 }
 

@@ -58,6 +58,9 @@ type options struct {
 	redisAddr   string        // asynq's Redis; empty starts a redis-server
 	asynqCheck  time.Duration // asynq Config.TaskCheckInterval
 	peerWorkers int           // handler goroutines of each peer
+	peerGPUs    int           // simgpu devices of each peer
+	simgpuA     time.Duration // the peers' simgpu cost per call: a + b·rows
+	simgpuB     time.Duration
 }
 
 const maxDuration = time.Hour
@@ -96,6 +99,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.redisAddr, "redis", "", "compare: Redis host:port for asynq (default: start redis-server on a free loopback port)")
 	fs.DurationVar(&o.asynqCheck, "asynq-check-interval", time.Millisecond, "compare: asynq's TaskCheckInterval (its default, 1s, makes a lone job wait up to a second)")
 	fs.IntVar(&o.peerWorkers, "peer-workers", 32, "compare: handler goroutines of asynq and of the JetStream worker")
+	fs.IntVar(&o.peerGPUs, "peer-gpus", 1, "compare: simulated GPUs of each peer's simgpu (inferq dev has one)")
+	fs.DurationVar(&o.simgpuA, "simgpu-a", 20*time.Millisecond, "compare: the peers' simgpu cost per call (set it to inferq's simgpu param a)")
+	fs.DurationVar(&o.simgpuB, "simgpu-b", time.Millisecond, "compare: the peers' simgpu cost per row (inferq's param b)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -142,6 +148,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return fail("-tokens must be in [1, 100000]")
 	case o.peerWorkers < 1:
 		return fail("-peer-workers must be >= 1")
+	case o.peerGPUs < 1:
+		return fail("-peer-gpus must be >= 1")
+	case o.simgpuA < 0 || o.simgpuB < 0:
+		return fail("-simgpu-a and -simgpu-b must be >= 0")
 	case o.asynqCheck <= 0:
 		return fail("-asynq-check-interval must be > 0")
 	}
@@ -166,8 +176,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.compare {
 		for _, m := range o.models {
-			if m != "simple" && m != "identity" {
-				return fail("-compare runs simple and identity jobs only (the peers have no %q model)", m)
+			if !frontModels[m] {
+				return fail("-compare runs simple, identity and simgpu jobs only (the peers have no %q model)", m)
 			}
 		}
 		if o.scenario == "streaming" {

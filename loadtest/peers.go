@@ -17,7 +17,51 @@ import (
 // a job travels and where its result waits. They have no batching: one job
 // is one task or message.
 
-// peerAnswer is the peers' worker: the test model on one job.
+// simGPU is the peers' stand-in for inferq's simgpu test model: the same
+// cost per call, a + b·rows, on devices that each run one call at a time.
+// The peers do not batch, so every job is a call of one row. A pipeline has
+// -peer-gpus of them (1, as `inferq dev` has one simgpu worker); its
+// -peer-workers handlers queue for them as tasks would for a real GPU.
+type simGPU struct {
+	devices chan struct{} // a token per free device
+	a, b    time.Duration
+}
+
+func newSimGPU(o options) *simGPU {
+	return &simGPU{devices: make(chan struct{}, o.peerGPUs), a: o.simgpuA, b: o.simgpuB}
+}
+
+// call holds a device for one call of rows rows.
+func (g *simGPU) call(ctx context.Context, rows int) error {
+	select {
+	case g.devices <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-g.devices }()
+	t := time.NewTimer(g.a + time.Duration(rows)*g.b)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// peerRun is the peers' worker: simgpu's device time when the model is
+// simgpu, then the model's answer.
+func peerRun(ctx context.Context, gpu *simGPU, model string, body []byte) ([]byte, error) {
+	if model == "simgpu" {
+		if err := gpu.call(ctx, 1); err != nil {
+			return nil, fmt.Errorf("simgpu: %w", err)
+		}
+	}
+	return peerAnswer(model, body)
+}
+
+// peerAnswer computes the test model on one job (simgpu's answer is
+// identity's; its cost is peerRun's).
 func peerAnswer(model string, body []byte) ([]byte, error) {
 	var req struct {
 		Inputs []tensorJSON `json:"inputs"`
@@ -34,7 +78,7 @@ func peerAnswer(model string, body []byte) ([]byte, error) {
 			return nil, fmt.Errorf("simple: want INPUT0 and INPUT1, INT32 of one shape (%v, %v)", errA, errB)
 		}
 		outputs = simpleOutputs(a, b)
-	case "identity":
+	case "identity", "simgpu":
 		i := slices.IndexFunc(req.Inputs, func(t tensorJSON) bool { return t.Name == "INPUT0" })
 		if i < 0 {
 			return nil, fmt.Errorf("identity: no INPUT0")

@@ -97,8 +97,10 @@ func (w *workload) next(r *rand.Rand) job {
 	switch m {
 	case "simple":
 		return simpleJob(r)
-	case "identity", "simgpu":
+	case "identity":
 		return identityJob(r, m)
+	case "simgpu":
+		return simgpuJob(r)
 	}
 	return w.generateJob(r, m)
 }
@@ -163,6 +165,21 @@ func identityJob(r *rand.Rand, model string) job {
 	out := in
 	out.Name = "OUTPUT0"
 	return job{model: model, body: mustJSON(map[string]any{"inputs": []tensorJSON{in}}), want: want{outputs: []tensorJSON{out}}}
+}
+
+// simgpuJob sends what a fixed-shape GPU model takes, FP32 [1,16], so jobs
+// can share batches the way a real model's do (identity's jobs vary their
+// datatype and length on purpose, to exercise ragged batching). The answer
+// must echo it.
+func simgpuJob(r *rand.Rand) job {
+	v := make([]float32, 16)
+	for i := range v {
+		v[i] = float32(r.IntN(1<<16)-1<<15) / 4 // exact in FP32 and in JSON
+	}
+	in := tensorJSON{Name: "INPUT0", Shape: []int64{1, 16}, Datatype: "FP32", Data: mustJSON(v)}
+	out := in
+	out.Name = "OUTPUT0"
+	return job{model: "simgpu", body: mustJSON(map[string]any{"inputs": []tensorJSON{in}}), want: want{outputs: []tensorJSON{out}}}
 }
 
 // generateJob uses the generate shorthand. repeat's answer is known: token k
