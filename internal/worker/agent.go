@@ -178,7 +178,7 @@ func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs
 		}
 		// This slot now waits for a batch (the pull request went out first
 		// on this connection): batchers holding one back may let it go.
-		a.notifyBatchers(m)
+		a.notifyBatchers(m, "")
 		// A batch that arrives as shutdown starts is still in hand: it is
 		// run (or released) by handle, never dropped.
 		for msg := range msgs.Messages() {
@@ -190,9 +190,10 @@ func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs
 
 // notifyBatchers tells the model's batchers, which hold batches back while
 // no worker slot is free, that the workers' state changed (core NATS, best
-// effort: they also re-check on their own).
-func (a *Agent) notifyBatchers(m *config.Model) {
-	_ = a.opt.JS.Conn().Publish(a.opt.Topology.TakenSubject(m.Name), nil)
+// effort: they also re-check on their own). The body is the id of the batch
+// just taken, or empty when a slot starts waiting for one.
+func (a *Agent) notifyBatchers(m *config.Model, batchID string) {
+	_ = a.opt.JS.Conn().Publish(a.opt.Topology.TakenSubject(m.Name), []byte(batchID))
 }
 
 // handle runs one batch. ctx is the agent's: when it ends the batch still
@@ -235,7 +236,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	stopKeepalive := keepalive(msg, a.opt.Topology.AckWait/4)
 	defer stopKeepalive()
 
-	a.notifyBatchers(m) // one fewer batch waits undelivered
+	a.notifyBatchers(m, batch.Id) // one fewer batch waits undelivered
 	pub := newPublisher(a.opt.JS)
 	// Running events go out once the batch has run RunningAfter, or at its
 	// first token. A batch that ends sooner goes straight from queued to

@@ -151,9 +151,9 @@ func (t Topology) CancelSubject(model string) string { return t.Prefix + ".cance
 // sizes and anyone can watch batching live without reading the batches.
 func (t Topology) BatchedSubject(model string) string { return t.Prefix + ".batched." + model }
 
-// TakenSubject carries a notice (core NATS, empty) each time a worker
-// takes a batch of the model and each time one of its slots starts waiting
-// for the next, so that batchers holding batches back for busy workers look
+// TakenSubject carries a notice (core NATS) each time a worker takes a
+// batch of the model (the body is the batch id) and each time one of its
+// slots starts waiting for the next (an empty body), so that batchers holding batches back for busy workers look
 // again.
 func (t Topology) TakenSubject(model string) string { return t.Prefix + ".taken." + model }
 
