@@ -214,7 +214,7 @@ func BenchmarkSimgpuThroughput(b *testing.B) {
 func openLoop(b *testing.B, gate int) {
 	s := startSimgpuBench(b, 1, gate, 2)
 	var mu sync.Mutex
-	batched, running := map[string]time.Time{}, map[string]time.Time{}
+	batched, runningAt := map[string]time.Time{}, map[string]time.Time{}
 	jobsOf := map[string][]string{} // batch id → its jobs
 	sub, err := s.n.Conn.Subscribe(s.topo.BatchSubject("simgpu"), func(msg *nats.Msg) {
 		now := time.Now()
@@ -235,19 +235,30 @@ func openLoop(b *testing.B, gate int) {
 		b.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	// A worker's notice that it took a batch: its jobs reach the GPU.
+	// A worker's notice that it took a batch: its jobs reach the GPU. It
+	// can be handled before the batch itself (another subscription), so
+	// jobs are matched to it later, in running.
+	taken := map[string]time.Time{} // batch id → when a worker took it
 	rsub, err := s.n.Conn.Subscribe(s.topo.TakenSubject("simgpu"), func(msg *nats.Msg) {
 		now := time.Now()
 		mu.Lock()
-		for _, id := range jobsOf[string(msg.Data)] {
-			if _, ok := running[id]; !ok {
-				running[id] = now
-			}
+		if _, ok := taken[string(msg.Data)]; !ok && len(msg.Data) > 0 {
+			taken[string(msg.Data)] = now
 		}
 		mu.Unlock()
 	})
 	if err != nil {
 		b.Fatal(err)
+	}
+	// running fills in when each job's batch was taken; mu is held.
+	running := func() {
+		for bid, at := range taken {
+			for _, id := range jobsOf[bid] {
+				if t, ok := runningAt[id]; !ok || at.Before(t) {
+					runningAt[id] = at
+				}
+			}
+		}
 	}
 	defer rsub.Unsubscribe()
 	var qd, rd []time.Duration
@@ -269,8 +280,9 @@ func openLoop(b *testing.B, gate int) {
 		testutil.Eventually(b, 30*time.Second, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
+			running()
 			for _, msg := range msgs {
-				if _, ok := running[msg.Header.Get(jetstream.HeaderMsgID)]; !ok {
+				if _, ok := runningAt[msg.Header.Get(jetstream.HeaderMsgID)]; !ok {
 					return false
 				}
 			}
@@ -280,7 +292,7 @@ func openLoop(b *testing.B, gate int) {
 		for i, msg := range msgs {
 			id := msg.Header.Get(jetstream.HeaderMsgID)
 			qd = append(qd, batched[id].Sub(sent[i]))
-			rd = append(rd, running[id].Sub(sent[i]))
+			rd = append(rd, runningAt[id].Sub(sent[i]))
 		}
 		mu.Unlock()
 	}
