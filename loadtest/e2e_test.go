@@ -17,7 +17,7 @@ import (
 // startInferq runs the whole broker in this process, as internal/e2e does:
 // every component against a real embedded nats-server, the JetStream KV
 // results store (as `inferq dev`), the API on a free loopback port.
-func startInferq(t *testing.T) string {
+func startInferq(t testing.TB) string {
 	t.Helper()
 	n := testutil.StartNATS(t)
 	cfg, err := config.Load("")
@@ -29,7 +29,7 @@ func startInferq(t *testing.T) string {
 }
 
 // runTool runs the command line and decodes its JSON output.
-func runTool(t *testing.T, args ...string) Output {
+func runTool(t testing.TB, args ...string) Output {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := runCLI(t.Context(), args, &stdout, &stderr)
@@ -125,5 +125,46 @@ func TestCompare(t *testing.T) {
 		if wantHTTP := r.System == "inferq" || strings.HasSuffix(r.System, "-http"); r.HTTP != wantHTTP {
 			t.Errorf("%s: http %v, want %v", r.System, r.HTTP, wantHTTP)
 		}
+	}
+}
+
+// BenchmarkVersusAsynq is issue 8's target as a benchmark: inferq's HTTP
+// round trip against asynq, directly and behind the same kind of HTTP front
+// door, in the same run on the same machine (one system after the other),
+// for simple (no compute: the brokers' own cost per job) and simgpu (a
+// GPU-shaped cost per call, where batching counts). inferq runs in this
+// process, as the peers do. It reports each system's jobs/s and p99 and
+// inferq's ratios: x-asynq-http-jobs/s above 1 is inferq ahead, p99 ratios
+// below 1 are inferq ahead.
+//
+//	go test -run '^$' -bench BenchmarkVersusAsynq -benchtime 1x ./loadtest/
+func BenchmarkVersusAsynq(b *testing.B) {
+	if _, err := testutil.RedisServerPath(); err != nil {
+		b.Fatalf("the asynq peer needs redis-server: %v", err)
+	}
+	for _, model := range []string{"simple", "simgpu"} {
+		b.Run(model, func(b *testing.B) {
+			url := startInferq(b)
+			var out Output
+			for b.Loop() {
+				out = runTool(b, "-url", url, "-peers", "asynq,asynq-http", "-model", model, "-c", "32", "-d", "5s")
+			}
+			rows := map[string]CompareRow{}
+			for _, r := range out.Compare {
+				if r.Errors != 0 {
+					b.Fatalf("%s: %d errors", r.System, r.Errors)
+				}
+				rows[r.System] = r
+			}
+			in, aq, ah := rows["inferq"], rows["asynq"], rows["asynq-http"]
+			b.ReportMetric(in.JobsPerS, "inferq-jobs/s")
+			b.ReportMetric(in.P99MS, "inferq-p99-ms")
+			b.ReportMetric(aq.JobsPerS, "asynq-jobs/s")
+			b.ReportMetric(ah.JobsPerS, "asynq-http-jobs/s")
+			b.ReportMetric(in.JobsPerS/aq.JobsPerS, "x-asynq-jobs/s")
+			b.ReportMetric(in.JobsPerS/ah.JobsPerS, "x-asynq-http-jobs/s")
+			b.ReportMetric(in.P99MS/aq.P99MS, "x-asynq-p99")
+			b.ReportMetric(in.P99MS/ah.P99MS, "x-asynq-http-p99")
+		})
 	}
 }

@@ -21,7 +21,7 @@ var (
 	prioDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batcher_jobs_dropped_total",
 		Help: "Jobs the batcher did not batch, by priority and reason (expired, cancelled, invalid)."}, []string{"model", "priority", "reason"})
 	gateHeld = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batcher_gate_waits_total",
-		Help: "Times a ready batch was held because workers already had enough batches waiting."}, []string{"model"})
+		Help: "Times a ready batch was held because no worker was free for it (a batch already waited, or every worker slot held one)."}, []string{"model"})
 )
 
 // RegisterMetrics registers the batcher's collectors on reg. Registering on
