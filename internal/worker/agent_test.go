@@ -34,8 +34,9 @@ type harness struct {
 	topo   jetstream.Topology
 	models []config.Model
 
-	mu   sync.Mutex
-	seen []*nats.Msg
+	mu      sync.Mutex
+	seen    []*nats.Msg
+	markers int // settled's marker messages so far
 }
 
 func newHarness(t *testing.T, models ...config.Model) *harness {
@@ -148,6 +149,18 @@ func (h *harness) settled() {
 		s, err := h.nats.JS.Stream(h.t.Context(), h.topo.BatchesStream())
 		return err == nil && s.CachedInfo().State.Msgs == 0
 	}, "batches still in %s", h.topo.BatchesStream())
+	// Everything published before the last ack was routed to the recording
+	// before this marker; once the marker is recorded, so are they.
+	h.markers++
+	marker := fmt.Sprintf("settled-%d", h.markers)
+	if err := h.nats.Conn.Publish("harness.settled", []byte(marker)); err != nil {
+		h.t.Fatal(err)
+	}
+	testutil.Eventually(h.t, 10*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return slices.ContainsFunc(h.seen, func(m *nats.Msg) bool { return m.Subject == "harness.settled" && string(m.Data) == marker })
+	}, "the recording did not catch up")
 }
 
 // terminal returns every terminal event published, by job, and the index
