@@ -556,17 +556,16 @@ func TestGateHoldsWhileWorkersBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	take := func() natsjs.Msg {
-		t.Helper()
+	// take is a worker slot: one pull request, and the batch it gets.
+	take := func() (natsjs.Msg, error) {
 		msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		for msg := range msgs.Messages() {
-			return msg
+			return msg, nil
 		}
-		t.Fatalf("no batch to take: %v", msgs.Error())
-		return nil
+		return nil, fmt.Errorf("no batch to take: %v", msgs.Error())
 	}
 	notify := func() {
 		t.Helper()
@@ -578,7 +577,10 @@ func TestGateHoldsWhileWorkersBusy(t *testing.T) {
 	// No worker yet: the first batch goes to the stream for one to come.
 	h.job(1, "a", 1, time.Time{})
 	h.waitBatches(1, 5*time.Second)
-	held := take() // the worker's only slot is now busy
+	held, err := take() // the worker's only slot is now busy
+	if err != nil {
+		t.Fatal(err)
+	}
 	notify()
 
 	for _, id := range []string{"b", "c", "d", "e"} {
@@ -599,16 +601,8 @@ func TestGateHoldsWhileWorkersBusy(t *testing.T) {
 	}
 	next := make(chan natsjs.Msg, 1)
 	go func() {
-		msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second))
-		if err != nil {
-			next <- nil
-			return
-		}
-		for msg := range msgs.Messages() {
-			next <- msg
-			return
-		}
-		next <- nil
+		msg, _ := take()
+		next <- msg
 	}()
 	// The pull request is out before the notice only if Fetch has sent it;
 	// the batcher re-checks on every notice, so notify until it is seen.
