@@ -74,11 +74,30 @@ var scenarios = map[string][]string{
 	"streaming": {"repeat"},
 }
 
+// usageIntro starts -h: what the tool is and how a first run looks.
+const usageIntro = `loadtest is inferq's load generator: it sends jobs to a running inferq over its HTTP API
+(loopback only), checks every answer against what the model must return, and reports
+throughput and latency as a progress line each second, a summary table, JSON (-json) and
+a plot (-plot). With -compare or -peers it runs the same jobs through asynq and a bare
+JetStream work queue as baselines. A wrong or lost job makes it exit 1.
+
+example, with 'go run ./cmd/inferq dev' running in another terminal:
+  go run ./loadtest -c 32 -d 20s -plot lt.png
+
+usage: loadtest [flags]
+
+flags:
+`
+
 // parseFlags reads the command line; an error has already been printed.
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageIntro)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "inferq ingress base URL (loopback only)")
 	fs.IntVar(&o.clients, "c", 32, "concurrent clients (closed loop; the peak when the scenario shapes load)")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "how long to send, per system")

@@ -206,8 +206,45 @@ func printTable(w io.Writer, out *Output) {
 	}
 }
 
+// plotBin is one time bin of the plot: rates per second over the bin's
+// real length, and the p99 of the jobs finished in it.
+type plotBin struct {
+	Mid        float64 // the bin's middle, seconds since start
+	JobsPerS   float64
+	ErrorsPerS float64
+	P99MS      float64
+	Answered   bool // some job finished in it, so P99MS means something
+}
+
+// plotBins turns a timeline into the bins the plot draws: only whole
+// seconds. A run ends inside its last second, which then holds only the
+// answers of its first fraction (often the last few of the drain); drawn as a
+// whole second it would drag throughput toward 0 at the end. A run shorter
+// than a second keeps its one bin, as rates over the time it really lasted.
+func plotBins(tl []Second, runSeconds float64) []plotBin {
+	n := len(tl)
+	lastLen := 1.0
+	if n > 0 {
+		lastLen = runSeconds - float64(tl[n-1].T)
+	}
+	if n > 1 && lastLen < 1 {
+		n--
+	}
+	out := make([]plotBin, 0, n)
+	for _, sec := range tl[:n] {
+		length := 1.0
+		if n == 1 && lastLen > 0 && lastLen < 1 {
+			length = lastLen
+		}
+		out = append(out, plotBin{Mid: float64(sec.T) + length/2, JobsPerS: float64(sec.Jobs) / length,
+			ErrorsPerS: float64(sec.Errors) / length, P99MS: sec.P99MS, Answered: sec.Jobs > 0})
+	}
+	return out
+}
+
 // writePlot draws two panels, finished jobs per second and the p99 latency
-// of each second, one line per system, as SVG or PNG by the file's name.
+// of each second, one line per system, as SVG or PNG by the file's name. The
+// legend stands to the right of the panels, so that it never hides a line.
 func writePlot(path string, sums []Summary) error {
 	tput, p99 := plot.New(), plot.New()
 	tput.Title.Text = "verified jobs finished per second (dashed: failed jobs per second)"
@@ -218,22 +255,24 @@ func writePlot(path string, sums []Summary) error {
 		p.X.Label.Text = "seconds since start"
 		p.X.Min, p.Y.Min = 0, 0
 		p.Add(plotter.NewGrid())
-		p.Legend.Top = true
 	}
+	legend := plot.NewLegend()
+	legend.Top, legend.Left = true, true
+	legend.Padding = vg.Points(3)
 	for i, s := range sums {
 		var jobs, errs plotter.XYs
 		var lat []plotter.XYs // runs of seconds with answers: a second without one has no p99
-		for k, sec := range s.Timeline {
-			x := float64(sec.T) + 0.5 // the middle of the second
-			jobs = append(jobs, plotter.XY{X: x, Y: float64(sec.Jobs)})
-			errs = append(errs, plotter.XY{X: x, Y: float64(sec.Errors)})
-			if sec.Jobs == 0 {
+		bins := plotBins(s.Timeline, s.Seconds)
+		for k, b := range bins {
+			jobs = append(jobs, plotter.XY{X: b.Mid, Y: b.JobsPerS})
+			errs = append(errs, plotter.XY{X: b.Mid, Y: b.ErrorsPerS})
+			if !b.Answered {
 				continue
 			}
-			if k == 0 || s.Timeline[k-1].Jobs == 0 {
+			if k == 0 || !bins[k-1].Answered {
 				lat = append(lat, nil)
 			}
-			lat[len(lat)-1] = append(lat[len(lat)-1], plotter.XY{X: x, Y: sec.P99MS})
+			lat[len(lat)-1] = append(lat[len(lat)-1], plotter.XY{X: b.Mid, Y: b.P99MS})
 		}
 		style := func(l *plotter.Line, dashed bool) {
 			l.Color = plotutil.Color(i)
@@ -242,20 +281,18 @@ func writePlot(path string, sums []Summary) error {
 				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 			}
 		}
-		if err := addLine(tput, s.System, jobs, func(l *plotter.Line) { style(l, false) }); err != nil {
+		if err := addLine(tput, &legend, s.System, jobs, func(l *plotter.Line) { style(l, false) }); err != nil {
 			return err
 		}
 		if s.Errors > 0 {
-			if err := addLine(tput, s.System+" errors", errs, func(l *plotter.Line) { style(l, true) }); err != nil {
+			if err := addLine(tput, &legend, s.System+" errors", errs, func(l *plotter.Line) { style(l, true) }); err != nil {
 				return err
 			}
 		}
-		name := s.System
-		for _, run := range lat {
-			if err := addLine(p99, name, run, func(l *plotter.Line) { style(l, false) }); err != nil {
+		for _, run := range lat { // the same colour as the throughput line: no legend entry of its own
+			if err := addLine(p99, nil, "", run, func(l *plotter.Line) { style(l, false) }); err != nil {
 				return err
 			}
-			name = "" // one legend entry per system
 		}
 	}
 	const w, h = 10 * vg.Inch, 8 * vg.Inch
@@ -272,9 +309,15 @@ func writePlot(path string, sums []Summary) error {
 		canvas = draw.New(c)
 		save = func(f io.Writer) error { _, err := c.WriteTo(f); return err }
 	}
+	// The legend takes a column on the right as wide as its longest entry.
+	pad := vg.Points(8)
+	lr := legend.Rectangle(canvas)
+	legendW := lr.Max.X - lr.Min.X + 2*pad
+	panels := draw.Crop(canvas, 0, -legendW, 0, 0)
+	legend.Draw(draw.Crop(canvas, w-legendW+pad, -pad, 0, -3*pad))
 	grid := [][]*plot.Plot{{tput}, {p99}}
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(8), PadY: vg.Points(16)}
-	for r, row := range plot.Align(grid, tiles, canvas) {
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: pad, PadBottom: pad, PadLeft: pad, PadRight: pad, PadY: vg.Points(16)}
+	for r, row := range plot.Align(grid, tiles, panels) {
 		grid[r][0].Draw(row[0])
 	}
 	f, err := os.Create(path)
@@ -289,8 +332,8 @@ func writePlot(path string, sums []Summary) error {
 }
 
 // addLine draws xys on p as a line (a dot when it is one point) and names
-// it in the legend unless name is empty.
-func addLine(p *plot.Plot, name string, xys plotter.XYs, style func(*plotter.Line)) error {
+// it in legend unless legend is nil.
+func addLine(p *plot.Plot, legend *plot.Legend, name string, xys plotter.XYs, style func(*plotter.Line)) error {
 	if len(xys) == 0 {
 		return nil
 	}
@@ -305,8 +348,8 @@ func addLine(p *plot.Plot, name string, xys plotter.XYs, style func(*plotter.Lin
 	} else {
 		p.Add(l)
 	}
-	if name != "" {
-		p.Legend.Add(name, l)
+	if legend != nil {
+		legend.Add(name, l)
 	}
 	return nil
 }

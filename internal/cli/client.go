@@ -5,12 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,11 +29,20 @@ const (
 // Client runs the client subcommands (submit, get, watch, replay, models, stats)
 // against a running broker and returns the exit code.
 func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("inferq "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if !known(cmd) || cmd == "dev" || cmd == "version" {
+		fmt.Fprintf(stderr, "inferq: unknown command %q\n", cmd)
+		return ExitUsage
+	}
+	fs := newFlags(cmd)
 	api := fs.String("url", envOr("INFERQ_URL", "http://127.0.0.1:8080"), "ingress base URL (env INFERQ_URL)")
 	token := fs.String("token", os.Getenv("INFERQ_TOKEN"), "bearer token or API key (env INFERQ_TOKEN)")
-	c := &client{api: strings.TrimRight(*api, "/"), out: stdout, errw: stderr, hc: &http.Client{}}
+	c := &client{out: stdout, errw: stderr, hc: &http.Client{}}
+	// parsed reads the flags and the API address and says whether to go on.
+	parsed := func() (int, bool) {
+		code, ok := parse(fs, args, stdout, stderr)
+		c.api, c.token = strings.TrimRight(*api, "/"), *token
+		return code, ok
+	}
 	switch cmd {
 	case "submit":
 		file := fs.String("f", "", "JSON request body file ('-' for stdin)")
@@ -40,51 +50,61 @@ func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 		params := fs.String("params", "", `JSON parameters, e.g. '{"max_tokens":8}'`)
 		wait := fs.Duration("wait", 0, "wait up to this long for the job to end and print its record")
 		key := fs.String("idempotency-key", "", "Idempotency-Key header")
-		if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-			fmt.Fprintln(stderr, "usage: inferq submit [-f file | -text T] [-params JSON] [-wait 30s] MODEL")
-			return ExitUsage
+		if code, ok := parsed(); !ok {
+			return code
 		}
-		c.api, c.token = strings.TrimRight(*api, "/"), *token
+		if fs.NArg() != 1 {
+			return usageErr(stderr, cmd, "want one MODEL")
+		}
 		return c.submit(ctx, fs.Arg(0), *file, *text, *params, *key, *wait)
 	case "get":
 		wait := fs.Duration("wait", 0, "long-poll up to this long for the job to end")
-		if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-			fmt.Fprintln(stderr, "usage: inferq get [-wait 30s] JOB_ID")
-			return ExitUsage
+		if code, ok := parsed(); !ok {
+			return code
 		}
-		c.api, c.token = strings.TrimRight(*api, "/"), *token
+		if fs.NArg() != 1 {
+			return usageErr(stderr, cmd, "want one JOB_ID")
+		}
 		return c.get(ctx, fs.Arg(0), *wait)
 	case "watch":
-		natsURL := fs.String("nats", envOr("INFERQ_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL")
+		natsURL := fs.String("nats", envOr("INFERQ_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (env INFERQ_NATS_URL)")
 		tenant := fs.String("tenant", "default", "the job's tenant")
 		prefix := fs.String("prefix", "inferq", "subject prefix")
 		from := fs.Uint64("from", 0, "resume after this token sequence number")
 		timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long without the final token")
-		if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-			fmt.Fprintln(stderr, "usage: inferq watch [-nats URL] [-tenant T] [-from SEQ] JOB_ID")
-			return ExitUsage
+		if code, ok := parsed(); !ok {
+			return code
+		}
+		if fs.NArg() != 1 {
+			return usageErr(stderr, cmd, "want one JOB_ID")
 		}
 		return c.watch(ctx, *natsURL, *prefix+".tokens."+*tenant+"."+fs.Arg(0), strings.ToUpper(*prefix)+"_TOKENS", *from, *timeout)
 	case "models", "stats":
-		if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
-			fmt.Fprintf(stderr, "usage: inferq %s [MODEL]\n", cmd)
-			return ExitUsage
+		format := fs.String("o", "table", "output: table, or json for the API's answer")
+		if code, ok := parsed(); !ok {
+			return code
 		}
-		c.api, c.token = strings.TrimRight(*api, "/"), *token
+		if fs.NArg() > 1 {
+			return usageErr(stderr, cmd, "want at most one MODEL")
+		}
+		if *format != "table" && *format != "json" {
+			return usageErr(stderr, cmd, fmt.Sprintf("-o %q: want table or json", *format))
+		}
 		path := "/v1/models"
 		if fs.NArg() == 1 {
-			path += "/" + fs.Arg(0)
+			path += "/" + url.PathEscape(fs.Arg(0))
 		}
-		return c.show(ctx, path, cmd == "stats")
+		return c.show(ctx, path, cmd == "stats", *format == "json")
 	case "replay":
 		model := fs.String("model", "", "replay the model's failed jobs (dead letters) instead of one job")
 		since := fs.String("since", "", "with -model: only jobs failed since this time (RFC 3339) or this long ago (e.g. 1h)")
 		limit := fs.Int("limit", 100, "with -model: at most this many jobs")
-		if err := fs.Parse(args); err != nil || (*model == "") == (fs.NArg() == 0) || fs.NArg() > 1 {
-			fmt.Fprintln(stderr, "usage: inferq replay JOB_ID | inferq replay -model M [-since 1h] [-limit 100]")
-			return ExitUsage
+		if code, ok := parsed(); !ok {
+			return code
 		}
-		c.api, c.token = strings.TrimRight(*api, "/"), *token
+		if (*model == "") == (fs.NArg() == 0) || fs.NArg() > 1 {
+			return usageErr(stderr, cmd, "want one JOB_ID or -model M")
+		}
 		if *model == "" {
 			return c.replay(ctx, "/v1/jobs/"+fs.Arg(0)+"/replay", nil)
 		}
@@ -323,8 +343,29 @@ func (c *client) watch(ctx context.Context, natsURL, subject, stream string, fro
 	}
 }
 
-// show prints models (config and live stats) or just their stats.
-func (c *client) show(ctx context.Context, path string, statsOnly bool) int {
+// modelRow is what the tables show of GET /v1/models; the JSON form
+// (-o json) prints the API's answer as it is.
+type modelRow struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Kind     string `json:"kind"`
+	Test     bool   `json:"test_model"`
+	Batching struct {
+		MaxBatchSize  int    `json:"max_batch_size"`
+		MaxQueueDelay string `json:"max_queue_delay"`
+	} `json:"batching"`
+	Stats *struct {
+		Queued          uint64 `json:"queued"`
+		BatchesPending  uint64 `json:"batches_pending"`
+		InFlight        uint64 `json:"in_flight"`
+		LiveWorkers     int    `json:"live_workers"`
+		DesiredReplicas uint64 `json:"desired_replicas"`
+	} `json:"stats"`
+}
+
+// show prints models (config and live stats) or just their stats, as a
+// table or (asJSON) as JSON.
+func (c *client) show(ctx context.Context, path string, statsOnly, asJSON bool) int {
 	status, body, err := c.call(ctx, "GET", path, nil, nil)
 	if err != nil {
 		fmt.Fprintf(c.errw, "inferq: %v\n", err)
@@ -333,42 +374,77 @@ func (c *client) show(ctx context.Context, path string, statsOnly bool) int {
 	if status != http.StatusOK {
 		return c.apiFail(status, body)
 	}
-	if !statsOnly {
+	var rows []modelRow
+	var many struct {
+		Models []modelRow `json:"models"`
+	}
+	if err := json.Unmarshal(body, &many); err == nil && many.Models != nil {
+		rows = many.Models
+	} else {
+		var one modelRow
+		if err := json.Unmarshal(body, &one); err != nil {
+			fmt.Fprintf(c.errw, "inferq: unreadable answer from %s: %v\n", path, err)
+			return ExitFailed
+		}
+		rows = []modelRow{one}
+	}
+	if asJSON {
 		var v any
-		_ = json.Unmarshal(body, &v)
+		if err := json.Unmarshal(body, &v); err != nil {
+			fmt.Fprintf(c.errw, "inferq: unreadable answer from %s: %v\n", path, err)
+			return ExitFailed
+		}
+		if statsOnly {
+			v = statsJSON(v)
+		}
 		b, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintln(c.out, string(b))
 		return ExitOK
 	}
-	var one struct {
-		Name  string
-		Stats map[string]any
+	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
+	if statsOnly {
+		fmt.Fprintln(tw, "MODEL\tQUEUED\tBATCHES\tINFLIGHT\tWORKERS\tDESIRED")
+	} else {
+		fmt.Fprintln(tw, "MODEL\tVERSION\tKIND\tMAX BATCH\tMAX DELAY\tQUEUED\tIN FLIGHT\tWORKERS\tDESIRED REPLICAS")
 	}
-	var many struct {
-		Models []struct {
-			Name  string
-			Stats map[string]any
+	for _, m := range rows {
+		st := []string{"-", "-", "-", "-", "-"}
+		if s := m.Stats; s != nil {
+			st = []string{fmt.Sprint(s.Queued), fmt.Sprint(s.BatchesPending), fmt.Sprint(s.InFlight), fmt.Sprint(s.LiveWorkers), fmt.Sprint(s.DesiredReplicas)}
 		}
-	}
-	if json.Unmarshal(body, &many) == nil && many.Models != nil {
-		fmt.Fprintf(c.out, "%-16s %8s %8s %9s %8s %8s\n", "MODEL", "QUEUED", "BATCHES", "INFLIGHT", "WORKERS", "DESIRED")
-		for _, m := range many.Models {
-			c.statsLine(m.Name, m.Stats)
+		if statsOnly {
+			fmt.Fprintf(tw, "%s\t%s\n", m.Name, strings.Join(st, "\t"))
+			continue
 		}
-		return ExitOK
+		kind := m.Kind
+		if m.Test {
+			kind += " (test)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Version, kind, m.Batching.MaxBatchSize,
+			m.Batching.MaxQueueDelay, st[0], st[2], st[3], st[4])
 	}
-	_ = json.Unmarshal(body, &one)
-	fmt.Fprintf(c.out, "%-16s %8s %8s %9s %8s %8s\n", "MODEL", "QUEUED", "BATCHES", "INFLIGHT", "WORKERS", "DESIRED")
-	c.statsLine(one.Name, one.Stats)
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(c.errw, "inferq: %v\n", err)
+		return ExitFailed
+	}
 	return ExitOK
 }
 
-func (c *client) statsLine(name string, s map[string]any) {
-	n := func(k string) any {
-		if v, ok := s[k]; ok {
-			return v
-		}
-		return "-"
+// statsJSON keeps only each model's name and stats of a /v1/models answer,
+// the JSON form of `inferq stats`.
+func statsJSON(v any) any {
+	pick := func(m any) any {
+		o, _ := m.(map[string]any)
+		return map[string]any{"name": o["name"], "stats": o["stats"]}
 	}
-	fmt.Fprintf(c.out, "%-16s %8v %8v %9v %8v %8v\n", name, n("queued"), n("batches_pending"), n("in_flight"), n("live_workers"), n("desired_replicas"))
+	if o, ok := v.(map[string]any); ok {
+		if list, ok := o["models"].([]any); ok {
+			out := make([]any, len(list))
+			for k, m := range list {
+				out[k] = pick(m)
+			}
+			return map[string]any{"models": out}
+		}
+	}
+	return pick(v)
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,8 +20,7 @@ import (
 // NATS server, the embedded results store (or Redis with --redis) and a local
 // worker serving the models. ctx ends it; it returns the exit code.
 func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("inferq dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("dev")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the HTTP API")
 	natsPort := fs.Int("nats-port", 4222, "port of the embedded NATS server on 127.0.0.1; 0 exposes none")
 	dataDir := fs.String("data", "./.inferq", "directory for JetStream's files")
@@ -30,8 +28,11 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "YAML config; without one the built-in test models are served")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this loopback address (profiling); empty serves none")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageErr(stderr, "dev", fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "inferq dev: %v\n", err)

@@ -23,14 +23,31 @@ import (
 // RunService is the whole main of a one-component binary (cmd/ingress,
 // cmd/batcher, cmd/resultsvc, the worker agent). It returns the exit code.
 func RunService(name string, comps stack.Components, args []string, stderr io.Writer) int {
+	return runService(name, comps, args, os.Stdout, stderr)
+}
+
+// runService is RunService with the output that --version and -h write.
+func runService(name string, comps stack.Components, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s: run inferq's %s alone, configured from one YAML file with INFERQ_* environment and flag overrides\n\nusage: %s [flags]\n\nflags:\n", name, name, name)
+		fs.PrintDefaults()
+	}
 	cfgPath := fs.String("config", os.Getenv("INFERQ_CONFIG"), "YAML config file (env INFERQ_CONFIG); without one the built-in test models are served")
 	natsURL := fs.String("nats", "", "NATS URL (overrides nats.url and INFERQ_NATS_URL)")
 	redisURL := fs.String("redis", "", "Redis URL for the results store (overrides redis.url); empty uses JetStream KV")
 	listen := fs.String("listen", "", "ingress listen address (overrides ingress.listen)")
 	adminAddr := fs.String("admin", "", "address for /healthz, /readyz and /metrics (back-end services)")
-	if err := fs.Parse(args); err != nil {
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, VersionLine(name))
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
 		return 2
 	}
 	cfg, err := config.Load(*cfgPath)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -49,7 +50,47 @@ func TestCLI(t *testing.T) {
 	if code, out, _ := run("stats"); code != cli.ExitOK || !strings.Contains(out, "simple") || !strings.Contains(out, "QUEUED") {
 		t.Errorf("stats: %d %s", code, out)
 	}
-	if code, out, _ := run("models", "simple"); code != cli.ExitOK || !strings.Contains(out, `"max_batch_size"`) {
-		t.Errorf("models simple: %d %s", code, out)
+	if code, out, _ := run("models", "-o", "json", "simple"); code != cli.ExitOK || !strings.Contains(out, `"max_batch_size"`) {
+		t.Errorf("models -o json simple: %d %s", code, out)
+	}
+	if code, out, _ := run("stats", "-o", "json"); code != cli.ExitOK || !strings.Contains(out, `"desired_replicas"`) || strings.Contains(out, `"batching"`) {
+		t.Errorf("stats -o json: %d %s", code, out)
+	}
+}
+
+// TestCLIModelsTable: `inferq models` prints a table like `inferq stats`,
+// one row per configured model with its config and live figures.
+func TestCLIModelsTable(t *testing.T) {
+	s := startStack(t, false, nil)
+	var out, errb bytes.Buffer
+	code := cli.Main(context.Background(), []string{"models", "-url", s.URL}, &out, &errb)
+	if code != cli.ExitOK {
+		t.Fatalf("models: exit %d, %s", code, errb.String())
+	}
+	t.Logf("inferq models:\n%s", out.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	header := strings.Join(strings.Fields(lines[0]), " ")
+	if header != "MODEL VERSION KIND MAX BATCH MAX DELAY QUEUED IN FLIGHT WORKERS DESIRED REPLICAS" {
+		t.Errorf("header %q", lines[0])
+	}
+	if len(lines)-1 != len(s.Cfg.Models) {
+		t.Fatalf("%d rows for %d models", len(lines)-1, len(s.Cfg.Models))
+	}
+	for k, m := range s.Cfg.Models {
+		f := strings.Fields(lines[k+1])
+		if f[0] != m.Name || f[1] != m.Version || f[2] != m.Kind {
+			t.Errorf("row %q, want model %s version %s kind %s first", lines[k+1], m.Name, m.Version, m.Kind)
+		}
+		// test models carry "(test)" after their kind
+		if f[len(f)-6] != strconv.Itoa(m.Batching.MaxBatchSize) || f[len(f)-5] != m.Batching.MaxQueueDelay.String() {
+			t.Errorf("row %q: want max batch %d, max delay %s", lines[k+1], m.Batching.MaxBatchSize, m.Batching.MaxQueueDelay)
+		}
+		if last := f[len(f)-4:]; last[0] != "0" || last[1] != "0" || last[3] != "0" {
+			t.Errorf("row %q: want nothing queued, in flight or desired on an idle stack", lines[k+1])
+		}
+	}
+	out.Reset()
+	if code := cli.Main(context.Background(), []string{"models", "-url", s.URL, "nosuch"}, &out, &errb); code != cli.ExitFailed || !strings.Contains(errb.String(), "404") {
+		t.Errorf("models nosuch: exit %d, %s", code, errb.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/testutil"
+	"github.com/inferq/inferq/internal/version"
 )
 
 // TestQueueGauges: the ingress's /metrics shows the gauges the alerts use:
@@ -36,6 +37,7 @@ func TestQueueGauges(t *testing.T) {
 		`inferq_queue_jobs{model="simple"} 2`,
 		`inferq_dependency_up{dependency="nats"} 1`,
 		`inferq_dependency_up{dependency="store"} 1`,
+		`inferq_build_info{goversion="` + version.GoVersion() + `",version="` + version.String() + `"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -1,6 +1,10 @@
 package obs
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inferq/inferq/internal/version"
+)
 
 // Metrics are the broker's own metrics. Labels are bounded: model, status,
 // reason, never job ids. One Metrics serves every component in a process.
@@ -19,6 +23,9 @@ type Metrics struct {
 	JobsFinished    *prometheus.CounterVec   // model, status
 	JobDuration     *prometheus.HistogramVec // model, status: created → terminal
 	DeadLetters     *prometheus.CounterVec   // model, reason (max_deliver, permanent)
+	// BuildInfo is always 1; its labels say which build runs, so a dashboard
+	// can show a rollout and an alert can join on the version.
+	BuildInfo *prometheus.GaugeVec // version, goversion
 }
 
 // NewMetrics registers the broker's metrics on reg.
@@ -53,8 +60,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Time from job creation to its terminal status.", Buckets: lat}, []string{"model", "status"}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_dead_letters_total",
 			Help: "Jobs written to the dead-letter stream, by reason (max_deliver, permanent)."}, []string{"model", "reason"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inferq_build_info",
+			Help: "Always 1; the labels name the running build (version) and its Go toolchain (goversion)."}, []string{"version", "goversion"}),
 	}
-	reg.MustRegister(m.DeadLetters, m.JobsSubmitted, m.JobsRejected, m.HTTPDuration, m.BatchSize, m.QueueWait, m.BatchesFlushed,
+	m.BuildInfo.WithLabelValues(version.String(), version.GoVersion()).Set(1)
+	reg.MustRegister(m.BuildInfo, m.DeadLetters, m.JobsSubmitted, m.JobsRejected, m.HTTPDuration, m.BatchSize, m.QueueWait, m.BatchesFlushed,
 		m.JobsDropped, m.BatchDuration, m.BatchesFailed, m.TokensPublished, m.EventsApplied, m.JobsFinished, m.JobDuration)
 	return m
 }

@@ -19,7 +19,7 @@ func TestMetricsAreDocumented(t *testing.T) {
 	m := NewMetrics(reg)
 	m.JobsSubmitted.WithLabelValues("x").Inc() // vectors only appear once used
 	for _, c := range []prometheus.Collector{m.JobsSubmitted, m.JobsRejected, m.HTTPDuration, m.BatchSize, m.QueueWait,
-		m.BatchesFlushed, m.JobsDropped, m.BatchDuration, m.BatchesFailed, m.TokensPublished, m.EventsApplied, m.JobsFinished, m.JobDuration} {
+		m.BatchesFlushed, m.JobsDropped, m.BatchDuration, m.BatchesFailed, m.TokensPublished, m.EventsApplied, m.JobsFinished, m.JobDuration, m.DeadLetters, m.BuildInfo} {
 		descs := make(chan *prometheus.Desc, 4)
 		c.Describe(descs)
 		close(descs)
@@ -30,7 +30,7 @@ func TestMetricsAreDocumented(t *testing.T) {
 			if !strings.Contains(string(doc), "`"+name+"`") {
 				t.Errorf("%s is not in docs/metrics.md", name)
 			}
-			if !strings.HasSuffix(name, "_total") && !strings.HasSuffix(name, "_seconds") && name != "inferq_batch_size" {
+			if !strings.HasSuffix(name, "_total") && !strings.HasSuffix(name, "_seconds") && !strings.HasSuffix(name, "_info") && name != "inferq_batch_size" {
 				t.Errorf("%s: name carries no unit", name)
 			}
 		}
