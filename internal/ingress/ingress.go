@@ -67,20 +67,22 @@ func New(opt Options) *Ingress {
 	}
 	submit, read, admin := scope(opt.Auth, auth.ScopeSubmit), scope(opt.Auth, auth.ScopeRead), scope(opt.Auth, auth.ScopeAdmin)
 
-	e.POST("/v1/models/:model/jobs", i.submit, submit)
-	e.POST("/v1/models/:model/versions/:version/jobs", i.submit, submit)
+	// Every route that takes a body runs jsonBody after the scope check:
+	// one Content-Type rule for the whole API.
+	e.POST("/v1/models/:model/jobs", i.submit, submit, jsonBody)
+	e.POST("/v1/models/:model/versions/:version/jobs", i.submit, submit, jsonBody)
 	e.GET("/v1/jobs/:id", i.getJob, read)
 	e.DELETE("/v1/jobs/:id", i.cancel, submit)
 	e.GET("/v1/jobs/:id/events", i.events, read)
-	e.POST("/v1/jobs/:id/replay", i.replayJob, admin)
-	e.POST("/v1/models/:model/replay", i.replayModel, admin)
+	e.POST("/v1/jobs/:id/replay", i.replayJob, admin, jsonBody)
+	e.POST("/v1/models/:model/replay", i.replayModel, admin, jsonBody)
 	e.GET("/v1/models", i.listModels, read)
 	e.GET("/v1/models/:model", i.getModel, read)
 
-	e.POST("/v2/models/:model/infer", i.infer, submit)
-	e.POST("/v2/models/:model/versions/:version/infer", i.infer, submit)
-	e.POST("/v2/models/:model/generate", i.generate, submit)
-	e.POST("/v2/models/:model/generate_stream", i.generateStream, submit)
+	e.POST("/v2/models/:model/infer", i.infer, submit, jsonBody)
+	e.POST("/v2/models/:model/versions/:version/infer", i.infer, submit, jsonBody)
+	e.POST("/v2/models/:model/generate", i.generate, submit, jsonBody)
+	e.POST("/v2/models/:model/generate_stream", i.generateStream, submit, jsonBody)
 	e.GET("/v2/models/:model", i.modelMetadata, read)
 	e.GET("/v2/models/:model/versions/:version", i.modelMetadata, read)
 	e.GET("/v2/models/:model/ready", i.modelReady, read)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -83,9 +82,6 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	}
 	if v := c.Param("version"); v != "" && v != m.Version {
 		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
-	}
-	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return nil, false, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 	}
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes)
 	req, inputs, params, err := decodeRequest(body, m)
