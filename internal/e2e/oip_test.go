@@ -13,6 +13,7 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/testutil"
+	"github.com/inferq/inferq/internal/version"
 )
 
 // TestInferMatchesAsyncPath: a KServe v2 client's request to
@@ -249,10 +250,168 @@ func TestStatusCodes415And504(t *testing.T) {
 	if n := info.CachedInfo().State.Msgs; n != 0 {
 		t.Errorf("INFERQ_JOBS holds %d jobs after a 415", n)
 	}
-	var e struct {
+	var e struct{ Error, Code string } // the OIP error form on /v2
+	if code, _ := do(t, "POST", s.URL+"/v2/models/simple/infer", simpleBody(a, a), &e); code != http.StatusGatewayTimeout || e.Code != "timeout" || e.Error == "" {
+		t.Errorf("infer with no worker: status %d, error %+v; want 504 timeout", code, e)
+	}
+}
+
+// oipErr is the OIP error body: {"error": message}, with our code.
+type oipErr struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// TestOIPRESTPaths checks every OIP REST path against the KServe v2 / Open
+// Inference Protocol spec, and Triton's model configuration extension: server
+// metadata, health, model metadata and readiness, infer, generate and
+// generate_stream, each with its versioned form, and the spec's error body.
+func TestOIPRESTPaths(t *testing.T) {
+	s := startStack(t, false, nil)
+
+	for _, path := range []string{"/v2", "/v2/"} {
+		var meta struct {
+			Name       string   `json:"name"`
+			Version    string   `json:"version"`
+			Extensions []string `json:"extensions"`
+		}
+		if code, _ := do(t, "GET", s.URL+path, nil, &meta); code != 200 || meta.Name != "inferq" ||
+			meta.Version != version.String() || meta.Extensions == nil ||
+			!slices.Contains(meta.Extensions, "model_configuration") || !slices.Contains(meta.Extensions, "generate") {
+			t.Errorf("GET %s: %d %+v (want version %q)", path, code, meta, version.String())
+		}
+	}
+
+	// Health: 200 for true, with an empty body.
+	for _, path := range []string{"/v2/health/live", "/v2/health/ready"} {
+		code, body := send(t, "GET", s.URL+path, "", "")
+		if code != 200 || len(body) != 0 {
+			t.Errorf("%s: %d %q", path, code, body)
+		}
+	}
+
+	type tensorMeta struct {
+		Name     string  `json:"name"`
+		Datatype string  `json:"datatype"`
+		Shape    []int64 `json:"shape"`
+	}
+	for _, path := range []string{"/v2/models/simple", "/v2/models/simple/versions/1"} {
+		var meta struct {
+			Name     string       `json:"name"`
+			Versions []string     `json:"versions"`
+			Platform string       `json:"platform"`
+			Inputs   []tensorMeta `json:"inputs"`
+			Outputs  []tensorMeta `json:"outputs"`
+		}
+		if code, _ := do(t, "GET", s.URL+path, nil, &meta); code != 200 || meta.Name != "simple" ||
+			!slices.Equal(meta.Versions, []string{"1"}) || meta.Platform == "" || len(meta.Inputs) != 2 || len(meta.Outputs) != 2 ||
+			meta.Inputs[1].Name != "INPUT1" || meta.Outputs[0].Datatype != "INT32" || !slices.Equal(meta.Outputs[0].Shape, []int64{-1, 16}) {
+			t.Errorf("GET %s: %d %+v", path, code, meta)
+		}
+	}
+
+	for _, path := range []string{"/v2/models/simple/ready", "/v2/models/simple/versions/1/ready"} {
+		var r struct {
+			Name  string `json:"name"`
+			Ready bool   `json:"ready"`
+		}
+		testutilEventually(t, func() bool { code, _ := do(t, "GET", s.URL+path, nil, &r); return code == 200 && r.Ready })
+	}
+
+	// Triton's model configuration: dims without the batch dimension,
+	// BYTES as TYPE_STRING, token streams decoupled.
+	type tritonTensor struct {
+		Name     string  `json:"name"`
+		DataType string  `json:"data_type"`
+		Dims     []int64 `json:"dims"`
+	}
+	type tritonConfig struct {
+		Name         string         `json:"name"`
+		MaxBatchSize int            `json:"max_batch_size"`
+		Input        []tritonTensor `json:"input"`
+		Output       []tritonTensor `json:"output"`
+		Dynamic      *struct {
+			Delay int64 `json:"max_queue_delay_microseconds"`
+		} `json:"dynamic_batching"`
+		Policy struct {
+			Decoupled bool `json:"decoupled"`
+		} `json:"model_transaction_policy"`
+	}
+	simple, _ := s.Cfg.Model("simple")
+	for _, path := range []string{"/v2/models/simple/config", "/v2/models/simple/versions/1/config"} {
+		var c tritonConfig
+		if code, _ := do(t, "GET", s.URL+path, nil, &c); code != 200 || c.Name != "simple" || c.MaxBatchSize != simple.Batching.MaxBatchSize ||
+			len(c.Input) != 2 || c.Input[0].DataType != "TYPE_INT32" || !slices.Equal(c.Input[0].Dims, []int64{16}) ||
+			c.Dynamic == nil || c.Dynamic.Delay != simple.Batching.MaxQueueDelay.D().Microseconds() || c.Policy.Decoupled {
+			t.Errorf("GET %s: %d %+v", path, code, c)
+		}
+	}
+	var rc tritonConfig
+	if code, _ := do(t, "GET", s.URL+"/v2/models/repeat/config", nil, &rc); code != 200 || !rc.Policy.Decoupled ||
+		len(rc.Input) != 1 || rc.Input[0].DataType != "TYPE_STRING" {
+		t.Errorf("repeat config: %d %+v", code, rc)
+	}
+
+	var g struct {
+		ModelName    string `json:"model_name"`
+		ModelVersion string `json:"model_version"`
+		TextOutput   string `json:"text_output"`
+	}
+	if code, _ := do(t, "POST", s.URL+"/v2/models/repeat/versions/1/generate", `{"text_input":"ab","parameters":{"max_tokens":3}}`, &g); code != 200 ||
+		g.ModelName != "repeat" || g.ModelVersion != "1" || g.TextOutput != "aba" {
+		t.Errorf("versioned generate: %d %+v", code, g)
+	}
+	code, body := send(t, "POST", s.URL+"/v2/models/repeat/versions/1/generate_stream", "application/json", `{"text_input":"ab","parameters":{"max_tokens":3}}`)
+	if code != 200 || bytes.Count(body, []byte("data: ")) != 3 || !bytes.Contains(body, []byte(`"model_version":"1"`)) {
+		t.Errorf("versioned generate_stream: %d %s", code, body)
+	}
+
+	// Errors on /v2 carry the spec's {"error": <message string>}; /v1 keeps
+	// the contract's {"error": {"code", "message"}}.
+	a := make([]int32, 16)
+	errCases := []struct {
+		method, path string
+		body         any
+		status       int
+		code         string
+	}{
+		{"GET", "/v2/models/nope", nil, 404, "not_found"},
+		{"GET", "/v2/models/simple/versions/9", nil, 404, "not_found"},
+		{"GET", "/v2/models/simple/versions/9/ready", nil, 404, "not_found"},
+		{"GET", "/v2/models/nope/config", nil, 404, "not_found"},
+		{"GET", "/v2/models/simple/versions/9/config", nil, 404, "not_found"},
+		{"POST", "/v2/models/simple/versions/9/infer", simpleBody(a, a), 404, "not_found"},
+		{"POST", "/v2/models/repeat/versions/9/generate", `{"text_input":"x"}`, 404, "not_found"},
+		{"POST", "/v2/models/repeat/versions/9/generate_stream", `{"text_input":"x"}`, 404, "not_found"},
+		{"POST", "/v2/models/simple/infer", `{"inputs":[]}`, 400, "invalid"},
+		{"POST", "/v2/models/simple/generate", `{"text_input":"x"}`, 400, "invalid"},
+		{"GET", "/v2/nothing", nil, 404, "not_found"},
+	}
+	for _, tc := range errCases {
+		var e oipErr
+		if code, _ := do(t, tc.method, s.URL+tc.path, tc.body, &e); code != tc.status || e.Code != tc.code || e.Error == "" {
+			t.Errorf("%s %s: %d %+v, want %d %s in the OIP form", tc.method, tc.path, code, e, tc.status, tc.code)
+		}
+	}
+	var v1 struct {
 		Error struct{ Code, Message string } `json:"error"`
 	}
-	if code, _ := do(t, "POST", s.URL+"/v2/models/simple/infer", simpleBody(a, a), &e); code != http.StatusGatewayTimeout || e.Error.Code != "timeout" {
-		t.Errorf("infer with no worker: status %d, error %+v; want 504 timeout", code, e)
+	if code, _ := do(t, "GET", s.URL+"/v1/models/nope", nil, &v1); code != 404 || v1.Error.Code != "not_found" || v1.Error.Message == "" {
+		t.Errorf("/v1 error: %d %+v", code, v1)
+	}
+}
+
+// TestOIPNotReady: with no worker, model readiness is false, which the OIP
+// health rule says with a 4xx (400, as Triton answers).
+func TestOIPNotReady(t *testing.T) {
+	s := startComponents(t, false, stack.Components{Ingress: true, ResultSvc: true}, nil)
+	for _, path := range []string{"/v2/models/simple/ready", "/v2/models/simple/versions/1/ready"} {
+		var r struct {
+			Name  string `json:"name"`
+			Ready *bool  `json:"ready"`
+		}
+		if code, _ := do(t, "GET", s.URL+path, nil, &r); code != http.StatusBadRequest || r.Name != "simple" || r.Ready == nil || *r.Ready {
+			t.Errorf("%s: %d %+v, want 400 ready false", path, code, r)
+		}
 	}
 }
