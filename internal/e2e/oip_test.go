@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/internal/version"
@@ -118,12 +121,26 @@ func TestGenerateAndGenerateStream(t *testing.T) {
 	}
 }
 
-// TestIdempotencyKey: the same key returns the original job (200, same
-// body) and queues nothing new.
+// TestIdempotencyKey: with either results store, the same key with the same
+// request returns the original job (200, same body) and queues nothing new,
+// also when the retry reorders keys or whitespace; the key reused with
+// another request (other input data, or another model) is 422
+// idempotency_key_reused; a key stored without a request hash, by an older
+// version, still returns its job.
 func TestIdempotencyKey(t *testing.T) {
-	s := startStack(t, false, nil)
-	post := func(key string) (int, accepted) {
-		req, _ := http.NewRequest("POST", s.URL+"/v1/models/repeat/jobs", strings.NewReader(`{"text_input":"a","parameters":{"max_tokens":1}}`))
+	for _, withRedis := range []bool{false, true} {
+		name := "kv"
+		if withRedis {
+			name = "redis"
+		}
+		t.Run(name, func(t *testing.T) { testIdempotencyKey(t, withRedis) })
+	}
+}
+
+func testIdempotencyKey(t *testing.T, withRedis bool) {
+	s := startStack(t, withRedis, nil)
+	post := func(model, key, body string) (int, accepted, string) {
+		req, _ := http.NewRequest("POST", s.URL+"/v1/models/"+model+"/jobs", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", key)
 		resp, err := http.DefaultClient.Do(req)
@@ -131,15 +148,36 @@ func TestIdempotencyKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		var raw bytes.Buffer
+		_, _ = raw.ReadFrom(resp.Body)
 		var a accepted
-		_ = json.NewDecoder(resp.Body).Decode(&a)
-		return resp.StatusCode, a
+		_ = json.Unmarshal(raw.Bytes(), &a)
+		return resp.StatusCode, a, raw.String()
 	}
-	c1, a1 := post("order-42")
-	c2, a2 := post("order-42")
-	c3, a3 := post("order-43")
+	const body = `{"text_input":"a","parameters":{"max_tokens":1,"priority":1}}`
+	c1, a1, _ := post("repeat", "order-42", body)
+	c2, a2, _ := post("repeat", "order-42", body)
+	c3, a3, _ := post("repeat", "order-43", body)
 	if c1 != 202 || c2 != 200 || c3 != 202 || a1.ID != a2.ID || a1.ID == a3.ID || a2.StreamSubject != a1.StreamSubject {
 		t.Fatalf("first %d %+v, again %d %+v, other %d %+v", c1, a1, c2, a2, c3, a3)
+	}
+	reordered := "{ \"parameters\" : {\"priority\":1, \"max_tokens\":1},\n\t\"text_input\":\"a\" }\n"
+	if code, a, raw := post("repeat", "order-42", reordered); code != 200 || a.ID != a1.ID {
+		t.Errorf("same request, keys reordered: %d %s; want 200 with job %s", code, raw, a1.ID)
+	}
+	for _, tc := range []struct{ what, model, body string }{
+		{"other input data", "repeat", `{"text_input":"b","parameters":{"max_tokens":1,"priority":1}}`},
+		{"other parameters", "repeat", `{"text_input":"a","parameters":{"max_tokens":2,"priority":1}}`},
+		{"other model", "identity", `{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"BYTES","data":["a"]}]}`},
+	} {
+		code, _, raw := post(tc.model, "order-42", tc.body)
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		_ = json.Unmarshal([]byte(raw), &e)
+		if code != http.StatusUnprocessableEntity || e.Error.Code != "idempotency_key_reused" || !strings.Contains(e.Error.Message, "different request") {
+			t.Errorf("%s with the same key: %d %s; want 422 idempotency_key_reused", tc.what, code, raw)
+		}
 	}
 	s.wait(t, a1.ID)
 	s.wait(t, a3.ID)
@@ -149,6 +187,21 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 	if n := info.CachedInfo().State.Msgs; n != 2 {
 		t.Errorf("INFERQ_JOBS holds %d jobs, want 2", n)
+	}
+	if withRedis {
+		return // the store tests cover bare ids in Redis
+	}
+	// A key an older version stored as the bare job id matches any request.
+	kv, err := s.NATS.JS.KeyValue(t.Context(), results.DefaultKVBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("default\x00legacy-key"))
+	if _, err := kv.Create(t.Context(), "idem."+hex.EncodeToString(sum[:]), []byte(a3.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if code, a, raw := post("repeat", "legacy-key", `{"text_input":"zzz"}`); code != 200 || a.ID != a3.ID {
+		t.Errorf("legacy key: %d %s; want 200 with job %s", code, raw, a3.ID)
 	}
 }
 
