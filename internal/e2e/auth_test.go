@@ -79,6 +79,14 @@ func TestAuthAndTenants(t *testing.T) {
 	if code, _, body := call("POST", "/v1/jobs/"+id+"/replay", keys["ops"], ""); code != 202 {
 		t.Errorf("ops (admin, tenant acme) replays: %d %s", code, body)
 	}
+	// On /v2 the same refusal takes the OIP error form.
+	if code, h, body := call("GET", "/v2/models/simple", "", ""); code != 401 || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") ||
+		!strings.Contains(body, `"code":"unauthenticated"`) || !strings.HasPrefix(body, `{"error":"`) {
+		t.Errorf("OIP path without credentials: %d %v %s", code, h, body)
+	}
+	if code, _, body := call("GET", "/v1/models", "", ""); code != 401 || !strings.HasPrefix(body, `{"error":{"code":"unauthenticated"`) {
+		t.Errorf("/v1 without credentials: %d %s", code, body)
+	}
 	for _, path := range []string{"/healthz", "/readyz", "/v2/health/live", "/metrics"} {
 		if code, _, _ := call("GET", path, "", ""); code != 200 {
 			t.Errorf("%s without credentials: %d", path, code)

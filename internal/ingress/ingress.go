@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -60,39 +61,50 @@ func New(opt Options) *Ingress {
 	}
 	e := i.echo
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = auth.WrapErrorHandler(i.handleError)
+	e.HTTPErrorHandler = i.handleError
 	e.Use(i.observe)
 	if opt.Auth != nil {
 		e.Use(auth.Chain(opt.Auth, opt.Limiter, opt.Log)...)
 	}
 	submit, read, admin := scope(opt.Auth, auth.ScopeSubmit), scope(opt.Auth, auth.ScopeRead), scope(opt.Auth, auth.ScopeAdmin)
 
-	e.POST("/v1/models/:model/jobs", i.submit, submit)
-	e.POST("/v1/models/:model/versions/:version/jobs", i.submit, submit)
+	// Every route that takes a body runs jsonBody after the scope check:
+	// one Content-Type rule for the whole API.
+	e.POST("/v1/models/:model/jobs", i.submit, submit, jsonBody)
+	e.POST("/v1/models/:model/versions/:version/jobs", i.submit, submit, jsonBody)
 	e.GET("/v1/jobs/:id", i.getJob, read)
 	e.DELETE("/v1/jobs/:id", i.cancel, submit)
 	e.GET("/v1/jobs/:id/events", i.events, read)
-	e.POST("/v1/jobs/:id/replay", i.replayJob, admin)
-	e.POST("/v1/models/:model/replay", i.replayModel, admin)
+	e.POST("/v1/jobs/:id/replay", i.replayJob, admin, jsonBody)
+	e.POST("/v1/models/:model/replay", i.replayModel, admin, jsonBody)
 	e.GET("/v1/models", i.listModels, read)
 	e.GET("/v1/models/:model", i.getModel, read)
 
-	e.POST("/v2/models/:model/infer", i.infer, submit)
-	e.POST("/v2/models/:model/versions/:version/infer", i.infer, submit)
-	e.POST("/v2/models/:model/generate", i.generate, submit)
-	e.POST("/v2/models/:model/generate_stream", i.generateStream, submit)
+	e.POST("/v2/models/:model/infer", i.infer, submit, jsonBody)
+	e.POST("/v2/models/:model/versions/:version/infer", i.infer, submit, jsonBody)
+	e.POST("/v2/models/:model/generate", i.generate, submit, jsonBody)
+	e.POST("/v2/models/:model/versions/:version/generate", i.generate, submit, jsonBody)
+	e.POST("/v2/models/:model/generate_stream", i.generateStream, submit, jsonBody)
+	e.POST("/v2/models/:model/versions/:version/generate_stream", i.generateStream, submit, jsonBody)
+	e.GET("/v2", i.serverMetadata, read)
+	e.GET("/v2/", i.serverMetadata, read)
 	e.GET("/v2/models/:model", i.modelMetadata, read)
 	e.GET("/v2/models/:model/versions/:version", i.modelMetadata, read)
 	e.GET("/v2/models/:model/ready", i.modelReady, read)
+	e.GET("/v2/models/:model/versions/:version/ready", i.modelReady, read)
+	e.GET("/v2/models/:model/config", i.modelConfig, read)
+	e.GET("/v2/models/:model/versions/:version/config", i.modelConfig, read)
 
 	probes := obs.AdminMux(opt.Registry, opt.Checks)
 	e.GET("/healthz", echo.WrapHandler(probes))
 	e.GET("/readyz", echo.WrapHandler(probes))
 	e.GET("/metrics", echo.WrapHandler(probes))
+	// OIP health answers 200 for true and a 4xx for false (the spec's rule;
+	// Triton answers 400), unlike /readyz's 503.
 	e.GET("/v2/health/live", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 	e.GET("/v2/health/ready", func(c echo.Context) error {
 		if err := obs.Ready(c.Request().Context(), opt.Checks); err != nil {
-			return apiError(http.StatusServiceUnavailable, "not_ready", err.Error())
+			return apiError(http.StatusBadRequest, "not_ready", err.Error())
 		}
 		return c.NoContent(http.StatusOK)
 	})
@@ -142,7 +154,8 @@ func (i *Ingress) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// Error is the API's error body: {"error": {"code", "message"}}.
+// Error is the API's error body: {"error": {"code", "message"}}, or on the
+// OIP paths (/v2...) {"error": "message", "code": "..."}.
 type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
@@ -162,11 +175,15 @@ func (i *Ingress) handleError(err error, c echo.Context) {
 	var ae *Error
 	var he *echo.HTTPError
 	var rl *retryLater
+	var authErr *auth.HTTPError
 	if errors.As(err, &rl) {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(rl.seconds))
 	}
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &authErr):
+		authErr.SetHeaders(c.Response().Header()) // Retry-After, WWW-Authenticate
+		ae = apiError(authErr.Status, authErr.Code, authErr.Message)
 	case errors.As(err, &he):
 		msg := http.StatusText(he.Code)
 		if s, ok := he.Message.(string); ok {
@@ -177,8 +194,23 @@ func (i *Ingress) handleError(err error, c echo.Context) {
 		i.opt.Log.Error("internal error", "path", c.Request().URL.Path, "err", err)
 		ae = apiError(http.StatusInternalServerError, "internal", "internal error")
 	}
+	if isOIP(c.Request().URL.Path) {
+		_ = c.JSON(ae.Status, oipError{Error: ae.Message, Code: ae.Code})
+		return
+	}
 	_ = c.JSON(ae.Status, map[string]*Error{"error": ae})
 }
+
+// oipError is the error body the Open Inference Protocol prescribes for its
+// endpoints, {"error": <message string>}, with our code alongside so that
+// a program can still tell errors apart.
+type oipError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// isOIP reports whether path belongs to the Open Inference Protocol.
+func isOIP(path string) bool { return path == "/v2" || strings.HasPrefix(path, "/v2/") }
 
 func codeFor(status int) string {
 	switch status {

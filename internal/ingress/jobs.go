@@ -1,14 +1,15 @@
 package ingress
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -84,10 +85,10 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	if v := c.Param("version"); v != "" && v != m.Version {
 		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
 	}
-	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return nil, false, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
-	}
-	body := http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes)
+	// raw keeps what the decoder read, for the idempotency hash: the whole
+	// JSON object once decoding succeeded.
+	var raw bytes.Buffer
+	body := io.TeeReader(http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes), &raw)
 	req, inputs, params, err := decodeRequest(body, m)
 	if err != nil {
 		i.opt.Metrics.JobsRejected.WithLabelValues(m.Name, "invalid").Inc()
@@ -100,16 +101,25 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 		if len(key) > 255 {
 			return nil, false, invalid("Idempotency-Key: longer than 255 characters")
 		}
+		hash, err := requestHash(m.Name, m.Version, raw.Bytes())
+		if err != nil {
+			return nil, false, invalid("request body: %v", err)
+		}
 		sum := sha256.Sum256([]byte(tenant + "\x00" + key))
-		owner, err := i.opt.Store.Reserve(ctx, hex.EncodeToString(sum[:]), id)
+		owner, err := i.opt.Store.Reserve(ctx, hex.EncodeToString(sum[:]), results.Reservation{ID: id, Hash: hash})
 		if err != nil {
 			return nil, false, i.unavailable(m.Name, "store", err)
 		}
-		if owner != id {
-			rec, err := i.opt.Store.Get(ctx, owner)
+		if owner.ID != id {
+			// A key stored by an older version has no hash and matches any
+			// request of its model.
+			if owner.Hash != "" && owner.Hash != hash {
+				return nil, false, keyReused()
+			}
+			rec, err := i.opt.Store.Get(ctx, owner.ID)
 			if err == nil {
 				if rec.Model != m.Name {
-					return nil, false, apiError(http.StatusConflict, "conflict", "Idempotency-Key already used for a job of model "+strconv.Quote(rec.Model))
+					return nil, false, keyReused()
 				}
 				return i.accepted(rec.ID, rec.Tenant, rec.Model, rec.Version, string(rec.Status), rec.CreatedAt), true, nil
 			}
@@ -118,7 +128,7 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 			}
 			// The first attempt reserved the key and stopped before writing
 			// its record: finish it under the same id (and Nats-Msg-Id).
-			id = owner
+			id = owner.ID
 		}
 	}
 	if err := i.checkQueue(ctx, m); err != nil {
@@ -164,6 +174,34 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	i.opt.Metrics.JobsSubmitted.WithLabelValues(m.Name).Inc()
 	i.opt.Log.Debug("job queued", "job", job.Id, "model", m.Name, "priority", params.priority)
 	return i.accepted(job.Id, tenant, m.Name, m.Version, string(results.Queued), now), false, nil
+}
+
+// keyReused is the answer to an Idempotency-Key sent again with another
+// request: 422, as Stripe and the IETF Idempotency-Key draft answer.
+func keyReused() error {
+	return apiError(http.StatusUnprocessableEntity, "idempotency_key_reused",
+		"Idempotency-Key was already used with a different request; use a new key for a new request")
+}
+
+// requestHash is the hex SHA-256 of the normalized request: model, version
+// and the body re-encoded canonically (object keys sorted, no whitespace,
+// numbers as written), so that a retry that reorders keys or reformats the
+// body still matches, and any change of content does not.
+func requestHash(model, version string, body []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", err
+	}
+	canon, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write([]byte(model + "\x00" + version + "\x00"))
+	h.Write(canon)
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func (i *Ingress) accepted(id, tenant, model, version, status string, created time.Time) *Accepted {

@@ -191,11 +191,15 @@ func (i *Ingress) modelMetadata(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"name": m.Name, "versions": []string{m.Version},
-		"platform": "inferq_" + strings.ReplaceAll(m.Kind, "-", "_"), "inputs": oipTensors(m.Inputs), "outputs": oipTensors(m.Outputs)})
+		"platform": platform(m), "inputs": oipTensors(m.Inputs), "outputs": oipTensors(m.Outputs)})
 }
 
-// modelReady handles GET /v2/models/{model}/ready: ready while at least one
-// worker for it is alive.
+// platform names the model's framework in OIP metadata and Triton config.
+func platform(m *config.Model) string { return "inferq_" + strings.ReplaceAll(m.Kind, "-", "_") }
+
+// modelReady handles GET /v2/models/{model}[/versions/{v}]/ready: ready
+// while at least one worker for it is alive. Not ready is 400, as the OIP
+// health rule (200 true, 4xx false) and Triton have it.
 func (i *Ingress) modelReady(c echo.Context) error {
 	m, err := i.model(c)
 	if err != nil {
@@ -205,7 +209,7 @@ func (i *Ingress) modelReady(c echo.Context) error {
 	ready := err == nil && s.LiveWorkers > 0
 	status := http.StatusOK
 	if !ready {
-		status = http.StatusServiceUnavailable
+		status = http.StatusBadRequest
 	}
 	return c.JSON(status, map[string]any{"name": m.Name, "ready": ready})
 }

@@ -8,8 +8,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/internal/version"
+	"github.com/inferq/inferq/pkg/tensor"
 )
 
 // The synchronous Open Inference Protocol endpoints are backed by the same
@@ -63,7 +66,8 @@ type generateResponse struct {
 	TextOutput   string `json:"text_output"`
 }
 
-// generate handles POST /v2/models/{model}/generate ({text_input, parameters}).
+// generate handles POST /v2/models/{model}[/versions/{v}]/generate
+// ({text_input, parameters}).
 func (i *Ingress) generate(c echo.Context) error {
 	rec, err := i.waitDone(c)
 	if err != nil {
@@ -87,7 +91,7 @@ func (i *Ingress) generate(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// generateStream handles POST /v2/models/{model}/generate_stream: one SSE
+// generateStream handles POST /v2/models/{model}[/versions/{v}]/generate_stream: one SSE
 // `data:` event per token ({model_name, model_version, text_output}), then
 // the stream ends; a failure is an event with `error`.
 func (i *Ingress) generateStream(c echo.Context) error {
@@ -156,4 +160,76 @@ func writeData(w *echo.Response, v any) error {
 	}
 	w.Flush()
 	return nil
+}
+
+// oipExtensions are the OIP extensions the server metadata announces:
+// Triton's model configuration endpoint and its generate endpoints.
+var oipExtensions = []string{"model_configuration", "generate"}
+
+// serverMetadata handles GET /v2 (OIP server metadata).
+func (i *Ingress) serverMetadata(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"name": "inferq", "version": version.String(), "extensions": oipExtensions})
+}
+
+// tritonConfig is a model's configuration in the JSON form of Triton's
+// ModelConfig, the subset that clients such as perf_analyzer read.
+type tritonConfig struct {
+	Name            string         `json:"name"`
+	Platform        string         `json:"platform"`
+	Backend         string         `json:"backend"`
+	MaxBatchSize    int            `json:"max_batch_size"`
+	Input           []tritonTensor `json:"input"`
+	Output          []tritonTensor `json:"output"`
+	DynamicBatching struct {
+		PreferredBatchSize        []int `json:"preferred_batch_size"`
+		MaxQueueDelayMicroseconds int64 `json:"max_queue_delay_microseconds"`
+	} `json:"dynamic_batching"`
+	// Decoupled models answer with any number of responses: ours that
+	// generate stream tokens.
+	ModelTransactionPolicy struct {
+		Decoupled bool `json:"decoupled"`
+	} `json:"model_transaction_policy"`
+}
+
+type tritonTensor struct {
+	Name     string  `json:"name"`
+	DataType string  `json:"data_type,omitempty"` // absent: the model takes any datatype
+	Dims     []int64 `json:"dims"`
+}
+
+func tritonTensors(ts []config.Tensor) []tritonTensor {
+	out := make([]tritonTensor, len(ts))
+	for k, t := range ts {
+		out[k] = tritonTensor{Name: t.Name, Dims: t.Dims}
+		switch t.Datatype {
+		case "":
+		case string(tensor.Bytes):
+			out[k].DataType = "TYPE_STRING" // Triton's name for BYTES
+		default:
+			out[k].DataType = "TYPE_" + t.Datatype
+		}
+		if out[k].Dims == nil {
+			out[k].Dims = []int64{}
+		}
+	}
+	return out
+}
+
+// modelConfig handles GET /v2/models/{model}[/versions/{v}]/config, Triton's
+// model configuration extension. Dims exclude the batch dimension, as in
+// Triton when max_batch_size is above 0.
+func (i *Ingress) modelConfig(c echo.Context) error {
+	m, err := i.model(c)
+	if err != nil {
+		return err
+	}
+	cfg := tritonConfig{Name: m.Name, Platform: platform(m), Backend: "inferq", MaxBatchSize: m.Batching.MaxBatchSize,
+		Input: tritonTensors(m.Inputs), Output: tritonTensors(m.Outputs)}
+	cfg.DynamicBatching.PreferredBatchSize = m.Batching.PreferredBatchSizes
+	if cfg.DynamicBatching.PreferredBatchSize == nil {
+		cfg.DynamicBatching.PreferredBatchSize = []int{}
+	}
+	cfg.DynamicBatching.MaxQueueDelayMicroseconds = m.Batching.MaxQueueDelay.D().Microseconds()
+	cfg.ModelTransactionPolicy.Decoupled = m.Kind == config.KindGenerate
+	return c.JSON(http.StatusOK, cfg)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -91,10 +92,10 @@ func (i *Ingress) replayModel(c echo.Context) error {
 		return err
 	}
 	req := replayRequest{Status: string(results.Failed), Limit: 100}
-	if c.Request().ContentLength != 0 {
+	if c.Request().ContentLength != 0 { // the body is optional: no body selects the defaults
 		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
 			return invalid("request body: %v", err)
 		}
 	}

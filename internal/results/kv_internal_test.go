@@ -3,6 +3,7 @@ package results
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,5 +42,23 @@ func TestKVWaitWokenByNotice(t *testing.T) {
 		if rec := <-got; rec == nil || rec.Status != Succeeded {
 			t.Fatalf("job %s: waiter saw %+v, not the update", id, rec)
 		}
+	}
+}
+
+// TestKVReserveLegacy: a key stored by a version that kept only the job id
+// reads back as that job with no request hash (it matches any request).
+func TestKVReserveLegacy(t *testing.T) {
+	n := testutil.StartNATS(t)
+	s, err := NewKV(t.Context(), n.JS, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.kv.Create(t.Context(), "idem.abc123", []byte("oldjob")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Reserve(t.Context(), "abc123", Reservation{ID: "newjob", Hash: strings.Repeat("a", 64)})
+	if err != nil || got != (Reservation{ID: "oldjob"}) {
+		t.Fatalf("Reserve over a bare id: %+v, %v; want oldjob without a hash", got, err)
 	}
 }

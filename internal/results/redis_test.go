@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/results/storetest"
@@ -120,5 +123,34 @@ func TestRedisRestart(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Wait after restart was not woken")
+	}
+}
+
+// TestRedisReserveLegacy: a key stored by a version that kept only the job
+// id reads back as that job with no request hash (it matches any request),
+// and is not overwritten.
+func TestRedisReserveLegacy(t *testing.T) {
+	r := testutil.StartRedis(t)
+	ctx := testutil.Context(t)
+	s, err := results.NewRedis(ctx, results.RedisConfig{URL: r.URL, Prefix: "legacy", Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	opt, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := redis.NewClient(opt)
+	t.Cleanup(func() { _ = raw.Close() })
+	if err := raw.Set(ctx, "legacy:idem:abc123", "oldjob", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Reserve(ctx, "abc123", results.Reservation{ID: "newjob", Hash: strings.Repeat("a", 64)})
+	if err != nil || got != (results.Reservation{ID: "oldjob"}) {
+		t.Fatalf("Reserve over a bare id: %+v, %v; want oldjob without a hash", got, err)
+	}
+	if v, _ := raw.Get(ctx, "legacy:idem:abc123").Result(); v != "oldjob" {
+		t.Errorf("stored value became %q", v)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -22,6 +23,34 @@ func validReserveKey(key string) bool {
 	return true
 }
 
+// Reservation is what an idempotency key maps to.
+type Reservation struct {
+	ID string // the job the key created
+	// Hash is the hex SHA-256 of the normalized request that created the
+	// job. It is empty for keys stored by versions that kept no hash; such
+	// a key matches any request.
+	Hash string
+}
+
+// encode is the stored form: "<id>" or "<id> <hash>". Ids never hold a
+// space, so keys stored as a bare id by older versions read as no hash.
+func (r Reservation) encode() string {
+	if r.Hash == "" {
+		return r.ID
+	}
+	return r.ID + " " + r.Hash
+}
+
+func decodeReservation(v string) Reservation {
+	id, hash, _ := strings.Cut(v, " ")
+	return Reservation{ID: id, Hash: hash}
+}
+
+// valid keeps a reservation to what both backends can hold and decode.
+func (r Reservation) valid() bool {
+	return validID(r.ID) && (r.Hash == "" || validReserveKey(r.Hash))
+}
+
 // reserveScript sets the key unless it exists and returns the id it holds.
 var reserveScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
@@ -31,39 +60,39 @@ return ARGV[1]
 `)
 
 // Reserve implements Store.
-func (s *RedisStore) Reserve(ctx context.Context, key, id string) (string, error) {
-	if !validReserveKey(key) || !validID(id) {
-		return "", fmt.Errorf("%w: idempotency key or id", ErrInvalid)
+func (s *RedisStore) Reserve(ctx context.Context, key string, r Reservation) (Reservation, error) {
+	if !validReserveKey(key) || !r.valid() {
+		return Reservation{}, fmt.Errorf("%w: idempotency key, id or hash", ErrInvalid)
 	}
-	got, err := reserveScript.Run(ctx, s.client, []string{s.prefix + ":idem:" + key}, id, s.retention.Milliseconds()).Text()
+	got, err := reserveScript.Run(ctx, s.client, []string{s.prefix + ":idem:" + key}, r.encode(), s.retention.Milliseconds()).Text()
 	if err != nil {
-		return "", fmt.Errorf("redis reserve: %w", err)
+		return Reservation{}, fmt.Errorf("redis reserve: %w", err)
 	}
-	return got, nil
+	return decodeReservation(got), nil
 }
 
 // Reserve implements Store.
-func (s *KVStore) Reserve(ctx context.Context, key, id string) (string, error) {
-	if !validReserveKey(key) || !validID(id) {
-		return "", fmt.Errorf("%w: idempotency key or id", ErrInvalid)
+func (s *KVStore) Reserve(ctx context.Context, key string, r Reservation) (Reservation, error) {
+	if !validReserveKey(key) || !r.valid() {
+		return Reservation{}, fmt.Errorf("%w: idempotency key, id or hash", ErrInvalid)
 	}
 	k := "idem." + key
 	for range 3 {
-		_, err := s.kv.Create(ctx, k, []byte(id))
+		_, err := s.kv.Create(ctx, k, []byte(r.encode()))
 		if err == nil {
-			return id, nil
+			return r, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return "", fmt.Errorf("kv reserve: %w", err)
+			return Reservation{}, fmt.Errorf("kv reserve: %w", err)
 		}
 		e, err := s.kv.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // expired between the two calls
 		}
 		if err != nil {
-			return "", fmt.Errorf("kv reserve: %w", err)
+			return Reservation{}, fmt.Errorf("kv reserve: %w", err)
 		}
-		return string(e.Value()), nil
+		return decodeReservation(string(e.Value())), nil
 	}
-	return "", fmt.Errorf("kv reserve: key %s keeps changing", key)
+	return Reservation{}, fmt.Errorf("kv reserve: key %s keeps changing", key)
 }

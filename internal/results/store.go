@@ -98,10 +98,12 @@ type Store interface {
 	// record seen. Ending ctx is not an error: the caller gets the current
 	// record. Waiters are woken by notifications, not by polling.
 	Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error)
-	// Reserve maps an idempotency key to job id for the retention, unless
-	// the key is taken: then it returns the id the key already maps to.
+	// Reserve maps an idempotency key to r (a job id and the hash of the
+	// request that created it) for the retention, unless the key is taken:
+	// then it returns what the key already maps to, so the caller can tell
+	// a retry (same hash) from a reuse of the key for another request.
 	// key is an opaque token of [a-f0-9] (callers hash tenant and key).
-	Reserve(ctx context.Context, key, id string) (string, error)
+	Reserve(ctx context.Context, key string, r Reservation) (Reservation, error)
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -665,42 +665,68 @@ func testPing(t *testing.T, newStore Factory) {
 	}
 }
 
-// testReserve: the first id reserved for a key wins, for concurrent callers
-// too; different keys are independent; bad keys are rejected.
+// testReserve: the first reservation of a key wins, for concurrent callers
+// too, and comes back whole (id and request hash) to every later caller;
+// different keys are independent; a reservation without a hash stays
+// without one; bad keys and hashes are rejected.
 func testReserve(t *testing.T, newStore Factory) {
 	s := newStore(t, time.Minute)
 	ctx := context.Background()
 	const key = "0123456789abcdef"
-	ids := make(chan string, 10)
+	hashOf := func(i int) string { return fmt.Sprintf("%064x", i+1) }
+	got := make(chan results.Reservation, 10)
 	var wg sync.WaitGroup
 	for i := range 10 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := s.Reserve(ctx, key, fmt.Sprintf("job%02d", i))
+			r, err := s.Reserve(ctx, key, results.Reservation{ID: fmt.Sprintf("job%02d", i), Hash: hashOf(i)})
 			if err != nil {
 				t.Errorf("reserve: %v", err)
 			}
-			ids <- got
+			got <- r
 		}()
 	}
 	wg.Wait()
-	close(ids)
-	first := ""
-	for id := range ids {
-		if first == "" {
-			first = id
+	close(got)
+	var first results.Reservation
+	for r := range got {
+		if first.ID == "" {
+			first = r
 		}
-		if id != first {
-			t.Fatalf("reserve returned %q and %q for one key", first, id)
+		if r != first {
+			t.Fatalf("reserve returned %+v and %+v for one key", first, r)
 		}
 	}
-	if got, err := s.Reserve(ctx, "fedcba", "other"); err != nil || got != "other" {
-		t.Errorf("second key: %q, %v", got, err)
+	var n int
+	if _, err := fmt.Sscanf(first.ID, "job%02d", &n); err != nil || first.Hash != hashOf(n) {
+		t.Fatalf("the winner %+v does not carry its own request hash", first)
+	}
+	if r, err := s.Reserve(ctx, key, results.Reservation{ID: "late", Hash: hashOf(99)}); err != nil || r != first {
+		t.Errorf("a later reserve with another hash: %+v, %v; want the first %+v", r, err, first)
+	}
+	other := results.Reservation{ID: "other", Hash: hashOf(7)}
+	if r, err := s.Reserve(ctx, "fedcba", other); err != nil || r != other {
+		t.Errorf("second key: %+v, %v", r, err)
+	}
+	bare := results.Reservation{ID: "bare"}
+	for range 2 {
+		if r, err := s.Reserve(ctx, "abcdef", bare); err != nil || r != bare {
+			t.Errorf("reservation without a hash: %+v, %v", r, err)
+		}
 	}
 	for _, bad := range []string{"", "XYZ", "a.b", strings.Repeat("a", 200)} {
-		if _, err := s.Reserve(ctx, bad, "job"); !errors.Is(err, results.ErrInvalid) {
+		if _, err := s.Reserve(ctx, bad, results.Reservation{ID: "job"}); !errors.Is(err, results.ErrInvalid) {
 			t.Errorf("Reserve(%q): %v, want ErrInvalid", bad, err)
 		}
+		if bad == "" {
+			continue // no hash is allowed
+		}
+		if _, err := s.Reserve(ctx, "abcdef01", results.Reservation{ID: "job", Hash: bad}); !errors.Is(err, results.ErrInvalid) {
+			t.Errorf("Reserve with hash %q: %v, want ErrInvalid", bad, err)
+		}
+	}
+	if _, err := s.Reserve(ctx, "abcdef02", results.Reservation{ID: "has space"}); !errors.Is(err, results.ErrInvalid) {
+		t.Errorf("Reserve with id %q: %v, want ErrInvalid", "has space", err)
 	}
 }
