@@ -149,6 +149,15 @@ func TestRequestParameters(t *testing.T) {
 	if err != nil || string(mustJSON(req.Parameters)) != `{"max_tokens":16}` || p.priority != 1 {
 		t.Errorf("no parameters: %v, %s, %+v", err, mustJSON(req.Parameters), p)
 	}
+	gpt := config.TinyGPT()
+	req, _, _, err = decodeRequest(strings.NewReader(`{"text_input":"hi","parameters":{"max_tokens":24,"temperature":0.8,"top_p":0.9,"top_k":40,"seed":1234,"stop":["\n","."]}}`), &gpt)
+	if err != nil || len(req.Parameters) != 6 {
+		t.Errorf("tiny-gpt sampling parameters: %v, %v", err, req.Parameters)
+	}
+	if _, _, _, err = decodeRequest(strings.NewReader(`{"text_input":"hi","parameters":{"max_new_tokens":8}}`), &gpt); err == nil ||
+		!strings.Contains(err.Error(), `accepted: max_tokens, temperature, top_p, top_k, seed, stop, priority, timeout_ms, stream`) {
+		t.Errorf("tiny-gpt max_new_tokens: %v", err)
+	}
 	req, _, _, err = decodeRequest(strings.NewReader(`{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"INT32","data":[1]}]}`), models["identity"])
 	if err != nil || req.Parameters != nil {
 		t.Errorf("tensor model: %v, parameters %v", err, req.Parameters)
