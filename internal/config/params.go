@@ -8,6 +8,8 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+
+	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // Parameter declares one request parameter a model takes. Ingress refuses a
@@ -49,7 +51,7 @@ const DefaultMaxTokens = 16
 // broker's own default (priority 1, the model's queue.default_timeout, no
 // streaming), and is not added to the job.
 var BrokerParameters = []Parameter{
-	{Name: "priority", Type: ParamInt, Min: ptr(0), Max: ptr(2)},
+	{Name: "priority", Type: ParamInt, Min: ptr(jetstream.MinPriority), Max: ptr(jetstream.MaxPriority)},
 	{Name: "timeout_ms", Type: ParamInt, Min: ptr(0), Max: ptr(7 * 24 * 3600 * 1000)},
 	{Name: "stream", Type: ParamBool},
 }
