@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -233,6 +234,22 @@ func (c *Config) Finish() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Unserved lists the configured models that worker.models leaves out: a
+// worker started with this config does not serve them, so their jobs wait
+// in the queue until some other worker that does joins.
+func (c *Config) Unserved() []string {
+	if len(c.Worker.Models) == 0 {
+		return nil
+	}
+	var out []string
+	for _, m := range c.Models {
+		if !slices.Contains(c.Worker.Models, m.Name) {
+			out = append(out, m.Name)
+		}
+	}
+	return out
 }
 
 // Model returns the named model's config.

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +49,87 @@ func TestExampleConfigLoads(t *testing.T) {
 	if cfg.Redis.URL == "" || cfg.Log.Format != "json" || len(cfg.Worker.Models) != 2 {
 		t.Errorf("config %+v", cfg)
 	}
+	if got := strings.Join(g.AcceptedParams(), ","); got != "max_tokens,temperature,top_p,top_k,seed,stop,priority,timeout_ms,stream" {
+		t.Errorf("tiny-gpt accepts %s", got)
+	}
+	if mt, _ := g.Param("max_tokens"); *mt.Max != 4096 || string(mt.DefaultJSON()) != "16" {
+		t.Errorf("tiny-gpt max_tokens %+v", mt)
+	}
+	if got := cfg.Unserved(); len(got) != 1 || got[0] != "tiny-gpt" {
+		t.Errorf("unserved %v, want [tiny-gpt]", got)
+	}
+}
+
+// TestReferenceNamesEveryKey: the annotated reference stays complete as keys
+// are added to Config.
+func TestReferenceNamesEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../../docs/config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	seen := map[reflect.Type]bool{}
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || seen[typ] {
+			return
+		}
+		seen[typ] = true
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !regexp.MustCompile(`\b` + name + `:`).MatchString(text) {
+				t.Errorf("docs/config.example.yaml does not mention %s%s", path, name)
+			}
+			walk(path+name+".", f.Type)
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+}
+
+// TestInferqYAMLStartsAsWritten: docs/inferq.yaml needs no Redis, no key
+// file and no Python, and every model it configures has a worker.
+func TestInferqYAMLStartsAsWritten(t *testing.T) {
+	cfg, err := Load("../../docs/inferq.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range cfg.Models {
+		names = append(names, m.Name)
+		if m.Runner.Builtin == "" {
+			t.Errorf("model %s needs a runner process", m.Name)
+		}
+	}
+	if got := strings.Join(names, ","); got != "identity,simple,simgpu,repeat" {
+		t.Errorf("models %s", got)
+	}
+	if cfg.Redis.URL != "" || cfg.Auth.Enabled || cfg.Auth.JWT.JWKSFile != "" || len(cfg.Unserved()) != 0 {
+		t.Errorf("config needs more than a fresh machine: redis %q, auth %v, unserved %v", cfg.Redis.URL, cfg.Auth.Enabled, cfg.Unserved())
+	}
+	if cfg.Batcher.AdminListen != "" || cfg.ResultSvc.AdminListen != "" || cfg.Worker.AdminListen != "" {
+		t.Error("admin ports in the file would clash when `inferq dev` runs every service in one process")
+	}
+}
+
+func TestUnserved(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Unserved(); got != nil {
+		t.Errorf("no worker.models: unserved %v", got)
+	}
+	cfg.Worker.Models = []string{"simple", "repeat"}
+	if got := strings.Join(cfg.Unserved(), ","); got != "identity,simgpu" {
+		t.Errorf("unserved %s", got)
+	}
 }
 
 func TestEnvOverrides(t *testing.T) {
@@ -79,6 +163,17 @@ func TestInvalidConfigs(t *testing.T) {
 		{"duplicate", "models: [{name: m, runner: {builtin: simple}}, {name: m, runner: {builtin: simple}}]", "defined twice"},
 		{"unknown builtin", "models: [{name: m, runner: {builtin: nope}}]", `unknown builtin test model "nope"`},
 		{"worker model", "worker: {models: [x]}\nmodels: [{name: m, runner: {builtin: simple}}]", `"x" is not a configured model`},
+		{"param type", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: n, type: integer}]}]", `model "m": parameter "n": type "integer" must be int`},
+		{"param name", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: N-1, type: int}]}]", `parameter "N-1": name must match`},
+		{"param range on bool", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: b, type: bool, max: 1}]}]", `min and max apply to int and float only`},
+		{"param min above max", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: n, type: int, min: 5, max: 1}]}]", `min 5 is above max 1`},
+		{"param default range", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: n, type: int, max: 9, default: 10}]}]", `parameter "n": default: 10 is above the maximum 9`},
+		{"param default type", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: n, type: int, default: x}]}]", `parameter "n": default: want an integer, got "x"`},
+		{"param twice", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: n, type: int}, {name: n, type: float}]}]", `parameter "n": declared twice`},
+		{"broker param", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: priority, type: int}]}]", `parameter "priority" is the broker's own`},
+		{"max_tokens above limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: 100, parameters: [{name: max_tokens, type: int, max: 200}]}]", `max 200 is above max_tokens_limit 100`},
+		{"limit on tensor model", "models: [{name: m, runner: {builtin: simple}, max_tokens_limit: 100}]", `max_tokens_limit applies to generate models only`},
+		{"negative limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: -1}]", `max_tokens_limit -1 must be positive`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -99,6 +194,84 @@ func TestBackoffFor(t *testing.T) {
 	for n, want := range map[uint64]time.Duration{0: time.Second, 1: time.Second, 2: 5 * time.Second, 9: 5 * time.Second} {
 		if got := q.BackoffFor(n); got != want {
 			t.Errorf("BackoffFor(%d) = %v, want %v", n, got, want)
+		}
+	}
+}
+
+// TestGenerateModelsTakeMaxTokens: every generate model takes max_tokens,
+// bounded by max_tokens_limit, and the test models declare what they read.
+func TestGenerateModelsTakeMaxTokens(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte(`models:
+  - {name: r, runner: {builtin: repeat}}
+  - {name: small, runner: {builtin: repeat}, max_tokens_limit: 8}
+  - {name: own, runner: {builtin: repeat}, parameters: [{name: max_tokens, type: int, min: 0, default: 3}, {name: mode, type: string, default: fast}]}
+  - {name: s, runner: {builtin: simple}}
+`), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		accepted, max, def string
+	}
+	for name, w := range map[string]want{
+		"r":     {"max_tokens,interval_ms,priority,timeout_ms,stream", "4096", "16"},
+		"small": {"max_tokens,interval_ms,priority,timeout_ms,stream", "8", "8"},
+		"own":   {"max_tokens,mode,interval_ms,priority,timeout_ms,stream", "4096", "3"},
+	} {
+		m, _ := cfg.Model(name)
+		mt, _ := m.Param("max_tokens")
+		if got := strings.Join(m.AcceptedParams(), ","); got != w.accepted || num(*mt.Max) != w.max || string(mt.DefaultJSON()) != w.def {
+			t.Errorf("%s: accepts %s, max_tokens max %s default %s; want %+v", name, got, num(*mt.Max), mt.DefaultJSON(), w)
+		}
+	}
+	if iv, _ := cfg.Models[0].Param("interval_ms"); *iv.Max != 10000 || iv.DefaultJSON() != nil {
+		t.Errorf("interval_ms %+v", iv)
+	}
+	s, _ := cfg.Model("s")
+	if got := strings.Join(s.AcceptedParams(), ","); got != "priority,timeout_ms,stream" {
+		t.Errorf("simple accepts %s", got)
+	}
+	// Finishing twice (tests edit a loaded config) adds nothing.
+	if err := cfg.Finish(); err != nil || len(cfg.Models[0].Parameters) != 2 {
+		t.Errorf("second Finish: %v, %d parameters", err, len(cfg.Models[0].Parameters))
+	}
+}
+
+func TestParameterCheck(t *testing.T) {
+	lo, hi := 1.0, 10.0
+	cases := []struct {
+		p    Parameter
+		v    string
+		want string // "" accepts
+	}{
+		{Parameter{Type: ParamInt, Min: &lo, Max: &hi}, `3`, ""},
+		{Parameter{Type: ParamInt, Min: &lo, Max: &hi}, `-3`, "-3 is below the minimum 1"},
+		{Parameter{Type: ParamInt, Min: &lo, Max: &hi}, `100000000`, "100000000 is above the maximum 10"},
+		{Parameter{Type: ParamInt}, `"8"`, `want an integer, got "8"`},
+		{Parameter{Type: ParamInt}, `1.5`, "want an integer, got 1.5"},
+		{Parameter{Type: ParamInt}, `1e3`, "want an integer, got 1e3"},
+		{Parameter{Type: ParamInt}, `null`, "want an integer, got null"},
+		{Parameter{Type: ParamInt}, `99999999999999999999`, "99999999999999999999 is out of range"},
+		{Parameter{Type: ParamFloat, Min: &lo}, `1.5`, ""},
+		{Parameter{Type: ParamFloat, Min: &lo}, `0.5`, "0.5 is below the minimum 1"},
+		{Parameter{Type: ParamFloat}, `1e999`, "1e999 is out of range"},
+		{Parameter{Type: ParamFloat}, `true`, "want a number, got true"},
+		{Parameter{Type: ParamBool}, `false`, ""},
+		{Parameter{Type: ParamBool}, `1`, "want true or false, got 1"},
+		{Parameter{Type: ParamString}, `"x"`, ""},
+		{Parameter{Type: ParamString}, `["x"]`, `want a string, got ["x"]`},
+		{Parameter{Type: ParamStrings}, `["a","b"]`, ""},
+		{Parameter{Type: ParamStrings}, `"a"`, ""},
+		{Parameter{Type: ParamStrings}, `["a",1]`, "want a string or a list of strings"},
+		{Parameter{Type: ParamInt}, `"` + strings.Repeat("x", 100) + `"`, `xxxx...`}, // a huge value is cut short
+	}
+	for _, c := range cases {
+		err := c.p.Check(json.RawMessage(c.v))
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s %s: error %v, want %q", c.p.Type, c.v, err, c.want)
 		}
 	}
 }

@@ -20,6 +20,14 @@ type Model struct {
 	Outputs  []Tensor `yaml:"outputs"`
 	Batching Batching `yaml:"batching"`
 	Queue    Queue    `yaml:"queue"`
+	// Parameters are the request parameters the model takes besides the
+	// broker's own (BrokerParameters); any other is refused with a 400.
+	// Generate models always take max_tokens, and built-in test models
+	// what they read.
+	Parameters []Parameter `yaml:"parameters"`
+	// MaxTokensLimit is the largest max_tokens a generate model accepts;
+	// default DefaultMaxTokensLimit.
+	MaxTokensLimit int `yaml:"max_tokens_limit"`
 }
 
 // Runner says what executes the model's batches: a built-in test model of the
@@ -86,7 +94,10 @@ var builtinDefaults = map[string]Model{
 		Batching: Batching{Ragged: true}},
 	"repeat": {Kind: KindGenerate,
 		Inputs:  []Tensor{{Name: "text_input", Datatype: "BYTES", Dims: []int64{1}}},
-		Outputs: []Tensor{{Name: "text_output", Datatype: "BYTES", Dims: []int64{1}}}},
+		Outputs: []Tensor{{Name: "text_output", Datatype: "BYTES", Dims: []int64{1}}},
+		// max_tokens comes with every generate model; the pause between
+		// tokens is bounded so one job cannot hold a worker for days.
+		Parameters: []Parameter{{Name: "interval_ms", Type: ParamInt, Min: ptr(0), Max: ptr(10000)}}},
 }
 
 // IsBuiltin reports whether name is one of the worker agent's test models.
@@ -109,14 +120,29 @@ func TestModels() []Model {
 	return ms
 }
 
+// SamplingParameters are what the Python runner's generate models read
+// besides max_tokens (worker/deepspeed_nats/python/inferq_runner/sampling.py):
+// temperature (0 is greedy), nucleus and top-k filtering, a seed for
+// reproducible sampling and stop strings. The runner refuses top_p 0.
+func SamplingParameters() []Parameter {
+	return []Parameter{
+		{Name: "temperature", Type: ParamFloat, Min: ptr(0), Max: ptr(100)},
+		{Name: "top_p", Type: ParamFloat, Min: ptr(0), Max: ptr(1)},
+		{Name: "top_k", Type: ParamInt, Min: ptr(0)},
+		{Name: "seed", Type: ParamInt},
+		{Name: "stop", Type: ParamStrings},
+	}
+}
+
 // TinyGPT is the real (small, seeded, CPU-friendly) generative model of the
 // Python runner, served by `inferq dev` when python3 with torch is found.
 func TinyGPT() Model {
 	m := Model{Name: "tiny-gpt", Kind: KindGenerate,
-		Runner:   Runner{Command: []string{"python3", "-m", "inferq_runner", "--model", "builtin:tiny-gpt"}, Device: "auto"},
-		Inputs:   []Tensor{{Name: "text_input", Datatype: "BYTES", Dims: []int64{1}}},
-		Outputs:  []Tensor{{Name: "text_output", Datatype: "BYTES", Dims: []int64{1}}},
-		Batching: Batching{MaxBatchSize: 8, MaxQueueDelay: D(5 * time.Millisecond)}}
+		Runner:     Runner{Command: []string{"python3", "-m", "inferq_runner", "--model", "builtin:tiny-gpt"}, Device: "auto"},
+		Inputs:     []Tensor{{Name: "text_input", Datatype: "BYTES", Dims: []int64{1}}},
+		Outputs:    []Tensor{{Name: "text_output", Datatype: "BYTES", Dims: []int64{1}}},
+		Batching:   Batching{MaxBatchSize: 8, MaxQueueDelay: D(5 * time.Millisecond)},
+		Parameters: SamplingParameters()}
 	if err := m.finish(); err != nil {
 		panic(err) // static
 	}
@@ -127,7 +153,9 @@ func (m *Model) finish() error {
 	if !NameRE.MatchString(m.Name) {
 		return fmt.Errorf("model %q: name must match %s", m.Name, NameRE)
 	}
+	var builtinParams []Parameter
 	if b, ok := builtinDefaults[m.Runner.Builtin]; ok {
+		builtinParams = b.Parameters
 		if m.Kind == "" {
 			m.Kind = b.Kind
 		}
@@ -203,6 +231,9 @@ func (m *Model) finish() error {
 	}
 	if m.Queue.MaxDeliver < 1 {
 		bad("queue.max_deliver must be positive")
+	}
+	for _, err := range m.finishParams(builtinParams) {
+		bad("%w", err)
 	}
 	return errors.Join(errs...)
 }

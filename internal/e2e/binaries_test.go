@@ -169,3 +169,40 @@ func TestInferqDev(t *testing.T) {
 		t.Errorf("no clean stop message:\n%s", p.out)
 	}
 }
+
+// TestServicesApartWithShippedConfig runs each service binary as README.md's
+// "Running the services apart" does, all with --config docs/inferq.yaml, and
+// runs a job of every model it configures through them.
+func TestServicesApartWithShippedConfig(t *testing.T) {
+	n := testutil.StartNATS(t)
+	r := testutil.StartRedis(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cfg := []string{"--config", "../../docs/inferq.yaml", "--nats", n.URL}
+	ingress := start(t, binary(t, "ingress"), nil, append(cfg, "--redis", r.URL, "--listen", listen)...)
+	for _, svc := range []struct {
+		name  string
+		extra []string
+	}{{"batcher", nil}, {"resultsvc", []string{"--redis", r.URL}}, {"deepspeed_nats", nil}} {
+		admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+		p := start(t, binary(t, svc.name), nil, append(append(cfg, svc.extra...), "--admin", admin)...)
+		waitHTTP(t, p, "http://"+admin+"/readyz")
+		if strings.Contains(p.out.String(), "leaves out a configured model") {
+			t.Errorf("%s: docs/inferq.yaml leaves a model without a worker:\n%s", svc.name, p.out)
+		}
+	}
+	waitHTTP(t, ingress, "http://"+listen+"/readyz")
+	s := &Stack{URL: "http://" + listen}
+	a := []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	if err := checkSimple(s.wait(t, s.submit(t, "simple", simpleBody(a, a)).ID), a, a); err != nil {
+		t.Fatal(err)
+	}
+	for model, body := range map[string]string{
+		"identity": `{"inputs":[{"name":"INPUT0","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`,
+		"simgpu":   `{"inputs":[{"name":"INPUT0","shape":[1,2],"datatype":"INT32","data":[7,8]}]}`,
+		"repeat":   `{"text_input":"hello","parameters":{"max_tokens":8}}`,
+	} {
+		if rec := s.wait(t, s.submit(t, model, body).ID); rec.Status != "succeeded" {
+			t.Errorf("%s: %+v", model, rec)
+		}
+	}
+}

@@ -118,7 +118,13 @@ type ModelInfo struct {
 	Outputs  []config.Tensor `json:"outputs"`
 	Batching map[string]any  `json:"batching"`
 	Queue    map[string]any  `json:"queue"`
-	Stats    *Stats          `json:"stats"`
+	// Parameters are the request parameters the model takes besides the
+	// broker's priority, timeout_ms and stream; any other is refused.
+	Parameters []config.Parameter `json:"parameters"`
+	// Workers is how many workers serving the model are alive (the same
+	// count as stats.live_workers), always present: 0 says its jobs wait.
+	Workers int    `json:"workers"`
+	Stats   *Stats `json:"stats"`
 }
 
 func (i *Ingress) modelInfo(ctx context.Context, m *config.Model) ModelInfo {
@@ -127,10 +133,15 @@ func (i *Ingress) modelInfo(ctx context.Context, m *config.Model) ModelInfo {
 		Batching: map[string]any{"max_batch_size": m.Batching.MaxBatchSize, "preferred_batch_sizes": m.Batching.PreferredBatchSizes,
 			"max_queue_delay": m.Batching.MaxQueueDelay.String(), "ragged": m.Batching.Ragged},
 		Queue: map[string]any{"max_queued": m.Queue.MaxQueued, "default_timeout": m.Queue.DefaultTimeout.String(),
-			"max_deliver": m.Queue.MaxDeliver}}
+			"max_deliver": m.Queue.MaxDeliver},
+		Parameters: m.Parameters}
+	if info.Parameters == nil {
+		info.Parameters = []config.Parameter{}
+	}
 	if s, err := i.stats(ctx, m.Name); err == nil {
 		s.RecentBatchSizes = i.recent.get(m.Name)
 		info.Stats = &s
+		info.Workers = s.LiveWorkers
 	}
 	return info
 }

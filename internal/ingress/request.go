@@ -1,12 +1,13 @@
 package ingress
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -80,7 +81,7 @@ func decodeRequest(body io.Reader, m *config.Model) (*inferRequest, []*tensor.Te
 			return nil, nil, p, invalid("output %q: not an output of model %q", o.Name, m.Name)
 		}
 	}
-	p, err = readParams(req.Parameters)
+	p, err = readParams(&req, m)
 	return &req, inputs, p, err
 }
 
@@ -143,36 +144,47 @@ func checkInputs(in []*tensor.JSON, m *config.Model) ([]*tensor.Tensor, error) {
 	return out, nil
 }
 
-// readParams reads priority, timeout_ms and stream; other parameters pass
-// through to the model untouched.
-func readParams(ps map[string]json.RawMessage) (jobParams, error) {
+// readParams checks every parameter against the model's declarations (and
+// the broker's own), fills in declared defaults the request leaves out, so
+// the worker sees them, and reads priority, timeout_ms and stream. The
+// model's parameters pass through to it unchanged.
+func readParams(req *inferRequest, m *config.Model) (jobParams, error) {
 	p := jobParams{priority: jetstream.DefaultPriority}
-	if raw, ok := ps["priority"]; ok {
-		var v int
-		if err := strictNumber(raw, &v); err != nil || v < jetstream.MinPriority || v > jetstream.MaxPriority {
-			return p, invalid("parameters.priority: want an integer 0..2, got %s", raw)
-		}
-		p.priority = v
+	names := make([]string, 0, len(req.Parameters))
+	for name := range req.Parameters {
+		names = append(names, name)
 	}
-	if raw, ok := ps["timeout_ms"]; ok {
-		var v int64
-		if err := strictNumber(raw, &v); err != nil || v < 0 || v > 7*24*3600*1000 {
-			return p, invalid("parameters.timeout_ms: want an integer 0..604800000, got %s", raw)
+	slices.Sort(names) // the same request always names the same parameter
+	for _, name := range names {
+		decl, ok := m.Param(name)
+		if !ok {
+			return p, invalid("parameter %q is not accepted by model %q; accepted: %s",
+				name, m.Name, strings.Join(m.AcceptedParams(), ", "))
 		}
-		p.timeoutMS = v
+		if err := decl.Check(req.Parameters[name]); err != nil {
+			return p, invalid("parameter %q: %v", name, err)
+		}
 	}
-	if raw, ok := ps["stream"]; ok {
-		if err := json.Unmarshal(raw, &p.stream); err != nil {
-			return p, invalid("parameters.stream: want true or false, got %s", raw)
+	for i := range m.Parameters {
+		d := &m.Parameters[i]
+		if _, given := req.Parameters[d.Name]; !given && d.DefaultJSON() != nil {
+			if req.Parameters == nil {
+				req.Parameters = map[string]json.RawMessage{}
+			}
+			req.Parameters[d.Name] = d.DefaultJSON()
 		}
+	}
+	// Checked above: these decode.
+	if raw, ok := req.Parameters["priority"]; ok {
+		_ = json.Unmarshal(raw, &p.priority)
+	}
+	if raw, ok := req.Parameters["timeout_ms"]; ok {
+		_ = json.Unmarshal(raw, &p.timeoutMS)
+	}
+	if raw, ok := req.Parameters["stream"]; ok {
+		_ = json.Unmarshal(raw, &p.stream)
 	}
 	return p, nil
-}
-
-// strictNumber decodes an integer, refusing strings and fractions.
-func strictNumber(raw json.RawMessage, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	return dec.Decode(v)
 }
 
 func mustJSON(v any) json.RawMessage {

@@ -133,6 +133,10 @@ func Run(ctx context.Context, opt Options) error {
 		admin(g, gctx, cfg.Batcher.AdminListen, reg, checks, log)
 	}
 	if c.Worker {
+		for _, name := range cfg.Unserved() {
+			log.Warn("worker.models leaves out a configured model: no worker here serves it, and its jobs wait until one that does joins",
+				"model", name)
+		}
 		a := worker.New(worker.Options{Models: workerModels(cfg), Topology: topo, JS: js, Name: cfg.Worker.Name,
 			MaxInflight: cfg.Worker.MaxInflight, Log: log.With("component", "worker"), Metrics: metrics})
 		g.Go(func() error { return a.Run(gctx) })
