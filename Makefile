@@ -2,12 +2,23 @@
 GO ?= go
 PROTOC ?= protoc
 
-.PHONY: all build test deps lint gen fuzz bench dev clean
+.PHONY: all build test deps lint gen fuzz bench dev tidy clean
+
+# The repository is a Go workspace (go.work): the broker's module at the root,
+# and loadtest/, deploy/ and docs/ as modules of their own, so that their
+# dependencies (asynq, gonum/plot, Prometheus, Kubernetes, compose-go,
+# libopenapi) stay out of the broker's go.mod. `./...` at the root matches only
+# the root module's packages, so every target names each module.
+MODULES := . ./loadtest ./deploy ./docs
+PKGS := $(addsuffix /...,$(MODULES))
 
 all: build
 
+# The second build checks that the broker builds from its own go.mod alone, as
+# deploy/Dockerfile and `go install` build it.
 build:
-	$(GO) build ./...
+	$(GO) build $(PKGS)
+	GOWORK=off $(GO) build ./...
 
 # deps installs what the tests need on a Debian machine, or says what is missing.
 deps:
@@ -16,13 +27,13 @@ deps:
 PYTHON ?= $(or $(INFERQ_PYTHON),/usr/bin/python3)
 
 test: deps
-	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -count=1 -timeout 12m $(PKGS)
 	cd worker/deepspeed_nats/python && $(PYTHON) -m unittest discover -s tests -t . -q
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 
 # gen regenerates schemas/inferqpb from schemas/*.proto with the protoc-gen-go pinned in go.mod.
 gen:
@@ -35,7 +46,7 @@ gen:
 # fuzz runs every fuzz target of every package for FUZZTIME each.
 FUZZTIME ?= 20s
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@for pkg in $$($(GO) list $(PKGS)); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
 			echo "fuzz $$pkg $$f"; \
 			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
@@ -43,10 +54,15 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
 
 dev:
 	$(GO) run ./cmd/inferq dev
+
+# tidy tidies each module against its own go.mod (GOWORK=off), so that the root
+# go.mod keeps only what the broker and its tests import.
+tidy:
+	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy) || exit 1; done
 
 clean:
 	rm -rf bin .inferq
