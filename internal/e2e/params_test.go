@@ -48,11 +48,21 @@ func TestRequestParametersValidated(t *testing.T) {
 			if strings.HasSuffix(path, "/infer") {
 				body = `{"inputs":[{"name":"text_input","shape":[1,1],"datatype":"BYTES","data":["hi"]}],"parameters":` + c.params + `}`
 			}
-			var e struct {
-				Error struct{ Code, Message string } `json:"error"`
+			// /v1 answers {"error":{"code","message"}}, /v2 the OIP form {"error":"...","code"}.
+			var raw struct {
+				Error json.RawMessage `json:"error"`
+				Code  string          `json:"code"`
 			}
-			if code, _ := do(t, "POST", s.URL+path, body, &e); code != http.StatusBadRequest || e.Error.Message != c.msg || e.Error.Code != "invalid" {
-				t.Errorf("%s %s: status %d, error %+v; want 400 %q", path, c.params, code, e.Error, c.msg)
+			code, _ := do(t, "POST", s.URL+path, body, &raw)
+			var e struct{ Code, Message string }
+			if strings.HasPrefix(path, "/v2/") {
+				e.Code = raw.Code
+				_ = json.Unmarshal(raw.Error, &e.Message)
+			} else {
+				_ = json.Unmarshal(raw.Error, &e)
+			}
+			if code != http.StatusBadRequest || e.Message != c.msg || e.Code != "invalid" {
+				t.Errorf("%s %s: status %d, error %+v; want 400 %q", path, c.params, code, e, c.msg)
 			}
 		}
 	}
