@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/inferq/inferq/internal/testutil"
 )
 
 const (
@@ -126,25 +126,7 @@ func sign(t testing.TB, method jwt.SigningMethod, kid string, key any, c jwt.Map
 	return s
 }
 
-// logBuffer is a concurrency-safe slog sink for asserting on log output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newLog(w *logBuffer) *slog.Logger {
+func newLog(w *testutil.Buffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -154,7 +136,7 @@ type fixture struct {
 	jwksPath string
 	apiKey   string // tenant acme, scopes submit+read
 	readKey  string // tenant beta, scope read
-	logs     *logBuffer
+	logs     *testutil.Buffer
 }
 
 func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
@@ -162,7 +144,7 @@ func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
 	k := getKeys(t)
 	dir := t.TempDir()
 	f := &fixture{jwksPath: filepath.Join(dir, "jwks.json"), apiKey: "iqk_ci_key_1234567890",
-		readKey: "iqk_reader_0987654321", logs: &logBuffer{}}
+		readKey: "iqk_reader_0987654321", logs: &testutil.Buffer{}}
 	writeFileAtomic(t, f.jwksPath, jwksJSON(jwkOf("rsa-1", &k.rsaA.PublicKey), jwkOf("ec-1", &k.ecA.PublicKey),
 		jwkOf("ec384-1", &k.ec384.PublicKey)))
 	cfg := Config{

@@ -1,41 +1,23 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/inferq/inferq/internal/testutil"
 )
-
-// syncBuffer collects what Dev writes from its goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDevStartsWithShippedConfig: `inferq dev --config docs/inferq.yaml`
 // starts on a machine with nothing else installed, and each of its models
 // runs a job to success.
 func TestDevStartsWithShippedConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testutil.Buffer{}, &testutil.Buffer{}
 	exit := make(chan int, 1)
 	go func() {
 		exit <- Dev(ctx, []string{"--config", "../../docs/inferq.yaml", "--http", "127.0.0.1:0", "--nats-port", "0",

@@ -265,7 +265,7 @@ func runServicesBlock(t *testing.T, repo, binDir, natsAddr string, b readmeBlock
 			t.Fatalf("README line %d: no --listen or --admin address to check the service on: %s", n, line)
 		}
 		t.Run(filepath.Base(f[2]), func(t *testing.T) {
-			p := &proc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
+			p := &proc{cmd: exec.Command(bin, args...), out: &testutil.Buffer{}, done: make(chan error, 1)}
 			p.cmd.Dir = repo
 			p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 			if err := p.cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package stack_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +16,12 @@ import (
 	"github.com/inferq/inferq/internal/testutil"
 )
 
-// lockedBuffer is a log sink the stack's goroutines write to concurrently.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines() []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// jsonLines decodes the JSON log records in b.
+func jsonLines(b *testutil.Buffer) []map[string]any {
 	var out []map[string]any
-	for _, line := range bytes.Split(l.b.Bytes(), []byte("\n")) {
+	for _, line := range strings.Split(b.String(), "\n") {
 		var m map[string]any
-		if json.Unmarshal(line, &m) == nil {
+		if json.Unmarshal([]byte(line), &m) == nil {
 			out = append(out, m)
 		}
 	}
@@ -56,7 +41,7 @@ func TestUnservedModelWarnsAndShowsNoWorkers(t *testing.T) {
 	if err := cfg.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,13 +68,13 @@ func TestUnservedModelWarnsAndShowsNoWorkers(t *testing.T) {
 	}
 
 	var warned []string
-	for _, l := range logs.lines() {
+	for _, l := range jsonLines(logs) {
 		if msg, _ := l["msg"].(string); l["level"] == "WARN" && strings.HasPrefix(msg, "worker.models leaves out") {
 			warned = append(warned, fmt.Sprint(l["model"]))
 		}
 	}
 	if len(warned) != 1 || warned[0] != "repeat" {
-		t.Errorf("startup warnings name %v, want [repeat]; logs: %v", warned, logs.lines())
+		t.Errorf("startup warnings name %v, want [repeat]; logs: %v", warned, jsonLines(logs))
 	}
 
 	base := "http://" + ln.Addr().String()
