@@ -86,8 +86,8 @@ def _decode(lm, seqs, eos, device):
     mask = torch.zeros((len(seqs), width), dtype=torch.bool)
     for i, s in enumerate(seqs):
         p = s.req.prompt_ids
-        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p):] = True
+        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p) :] = True
     ids, mask = ids.to(device), mask.to(device)
     # Positions count real tokens only, so a padded row sees the same
     # positions as it would alone.

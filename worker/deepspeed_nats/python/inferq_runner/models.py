@@ -54,10 +54,12 @@ def maybe_deepspeed(module, enabled, tp_size, dtype, kernel_inject):
     except ImportError as e:
         log.warning("engine: --deepspeed given but deepspeed is not importable (%s); using plain PyTorch", e)
         return module
-    engine = deepspeed.init_inference(module, tensor_parallel={"tp_size": tp_size}, dtype=dtype,
-                                      replace_with_kernel_inject=kernel_inject)
-    log.info("engine: DeepSpeed %s inference, tp_size=%d, kernel_inject=%s", deepspeed.__version__, tp_size,
-             kernel_inject)
+    engine = deepspeed.init_inference(
+        module, tensor_parallel={"tp_size": tp_size}, dtype=dtype, replace_with_kernel_inject=kernel_inject
+    )
+    log.info(
+        "engine: DeepSpeed %s inference, tp_size=%d, kernel_inject=%s", deepspeed.__version__, tp_size, kernel_inject
+    )
     return engine
 
 
@@ -111,8 +113,9 @@ class HFLM:
         return HFDetokenizer(self.tok)
 
     def forward(self, ids, mask, pos, cache):
-        out = self.net(input_ids=ids, attention_mask=mask.long(), position_ids=pos, past_key_values=cache,
-                       use_cache=True)
+        out = self.net(
+            input_ids=ids, attention_mask=mask.long(), position_ids=pos, past_key_values=cache, use_cache=True
+        )
         return out.logits[:, -1, :].float(), out.past_key_values
 
     def select_cache(self, cache, idx):
@@ -156,8 +159,9 @@ class GenerateModel:
         for job in batch.jobs:
             try:
                 if job.row_end - job.row_start != 1:
-                    raise ParamError("a generate job takes exactly one text_input row, got %d"
-                                     % (job.row_end - job.row_start))
+                    raise ParamError(
+                        "a generate job takes exactly one text_input row, got %d" % (job.row_end - job.row_start)
+                    )
                 k = job.row_start * per_row
                 if per_row < 1 or k >= len(elems):
                     raise ParamError("text_input row %d is missing" % job.row_start)
@@ -166,15 +170,21 @@ class GenerateModel:
                 ids = self.lm.encode(prompt)
                 limit = self.lm.max_length
                 if limit and len(ids) + params.max_tokens > limit:
-                    raise ParamError("prompt (%d tokens) + max_tokens (%d) exceeds the model's %d positions"
-                                     % (len(ids), params.max_tokens, limit))
+                    raise ParamError(
+                        "prompt (%d tokens) + max_tokens (%d) exceeds the model's %d positions"
+                        % (len(ids), params.max_tokens, limit)
+                    )
             except (ParamError, UnicodeDecodeError) as e:
                 results[job.id] = _job_error(job.id, "invalid_input", str(e))
                 continue
-            runs.append((job, Request(ids, params, _chunker(job.id, emit), _canceller(job.id, cancelled),
-                                      job.deadline_unix_nano)))
+            runs.append(
+                (
+                    job,
+                    Request(ids, params, _chunker(job.id, emit), _canceller(job.id, cancelled), job.deadline_unix_nano),
+                )
+            )
         for i in range(0, len(runs), self.capacity):
-            part = runs[i:i + self.capacity]
+            part = runs[i : i + self.capacity]
             for (job, _), out in zip(part, generate(self.lm, [r for _, r in part])):
                 if out.reason == CANCELLED:
                     results[job.id] = _job_error(job.id, "cancelled", "cancelled during generation")
@@ -225,7 +235,7 @@ class TensorModel:
             jr = res.jobs.add(job_id=job.id)
             for name, out in outputs.items():
                 if _wanted(job, name):
-                    jr.outputs.append(from_torch(name, out[job.row_start:job.row_end]))
+                    jr.outputs.append(from_torch(name, out[job.row_start : job.row_end]))
         return res
 
 
@@ -266,8 +276,10 @@ def _load_hf(path, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity):
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - optional dependency
     except ImportError as e:
-        raise RuntimeError("model source %s is a Hugging Face directory, but transformers is not importable "
-                           "(%s): install transformers for this python" % (path, e))
+        raise RuntimeError(
+            "model source %s is a Hugging Face directory, but transformers is not importable "
+            "(%s): install transformers for this python" % (path, e)
+        )
     tok = AutoTokenizer.from_pretrained(path)
     net = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dt).to(dev).eval()
     config = net.config

@@ -113,8 +113,11 @@ class Server:
         from .models import load as load_model  # noqa: PLC0415 - torch import after the reader starts
 
         if self.model is not None:
-            self.out.write(pb.RunnerFrame(ready=pb.Ready(model=load.model, device=str(self.model.device),
-                                                        capacity=self.model.capacity)))
+            self.out.write(
+                pb.RunnerFrame(
+                    ready=pb.Ready(model=load.model, device=str(self.model.device), capacity=self.model.capacity)
+                )
+            )
             return True
         a = self.args
         try:
@@ -125,15 +128,29 @@ class Server:
             dtype = params.get("dtype") or a.dtype
             t0 = time.monotonic()
             self.model = load_model(source, device, dtype, a.deepspeed, a.tp_size, opts)
-            log.info("loaded %s (%s) as %s on %s in %.1fs", load.model or source, source, self.model.kind,
-                     self.model.device, time.monotonic() - t0)
+            log.info(
+                "loaded %s (%s) as %s on %s in %.1fs",
+                load.model or source,
+                source,
+                self.model.kind,
+                self.model.device,
+                time.monotonic() - t0,
+            )
         except Exception as e:  # noqa: BLE001 - reported to the agent
             log.error("load failed:\n%s", traceback.format_exc())
-            self.out.write(pb.RunnerFrame(error=pb.RunnerError(error=pb.Error(
-                code="load_failed", message="%s: %s" % (type(e).__name__, e), retryable=False))))
+            self.out.write(
+                pb.RunnerFrame(
+                    error=pb.RunnerError(
+                        error=pb.Error(code="load_failed", message="%s: %s" % (type(e).__name__, e), retryable=False)
+                    )
+                )
+            )
             return False
-        self.out.write(pb.RunnerFrame(ready=pb.Ready(model=load.model, device=str(self.model.device),
-                                                    capacity=self.model.capacity)))
+        self.out.write(
+            pb.RunnerFrame(
+                ready=pb.Ready(model=load.model, device=str(self.model.device), capacity=self.model.capacity)
+            )
+        )
         return True
 
     def _batch(self, batch):
@@ -154,8 +171,16 @@ class Server:
             retryable = not isinstance(e, (InvalidBatch, ValueError))
             log.error("batch %s failed:\n%s", batch.id, traceback.format_exc())
             try:
-                self.out.write(pb.RunnerFrame(error=pb.RunnerError(batch_id=batch.id, error=pb.Error(
-                    code="runner_error", message="%s: %s" % (type(e).__name__, e), retryable=retryable))))
+                self.out.write(
+                    pb.RunnerFrame(
+                        error=pb.RunnerError(
+                            batch_id=batch.id,
+                            error=pb.Error(
+                                code="runner_error", message="%s: %s" % (type(e).__name__, e), retryable=retryable
+                            ),
+                        )
+                    )
+                )
             except OSError:
                 pass  # the agent is gone; the reader thread ends the loop
         finally:
@@ -164,8 +189,11 @@ class Server:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python3 -m inferq_runner", description="inferq model runner (stdio frames)")
-    p.add_argument("--model", default="builtin:tiny-gpt",
-                   help="builtin:tiny-gpt, builtin:tiny-mlp or a local Hugging Face directory")
+    p.add_argument(
+        "--model",
+        default="builtin:tiny-gpt",
+        help="builtin:tiny-gpt, builtin:tiny-mlp or a local Hugging Face directory",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--deepspeed", action="store_true", help="wrap the model with deepspeed.init_inference")
@@ -176,8 +204,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     # Frames own the real stdout; anything else that prints (libraries,
     # DeepSpeed) goes to stderr instead of corrupting the stream.
     out = os.fdopen(os.dup(1), "wb")

@@ -9,14 +9,30 @@ import torch
 from . import inferq_pb2 as pb
 
 _NUMPY = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "INT8": np.int8, "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "INT8": np.int8,
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
     # torch has no unsigned 16/32/64-bit types (before 2.3): widen to int64.
-    "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
 }
 _TORCH = {
-    torch.bool: "BOOL", torch.uint8: "UINT8", torch.int8: "INT8", torch.int16: "INT16", torch.int32: "INT32",
-    torch.int64: "INT64", torch.float16: "FP16", torch.bfloat16: "BF16", torch.float32: "FP32",
+    torch.bool: "BOOL",
+    torch.uint8: "UINT8",
+    torch.int8: "INT8",
+    torch.int16: "INT16",
+    torch.int32: "INT32",
+    torch.int64: "INT64",
+    torch.float16: "FP16",
+    torch.bfloat16: "BF16",
+    torch.float32: "FP32",
     torch.float64: "FP64",
 }
 
@@ -35,7 +51,7 @@ def decode_bytes(data):
         off += 4
         if off + ln > n:
             raise TensorError("BYTES element of %d bytes overruns the data" % ln)
-        out.append(bytes(data[off:off + ln]))
+        out.append(bytes(data[off : off + ln]))
         off += ln
     return out
 

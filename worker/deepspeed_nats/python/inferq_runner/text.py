@@ -58,18 +58,18 @@ class HFDetokenizer:
 
     def push(self, token_id):
         self._ids.append(token_id)
-        before = self._decode(self._ids[self._prefix:self._read])
-        now = self._decode(self._ids[self._prefix:])
+        before = self._decode(self._ids[self._prefix : self._read])
+        now = self._decode(self._ids[self._prefix :])
         if len(now) > len(before) and not now.endswith("\ufffd"):
             self._prefix, self._read = self._read, len(self._ids)
-            return now[len(before):]
+            return now[len(before) :]
         return ""
 
     def flush(self):
-        before = self._decode(self._ids[self._prefix:self._read])
-        now = self._decode(self._ids[self._prefix:])
+        before = self._decode(self._ids[self._prefix : self._read])
+        now = self._decode(self._ids[self._prefix :])
         self._prefix = self._read = len(self._ids)
-        return now[len(before):] if len(now) > len(before) else ""
+        return now[len(before) :] if len(now) > len(before) else ""
 
 
 class TextStream:
@@ -115,6 +115,6 @@ class TextStream:
         if not (final or self.stopped):
             end -= self._holdback()
         end = max(end, self.emitted)
-        out = self.text[self.emitted:end]
+        out = self.text[self.emitted : end]
         self.emitted = end
         return out

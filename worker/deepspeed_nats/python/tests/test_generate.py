@@ -54,13 +54,16 @@ class StopConditionTest(unittest.TestCase):
     def test_eos_max_tokens_and_stop_strings(self):
         lm = ScriptLM([list(b"hi"), list(b"abcdefgh"), list(b"one<END>two"), list(b"xyz")])
         streams = [collect() for _ in range(4)]
-        reqs = [Request([256], greedy(10), streams[0][1]),
-                Request([256], greedy(3), streams[1][1]),
-                Request([256], greedy(20, stop=["<END>"]), streams[2][1]),
-                Request([256], greedy(0), streams[3][1])]
+        reqs = [
+            Request([256], greedy(10), streams[0][1]),
+            Request([256], greedy(3), streams[1][1]),
+            Request([256], greedy(20, stop=["<END>"]), streams[2][1]),
+            Request([256], greedy(0), streams[3][1]),
+        ]
         outs = generate(lm, reqs)
-        self.assertEqual([(o.text, o.reason) for o in outs],
-                         [("hi", "eos"), ("abc", "length"), ("one", "stop"), ("", "length")])
+        self.assertEqual(
+            [(o.text, o.reason) for o in outs], [("hi", "eos"), ("abc", "length"), ("one", "stop"), ("", "length")]
+        )
         for (chunks, _), o in zip(streams, outs):
             self.assertEqual("".join(c[0] for c in chunks), o.text)
             self.assertTrue(chunks[-1][2], "last chunk is final")
@@ -107,8 +110,10 @@ class TinyGPTTest(unittest.TestCase):
         lm = tiny_lm()
         params = GenParams(max_tokens=24, temperature=0.9, top_k=40, top_p=0.95, seed=1234)
         alone = generate(lm, [Request(lm.encode("seeded"), params)])[0]
-        others = [Request(lm.encode(p), GenParams(max_tokens=n, temperature=1.0, seed=n))
-                  for n, p in ((5, "a long neighbour prompt"), (30, "x"))]
+        others = [
+            Request(lm.encode(p), GenParams(max_tokens=n, temperature=1.0, seed=n))
+            for n, p in ((5, "a long neighbour prompt"), (30, "x"))
+        ]
         mixed = generate(lm, [others[0], Request(lm.encode("seeded"), params), others[1]])[1]
         self.assertEqual(alone.text, mixed.text)
         again = generate(lm, [Request(lm.encode("seeded"), params)])[0]
@@ -123,8 +128,10 @@ class TinyGPTTest(unittest.TestCase):
     def test_stream_concatenates_to_text(self):
         lm = tiny_lm()
         streams = [collect() for _ in range(3)]
-        reqs = [Request(lm.encode(p), GenParams(max_tokens=40, temperature=1.0, seed=i, stop=["a", "Gu"]), s[1])
-                for i, (p, s) in enumerate(zip(self.prompts, streams))]
+        reqs = [
+            Request(lm.encode(p), GenParams(max_tokens=40, temperature=1.0, seed=i, stop=["a", "Gu"]), s[1])
+            for i, (p, s) in enumerate(zip(self.prompts, streams))
+        ]
         for (chunks, _), o in zip(streams, generate(lm, reqs)):
             self.assertEqual("".join(c[0] for c in chunks), o.text)
             self.assertNotIn("a", o.text)

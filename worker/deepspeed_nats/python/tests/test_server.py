@@ -13,10 +13,15 @@ from inferq_runner.server import Server
 
 def text_batch(batch_id, prompts, params):
     data = b"".join(struct.pack("<I", len(p.encode())) + p.encode() for p in prompts)
-    jobs = [pb.BatchJob(id="j%d" % i, row_start=i, row_end=i + 1, parameters_json=json.dumps(pr).encode())
-            for i, pr in enumerate(params)]
-    return pb.Batch(id=batch_id, jobs=jobs,
-                    inputs=[pb.Tensor(name="text_input", datatype="BYTES", shape=[len(prompts), 1], data=data)])
+    jobs = [
+        pb.BatchJob(id="j%d" % i, row_start=i, row_end=i + 1, parameters_json=json.dumps(pr).encode())
+        for i, pr in enumerate(params)
+    ]
+    return pb.Batch(
+        id=batch_id,
+        jobs=jobs,
+        inputs=[pb.Tensor(name="text_input", datatype="BYTES", shape=[len(prompts), 1], data=data)],
+    )
 
 
 class Harness:
@@ -111,16 +116,24 @@ class ServerTest(unittest.TestCase):
             h.send(load=pb.Load(model="mlp"))
             self.assertEqual(h.next().WhichOneof("frame"), "ready")
             x = torch.arange(3 * 16, dtype=torch.float32).reshape(3, 16) / 10
-            h.send(batch=pb.Batch(id="t", jobs=[pb.BatchJob(id="a", row_start=0, row_end=1),
-                                                pb.BatchJob(id="b", row_start=1, row_end=3)],
-                                  inputs=[pb.Tensor(name="INPUT0", datatype="FP32", shape=[3, 16],
-                                                    data=x.numpy().tobytes())]))
+            h.send(
+                batch=pb.Batch(
+                    id="t",
+                    jobs=[pb.BatchJob(id="a", row_start=0, row_end=1), pb.BatchJob(id="b", row_start=1, row_end=3)],
+                    inputs=[pb.Tensor(name="INPUT0", datatype="FP32", shape=[3, 16], data=x.numpy().tobytes())],
+                )
+            )
             f = h.next()
             a, b = f.result.jobs
             self.assertEqual((list(a.outputs[0].shape), list(b.outputs[0].shape)), ([1, 4], [2, 4]))
             self.assertEqual(a.outputs[0].name, "OUTPUT0")
-            h.send(batch=pb.Batch(id="bad", jobs=[pb.BatchJob(id="a", row_start=0, row_end=1)],
-                                  inputs=[pb.Tensor(name="INPUT0", datatype="INT32", shape=[1, 1], data=b"\0" * 4)]))
+            h.send(
+                batch=pb.Batch(
+                    id="bad",
+                    jobs=[pb.BatchJob(id="a", row_start=0, row_end=1)],
+                    inputs=[pb.Tensor(name="INPUT0", datatype="INT32", shape=[1, 1], data=b"\0" * 4)],
+                )
+            )
             f = h.next()
             self.assertEqual(f.WhichOneof("frame"), "error")
             self.assertFalse(f.error.error.retryable)
