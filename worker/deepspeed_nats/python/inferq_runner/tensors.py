@@ -2,13 +2,15 @@
 4-byte little-endian length then the bytes) <-> torch tensors."""
 
 import struct
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from . import inferq_pb2 as pb
 
-_NUMPY = {
+_NUMPY: dict[str, npt.DTypeLike] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
     "INT8": np.int8,
@@ -23,7 +25,7 @@ _NUMPY = {
     "UINT32": "<u4",
     "UINT64": "<u8",
 }
-_TORCH = {
+_TORCH: dict[torch.dtype, str] = {
     torch.bool: "BOOL",
     torch.uint8: "UINT8",
     torch.int8: "INT8",
@@ -41,9 +43,10 @@ class TensorError(ValueError):
     """A tensor is malformed; retrying cannot help."""
 
 
-def decode_bytes(data):
+def decode_bytes(data: bytes) -> list[bytes]:
     """Splits raw BYTES data into its elements."""
-    out, off, n = [], 0, len(data)
+    out: list[bytes] = []
+    off, n = 0, len(data)
     while off < n:
         if off + 4 > n:
             raise TensorError("BYTES data ends inside an element length")
@@ -56,15 +59,15 @@ def decode_bytes(data):
     return out
 
 
-def encode_bytes(elems):
+def encode_bytes(elems: Iterable[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(e)) + e for e in elems)
 
 
-def bytes_tensor(name, elems, shape):
+def bytes_tensor(name: str, elems: Iterable[bytes], shape: Sequence[int]) -> pb.Tensor:
     return pb.Tensor(name=name, datatype="BYTES", shape=list(shape), data=encode_bytes(elems))
 
 
-def to_torch(t):
+def to_torch(t: pb.Tensor) -> torch.Tensor:
     """A numeric wire tensor as a CPU torch tensor (a copy)."""
     shape = tuple(t.shape)
     if t.datatype == "BF16":
@@ -81,7 +84,7 @@ def to_torch(t):
     return torch.from_numpy(arr.copy()).reshape(shape)
 
 
-def from_torch(name, x):
+def from_torch(name: str, x: torch.Tensor) -> pb.Tensor:
     x = x.detach().to("cpu").contiguous()
     dt = _TORCH.get(x.dtype)
     if dt is None:

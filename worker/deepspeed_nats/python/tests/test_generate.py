@@ -4,18 +4,24 @@ import unittest
 import torch
 
 from inferq_runner.generate import Request, generate
-from inferq_runner.models import TinyGPTLM, load
+from inferq_runner.models import GenerateModel, TinyGPTLM, load
 from inferq_runner.sampling import GenParams
 from inferq_runner.text import ByteTokenizer
 
-_MODEL = None
+_LM: TinyGPTLM | None = None
 
 
-def tiny_lm():
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = load("builtin:tiny-gpt", device="cpu")
-    return _MODEL.lm
+def load_tiny_lm() -> TinyGPTLM:
+    model = load("builtin:tiny-gpt", device="cpu")
+    assert isinstance(model, GenerateModel) and isinstance(model.lm, TinyGPTLM)
+    return model.lm
+
+
+def tiny_lm() -> TinyGPTLM:
+    global _LM
+    if _LM is None:
+        _LM = load_tiny_lm()
+    return _LM
 
 
 class ScriptLM(TinyGPTLM):
@@ -24,7 +30,7 @@ class ScriptLM(TinyGPTLM):
 
     def __init__(self, scripts):
         tok = ByteTokenizer()
-        super().__init__(None, tok, torch.device("cpu"))
+        super().__init__(torch.nn.Identity(), tok, torch.device("cpu"))
         self.scripts = scripts
         self.steps = 0
 
@@ -42,7 +48,7 @@ class ScriptLM(TinyGPTLM):
 
 
 def collect():
-    chunks = []
+    chunks: list[tuple[str, int, bool]] = []
     return chunks, lambda text, token_id, final: chunks.append((text, token_id, final))
 
 
@@ -121,7 +127,7 @@ class TinyGPTTest(unittest.TestCase):
 
     def test_weights_are_deterministic(self):
         lm = tiny_lm()
-        other = load("builtin:tiny-gpt", device="cpu").lm
+        other = load_tiny_lm()
         for a, b in zip(lm.net.state_dict().values(), other.net.state_dict().values()):
             self.assertTrue(torch.equal(a, b))
 

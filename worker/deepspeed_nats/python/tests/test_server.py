@@ -30,11 +30,13 @@ class Harness:
     def __init__(self, model):
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
-        self.to_runner = FrameWriter(os.fdopen(in_w, "wb"))
+        self._to_runner = os.fdopen(in_w, "wb")
+        self.to_runner = FrameWriter(self._to_runner)
         self._out = os.fdopen(out_r, "rb")
+        self._runner_in, self._runner_out = os.fdopen(in_r, "rb"), os.fdopen(out_w, "wb")
         args = Namespace(model=model, device="cpu", dtype="fp32", deepspeed=False, tp_size=1)
-        self.server = Server(os.fdopen(in_r, "rb"), os.fdopen(out_w, "wb"), args)
-        self.frames = queue.Queue()
+        self.server = Server(self._runner_in, self._runner_out, args)
+        self.frames: queue.Queue[pb.RunnerFrame | None] = queue.Queue()
         self.code = None
         self.ended = False
         threading.Thread(target=self._serve, daemon=True).start()
@@ -42,7 +44,7 @@ class Harness:
 
     def _serve(self):
         self.code = self.server.serve()
-        self.server.out._stream.close()
+        self._runner_out.close()
 
     def _read(self):
         while True:
@@ -61,10 +63,10 @@ class Harness:
         return f
 
     def close(self):
-        self.to_runner._stream.close()
+        self._to_runner.close()
         while not self.ended:
             self.next()
-        self.server.inp.close()
+        self._runner_in.close()
 
 
 class ServerTest(unittest.TestCase):
@@ -77,7 +79,8 @@ class ServerTest(unittest.TestCase):
             self.assertEqual((f.ready.device, f.ready.capacity), ("cpu", 8))
 
             h.send(batch=text_batch("b1", ["Hi", "long"], [{"max_tokens": 5, "seed": 1}, {"max_tokens": 5000}]))
-            texts, cancelled, health = {}, False, False
+            texts: dict[str, str] = {}
+            cancelled, health = False, False
             while True:
                 f = h.next()
                 kind = f.WhichOneof("frame")
