@@ -1,6 +1,7 @@
 """Generation parameters and next-token sampling."""
 
 import json
+import math
 import random
 from collections.abc import Iterable
 
@@ -41,6 +42,9 @@ def _number(p: dict[str, object], key: str) -> int | float | None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ParamError("parameter %s must be a number, got %r" % (key, v))
+    # Python's json accepts NaN and Infinity, which no parameter can take.
+    if not math.isfinite(v):
+        raise ParamError("parameter %s must be finite, got %r" % (key, v))
     return v
 
 
