@@ -30,10 +30,15 @@ test: deps
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 	cd worker/deepspeed_nats/python && $(PYTHON) -m unittest discover -s tests -t . -q
 
+# lint also checks the model runner with black, flake8 and mypy, configured in
+# worker/deepspeed_nats/python (pyproject.toml, .flake8); lint-deps.sh installs
+# them on Debian or says what is missing.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@INFERQ_PYTHON=$(PYTHON) ./scripts/lint-deps.sh
+	cd worker/deepspeed_nats/python && $(PYTHON) -m black --check -q . && $(PYTHON) -m flake8 . && $(PYTHON) -m mypy
 
 # gen regenerates schemas/inferqpb from schemas/*.proto with the protoc-gen-go pinned in go.mod.
 gen:
@@ -41,7 +46,8 @@ gen:
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	$(PROTOC) --plugin=protoc-gen-go=bin/protoc-gen-go -I schemas \
 		--go_out=schemas/inferqpb --go_opt=paths=source_relative schemas/*.proto
-	$(PROTOC) -I schemas --python_out=worker/deepspeed_nats/python/inferq_runner schemas/inferq.proto
+	$(PROTOC) -I schemas --python_out=worker/deepspeed_nats/python/inferq_runner \
+		--pyi_out=worker/deepspeed_nats/python/inferq_runner schemas/inferq.proto
 
 # fuzz runs every fuzz target of every package for FUZZTIME each.
 FUZZTIME ?= 20s

@@ -3,6 +3,7 @@ serialized RunnerFrame."""
 
 import struct
 import threading
+from typing import Protocol
 
 from . import inferq_pb2 as pb
 
@@ -11,11 +12,29 @@ from . import inferq_pb2 as pb
 MAX_FRAME = 1 << 30
 
 
+class ByteReader(Protocol):
+    """A stream frames are read from (a pipe opened "rb"); read may return
+    fewer bytes than asked for, and b"" at the end."""
+
+    def read(self, n: int, /) -> bytes:
+        ...
+
+
+class ByteWriter(Protocol):
+    """A stream frames are written to (a pipe opened "wb")."""
+
+    def write(self, data: bytes, /) -> object:
+        ...
+
+    def flush(self) -> object:
+        ...
+
+
 class FrameError(Exception):
     """The stream is corrupt or ended in the middle of a frame."""
 
 
-def _read_exact(stream, n):
+def _read_exact(stream: ByteReader, n: int) -> bytes | None:
     """Reads exactly n bytes; pipes may return fewer per read. Returns None on
     a clean EOF before the first byte."""
     buf = bytearray()
@@ -29,7 +48,7 @@ def _read_exact(stream, n):
     return bytes(buf)
 
 
-def read_frame(stream):
+def read_frame(stream: ByteReader) -> pb.RunnerFrame | None:
     """Returns the next RunnerFrame, or None at end of stream."""
     head = _read_exact(stream, 4)
     if head is None:
@@ -45,8 +64,9 @@ def read_frame(stream):
     return frame
 
 
-def encode_frame(frame):
-    body = frame.SerializeToString()
+def encode_frame(frame: pb.RunnerFrame) -> bytes:
+    # protobuf has no type information here: say what SerializeToString returns.
+    body: bytes = frame.SerializeToString()
     return struct.pack("<I", len(body)) + body
 
 
@@ -54,11 +74,11 @@ class FrameWriter:
     """Writes whole frames atomically: the main thread (tokens, results) and
     the stdin thread (health echoes) share one stream."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: ByteWriter) -> None:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def write(self, frame):
+    def write(self, frame: pb.RunnerFrame) -> None:
         data = encode_frame(frame)
         with self._lock:
             self._stream.write(data)

@@ -3,27 +3,39 @@ optionally through DeepSpeed) and batch execution."""
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch import nn
 
 from . import inferq_pb2 as pb
-from .generate import CANCELLED, EXPIRED, Request, generate
+from .generate import CANCELLED, EXPIRED, CausalLM, OnChunk, Request, generate
 from .sampling import ParamError, parse_params
 from .tensors import TensorError, bytes_tensor, decode_bytes, from_torch, to_torch
-from .text import HFDetokenizer
-from .tiny import build_tiny_gpt, build_tiny_mlp
+from .text import ByteDetokenizer, ByteTokenizer, HFDetokenizer
+from .tiny import LayerKV, build_tiny_gpt, build_tiny_mlp
 
 log = logging.getLogger("inferq_runner")
 
 DEFAULT_CAPACITY = 32
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+# emit(chunk) streams a token chunk to the agent; cancelled(job_id) says
+# whether the agent cancelled that job of the running batch.
+Emit = Callable[[pb.TokenChunk], None]
+Cancelled = Callable[[str], bool]
+
+# A tensor model's forward pass: named input batches to named output batches.
+TensorFn = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 class InvalidBatch(ValueError):
     """The batch itself is malformed; retrying cannot help."""
 
 
-def resolve_device(name):
+def resolve_device(name: str | None) -> torch.device:
     name = (name or "auto").strip()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -33,7 +45,7 @@ def resolve_device(name):
     return dev
 
 
-def resolve_dtype(name, device):
+def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
     name = (name or "fp32").lower()
     if name not in _DTYPES:
         raise ValueError("dtype %r: want fp32, fp16 or bf16" % name)
@@ -44,7 +56,9 @@ def resolve_dtype(name, device):
     return _DTYPES[name]
 
 
-def maybe_deepspeed(module, enabled, tp_size, dtype, kernel_inject):
+def maybe_deepspeed(
+    module: nn.Module, enabled: bool, tp_size: int, dtype: torch.dtype, kernel_inject: bool
+) -> nn.Module:
     """Wraps module with deepspeed.init_inference when asked and importable."""
     if not enabled:
         log.info("engine: plain PyTorch %s", torch.__version__)
@@ -54,10 +68,13 @@ def maybe_deepspeed(module, enabled, tp_size, dtype, kernel_inject):
     except ImportError as e:
         log.warning("engine: --deepspeed given but deepspeed is not importable (%s); using plain PyTorch", e)
         return module
-    engine = deepspeed.init_inference(module, tensor_parallel={"tp_size": tp_size}, dtype=dtype,
-                                      replace_with_kernel_inject=kernel_inject)
-    log.info("engine: DeepSpeed %s inference, tp_size=%d, kernel_inject=%s", deepspeed.__version__, tp_size,
-             kernel_inject)
+    # deepspeed has no type information; its InferenceEngine is a Module.
+    engine: nn.Module = deepspeed.init_inference(
+        module, tensor_parallel={"tp_size": tp_size}, dtype=dtype, replace_with_kernel_inject=kernel_inject
+    )
+    log.info(
+        "engine: DeepSpeed %s inference, tp_size=%d, kernel_inject=%s", deepspeed.__version__, tp_size, kernel_inject
+    )
     return engine
 
 
@@ -67,55 +84,62 @@ class TinyGPTLM:
     pad_id = 0
     max_length = 8192
 
-    def __init__(self, net, tokenizer, device):
+    def __init__(self, net: nn.Module, tokenizer: ByteTokenizer, device: torch.device) -> None:
         self.net, self.tok, self.device = net, tokenizer, device
         self.eos_ids = frozenset([tokenizer.eos_id])
 
-    def encode(self, text):
+    def encode(self, text: str) -> list[int]:
         return self.tok.encode(text)
 
-    def detokenizer(self):
+    def detokenizer(self) -> ByteDetokenizer:
         return self.tok.detokenizer()
 
-    def forward(self, ids, mask, pos, cache):
-        logits, cache = self.net(ids, mask, pos, cache)
-        return logits[:, -1, :].float(), cache
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: list[LayerKV] | None
+    ) -> tuple[torch.Tensor, list[LayerKV]]:
+        out: tuple[torch.Tensor, list[LayerKV]] = self.net(ids, mask, pos, cache)
+        logits, new_cache = out
+        return logits[:, -1, :].float(), new_cache
 
-    def select_cache(self, cache, idx):
+    def select_cache(self, cache: list[LayerKV], idx: torch.Tensor) -> list[LayerKV] | None:
         return [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in cache]
 
 
 class HFLM:
-    """Adapter of a transformers causal LM for generate()."""
+    """Adapter of a transformers causal LM for generate(). transformers is an
+    optional dependency without type information: its model, tokenizer, config
+    and cache are Any here."""
 
-    def __init__(self, net, tokenizer, config, device):
+    def __init__(self, net: Any, tokenizer: Any, config: Any, device: torch.device) -> None:
         self.net, self.tok, self.device = net, tokenizer, device
-        eos = set()
+        eos: set[int] = set()
         for v in (tokenizer.eos_token_id, getattr(getattr(net, "generation_config", None), "eos_token_id", None)):
             if isinstance(v, int):
                 eos.add(v)
             elif isinstance(v, (list, tuple)):
                 eos.update(v)
         self.eos_ids = frozenset(eos)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
-        self.max_length = getattr(config, "max_position_embeddings", None)
+        self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+        self.max_length: int | None = getattr(config, "max_position_embeddings", None)
 
-    def encode(self, text):
-        ids = self.tok(text)["input_ids"]
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = self.tok(text)["input_ids"]
         if not ids:
             start = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.pad_id
             ids = [start]
         return ids
 
-    def detokenizer(self):
+    def detokenizer(self) -> HFDetokenizer:
         return HFDetokenizer(self.tok)
 
-    def forward(self, ids, mask, pos, cache):
-        out = self.net(input_ids=ids, attention_mask=mask.long(), position_ids=pos, past_key_values=cache,
-                       use_cache=True)
-        return out.logits[:, -1, :].float(), out.past_key_values
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        out = self.net(
+            input_ids=ids, attention_mask=mask.long(), position_ids=pos, past_key_values=cache, use_cache=True
+        )
+        logits: torch.Tensor = out.logits[:, -1, :].float()
+        return logits, out.past_key_values
 
-    def select_cache(self, cache, idx):
+    def select_cache(self, cache: Any, idx: torch.Tensor) -> Any:
         if isinstance(cache, (tuple, list)):
             return tuple(tuple(t.index_select(0, idx) for t in layer) for layer in cache)
         if hasattr(cache, "batch_select_indices"):
@@ -124,22 +148,23 @@ class HFLM:
         return None  # unknown cache type: finished rows stay in the batch
 
 
-def _job_error(job_id, code, message, retryable=False):
+def _job_error(job_id: str, code: str, message: str, retryable: bool = False) -> pb.JobResult:
     return pb.JobResult(job_id=job_id, error=pb.Error(code=code, message=message, retryable=retryable))
 
 
-def _wanted(job, name):
+def _wanted(job: pb.BatchJob, name: str) -> bool:
     return not job.outputs or name in job.outputs
 
 
 class GenerateModel:
+    """Text generation on a causal LM, streaming token chunks."""
+
     kind = "generate"
 
-    def __init__(self, lm, capacity):
+    def __init__(self, lm: CausalLM[Any], capacity: int) -> None:
         self.lm, self.device, self.capacity = lm, lm.device, capacity
 
-    def run(self, batch, emit, cancelled):
-        """emit(TokenChunk); cancelled(job_id) -> bool."""
+    def run(self, batch: pb.Batch, emit: Emit, cancelled: Cancelled) -> pb.BatchResult:
         inp = next((t for t in batch.inputs if t.name == "text_input"), None)
         if inp is None:
             inp = next((t for t in batch.inputs if t.datatype == "BYTES"), None)
@@ -152,12 +177,14 @@ class GenerateModel:
         per_row = 1
         for d in inp.shape[1:]:
             per_row *= d
-        results, runs = {}, []
+        results: dict[str, pb.JobResult] = {}
+        runs: list[tuple[pb.BatchJob, Request]] = []
         for job in batch.jobs:
             try:
                 if job.row_end - job.row_start != 1:
-                    raise ParamError("a generate job takes exactly one text_input row, got %d"
-                                     % (job.row_end - job.row_start))
+                    raise ParamError(
+                        "a generate job takes exactly one text_input row, got %d" % (job.row_end - job.row_start)
+                    )
                 k = job.row_start * per_row
                 if per_row < 1 or k >= len(elems):
                     raise ParamError("text_input row %d is missing" % job.row_start)
@@ -166,39 +193,45 @@ class GenerateModel:
                 ids = self.lm.encode(prompt)
                 limit = self.lm.max_length
                 if limit and len(ids) + params.max_tokens > limit:
-                    raise ParamError("prompt (%d tokens) + max_tokens (%d) exceeds the model's %d positions"
-                                     % (len(ids), params.max_tokens, limit))
+                    raise ParamError(
+                        "prompt (%d tokens) + max_tokens (%d) exceeds the model's %d positions"
+                        % (len(ids), params.max_tokens, limit)
+                    )
             except (ParamError, UnicodeDecodeError) as e:
                 results[job.id] = _job_error(job.id, "invalid_input", str(e))
                 continue
-            runs.append((job, Request(ids, params, _chunker(job.id, emit), _canceller(job.id, cancelled),
-                                      job.deadline_unix_nano)))
+            runs.append(
+                (
+                    job,
+                    Request(ids, params, _chunker(job.id, emit), _canceller(job.id, cancelled), job.deadline_unix_nano),
+                )
+            )
         for i in range(0, len(runs), self.capacity):
-            part = runs[i:i + self.capacity]
+            part = runs[i : i + self.capacity]
             for (job, _), out in zip(part, generate(self.lm, [r for _, r in part])):
                 if out.reason == CANCELLED:
                     results[job.id] = _job_error(job.id, "cancelled", "cancelled during generation")
                 elif out.reason == EXPIRED:
                     results[job.id] = _job_error(job.id, "expired", "deadline passed during generation")
                 else:
-                    outs = []
+                    outs: list[pb.Tensor] = []
                     if _wanted(job, "text_output"):
                         outs.append(bytes_tensor("text_output", [out.text.encode("utf-8")], [1, 1]))
                     results[job.id] = pb.JobResult(job_id=job.id, outputs=outs)
         return pb.BatchResult(batch_id=batch.id, jobs=[results[j.id] for j in batch.jobs])
 
 
-def _chunker(job_id, emit):
+def _chunker(job_id: str, emit: Emit) -> OnChunk:
     seq = [0]
 
-    def on_chunk(text, token_id, final):
+    def on_chunk(text: str, token_id: int, final: bool) -> None:
         seq[0] += 1
         emit(pb.TokenChunk(job_id=job_id, seq=seq[0], text=text, token_id=token_id, final=final))
 
     return on_chunk
 
 
-def _canceller(job_id, cancelled):
+def _canceller(job_id: str, cancelled: Cancelled) -> Callable[[], bool]:
     return lambda: cancelled(job_id)
 
 
@@ -207,10 +240,10 @@ class TensorModel:
 
     kind = "tensor"
 
-    def __init__(self, fn, device, capacity):
+    def __init__(self, fn: TensorFn, device: torch.device, capacity: int) -> None:
         self.fn, self.device, self.capacity = fn, device, capacity
 
-    def run(self, batch, emit, cancelled):
+    def run(self, batch: pb.Batch, emit: Emit, cancelled: Cancelled) -> pb.BatchResult:
         try:
             inputs = {t.name: to_torch(t).to(self.device) for t in list(batch.inputs) + list(batch.masks)}
         except TensorError as e:
@@ -225,32 +258,45 @@ class TensorModel:
             jr = res.jobs.add(job_id=job.id)
             for name, out in outputs.items():
                 if _wanted(job, name):
-                    jr.outputs.append(from_torch(name, out[job.row_start:job.row_end]))
+                    jr.outputs.append(from_torch(name, out[job.row_start : job.row_end]))
         return res
 
 
-def _tiny_mlp_fn(net, dtype):
-    def fn(inputs):
+# The models load() returns.
+Model = GenerateModel | TensorModel
+
+
+def _tiny_mlp_fn(net: nn.Module, dtype: torch.dtype) -> TensorFn:
+    def fn(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = inputs.get("INPUT0")
         if x is None:
             raise InvalidBatch("tiny-mlp needs input INPUT0")
         if x.dtype != torch.float32 or x.dim() != 2 or x.shape[1] != 16:
             raise InvalidBatch("tiny-mlp: INPUT0 must be FP32 [n, 16], got %s %s" % (x.dtype, list(x.shape)))
-        return {"OUTPUT0": net(x.to(dtype)).float()}
+        y: torch.Tensor = net(x.to(dtype))
+        return {"OUTPUT0": y.float()}
 
     return fn
 
 
-def load(source, device="auto", dtype="fp32", use_deepspeed=False, tp_size=1, options=None):
-    """Loads a model once; returns a GenerateModel or a TensorModel."""
+def load(
+    source: str,
+    device: str | None = "auto",
+    dtype: str | None = "fp32",
+    use_deepspeed: bool = False,
+    tp_size: int = 1,
+    options: dict[str, Any] | None = None,
+) -> Model:
+    """Loads a model once; returns a GenerateModel or a TensorModel. options is
+    the Load frame's decoded options_json."""
     options = options or {}
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     capacity = int(options.get("max_batch_size") or DEFAULT_CAPACITY)
     kernel_inject = bool(options.get("kernel_inject", False))
     if source == "builtin:tiny-gpt":
-        net, tok = build_tiny_gpt()
-        net = maybe_deepspeed(net.to(dev, dt), use_deepspeed, tp_size, dt, False)
+        gpt, tok = build_tiny_gpt()
+        net = maybe_deepspeed(gpt.to(dev, dt), use_deepspeed, tp_size, dt, False)
         return GenerateModel(TinyGPTLM(net, tok, dev), capacity)
     if source == "builtin:tiny-mlp":
         net = maybe_deepspeed(build_tiny_mlp().to(dev, dt), use_deepspeed, tp_size, dt, False)
@@ -262,12 +308,22 @@ def load(source, device="auto", dtype="fp32", use_deepspeed=False, tp_size=1, op
     raise ValueError("model source %r is neither a builtin: model nor a local directory" % source)
 
 
-def _load_hf(path, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity):
+def _load_hf(
+    path: str,
+    dev: torch.device,
+    dt: torch.dtype,
+    use_deepspeed: bool,
+    tp_size: int,
+    kernel_inject: bool,
+    capacity: int,
+) -> GenerateModel:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - optional dependency
     except ImportError as e:
-        raise RuntimeError("model source %s is a Hugging Face directory, but transformers is not importable "
-                           "(%s): install transformers for this python" % (path, e))
+        raise RuntimeError(
+            "model source %s is a Hugging Face directory, but transformers is not importable "
+            "(%s): install transformers for this python" % (path, e)
+        )
     tok = AutoTokenizer.from_pretrained(path)
     net = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dt).to(dev).eval()
     config = net.config

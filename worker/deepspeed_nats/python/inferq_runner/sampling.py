@@ -1,7 +1,9 @@
 """Generation parameters and next-token sampling."""
 
 import json
+import math
 import random
+from collections.abc import Iterable
 
 import torch
 
@@ -13,9 +15,19 @@ class ParamError(ValueError):
 
 
 class GenParams:
+    """A job's generation parameters, with the defaults of a job that sets none."""
+
     __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
 
-    def __init__(self, max_tokens=DEFAULT_MAX_TOKENS, temperature=1.0, top_p=1.0, top_k=0, seed=None, stop=()):
+    def __init__(
+        self,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop: Iterable[str] = (),
+    ) -> None:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.top_p = top_p
@@ -24,54 +36,75 @@ class GenParams:
         self.stop = tuple(stop)
 
 
-def _num(p, key, kind, lo=None, hi=None):
+def _number(p: dict[str, object], key: str) -> int | float | None:
     v = p.get(key)
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ParamError("parameter %s must be a number, got %r" % (key, v))
-    if kind is int:
-        if float(v) != int(v):
-            raise ParamError("parameter %s must be an integer, got %r" % (key, v))
-        v = int(v)
-    else:
-        v = float(v)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise ParamError("parameter %s=%r is out of range [%s, %s]" % (key, v, lo, hi))
+    # Python's json accepts NaN and Infinity, which no parameter can take.
+    if not math.isfinite(v):
+        raise ParamError("parameter %s must be finite, got %r" % (key, v))
     return v
 
 
-def parse_params(raw, max_limit=None):
+def _check_range(key: str, v: float, lo: float | None, hi: float | None) -> None:
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ParamError("parameter %s=%r is out of range [%s, %s]" % (key, v, lo, hi))
+
+
+def _int_param(p: dict[str, object], key: str, lo: int | None = None) -> int | None:
+    v = _number(p, key)
+    if v is None:
+        return None
+    if float(v) != int(v):
+        raise ParamError("parameter %s must be an integer, got %r" % (key, v))
+    i = int(v)
+    _check_range(key, i, lo, None)
+    return i
+
+
+def _float_param(p: dict[str, object], key: str, lo: float | None = None, hi: float | None = None) -> float | None:
+    v = _number(p, key)
+    if v is None:
+        return None
+    f = float(v)
+    _check_range(key, f, lo, hi)
+    return f
+
+
+def parse_params(raw: str | bytes, max_limit: int | None = None) -> GenParams:
     """Parses a job's parameters_json. Unknown keys (priority, stream...) are
     the broker's and are ignored."""
-    p = {}
+    p: dict[str, object] = {}
     if raw:
         try:
-            p = json.loads(raw)
+            doc = json.loads(raw)
         except ValueError as e:
             raise ParamError("parameters are not valid JSON: %s" % e)
-        if not isinstance(p, dict):
+        if not isinstance(doc, dict):
             raise ParamError("parameters must be a JSON object")
+        p = doc
     g = GenParams()
-    mt = _num(p, "max_tokens", int, 0)
+    mt = _int_param(p, "max_tokens", 0)
     if mt is None:
-        mt = _num(p, "max_new_tokens", int, 0)
+        mt = _int_param(p, "max_new_tokens", 0)
     if mt is not None:
         g.max_tokens = mt
     if max_limit is not None and g.max_tokens > max_limit:
         raise ParamError("max_tokens=%d exceeds this model's limit of %d" % (g.max_tokens, max_limit))
-    t = _num(p, "temperature", float, 0.0)
+    t = _float_param(p, "temperature", 0.0)
     if t is not None:
         g.temperature = t
-    tp = _num(p, "top_p", float, 0.0, 1.0)
+    tp = _float_param(p, "top_p", 0.0, 1.0)
     if tp is not None:
         if tp == 0:
             raise ParamError("top_p must be in (0, 1]")
         g.top_p = tp
-    tk = _num(p, "top_k", int, 0)
+    tk = _int_param(p, "top_k", 0)
     if tk is not None:
         g.top_k = tk
-    s = _num(p, "seed", int)
+    s = _int_param(p, "seed")
     if s is not None:
         g.seed = s
     stop = p.get("stop")
@@ -84,7 +117,7 @@ def parse_params(raw, max_limit=None):
     return g
 
 
-def make_generator(seed, device):
+def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
     """A per-sequence generator, so a seeded job samples the same tokens
     whatever its batch neighbours are."""
     if seed is None:
@@ -94,7 +127,7 @@ def make_generator(seed, device):
     return g
 
 
-def filter_logits(logits, top_k=0, top_p=1.0):
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Masks (to -inf) the tokens outside the top_k and the top_p nucleus of a
     1-D logits vector."""
     n = logits.shape[-1]
@@ -113,7 +146,7 @@ def filter_logits(logits, top_k=0, top_p=1.0):
     return logits
 
 
-def sample(logits, params, generator):
+def sample(logits: torch.Tensor, params: GenParams, generator: torch.Generator | None) -> int:
     """Picks the next token from a 1-D logits vector."""
     if params.temperature <= 0:
         return int(torch.argmax(logits))

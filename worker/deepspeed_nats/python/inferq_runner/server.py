@@ -11,33 +11,37 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import inferq_pb2 as pb
-from .framing import FrameError, FrameWriter, read_frame
+from .framing import ByteReader, ByteWriter, FrameError, FrameWriter, read_frame
+
+if TYPE_CHECKING:
+    # Imported for real only when a model loads, after the reader has started.
+    from .models import Model
 
 log = logging.getLogger("inferq_runner")
-
-_EOF = object()
 
 
 class CancelBook:
     """Cancelled jobs of the batches that are queued or running. An empty
     job id cancels the whole batch."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._batches = {}  # batch id -> set of cancelled job ids ("" = all)
+        self._batches: dict[str, set[str]] = {}  # batch id -> set of cancelled job ids ("" = all)
         self.closing = False  # stdin ended: stop everything
 
-    def open(self, batch_id):
+    def open(self, batch_id: str) -> None:
         with self._lock:
             self._batches.setdefault(batch_id, set())
 
-    def done(self, batch_id):
+    def done(self, batch_id: str) -> None:
         with self._lock:
             self._batches.pop(batch_id, None)
 
-    def cancel(self, batch_id, job_id):
+    def cancel(self, batch_id: str, job_id: str) -> bool:
         with self._lock:
             jobs = self._batches.get(batch_id)
             if jobs is None:
@@ -45,11 +49,11 @@ class CancelBook:
             jobs.add(job_id)
             return True
 
-    def cancel_all(self):
+    def cancel_all(self) -> None:
         with self._lock:
             self.closing = True
 
-    def is_cancelled(self, batch_id, job_id):
+    def is_cancelled(self, batch_id: str, job_id: str) -> bool:
         with self._lock:
             if self.closing:
                 return True
@@ -58,15 +62,18 @@ class CancelBook:
 
 
 class Server:
-    def __init__(self, inp, out, args):
+    """Serves one agent over a pair of byte streams; args are parse_args()'s."""
+
+    def __init__(self, inp: ByteReader, out: ByteWriter, args: argparse.Namespace) -> None:
         self.inp = inp
         self.out = FrameWriter(out)
         self.args = args
-        self.work = queue.Queue()
+        # Load and Batch frames for the main thread; None once stdin has ended.
+        self.work: queue.Queue[pb.RunnerFrame | None] = queue.Queue()
         self.cancels = CancelBook()
-        self.model = None
+        self.model: Model | None = None
 
-    def _read_loop(self):
+    def _read_loop(self) -> None:
         try:
             while True:
                 f = read_frame(self.inp)
@@ -92,14 +99,14 @@ class Server:
         finally:
             # The agent closed stdin (or it broke): stop whatever runs, then exit.
             self.cancels.cancel_all()
-            self.work.put(_EOF)
+            self.work.put(None)
 
-    def serve(self):
+    def serve(self) -> int:
         t = threading.Thread(target=self._read_loop, name="stdin", daemon=True)
         t.start()
         while True:
             f = self.work.get()
-            if f is _EOF:
+            if f is None:
                 log.info("stdin closed; exiting")
                 return 0
             kind = f.WhichOneof("frame")
@@ -109,12 +116,15 @@ class Server:
             else:
                 self._batch(f.batch)
 
-    def _load(self, load):
+    def _load(self, load: pb.Load) -> bool:
         from .models import load as load_model  # noqa: PLC0415 - torch import after the reader starts
 
         if self.model is not None:
-            self.out.write(pb.RunnerFrame(ready=pb.Ready(model=load.model, device=str(self.model.device),
-                                                        capacity=self.model.capacity)))
+            self.out.write(
+                pb.RunnerFrame(
+                    ready=pb.Ready(model=load.model, device=str(self.model.device), capacity=self.model.capacity)
+                )
+            )
             return True
         a = self.args
         try:
@@ -125,18 +135,32 @@ class Server:
             dtype = params.get("dtype") or a.dtype
             t0 = time.monotonic()
             self.model = load_model(source, device, dtype, a.deepspeed, a.tp_size, opts)
-            log.info("loaded %s (%s) as %s on %s in %.1fs", load.model or source, source, self.model.kind,
-                     self.model.device, time.monotonic() - t0)
+            log.info(
+                "loaded %s (%s) as %s on %s in %.1fs",
+                load.model or source,
+                source,
+                self.model.kind,
+                self.model.device,
+                time.monotonic() - t0,
+            )
         except Exception as e:  # noqa: BLE001 - reported to the agent
             log.error("load failed:\n%s", traceback.format_exc())
-            self.out.write(pb.RunnerFrame(error=pb.RunnerError(error=pb.Error(
-                code="load_failed", message="%s: %s" % (type(e).__name__, e), retryable=False))))
+            self.out.write(
+                pb.RunnerFrame(
+                    error=pb.RunnerError(
+                        error=pb.Error(code="load_failed", message="%s: %s" % (type(e).__name__, e), retryable=False)
+                    )
+                )
+            )
             return False
-        self.out.write(pb.RunnerFrame(ready=pb.Ready(model=load.model, device=str(self.model.device),
-                                                    capacity=self.model.capacity)))
+        self.out.write(
+            pb.RunnerFrame(
+                ready=pb.Ready(model=load.model, device=str(self.model.device), capacity=self.model.capacity)
+            )
+        )
         return True
 
-    def _batch(self, batch):
+    def _batch(self, batch: pb.Batch) -> None:
         from .models import InvalidBatch  # noqa: PLC0415
 
         try:
@@ -144,7 +168,7 @@ class Server:
                 raise RuntimeError("batch before load")
             t0 = time.monotonic()
 
-            def emit(chunk):
+            def emit(chunk: pb.TokenChunk) -> None:
                 self.out.write(pb.RunnerFrame(token=chunk))
 
             res = self.model.run(batch, emit, lambda job_id: self.cancels.is_cancelled(batch.id, job_id))
@@ -154,18 +178,29 @@ class Server:
             retryable = not isinstance(e, (InvalidBatch, ValueError))
             log.error("batch %s failed:\n%s", batch.id, traceback.format_exc())
             try:
-                self.out.write(pb.RunnerFrame(error=pb.RunnerError(batch_id=batch.id, error=pb.Error(
-                    code="runner_error", message="%s: %s" % (type(e).__name__, e), retryable=retryable))))
+                self.out.write(
+                    pb.RunnerFrame(
+                        error=pb.RunnerError(
+                            batch_id=batch.id,
+                            error=pb.Error(
+                                code="runner_error", message="%s: %s" % (type(e).__name__, e), retryable=retryable
+                            ),
+                        )
+                    )
+                )
             except OSError:
                 pass  # the agent is gone; the reader thread ends the loop
         finally:
             self.cancels.done(batch.id)
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python3 -m inferq_runner", description="inferq model runner (stdio frames)")
-    p.add_argument("--model", default="builtin:tiny-gpt",
-                   help="builtin:tiny-gpt, builtin:tiny-mlp or a local Hugging Face directory")
+    p.add_argument(
+        "--model",
+        default="builtin:tiny-gpt",
+        help="builtin:tiny-gpt, builtin:tiny-mlp or a local Hugging Face directory",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--deepspeed", action="store_true", help="wrap the model with deepspeed.init_inference")
@@ -174,10 +209,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     # Frames own the real stdout; anything else that prints (libraries,
     # DeepSpeed) goes to stderr instead of corrupting the stream.
     out = os.fdopen(os.dup(1), "wb")

@@ -5,18 +5,22 @@ text. They exercise the runner's machinery; they are not the product's
 inference."""
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from .text import ByteTokenizer
 
+# One layer's attention keys and values, [B, heads, S, head size] each.
+LayerKV = tuple[torch.Tensor, torch.Tensor]
+
 TINY_GPT_SEED = 1234
 TINY_MLP_SEED = 4321
 
 
 class _Block(nn.Module):
-    def __init__(self, d_model, n_head, d_ff):
+    def __init__(self, d_model: int, n_head: int, d_ff: int) -> None:
         super().__init__()
         self.n_head = n_head
         self.ln1 = nn.LayerNorm(d_model)
@@ -25,7 +29,7 @@ class _Block(nn.Module):
         self.ln2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
 
-    def forward(self, x, allowed, past):
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, past: LayerKV | None) -> tuple[torch.Tensor, LayerKV]:
         b, t, d = x.shape
         h = self.n_head
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
@@ -49,7 +53,7 @@ class TinyGPT(nn.Module):
     """A causal transformer over bytes with sinusoidal positions (so any
     length works) and a KV cache."""
 
-    def __init__(self, vocab=257, d_model=96, n_layer=3, n_head=4, d_ff=256):
+    def __init__(self, vocab: int = 257, d_model: int = 96, n_layer: int = 3, n_head: int = 4, d_ff: int = 256) -> None:
         super().__init__()
         self.d_model = d_model
         self.emb = nn.Embedding(vocab, d_model)
@@ -63,13 +67,15 @@ class TinyGPT(nn.Module):
         bias[256] = -3.0
         self.register_buffer("out_bias", bias)
 
-    def _positions(self, pos, dtype):
+    def _positions(self, pos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         half = self.d_model // 2
         freq = torch.exp(torch.arange(half, device=pos.device, dtype=torch.float32) * (-math.log(10000.0) / half))
         ang = pos.to(torch.float32).unsqueeze(-1) * freq
         return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1).to(dtype)
 
-    def forward(self, ids, mask, pos, past=None):
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, past: list[LayerKV] | None = None
+    ) -> tuple[torch.Tensor, list[LayerKV]]:
         """ids, pos: [B, T]; mask: [B, S] bool over all S = past + T positions
         (False = left padding). Returns logits [B, T, V] and the new cache."""
         t = ids.shape[1]
@@ -80,7 +86,7 @@ class TinyGPT(nn.Module):
         qi = torch.arange(s - t, s, device=ids.device).unsqueeze(1)
         kj = torch.arange(s, device=ids.device).unsqueeze(0)
         allowed = (kj <= qi).unsqueeze(0).unsqueeze(0) & mask[:, None, None, :]
-        new = []
+        new: list[LayerKV] = []
         for i, blk in enumerate(self.blocks):
             x, kv = blk(x, allowed, None if past is None else past[i])
             new.append(kv)
@@ -88,7 +94,7 @@ class TinyGPT(nn.Module):
         return logits, new
 
 
-def build_tiny_gpt():
+def build_tiny_gpt() -> tuple[TinyGPT, ByteTokenizer]:
     torch.manual_seed(TINY_GPT_SEED)
     model = TinyGPT()
     with torch.no_grad():
@@ -102,16 +108,17 @@ def build_tiny_gpt():
 class TinyMLP(nn.Module):
     """INPUT0 FP32 [n, 16] -> OUTPUT0 FP32 [n, 4]."""
 
-    inputs = {"INPUT0": 16}
+    inputs: ClassVar[dict[str, int]] = {"INPUT0": 16}
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
 
-    def forward(self, x):
-        return self.net(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.net(x)
+        return y
 
 
-def build_tiny_mlp():
+def build_tiny_mlp() -> TinyMLP:
     torch.manual_seed(TINY_MLP_SEED)
     return TinyMLP().eval()

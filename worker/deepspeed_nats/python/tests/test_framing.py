@@ -17,7 +17,7 @@ class Trickle(io.RawIOBase):
 
     def read(self, size=-1):
         k = self.n if size < 0 else min(size, self.n)
-        out = self.data[self.pos:self.pos + k]
+        out = self.data[self.pos : self.pos + k]
         self.pos += len(out)
         return out
 

@@ -4,18 +4,24 @@ import unittest
 import torch
 
 from inferq_runner.generate import Request, generate
-from inferq_runner.models import TinyGPTLM, load
+from inferq_runner.models import GenerateModel, TinyGPTLM, load
 from inferq_runner.sampling import GenParams
 from inferq_runner.text import ByteTokenizer
 
-_MODEL = None
+_LM: TinyGPTLM | None = None
 
 
-def tiny_lm():
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = load("builtin:tiny-gpt", device="cpu")
-    return _MODEL.lm
+def load_tiny_lm() -> TinyGPTLM:
+    model = load("builtin:tiny-gpt", device="cpu")
+    assert isinstance(model, GenerateModel) and isinstance(model.lm, TinyGPTLM)
+    return model.lm
+
+
+def tiny_lm() -> TinyGPTLM:
+    global _LM
+    if _LM is None:
+        _LM = load_tiny_lm()
+    return _LM
 
 
 class ScriptLM(TinyGPTLM):
@@ -24,7 +30,7 @@ class ScriptLM(TinyGPTLM):
 
     def __init__(self, scripts):
         tok = ByteTokenizer()
-        super().__init__(None, tok, torch.device("cpu"))
+        super().__init__(torch.nn.Identity(), tok, torch.device("cpu"))
         self.scripts = scripts
         self.steps = 0
 
@@ -42,7 +48,7 @@ class ScriptLM(TinyGPTLM):
 
 
 def collect():
-    chunks = []
+    chunks: list[tuple[str, int, bool]] = []
     return chunks, lambda text, token_id, final: chunks.append((text, token_id, final))
 
 
@@ -54,13 +60,16 @@ class StopConditionTest(unittest.TestCase):
     def test_eos_max_tokens_and_stop_strings(self):
         lm = ScriptLM([list(b"hi"), list(b"abcdefgh"), list(b"one<END>two"), list(b"xyz")])
         streams = [collect() for _ in range(4)]
-        reqs = [Request([256], greedy(10), streams[0][1]),
-                Request([256], greedy(3), streams[1][1]),
-                Request([256], greedy(20, stop=["<END>"]), streams[2][1]),
-                Request([256], greedy(0), streams[3][1])]
+        reqs = [
+            Request([256], greedy(10), streams[0][1]),
+            Request([256], greedy(3), streams[1][1]),
+            Request([256], greedy(20, stop=["<END>"]), streams[2][1]),
+            Request([256], greedy(0), streams[3][1]),
+        ]
         outs = generate(lm, reqs)
-        self.assertEqual([(o.text, o.reason) for o in outs],
-                         [("hi", "eos"), ("abc", "length"), ("one", "stop"), ("", "length")])
+        self.assertEqual(
+            [(o.text, o.reason) for o in outs], [("hi", "eos"), ("abc", "length"), ("one", "stop"), ("", "length")]
+        )
         for (chunks, _), o in zip(streams, outs):
             self.assertEqual("".join(c[0] for c in chunks), o.text)
             self.assertTrue(chunks[-1][2], "last chunk is final")
@@ -107,8 +116,10 @@ class TinyGPTTest(unittest.TestCase):
         lm = tiny_lm()
         params = GenParams(max_tokens=24, temperature=0.9, top_k=40, top_p=0.95, seed=1234)
         alone = generate(lm, [Request(lm.encode("seeded"), params)])[0]
-        others = [Request(lm.encode(p), GenParams(max_tokens=n, temperature=1.0, seed=n))
-                  for n, p in ((5, "a long neighbour prompt"), (30, "x"))]
+        others = [
+            Request(lm.encode(p), GenParams(max_tokens=n, temperature=1.0, seed=n))
+            for n, p in ((5, "a long neighbour prompt"), (30, "x"))
+        ]
         mixed = generate(lm, [others[0], Request(lm.encode("seeded"), params), others[1]])[1]
         self.assertEqual(alone.text, mixed.text)
         again = generate(lm, [Request(lm.encode("seeded"), params)])[0]
@@ -116,15 +127,17 @@ class TinyGPTTest(unittest.TestCase):
 
     def test_weights_are_deterministic(self):
         lm = tiny_lm()
-        other = load("builtin:tiny-gpt", device="cpu").lm
+        other = load_tiny_lm()
         for a, b in zip(lm.net.state_dict().values(), other.net.state_dict().values()):
             self.assertTrue(torch.equal(a, b))
 
     def test_stream_concatenates_to_text(self):
         lm = tiny_lm()
         streams = [collect() for _ in range(3)]
-        reqs = [Request(lm.encode(p), GenParams(max_tokens=40, temperature=1.0, seed=i, stop=["a", "Gu"]), s[1])
-                for i, (p, s) in enumerate(zip(self.prompts, streams))]
+        reqs = [
+            Request(lm.encode(p), GenParams(max_tokens=40, temperature=1.0, seed=i, stop=["a", "Gu"]), s[1])
+            for i, (p, s) in enumerate(zip(self.prompts, streams))
+        ]
         for (chunks, _), o in zip(streams, generate(lm, reqs)):
             self.assertEqual("".join(c[0] for c in chunks), o.text)
             self.assertNotIn("a", o.text)

@@ -38,13 +38,26 @@ class SamplingTest(unittest.TestCase):
         self.assertNotEqual(a, c)
 
     def test_parse_params(self):
-        p = parse_params(b'{"max_new_tokens": 5, "temperature": 0, "top_k": 3, "top_p": 0.5, "seed": 7, '
-                         b'"stop": "\\n", "priority": 1}')
+        p = parse_params(
+            b'{"max_new_tokens": 5, "temperature": 0, "top_k": 3, "top_p": 0.5, "seed": 7, '
+            b'"stop": "\\n", "priority": 1}'
+        )
         self.assertEqual((p.max_tokens, p.temperature, p.top_k, p.top_p, p.seed, p.stop), (5, 0.0, 3, 0.5, 7, ("\n",)))
         self.assertEqual(parse_params(b"").max_tokens, 16)
         self.assertEqual(parse_params(b'{"max_tokens": 2, "max_new_tokens": 9}').max_tokens, 2)
-        for bad in (b'{"max_tokens": -1}', b'{"temperature": "hot"}', b'{"top_p": 1.5}', b'{"stop": [1]}',
-                    b"[1]", b"{", b'{"max_tokens": 1.5}'):
+        for bad in (
+            b'{"max_tokens": -1}',
+            b'{"temperature": "hot"}',
+            b'{"top_p": 1.5}',
+            b'{"max_tokens": Infinity}',
+            b'{"max_tokens": NaN}',
+            b'{"temperature": NaN}',
+            b'{"top_p": NaN}',
+            b'{"stop": [1]}',
+            b"[1]",
+            b"{",
+            b'{"max_tokens": 1.5}',
+        ):
             with self.assertRaises(ParamError, msg=bad):
                 parse_params(bad)
 

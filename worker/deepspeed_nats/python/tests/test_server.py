@@ -13,10 +13,15 @@ from inferq_runner.server import Server
 
 def text_batch(batch_id, prompts, params):
     data = b"".join(struct.pack("<I", len(p.encode())) + p.encode() for p in prompts)
-    jobs = [pb.BatchJob(id="j%d" % i, row_start=i, row_end=i + 1, parameters_json=json.dumps(pr).encode())
-            for i, pr in enumerate(params)]
-    return pb.Batch(id=batch_id, jobs=jobs,
-                    inputs=[pb.Tensor(name="text_input", datatype="BYTES", shape=[len(prompts), 1], data=data)])
+    jobs = [
+        pb.BatchJob(id="j%d" % i, row_start=i, row_end=i + 1, parameters_json=json.dumps(pr).encode())
+        for i, pr in enumerate(params)
+    ]
+    return pb.Batch(
+        id=batch_id,
+        jobs=jobs,
+        inputs=[pb.Tensor(name="text_input", datatype="BYTES", shape=[len(prompts), 1], data=data)],
+    )
 
 
 class Harness:
@@ -25,11 +30,13 @@ class Harness:
     def __init__(self, model):
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
-        self.to_runner = FrameWriter(os.fdopen(in_w, "wb"))
+        self._to_runner = os.fdopen(in_w, "wb")
+        self.to_runner = FrameWriter(self._to_runner)
         self._out = os.fdopen(out_r, "rb")
+        self._runner_in, self._runner_out = os.fdopen(in_r, "rb"), os.fdopen(out_w, "wb")
         args = Namespace(model=model, device="cpu", dtype="fp32", deepspeed=False, tp_size=1)
-        self.server = Server(os.fdopen(in_r, "rb"), os.fdopen(out_w, "wb"), args)
-        self.frames = queue.Queue()
+        self.server = Server(self._runner_in, self._runner_out, args)
+        self.frames: queue.Queue[pb.RunnerFrame | None] = queue.Queue()
         self.code = None
         self.ended = False
         threading.Thread(target=self._serve, daemon=True).start()
@@ -37,7 +44,7 @@ class Harness:
 
     def _serve(self):
         self.code = self.server.serve()
-        self.server.out._stream.close()
+        self._runner_out.close()
 
     def _read(self):
         while True:
@@ -56,10 +63,10 @@ class Harness:
         return f
 
     def close(self):
-        self.to_runner._stream.close()
+        self._to_runner.close()
         while not self.ended:
             self.next()
-        self.server.inp.close()
+        self._runner_in.close()
 
 
 class ServerTest(unittest.TestCase):
@@ -72,7 +79,8 @@ class ServerTest(unittest.TestCase):
             self.assertEqual((f.ready.device, f.ready.capacity), ("cpu", 8))
 
             h.send(batch=text_batch("b1", ["Hi", "long"], [{"max_tokens": 5, "seed": 1}, {"max_tokens": 5000}]))
-            texts, cancelled, health = {}, False, False
+            texts: dict[str, str] = {}
+            cancelled, health = False, False
             while True:
                 f = h.next()
                 kind = f.WhichOneof("frame")
@@ -111,16 +119,24 @@ class ServerTest(unittest.TestCase):
             h.send(load=pb.Load(model="mlp"))
             self.assertEqual(h.next().WhichOneof("frame"), "ready")
             x = torch.arange(3 * 16, dtype=torch.float32).reshape(3, 16) / 10
-            h.send(batch=pb.Batch(id="t", jobs=[pb.BatchJob(id="a", row_start=0, row_end=1),
-                                                pb.BatchJob(id="b", row_start=1, row_end=3)],
-                                  inputs=[pb.Tensor(name="INPUT0", datatype="FP32", shape=[3, 16],
-                                                    data=x.numpy().tobytes())]))
+            h.send(
+                batch=pb.Batch(
+                    id="t",
+                    jobs=[pb.BatchJob(id="a", row_start=0, row_end=1), pb.BatchJob(id="b", row_start=1, row_end=3)],
+                    inputs=[pb.Tensor(name="INPUT0", datatype="FP32", shape=[3, 16], data=x.numpy().tobytes())],
+                )
+            )
             f = h.next()
             a, b = f.result.jobs
             self.assertEqual((list(a.outputs[0].shape), list(b.outputs[0].shape)), ([1, 4], [2, 4]))
             self.assertEqual(a.outputs[0].name, "OUTPUT0")
-            h.send(batch=pb.Batch(id="bad", jobs=[pb.BatchJob(id="a", row_start=0, row_end=1)],
-                                  inputs=[pb.Tensor(name="INPUT0", datatype="INT32", shape=[1, 1], data=b"\0" * 4)]))
+            h.send(
+                batch=pb.Batch(
+                    id="bad",
+                    jobs=[pb.BatchJob(id="a", row_start=0, row_end=1)],
+                    inputs=[pb.Tensor(name="INPUT0", datatype="INT32", shape=[1, 1], data=b"\0" * 4)],
+                )
+            )
             f = h.next()
             self.assertEqual(f.WhichOneof("frame"), "error")
             self.assertFalse(f.error.error.retryable)
