@@ -92,6 +92,15 @@ func TestEndToEnd(t *testing.T) {
 		}
 		checkFile(t, png, "\x89PNG")
 	})
+	t.Run("prefer wait", func(t *testing.T) {
+		// The POST answers with the record, so the submit time is the
+		// whole job's, not an enqueue's.
+		out := runTool(t, "-url", url, "-c", "4", "-d", "1s", "-scenario", "mixed", "-prefer-wait", "5s")
+		checkRun(t, out.Summary, "inferq")
+		if out.SubmitMS == nil || out.SubmitMS.P50 < 0.5*out.LatencyMS.P50 {
+			t.Errorf("with -prefer-wait, submit p50 %v against latency p50 %v: the POST did not wait", out.SubmitMS, out.LatencyMS)
+		}
+	})
 	t.Run("streaming", func(t *testing.T) {
 		out := runTool(t, "-url", url, "-scenario", "streaming", "-c", "4", "-d", "1s", "-tokens", "8")
 		checkRun(t, out.Summary, "inferq")

@@ -15,16 +15,24 @@ import (
 
 // inferqTarget runs jobs through inferq's public HTTP API: POST the job,
 // then long-poll GET /v1/jobs/{id}?wait=30s until it is terminal, or, for
-// streaming jobs, read GET /v1/jobs/{id}/events.
+// streaming jobs, read GET /v1/jobs/{id}/events. With -prefer-wait the POST
+// carries `Prefer: wait=N` and a job that ends in time needs no GET.
 type inferqTarget struct {
-	base string
-	hc   *http.Client
+	base   string
+	hc     *http.Client
+	prefer string // the Prefer field sent with non-streaming submissions; "" for none
 }
 
 // longPoll is the wait asked of each GET; the job's own deadline cuts it.
 const longPoll = 30 * time.Second
 
-func newInferqTarget(o options) *inferqTarget { return newAPIClient(o.url, o) }
+func newInferqTarget(o options) *inferqTarget {
+	t := newAPIClient(o.url, o)
+	if o.preferWait > 0 {
+		t.prefer = fmt.Sprintf("wait=%d", int64(o.preferWait/time.Second))
+	}
+	return t
+}
 
 // newAPIClient is the HTTP client of inferq and of the HTTP peers, so both
 // are driven by the same code with the same connection settings.
@@ -104,14 +112,23 @@ func (r *jobRecord) check(j job) (kind, detail string) {
 
 func (t *inferqTarget) Do(ctx context.Context, j job, start time.Time) outcome {
 	sent := time.Now()
-	var acc struct {
-		ID string `json:"id"`
+	prefer := t.prefer
+	if j.stream {
+		prefer = ""
 	}
-	code, err := t.call(ctx, http.MethodPost, "/v1/models/"+j.model+"/jobs", j.body, &acc)
+	// The accepted body's id, or with Prefer: wait the finished job's record.
+	var acc jobRecord
+	code, err := t.callPrefer(ctx, http.MethodPost, "/v1/models/"+j.model+"/jobs", j.body, prefer, &acc)
 	submit := time.Since(sent)
 	switch {
 	case err != nil:
 		return outcome{kind: errSubmitTransport, detail: err.Error()}
+	case code == http.StatusOK && prefer != "" && acc.terminal():
+		done := time.Now()
+		if kind, detail := acc.check(j); kind != "" {
+			return outcome{kind: kind, detail: detail}
+		}
+		return outcome{done: done, submit: submit}
 	case code != http.StatusAccepted || acc.ID == "":
 		return outcome{kind: fmt.Sprintf("submit_%d", code), detail: "POST /v1/models/" + j.model + "/jobs"}
 	}
@@ -283,6 +300,11 @@ func readSSE(r io.Reader, fn func(sseEvent) error) error {
 
 // call sends one request and decodes a JSON answer into out.
 func (t *inferqTarget) call(ctx context.Context, method, path string, body []byte, out any) (int, error) {
+	return t.callPrefer(ctx, method, path, body, "", out)
+}
+
+// callPrefer is call with a Prefer header field, when prefer is not "".
+func (t *inferqTarget) callPrefer(ctx context.Context, method, path string, body []byte, prefer string, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -293,6 +315,9 @@ func (t *inferqTarget) call(ctx context.Context, method, path string, body []byt
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if prefer != "" {
+		req.Header.Set("Prefer", prefer)
 	}
 	resp, err := t.hc.Do(req)
 	if err != nil {

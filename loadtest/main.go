@@ -50,6 +50,7 @@ type options struct {
 	tokens      int           // streaming and generate models: max_tokens per job
 	tokenGap    time.Duration // repeat: interval between tokens
 	jobTimeout  time.Duration // a job not terminal after this is lost
+	preferWait  time.Duration // inferq: send Prefer: wait=N with each submission (0: off)
 	maxInFlight int           // open loop: jobs outstanding at once
 	seed        uint64
 
@@ -111,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.tokens, "tokens", 32, "generate models: max_tokens per job")
 	fs.DurationVar(&o.tokenGap, "token-interval", 0, "repeat: time between tokens (its interval_ms)")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", 60*time.Second, "a job not finished after this counts as lost")
+	fs.DurationVar(&o.preferWait, "prefer-wait", 0, "inferq: send the header Prefer: wait=N (whole seconds) with each non-streaming submission, so a job that ends in time is answered by the POST (0: POST then long-poll GET)")
 	fs.IntVar(&o.maxInFlight, "max-inflight", 4096, "open loop: most jobs outstanding at once; later sends wait, and their wait counts in their latency")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated inputs (the same for every system)")
 	fs.BoolVar(&o.compare, "compare", false, "also run the workload through asynq and a bare JetStream work queue, each directly and behind an HTTP front door")
@@ -163,6 +165,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return fail("-max-inflight must be >= 1")
 	case o.jobTimeout <= 0:
 		return fail("-job-timeout must be > 0")
+	case o.preferWait != 0 && (o.preferWait < time.Second || o.preferWait > maxDuration || o.preferWait%time.Second != 0):
+		return fail("-prefer-wait must be 0 or whole seconds in [1s, 1h]")
 	case o.tokens < 1 || o.tokens > 100000:
 		return fail("-tokens must be in [1, 100000]")
 	case o.peerWorkers < 1:

@@ -49,12 +49,16 @@ type Ingress struct {
 	now    func() time.Time
 	cache  statsCache
 	recent recentBatches
+	// readStats reads a model's stats from JetStream (readStatsJS); a test
+	// may wrap it to make it slow.
+	readStats func(ctx context.Context, model string) (Stats, error)
 }
 
 // New builds the ingress and its routes.
 func New(opt Options) *Ingress {
-	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond},
+	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond, wait: 100 * time.Millisecond},
 		recent: recentBatches{keep: 32}}
+	i.readStats = i.readStatsJS
 	if opt.Registry != nil {
 		// A second ingress in one process (tests) shares the first's gauges.
 		_ = opt.Registry.Register(newQueueCollector(i))

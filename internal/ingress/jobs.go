@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -47,17 +48,88 @@ type Links struct {
 // whichever provider is installed now (a test may install its own).
 func tracer() trace.Tracer { return otel.Tracer("github.com/inferq/inferq/internal/ingress") }
 
-// submit handles POST /v1/models/{model}[/versions/{version}]/jobs.
+// submit handles POST /v1/models/{model}[/versions/{version}]/jobs. With
+// `Prefer: wait=N` (RFC 7240) it waits up to N seconds (capped at
+// ingress.max_wait) for the job to end and then answers 200 with its record,
+// saving the client the GET; a job still running gets the usual 202.
 func (i *Ingress) submit(c echo.Context) error {
+	wait, prefer := preferWait(c.Request().Header.Values("Prefer"), i.opt.Config.Ingress.MaxWait.D())
 	acc, replayed, err := i.accept(c)
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set(echo.HeaderLocation, acc.Links.Self)
-	if replayed {
-		return c.JSON(http.StatusOK, acc)
+	h := c.Response().Header()
+	h.Set(echo.HeaderLocation, acc.Links.Self)
+	if !prefer {
+		if replayed {
+			return c.JSON(http.StatusOK, acc)
+		}
+		return c.JSON(http.StatusAccepted, acc)
+	}
+	h.Set("Preference-Applied", "wait="+strconv.FormatInt(int64(wait/time.Second), 10))
+	ctx := c.Request().Context()
+	var rec *results.Record
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		rec, err = i.opt.Store.Wait(wctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() })
+	} else {
+		rec, err = i.opt.Store.Get(ctx, acc.ID) // wait=0: a replayed job may have ended
+	}
+	if err == nil && rec.Status.Terminal() {
+		return c.JSON(http.StatusOK, rec)
+	}
+	if err != nil && ctx.Err() == nil {
+		// The job is queued: a failed read while waiting is no reason to
+		// answer an error the client would retry (queueing it twice).
+		i.opt.Log.Warn("prefer wait: job record unreadable", "job", acc.ID, "err", err)
 	}
 	return c.JSON(http.StatusAccepted, acc)
+}
+
+// preferWait reads RFC 7240's wait preference from the Prefer header
+// fields: "wait=N" with N in whole seconds, capped at max. Every other
+// preference, and a wait whose value is not such a number, is ignored, as
+// the RFC asks of preferences a server does not understand. The first
+// valid wait counts.
+func preferWait(fields []string, max time.Duration) (time.Duration, bool) {
+	for _, f := range fields {
+		for _, pref := range splitUnquoted(f, ',') {
+			token := splitUnquoted(pref, ';')[0] // drop the preference's parameters
+			name, val, ok := strings.Cut(token, "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
+				continue
+			}
+			val = strings.TrimSpace(val)
+			if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
+			}
+			if val == "" || strings.TrimLeft(val, "0123456789") != "" || len(val) > 9 {
+				continue // delta-seconds is digits only; 9 digits is 31 years
+			}
+			n, _ := strconv.Atoi(val)
+			return min(time.Duration(n)*time.Second, max), true
+		}
+	}
+	return 0, false
+}
+
+// splitUnquoted splits s at every sep outside a double-quoted string.
+func splitUnquoted(s string, sep byte) []string {
+	var out []string
+	quoted, start := false, 0
+	for k := 0; k < len(s); k++ {
+		switch {
+		case s[k] == '\\' && quoted:
+			k++ // the escaped character
+		case s[k] == '"':
+			quoted = !quoted
+		case s[k] == sep && !quoted:
+			out = append(out, s[start:k])
+			start = k + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // accept validates a submission, writes its queued record and publishes the

@@ -2,6 +2,8 @@ package ingress
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,27 +31,115 @@ type Stats struct {
 	DesiredReplicas uint64 `json:"desired_replicas"`
 }
 
-// statsCache keeps each model's stats for a short time so that checking
-// max_queued does not cost JetStream API calls on every request.
+// statsCache keeps each model's last stats so that checking max_queued
+// costs no JetStream API call on most requests. Its lock is never held
+// across I/O: one goroutine per model refreshes a stale entry while callers
+// use the last value, so a slow JetStream (a frozen cluster node answers
+// consumer-info calls after seconds) does not stall every submission.
 type statsCache struct {
 	mu    sync.Mutex
-	ttl   time.Duration
-	byMod map[string]cachedStats
+	ttl   time.Duration // an entry older than this is refreshed
+	wait  time.Duration // how long the caller that starts a refresh waits for it
+	byMod map[string]*statsEntry
 }
 
-type cachedStats struct {
-	s  Stats
-	at time.Time
+// statsEntry is one model's last reading.
+type statsEntry struct {
+	s       Stats
+	at      time.Time     // when s was read; zero until a read succeeds
+	err     error         // the last refresh's error, nil once one succeeds
+	running chan struct{} // closed when the refresh in flight ends; nil when none runs
 }
 
-// stats reads a model's figures, at most once per cache period.
+// statsRefreshTimeout bounds one refresh: a refresh that hangs longer gives
+// up, and the next caller starts another.
+const statsRefreshTimeout = 10 * time.Second
+
+// stats returns a model's figures, read at most once per cache period.
+// A stale entry is refreshed in the background: the caller that starts the
+// refresh waits for it up to the cache's short wait, every other caller
+// takes the last value at once. Only while no value was ever read does a
+// caller wait for the refresh (until ctx ends), so that max_queued is never
+// judged on an empty reading.
 func (i *Ingress) stats(ctx context.Context, model string) (Stats, error) {
 	c := &i.cache
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byMod[model]; ok && time.Since(e.at) < c.ttl {
-		return e.s, nil
+	if c.byMod == nil {
+		c.byMod = map[string]*statsEntry{}
 	}
+	e := c.byMod[model]
+	if e == nil {
+		e = &statsEntry{}
+		c.byMod[model] = e
+	}
+	known := !e.at.IsZero()
+	if known && time.Since(e.at) < c.ttl {
+		s := e.s
+		c.mu.Unlock()
+		return s, nil
+	}
+	done, started := e.running, false
+	if done == nil {
+		done, started = make(chan struct{}), true
+		e.running = done
+		go i.refreshStats(model, e, done)
+	}
+	s, err := e.s, e.err
+	c.mu.Unlock()
+	if known && !started {
+		return s, err // another caller is refreshing: the last value serves
+	}
+	var timeout <-chan time.Time
+	if known {
+		t := time.NewTimer(c.wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-done:
+	case <-timeout:
+		return s, err
+	case <-ctx.Done():
+		if known {
+			return s, err
+		}
+		return Stats{}, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.at.IsZero() && e.err == nil {
+		return Stats{}, errors.New("model stats: not read yet")
+	}
+	return e.s, e.err
+}
+
+// refreshStats reads a model's stats into e, without the cache's lock, and
+// closes done when e holds the outcome.
+func (i *Ingress) refreshStats(model string, e *statsEntry, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsRefreshTimeout)
+	defer cancel()
+	start := time.Now()
+	s, err := i.readStats(ctx, model)
+	if err != nil {
+		err = fmt.Errorf("model %s stats: %w", model, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		i.opt.Log.Warn("model stats slow", "model", model, "took", d, "err", err)
+	}
+	c := &i.cache
+	c.mu.Lock()
+	if err == nil {
+		e.s, e.at = s, time.Now()
+	}
+	e.err = err
+	e.running = nil
+	c.mu.Unlock()
+	close(done)
+}
+
+// readStatsJS reads a model's figures from JetStream: its batcher
+// consumers, its worker consumer and the workers' heartbeat bucket.
+func (i *Ingress) readStatsJS(ctx context.Context, model string) (Stats, error) {
 	var s Stats
 	t := i.opt.Topology
 	for _, name := range jetstream.BatcherConsumers(model) { // one per priority
@@ -83,10 +173,6 @@ func (i *Ingress) stats(ctx context.Context, model string) (Stats, error) {
 	if s.DesiredReplicas == 0 && s.Queued > 0 {
 		s.DesiredReplicas = 1
 	}
-	if c.byMod == nil {
-		c.byMod = map[string]cachedStats{}
-	}
-	c.byMod[model] = cachedStats{s, time.Now()}
 	return s, nil
 }
 
