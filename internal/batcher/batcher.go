@@ -329,7 +329,7 @@ func (b *Batcher) loop(ctx context.Context, st *model) error {
 			switch {
 			case left <= 0:
 				reason = "delay"
-			case closeIdle(st.gate.workerWaits(), st.buf.drained(), sel.rows, maxRows, st.buf.arrivalRate(), left):
+			case st.gate.workerWaits() && idle(st, sel.rows, maxRows, left):
 				reason = "idle"
 			default:
 				// Re-check on a new job, when the delay runs out, or when
@@ -355,6 +355,12 @@ func (b *Batcher) loop(ctx context.Context, st *model) error {
 			return err
 		}
 	}
+}
+
+// idle applies closeIdle once a worker is known to wait.
+func idle(st *model, rows, maxRows int64, left time.Duration) bool {
+	rate, known := st.buf.arrivalRate()
+	return closeIdle(true, st.buf.drained(), rows, maxRows, rate, known, left)
 }
 
 // keepAlive tells the server that buffered jobs are being worked on

@@ -701,7 +701,8 @@ func TestCloseIdle(t *testing.T) {
 			return ""
 		}
 	}
-	// No worker yet: the lone job waits for company until its delay ends.
+	// No worker yet: the lone job waits out its delay, and the batcher,
+	// having watched a batch for one max_queue_delay, now knows its rate.
 	h.job(1, "alone", 1, time.Time{})
 	if r := reason(); r != "delay" {
 		t.Fatalf("with no worker the lone job's batch closed by %q, want delay", r)

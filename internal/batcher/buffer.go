@@ -141,8 +141,9 @@ func (b *buffer) snapshot() (qs [numPrio][]*entry, total int) {
 	return qs, total
 }
 
-// arrivalRate is the estimated jobs per second that join an open batch.
-func (b *buffer) arrivalRate() float64 {
+// arrivalRate is the estimated jobs per second that join an open batch,
+// and whether enough has been seen to know it.
+func (b *buffer) arrivalRate() (float64, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.rate.rate(b.now())

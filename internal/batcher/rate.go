@@ -16,13 +16,16 @@ import (
 // Both sums are weighted by exp(-age/tau), age measured in buffered time,
 // so the estimate follows the last few tau of batching; the rate is taken
 // over at least floor of observed time, so a single early arrival does not
-// read as a flood.
+// read as a flood. Until the buffer has held jobs for floor in all, the
+// rate is unknown (known is false) and batches wait out their delay as
+// before: a batcher that has just started has seen nothing to go by.
 type arrivals struct {
 	tau, floor time.Duration
-	n          float64   // weighted arrivals into a non-empty buffer
-	open       float64   // weighted seconds the buffer held jobs
-	since      time.Time // when the buffer last became non-empty; zero while empty
-	last       time.Time // when n and open were last brought up to date
+	n          float64       // weighted arrivals into a non-empty buffer
+	open       float64       // weighted seconds the buffer held jobs
+	since      time.Time     // when the buffer last became non-empty; zero while empty
+	last       time.Time     // when n and open were last brought up to date
+	seen       time.Duration // buffered time observed, up to floor
 }
 
 // newArrivals follows about 10 × max_queue_delay of batching, and reads
@@ -37,6 +40,7 @@ func (a *arrivals) advance(now time.Time) {
 	if a.since.IsZero() || !now.After(a.last) {
 		return
 	}
+	a.seen = min(a.seen+now.Sub(a.last), a.floor)
 	dt := now.Sub(a.last).Seconds()
 	f := math.Exp(-dt / a.tau.Seconds())
 	a.n *= f
@@ -61,17 +65,19 @@ func (a *arrivals) emptied(now time.Time) {
 	a.since = time.Time{}
 }
 
-// rate is the estimated arrivals per second into an open batch.
-func (a *arrivals) rate(now time.Time) float64 {
+// rate is the estimated arrivals per second into an open batch; known is
+// false until the buffer has held jobs for floor in all.
+func (a *arrivals) rate(now time.Time) (perSecond float64, known bool) {
 	a.advance(now)
-	return a.n / max(a.open, a.floor.Seconds())
+	return a.n / max(a.open, a.floor.Seconds()), a.seen >= a.floor
 }
 
 // closeIdle is the "idle" rule of the batching loop: a partial batch goes
 // at once when a worker waits for one (workerWaits), nothing pulled is
-// still on its way into the buffer (drained) and waiting would not pay.
-func closeIdle(workerWaits, drained bool, rows, maxRows int64, rate float64, left time.Duration) bool {
-	return workerWaits && drained && !waitPays(rows, maxRows, rate, left)
+// still on its way into the buffer (drained), the arrival rate is known
+// and waiting would not pay.
+func closeIdle(workerWaits, drained bool, rows, maxRows int64, rate float64, known bool, left time.Duration) bool {
+	return workerWaits && drained && known && !waitPays(rows, maxRows, rate, left)
 }
 
 // waitPays is the batcher's rule for a partial batch of rows when a worker

@@ -53,8 +53,10 @@ func TestCloseIdleDecision(t *testing.T) {
 		left        time.Duration
 		want        bool // close now ("idle")
 	}{
-		{"first job ever, worker waits", nil, true, true, 1, delay, true},
-		{"first job ever, no worker waits", nil, false, true, 1, delay, false},
+		{"first job ever: nothing known, it waits", nil, true, true, 1, delay, false},
+		{"one job seen, batched at once: still nothing known", []history{{batches: 1, jobs: 1, open: time.Millisecond, every: time.Millisecond}}, true, true, 1, delay, false},
+		{"one job that waited out its delay, worker waits", []history{{batches: 1, jobs: 1, open: delay, every: delay}}, true, true, 1, delay, true},
+		{"one job that waited out its delay, no worker waits", []history{{batches: 1, jobs: 1, open: delay, every: delay}}, false, true, 1, delay, false},
 		{"closed loop c=1, worker waits", closedLoop1, true, true, 1, delay, true},
 		{"closed loop c=1, more already pulled", closedLoop1, true, false, 1, delay, false},
 		{"open loop 50/s, worker waits", open50, true, true, 1, delay, true},
@@ -73,8 +75,8 @@ func TestCloseIdleDecision(t *testing.T) {
 			for _, h := range c.past {
 				now = h.replay(a, now)
 			}
-			rate := a.rate(now)
-			if got := closeIdle(c.workerWaits, c.drained, c.rows, maxRows, rate, c.left); got != c.want {
+			rate, known := a.rate(now)
+			if got := closeIdle(c.workerWaits, c.drained, c.rows, maxRows, rate, known, c.left); got != c.want {
 				t.Errorf("closeIdle = %v, want %v (rate %.0f jobs/s, %.2f expected in %v)", got, c.want, rate, rate*c.left.Seconds(), c.left)
 			}
 		})
@@ -98,7 +100,7 @@ func TestArrivalsRate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			a := newArrivals(delay)
 			now := c.h.replay(a, time.Unix(1000, 0))
-			if r := a.rate(now); r < c.min || r > c.max {
+			if r, _ := a.rate(now); r < c.min || r > c.max {
 				t.Errorf("rate %.1f/s, want %.0f to %.0f", r, c.min, c.max)
 			}
 		})
