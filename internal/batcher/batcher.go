@@ -116,7 +116,7 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 	defer stop()
 	log := b.opt.Log.With("model", m.Name)
 	maxRows := int64(m.Batching.MaxBatchSize)
-	st := &model{m: m, buf: newBuffer(2 * maxRows), cancelled: newCancelSet(), log: log, aging: b.opt.AgingAfter}
+	st := &model{m: m, buf: newBuffer(2*maxRows, m.Batching.MaxQueueDelay.D(), b.now), cancelled: newCancelSet(), log: log, aging: b.opt.AgingAfter}
 	if st.aging <= 0 {
 		st.aging = max(100*m.Batching.MaxQueueDelay.D(), 500*time.Millisecond)
 	}
@@ -133,6 +133,9 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 	defer func() { _ = sub.Unsubscribe() }()
 
 	var wg sync.WaitGroup
+	// On the way out, once the readers have stopped: what was pulled but not
+	// published goes back at once, for another batcher to take.
+	defer b.release(st)
 	defer wg.Wait()
 	defer stop()
 	if b.opt.MaxWaitingBatches > 0 {
@@ -159,7 +162,6 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 		if err != nil {
 			return fmt.Errorf("batcher %s: pull p%d: %w", m.Name, p, err)
 		}
-		defer iter.Stop()
 		wg.Go(func() { b.read(ctx, st, p, iter) })
 	}
 	log.Info("batcher started", "max_batch_size", m.Batching.MaxBatchSize, "preferred_batch_sizes", m.Batching.PreferredBatchSizes,
@@ -167,8 +169,10 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 	return b.loop(ctx, st)
 }
 
-// read moves one priority's jobs from its pull iterator into the buffer.
+// read moves one priority's jobs from its pull iterator into the buffer
+// until ctx ends; then it releases what the iterator had pre-fetched.
 func (b *Batcher) read(ctx context.Context, st *model, prio int, iter natsjs.MessagesContext) {
+	defer b.drainIter(st, prio, iter)
 	for ctx.Err() == nil {
 		for st.buf.full(prio) {
 			select {
@@ -195,6 +199,39 @@ func (b *Batcher) read(ctx context.Context, st *model, prio int, iter natsjs.Mes
 	}
 }
 
+// drainIter stops iter and naks the jobs it had pulled but not handed over,
+// so they are redelivered now rather than after AckWait.
+func (b *Batcher) drainIter(st *model, prio int, iter natsjs.MessagesContext) {
+	iter.Drain()
+	defer iter.Stop()
+	n := 0
+	for {
+		msg, err := iter.Next(natsjs.NextMaxWait(2 * time.Second))
+		if err != nil {
+			break
+		}
+		_ = msg.Nak()
+		n++
+	}
+	if n > 0 {
+		st.log.Info("pre-fetched jobs released", "priority", prio, "jobs", n)
+	}
+}
+
+// release naks every buffered job at shutdown (the readers have stopped):
+// another batcher takes them at once instead of after AckWait.
+func (b *Batcher) release(st *model) {
+	es := st.buf.drain()
+	for _, e := range es {
+		if err := e.msg.Nak(); err != nil {
+			st.log.Warn("buffered job not released; it returns after AckWait", "job", e.job.Id, "err", err)
+		}
+	}
+	if len(es) > 0 {
+		st.log.Info("buffered jobs released", "jobs", len(es))
+	}
+}
+
 func (b *Batcher) decode(st *model, msg natsjs.Msg, prio int) *entry {
 	job := &inferqpb.Job{}
 	if err := proto.Unmarshal(msg.Data(), job); err != nil || len(job.Inputs) == 0 || len(job.Inputs[0].Shape) == 0 {
@@ -208,7 +245,8 @@ func (b *Batcher) decode(st *model, msg natsjs.Msg, prio int) *entry {
 	if md, err := msg.Metadata(); err == nil {
 		seq = md.Sequence.Stream
 	}
-	return &entry{msg: msg, job: job, seq: seq, prio: prio, recv: b.now(),
+	now := b.now()
+	return &entry{msg: msg, job: job, seq: seq, prio: prio, recv: now, alive: now,
 		rows: max(job.Inputs[0].Shape[0], 1), key: compatKey(job, st.m.Batching.Ragged)}
 }
 
@@ -217,12 +255,20 @@ func (b *Batcher) decode(st *model, msg natsjs.Msg, prio int) *entry {
 //   - waiting would not grow it — every pulled job is in the buffer and no
 //     priority is at its cap — and it has reached a preferred size: it is cut
 //     to the largest preferred size it reaches ("preferred");
+//   - a worker waits for a batch, nothing more is pulled but not yet
+//     buffered, and waiting would not pay: the jobs expected before the
+//     oldest one's max_queue_delay runs out, at the rate jobs have been
+//     joining open batches, would neither double the batch nor fill it
+//     ("idle"; see waitPays and arrivals). A lone job then goes at once
+//     instead of waiting for company that is not coming, while under a
+//     load fast enough to fill batches the batch keeps filling;
 //   - the oldest buffered job has waited max_queue_delay since it was
 //     pulled ("delay").
 //
 // With nothing buffered the loop blocks without a timer. A closed batch
 // is published once the gate is open (workers are not already
-// MaxWaitingBatches behind); until then it keeps growing.
+// MaxWaitingBatches behind); until then it keeps growing, and its jobs are
+// kept from redelivery (keepAlive).
 func (b *Batcher) loop(ctx context.Context, st *model) error {
 	m := st.m
 	maxRows := int64(m.Batching.MaxBatchSize)
@@ -266,6 +312,7 @@ func (b *Batcher) loop(ctx context.Context, st *model) error {
 		if b.dropDead(ctx, st, qs, now) {
 			continue
 		}
+		nextAlive := b.keepAlive(st, now)
 		sel := choose(qs, now, st.aging, maxRows)
 		reason := ""
 		switch {
@@ -279,20 +326,26 @@ func (b *Batcher) loop(ctx context.Context, st *model) error {
 		}
 		if reason == "" {
 			left := sel.oldest.Add(delay).Sub(now)
-			if left > 0 {
-				if !wait(left, nil) {
+			switch {
+			case left <= 0:
+				reason = "delay"
+			case st.gate.workerWaits() && idle(st, sel.rows, maxRows, left):
+				reason = "idle"
+			default:
+				// Re-check on a new job, when the delay runs out, or when
+				// the workers' state changes (one may start waiting).
+				if !wait(min(left, nextAlive), st.gate.changes()) {
 					return nil
 				}
 				continue
 			}
-			reason = "delay"
 		}
 		if !st.gate.open() {
 			gateHeld.WithLabelValues(m.Name).Inc()
 			// Re-check on a new job, a gate refresh, or (should a worker's
 			// event be missed) after 100ms.
 			st.gate.poke()
-			if !wait(100*time.Millisecond, st.gate.changed) {
+			if !wait(min(100*time.Millisecond, nextAlive), st.gate.changes()) {
 				return nil
 			}
 			continue
@@ -302,6 +355,31 @@ func (b *Batcher) loop(ctx context.Context, st *model) error {
 			return err
 		}
 	}
+}
+
+// idle applies closeIdle once a worker is known to wait.
+func idle(st *model, rows, maxRows int64, left time.Duration) bool {
+	rate, known := st.buf.arrivalRate()
+	return closeIdle(true, st.buf.drained(), rows, maxRows, rate, known, left)
+}
+
+// keepAlive tells the server that buffered jobs are being worked on
+// (InProgress) once AckWait/4 has passed since it last heard so, so that a
+// job held back by the gate, by higher priorities or by a long
+// max_queue_delay is not redelivered to another batcher and batched twice.
+// It returns how long until the next job is due (AckWait/4 at most).
+func (b *Batcher) keepAlive(st *model, now time.Time) time.Duration {
+	every := b.opt.Topology.AckWait / 4
+	if every <= 0 {
+		return time.Hour
+	}
+	due, next := st.buf.stale(now, every)
+	for _, e := range due {
+		if err := e.msg.InProgress(); err != nil {
+			st.log.Warn("in-progress not sent; the job may be redelivered", "job", e.job.Id, "err", err)
+		}
+	}
+	return next
 }
 
 // dropDead removes cancelled and expired jobs from the buffer before they

@@ -2,6 +2,7 @@ package batcher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -625,6 +626,272 @@ func TestGateHoldsWhileWorkersBusy(t *testing.T) {
 			return
 		case <-deadline:
 			t.Fatal("the held batch was not released to a waiting worker")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// runUntil runs a batcher with h.opt until the returned stop is called;
+// stop waits for Run to return.
+func (h *harness) runUntil() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = New(h.opt).Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				h.t.Error("batcher did not stop")
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return stop
+}
+
+// notices collects the batch notices (their close reasons).
+func (h *harness) notices() <-chan jetstream.BatchNotice {
+	h.t.Helper()
+	out := make(chan jetstream.BatchNotice, 64)
+	sub, err := h.n.Conn.Subscribe(h.topo.BatchedSubject(h.m.Name), func(msg *nats.Msg) {
+		var n jetstream.BatchNotice
+		if json.Unmarshal(msg.Data, &n) == nil {
+			out <- n
+		}
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return out
+}
+
+// jobsConsumer is the info of the model's p1 batcher consumer.
+func (h *harness) jobsConsumer() *natsjs.ConsumerInfo {
+	h.t.Helper()
+	c, err := h.n.JS.Consumer(h.t.Context(), h.topo.JobsStream(), jetstream.BatcherPriorityConsumer(h.m.Name, 1))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := c.Info(h.t.Context())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return info
+}
+
+// TestCloseIdle: with max_queue_delay 500ms, a lone job waits it out while
+// no worker waits ("delay"), and goes at once when one does ("idle").
+func TestCloseIdle(t *testing.T) {
+	h := newHarness(t, testModel("m", 32, 500*time.Millisecond, false), 30*time.Second, func(o *Options) {
+		o.MaxWaitingBatches = 0 // the default gate: it knows when a worker waits
+	})
+	notices := h.notices()
+	h.start()
+	reason := func() string {
+		t.Helper()
+		select {
+		case n := <-notices:
+			return n.Reason
+		case <-time.After(10 * time.Second):
+			t.Fatal("no batch notice")
+			return ""
+		}
+	}
+	// No worker yet: the lone job waits out its delay, and the batcher,
+	// having watched a batch for one max_queue_delay, now knows its rate.
+	h.job(1, "alone", 1, time.Time{})
+	if r := reason(); r != "delay" {
+		t.Fatalf("with no worker the lone job's batch closed by %q, want delay", r)
+	}
+
+	// A worker slot waits for a batch (a pull request out, and its notice).
+	cons, err := h.n.JS.Consumer(t.Context(), h.topo.BatchesStream(), jetstream.WorkerConsumer(h.m.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second)); err != nil { // takes "alone"'s batch
+		t.Fatal(err)
+	}
+	got := make(chan *inferqpb.Batch, 1)
+	go func() {
+		msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(10*time.Second))
+		if err != nil {
+			got <- nil
+			return
+		}
+		for msg := range msgs.Messages() {
+			b := &inferqpb.Batch{}
+			_ = proto.Unmarshal(msg.Data(), b)
+			_ = msg.Ack()
+			got <- b
+			return
+		}
+		got <- nil
+	}()
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		c, err := h.n.JS.Consumer(t.Context(), h.topo.BatchesStream(), jetstream.WorkerConsumer(h.m.Name))
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumWaiting > 0
+	}, "the worker's pull request never reached the server")
+	if err := h.n.Conn.Publish(h.topo.TakenSubject(h.m.Name), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	t0 := time.Now()
+	h.job(1, "lone", 1, time.Time{})
+	if r := reason(); r != "idle" {
+		t.Fatalf("with a worker waiting the lone job's batch closed by %q, want idle", r)
+	}
+	select {
+	case b := <-got:
+		if b == nil || len(b.Jobs) != 1 || b.Jobs[0].Id != "lone" {
+			t.Fatalf("the waiting worker got %v", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting worker got nothing")
+	}
+	t.Logf("lone job reached the waiting worker after %v (max_queue_delay 500ms)", time.Since(t0))
+}
+
+// TestShutdownReleasesBufferedJobs: a batcher stopped while it holds jobs
+// it has not batched naks them, and a second batcher batches them at once,
+// long before AckWait.
+func TestShutdownReleasesBufferedJobs(t *testing.T) {
+	const ackWait = 30 * time.Second
+	h := newHarness(t, testModel("m", 32, time.Minute, false), ackWait, nil)
+	stop := h.runUntil()
+	for i := range 3 {
+		h.job(1, fmt.Sprintf("j%d", i), 1, time.Time{})
+	}
+	// The first batcher holds all three (delivered, not acked); its delay
+	// is a minute, so it batches none of them.
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		info := h.jobsConsumer()
+		return info.NumAckPending == 3 && info.NumPending == 0
+	}, "the first batcher never pulled the jobs")
+	t0 := time.Now()
+	stop()
+	h.opt.Models = []config.Model{testModel("m", 32, 20*time.Millisecond, false)}
+	h.runUntil()
+	h.waitBatches(1, 10*time.Second)
+	el := time.Since(t0)
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		n := 0
+		for _, b := range h.batches {
+			n += len(b.Jobs)
+		}
+		return n == 3
+	}, "the second batcher did not batch all three jobs")
+	if el > ackWait/3 {
+		t.Errorf("the second batcher batched them after %v: they waited out AckWait (%v)", el, ackWait)
+	}
+	t.Logf("released jobs batched %v after the first batcher stopped (AckWait %v)", el, ackWait)
+}
+
+// TestGateHeldPastAckWaitNoRedelivery: jobs held by the gate longer than
+// AckWait are kept alive (InProgress) and delivered to the batcher once.
+func TestGateHeldPastAckWaitNoRedelivery(t *testing.T) {
+	const ackWait = time.Second
+	h := newHarness(t, testModel("m", 32, 5*time.Millisecond, false), ackWait, func(o *Options) {
+		o.MaxWaitingBatches = 0
+	})
+	h.start()
+	cons, err := h.n.JS.Consumer(t.Context(), h.topo.BatchesStream(), jetstream.WorkerConsumer(h.m.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No worker yet: the first batch goes to the stream; a worker takes it
+	// and holds it (its only slot busy, kept alive), so the gate closes.
+	h.job(1, "a", 1, time.Time{})
+	h.waitBatches(1, 5*time.Second)
+	msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held natsjs.Msg
+	for msg := range msgs.Messages() {
+		held = msg
+	}
+	if held == nil {
+		t.Fatal("no batch to hold")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(ackWait / 4):
+				_ = held.InProgress()
+			}
+		}
+	}()
+	if err := h.n.Conn.Publish(h.topo.TakenSubject(h.m.Name), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"b", "c", "d"} {
+		h.job(1, id, 1, time.Time{})
+	}
+	// Held for 2.5 × AckWait: without InProgress the server would have
+	// redelivered b, c and d twice by now.
+	testutil.Eventually(t, 5*time.Second, func() bool { return h.jobsConsumer().NumAckPending == 3 }, "jobs not pulled")
+	time.Sleep(5 * ackWait / 2)
+	h.mu.Lock()
+	n := len(h.batches)
+	h.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d batches published while the worker was busy, want 1", n)
+	}
+	info := h.jobsConsumer()
+	// Deliveries so far: a once, then b, c and d once each.
+	if info.Delivered.Consumer != 4 || info.NumRedelivered != 0 {
+		t.Fatalf("jobs consumer delivered %d messages (%d redelivered), want 4 and 0", info.Delivered.Consumer, info.NumRedelivered)
+	}
+	// The worker finishes and waits again: one batch with b, c and d.
+	cancel()
+	if err := held.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan *inferqpb.Batch, 1)
+	go func() {
+		msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(10*time.Second))
+		if err != nil {
+			next <- nil
+			return
+		}
+		for msg := range msgs.Messages() {
+			b := &inferqpb.Batch{}
+			_ = proto.Unmarshal(msg.Data(), b)
+			_ = msg.Ack()
+			next <- b
+			return
+		}
+		next <- nil
+	}()
+	deadline := time.After(10 * time.Second)
+	for {
+		_ = h.n.Conn.Publish(h.topo.TakenSubject(h.m.Name), nil)
+		select {
+		case b := <-next:
+			if b == nil || len(b.Jobs) != 3 {
+				t.Fatalf("the released batch is %v, want b, c and d", b)
+			}
+			if info := h.jobsConsumer(); info.Delivered.Consumer != 4 {
+				t.Errorf("jobs consumer delivered %d messages, want 4 (one each)", info.Delivered.Consumer)
+			}
+			return
+		case <-deadline:
+			t.Fatal("the held batch was not released")
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -24,8 +24,11 @@ type entry struct {
 	seq  uint64    // stream sequence in INFERQ_JOBS
 	prio int       // 0 (highest) .. 2
 	recv time.Time // when this batcher pulled it: the queue delay starts here
-	rows int64
-	key  string // compatibility key: jobs with equal keys may share a batch
+	// alive is when the server last heard that this delivery is being
+	// worked on (recv, then each InProgress): see Batcher.keepAlive.
+	alive time.Time
+	rows  int64
+	key   string // compatibility key: jobs with equal keys may share a batch
 }
 
 // buffer is the client-side queue of pulled jobs, one FIFO per priority.
@@ -38,14 +41,20 @@ type buffer struct {
 	rows    [numPrio]int64
 	bySeq   map[uint64]*entry
 	capRows int64
+	n       int       // entries over all priorities
+	rate    *arrivals // guarded by mu
+	now     func() time.Time
 
 	inHand atomic.Int32           // messages readers have pulled but not pushed yet
 	arrive chan struct{}          // cap 1: something was pushed
 	space  [numPrio]chan struct{} // cap 1: rows were removed from that priority
 }
 
-func newBuffer(capRows int64) *buffer {
-	b := &buffer{bySeq: map[uint64]*entry{}, capRows: capRows, arrive: make(chan struct{}, 1)}
+// newBuffer returns a buffer of capRows rows per priority whose arrival
+// rate is estimated over about 10 × delay (see arrivals).
+func newBuffer(capRows int64, delay time.Duration, now func() time.Time) *buffer {
+	b := &buffer{bySeq: map[uint64]*entry{}, capRows: capRows, arrive: make(chan struct{}, 1),
+		rate: newArrivals(delay), now: now}
 	for p := range b.space {
 		b.space[p] = make(chan struct{}, 1)
 	}
@@ -70,10 +79,12 @@ func (b *buffer) full(p int) bool {
 func (b *buffer) push(e *entry) {
 	b.mu.Lock()
 	if old, ok := b.bySeq[e.seq]; ok && e.seq != 0 {
-		old.msg = e.msg
+		old.msg, old.alive = e.msg, e.alive
 	} else {
 		b.q[e.prio] = append(b.q[e.prio], e)
 		b.rows[e.prio] += e.rows
+		b.rate.arrived(b.now(), b.n == 0)
+		b.n++
 		if e.seq != 0 {
 			b.bySeq[e.seq] = e
 		}
@@ -100,12 +111,16 @@ func (b *buffer) remove(es []*entry) {
 				b.rows[p] -= e.rows
 				delete(b.bySeq, e.seq)
 				touched[p] = true
+				b.n--
 				continue
 			}
 			kept = append(kept, e)
 		}
 		clear(b.q[p][len(kept):])
 		b.q[p] = kept
+	}
+	if b.n == 0 {
+		b.rate.emptied(b.now())
 	}
 	b.mu.Unlock()
 	for p, t := range touched {
@@ -124,6 +139,57 @@ func (b *buffer) snapshot() (qs [numPrio][]*entry, total int) {
 		total += len(b.q[p])
 	}
 	return qs, total
+}
+
+// arrivalRate is the estimated jobs per second that join an open batch,
+// and whether enough has been seen to know it.
+func (b *buffer) arrivalRate() (float64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rate.rate(b.now())
+}
+
+// stale returns the entries (with their current deliveries) the server has
+// not heard about for every, marking them heard of at now, and how long
+// until the next one is due (every at most).
+func (b *buffer) stale(now time.Time, every time.Duration) (due []staleMsg, next time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	next = every
+	for _, q := range b.q {
+		for _, e := range q {
+			left := e.alive.Add(every).Sub(now)
+			if left <= 0 {
+				due = append(due, staleMsg{msg: e.msg, job: e.job})
+				e.alive, left = now, every
+			}
+			next = min(next, left)
+		}
+	}
+	return due, next
+}
+
+// staleMsg is a buffered delivery to keep alive.
+type staleMsg struct {
+	msg natsjs.Msg
+	job *inferqpb.Job
+}
+
+// drain empties the buffer and returns what it held.
+func (b *buffer) drain() []*entry {
+	b.mu.Lock()
+	var es []*entry
+	for p := range b.q {
+		es = append(es, b.q[p]...)
+		b.q[p], b.rows[p] = nil, 0
+	}
+	clear(b.bySeq)
+	if b.n > 0 {
+		b.n = 0
+		b.rate.emptied(b.now())
+	}
+	b.mu.Unlock()
+	return es
 }
 
 // drained reports whether waiting would not grow the buffer right now: no

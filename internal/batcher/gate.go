@@ -50,6 +50,27 @@ func (g *gate) open() bool {
 	return g.pending < g.limit && (g.waiting > 0 || g.held == 0)
 }
 
+// workerWaits reports whether a batch published now would be taken at
+// once: the gate is open and some worker has a pull request out. False when
+// the counts are unknown or there is no gate, so a batch then waits out its
+// max_queue_delay as it always did.
+func (g *gate) workerWaits() bool {
+	if g == nil || g.cons == nil || g.limit <= 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.pending < g.limit && g.waiting > 0
+}
+
+// changes is signalled after each refresh of the counts (nil without a gate).
+func (g *gate) changes() <-chan struct{} {
+	if g == nil {
+		return nil
+	}
+	return g.changed
+}
+
 // published counts a batch just published.
 func (g *gate) published() {
 	if g == nil || g.cons == nil {

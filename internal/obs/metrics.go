@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		QueueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_queue_wait_seconds",
 			Help: "Time from job creation to its batch being published.", Buckets: lat}, []string{"model"}),
 		BatchesFlushed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batches_flushed_total",
-			Help: "Batches published, by closing reason (full, delay)."}, []string{"model", "reason"}),
+			Help: "Batches published, by closing reason (full, preferred, delay, idle)."}, []string{"model", "reason"}),
 		JobsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_jobs_dropped_total",
 			Help: "Jobs that never ran to the end, by reason (expired, cancelled, invalid, max_deliver)."}, []string{"model", "reason"}),
 		BatchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_worker_batch_duration_seconds",

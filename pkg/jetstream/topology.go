@@ -165,6 +165,6 @@ type BatchNotice struct {
 	Batch  string  `json:"batch"`
 	Model  string  `json:"model"`
 	Jobs   int     `json:"jobs"`
-	Reason string  `json:"reason"` // full, preferred or delay
+	Reason string  `json:"reason"` // full, preferred, delay or idle
 	Fill   float64 `json:"fill"`   // real over padded elements
 }
