@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -21,7 +22,8 @@ import (
 
 // cursor is where a client is in a job's event stream, and the SSE id of
 // the last event sent: "<rank>-<seq>", the status rank reached (queued 0,
-// running 1, terminal 2) and the last token sequence number. A client that
+// running 1, terminal 2: lifecycle's Status.Rank) and the last token
+// sequence number. A client that
 // resumes with Last-Event-ID gets exactly the events after it: statuses of
 // a higher rank and tokens of a higher sequence.
 type cursor struct {
@@ -38,7 +40,7 @@ func parseCursor(s string) (cursor, error) {
 	r, q, ok := strings.Cut(s, "-")
 	rank, err1 := strconv.Atoi(r)
 	seq, err2 := strconv.ParseUint(q, 10, 64)
-	if !ok || err1 != nil || err2 != nil || rank < 0 || rank > 2 {
+	if !ok || err1 != nil || err2 != nil || rank < 0 || rank > lifecycle.TerminalRank {
 		return cursor{}, invalid("Last-Event-ID: want an id this stream sent, like 1-42, got %q", s)
 	}
 	return cursor{rank: rank, seq: seq}, nil
@@ -101,9 +103,9 @@ func (i *Ingress) events(c echo.Context) error {
 				f.drain(ctx, &cur, send)
 			}
 			if f.rec.Status == results.Succeeded {
-				_ = send("result", cursor{2, cur.seq}, f.rec)
+				_ = send("result", cursor{lifecycle.TerminalRank, cur.seq}, f.rec)
 			} else {
-				_ = send("error", cursor{2, cur.seq}, map[string]any{"status": f.rec.Status, "error": f.rec.Error})
+				_ = send("error", cursor{lifecycle.TerminalRank, cur.seq}, map[string]any{"status": f.rec.Status, "error": f.rec.Error})
 			}
 			return nil
 		}
@@ -213,8 +215,8 @@ func (i *Ingress) sendToken(t token, cur *cursor, send func(string, cursor, any)
 	if t.Seq <= cur.seq {
 		return nil
 	}
-	if cur.rank < 1 {
-		if err := send("status", cursor{1, cur.seq}, map[string]any{"status": results.Running}); err != nil {
+	if running := results.Running.Rank(); cur.rank < running {
+		if err := send("status", cursor{running, cur.seq}, map[string]any{"status": results.Running}); err != nil {
 			return err
 		}
 	}
