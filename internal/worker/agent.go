@@ -8,7 +8,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -300,7 +299,7 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 		sent[c.JobId] = c.Seq
 		running() // a job streaming tokens is running
 		a.opt.Metrics.TokensPublished.WithLabelValues(m.Name).Inc()
-		return pub.token(jobContext(ctx, j), a.opt.Topology.TokenSubject(j.Tenant, j.Id), j.Attempt, c)
+		return pub.token(jobContext(ctx, j), a.opt.Topology, j.Tenant, j.Attempt, c)
 	}
 }
 
@@ -586,25 +585,9 @@ func (p *publisher) fail(err error) {
 	}
 }
 
-// tokenJSON is the public JSON form of a token chunk on inferq.tokens.*.
-type tokenJSON struct {
-	Job     string `json:"job"`
-	Seq     uint64 `json:"seq"`
-	Text    string `json:"text"`
-	TokenID int64  `json:"token_id"`
-	Final   bool   `json:"final"`
-}
-
-func (p *publisher) token(ctx context.Context, subject string, attempt uint32, c *inferqpb.TokenChunk) error {
-	data, err := json.Marshal(tokenJSON{Job: c.JobId, Seq: c.Seq, Text: c.Text, TokenID: c.TokenId, Final: c.Final})
-	if err != nil {
-		return err
-	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.HeaderSeq, strconv.FormatUint(c.Seq, 10))
-	msg.Header.Set(jetstream.HeaderAttempt, strconv.FormatUint(uint64(attempt), 10))
-	jetstream.InjectTrace(ctx, msg.Header)
-	p.send(msg)
+// token sends a job's token chunk; tenant and attempt are its job's.
+func (p *publisher) token(ctx context.Context, t jetstream.Topology, tenant string, attempt uint32, c *inferqpb.TokenChunk) error {
+	p.send(lifecycle.TokenMsg(ctx, t, tenant, attempt, lifecycle.TokenChunkOf(c)))
 	return p.broken()
 }
 
