@@ -54,9 +54,25 @@ func AppendTokenChunk(dst []byte, c TokenChunk) []byte {
 	return append(dst, '}')
 }
 
-// EncodeTokenChunk is c's JSON in a new slice.
+// EncodeTokenChunk is c's JSON in a new slice, sized for it unless its
+// strings need escapes.
 func EncodeTokenChunk(c TokenChunk) []byte {
-	return AppendTokenChunk(make([]byte, 0, len(`{"job":"","seq":,"text":"","token_id":,"final":false}`)+len(c.Job)+len(c.Text)+24), c)
+	n := len(`{"job":"","seq":,"text":"","token_id":,"final":false}`) + len(c.Job) + len(c.Text) + digits(c.Seq)
+	if c.TokenID < 0 {
+		n += 1 + digits(uint64(-c.TokenID))
+	} else {
+		n += digits(uint64(c.TokenID))
+	}
+	return AppendTokenChunk(make([]byte, 0, n), c)
+}
+
+// digits is the number of decimal digits of n.
+func digits(n uint64) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
 }
 
 // DecodeTokenChunk reads a token chunk as encoding/json would: any valid
@@ -79,10 +95,11 @@ func DecodeTokenChunk(data []byte) (TokenChunk, error) {
 // finds where the stream ends from the last message alone) and ctx's
 // trace context.
 func TokenMsg(ctx context.Context, t jetstream.Topology, tenant string, attempt uint32, c TokenChunk) *nats.Msg {
-	msg := &nats.Msg{Subject: t.TokenSubject(tenant, c.Job), Data: EncodeTokenChunk(c), Header: make(nats.Header, 4)}
-	msg.Header.Set(jetstream.HeaderSeq, strconv.FormatUint(c.Seq, 10))
-	msg.Header.Set(jetstream.HeaderAttempt, strconv.FormatUint(uint64(attempt), 10))
-	jetstream.InjectTrace(ctx, msg.Header)
+	vals := []string{strconv.FormatUint(c.Seq, 10), strconv.FormatUint(uint64(attempt), 10)} // one allocation for both
+	h := nats.Header{}
+	h[jetstream.HeaderSeq], h[jetstream.HeaderAttempt] = vals[0:1:1], vals[1:2:2]
+	jetstream.InjectTrace(ctx, h)
+	msg := &nats.Msg{Subject: t.TokenSubject(tenant, c.Job), Data: EncodeTokenChunk(c), Header: h}
 	return msg
 }
 

@@ -3,8 +3,11 @@ package lifecycle_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -245,6 +248,35 @@ func BenchmarkTokenChunkDecode(b *testing.B) {
 			if _, err := lifecycle.DecodeTokenChunk(escaped); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+var sinkMsg *nats.Msg
+
+// BenchmarkTokenMsg compares building a token message with how the worker
+// built it before (json.Marshal, then the headers).
+func BenchmarkTokenMsg(b *testing.B) {
+	ctx, topo := context.Background(), jetstream.DefaultTopology()
+	pc := &inferqpb.TokenChunk{JobId: benchChunk.Job, Seq: benchChunk.Seq, Text: benchChunk.Text, TokenId: benchChunk.TokenID}
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			data, err := json.Marshal(legacyToken{Job: pc.JobId, Seq: pc.Seq, Text: pc.Text, TokenID: pc.TokenId, Final: pc.Final})
+			if err != nil {
+				b.Fatal(err)
+			}
+			msg := &nats.Msg{Subject: topo.TokenSubject("acme", pc.JobId), Data: data, Header: nats.Header{}}
+			msg.Header.Set(jetstream.HeaderSeq, strconv.FormatUint(pc.Seq, 10))
+			msg.Header.Set(jetstream.HeaderAttempt, strconv.FormatUint(1, 10))
+			jetstream.InjectTrace(ctx, msg.Header)
+			sinkMsg = msg // it escapes to the publisher, as in the worker
+		}
+	})
+	b.Run("lifecycle", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			sinkMsg = lifecycle.TokenMsg(ctx, topo, "acme", 1, lifecycle.TokenChunkOf(pc))
 		}
 	})
 }
