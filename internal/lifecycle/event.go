@@ -2,10 +2,12 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -49,6 +51,15 @@ func (e Event) Publish(ctx context.Context, js natsjs.JetStream, t jetstream.Top
 func (e Event) Status() Status {
 	s, _ := StatusOf(e.Msg.GetStatus())
 	return s
+}
+
+// DecodeEvent reads a job event from the events stream.
+func DecodeEvent(data []byte) (*inferqpb.JobEvent, error) {
+	ev := &inferqpb.JobEvent{}
+	if err := proto.Unmarshal(data, ev); err != nil {
+		return nil, fmt.Errorf("job event: %w", err)
+	}
+	return ev, nil
 }
 
 func newEvent(kind, idKind string, st Status, at time.Time, ev *inferqpb.JobEvent) Event {

@@ -67,11 +67,17 @@ func TestEvents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			back := &inferqpb.JobEvent{}
-			if msg.Header.Get(nats.MsgIdHdr) != tc.msgID || proto.Unmarshal(msg.Data, back) != nil || !proto.Equal(back, m) {
+			back, err := lifecycle.DecodeEvent(msg.Data)
+			if msg.Header.Get(nats.MsgIdHdr) != tc.msgID || err != nil || !proto.Equal(back, m) {
 				t.Fatalf("message: id %q, body %v", msg.Header.Get(nats.MsgIdHdr), back)
 			}
 		})
+	}
+}
+
+func TestDecodeEventRejectsGarbage(t *testing.T) {
+	if _, err := lifecycle.DecodeEvent([]byte{0xff, 0xff, 0xff}); err == nil {
+		t.Fatal("garbage decoded as an event")
 	}
 }
 

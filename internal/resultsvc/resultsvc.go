@@ -17,14 +17,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/jetstream"
-	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
 // Options configure the Service; all fields are required unless noted.
@@ -121,8 +119,8 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		"resultsvc apply", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject())))
 	defer span.End()
-	ev := &inferqpb.JobEvent{}
-	if err := proto.Unmarshal(msg.Data(), ev); err != nil {
+	ev, err := lifecycle.DecodeEvent(msg.Data())
+	if err != nil {
 		s.opt.Log.Error("undecodable event dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
