@@ -13,14 +13,11 @@ package batcher
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -35,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -430,14 +428,9 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // expire ends a job whose deadline passed before it reached a GPU.
 func (b *Batcher) expire(ctx context.Context, e *entry, now time.Time, log *slog.Logger) {
-	ev := &inferqpb.JobEvent{
-		JobId: e.job.Id, Tenant: e.job.Tenant, Model: e.job.Model, Version: e.job.Version,
-		Status: inferqpb.Status_STATUS_EXPIRED, Attempt: e.job.Attempt, TimeUnixNano: now.UnixNano(), JobsSeq: e.seq,
-		Error: &inferqpb.Error{Code: "expired", Message: "the job's timeout passed before it was batched"},
-	}
-	subj := b.opt.Topology.EventSubject(e.job.Model, jetstream.EventFailed)
+	ev := lifecycle.ExpiredEvent(e.job, e.seq, now)
 	jctx := jetstream.ExtractTrace(ctx, e.msg.Headers()) // the event continues the job's trace
-	if _, err := jetstream.Publish(jctx, b.opt.JS, subj, ev, eventID(e.job, "expired")); err != nil {
+	if _, err := ev.Publish(jctx, b.opt.JS, b.opt.Topology); err != nil {
 		log.Warn("expiry not published; job will be retried", "job", e.job.Id, "err", err)
 		_ = e.msg.NakWithDelay(time.Second)
 		return
@@ -531,13 +524,9 @@ func (b *Batcher) notify(id, model string, jobs int, reason string, fill float64
 
 // fail ends a job that can never be batched.
 func (b *Batcher) fail(ctx context.Context, e *entry, code, msg string, log *slog.Logger) {
-	ev := &inferqpb.JobEvent{
-		JobId: e.job.Id, Tenant: e.job.Tenant, Model: e.job.Model, Version: e.job.Version,
-		Status: inferqpb.Status_STATUS_FAILED, Attempt: e.job.Attempt, TimeUnixNano: b.now().UnixNano(), JobsSeq: e.seq,
-		Error: &inferqpb.Error{Code: code, Message: msg},
-	}
+	ev := lifecycle.RejectedEvent(e.job, e.seq, b.now(), code, msg)
 	jctx := jetstream.ExtractTrace(ctx, e.msg.Headers()) // the event continues the job's trace
-	if _, err := jetstream.Publish(jctx, b.opt.JS, b.opt.Topology.EventSubject(e.job.Model, jetstream.EventFailed), ev, eventID(e.job, "failed")); err != nil {
+	if _, err := ev.Publish(jctx, b.opt.JS, b.opt.Topology); err != nil {
 		log.Warn("failure not published; job will be retried", "job", e.job.Id, "err", err)
 		_ = e.msg.NakWithDelay(time.Second)
 		return
@@ -586,7 +575,7 @@ func pack(m *config.Model, es []*entry, now time.Time) (batch *inferqpb.Batch, f
 			batch.Jobs[i].InputShapes = append(batch.Jobs[i].InputShapes, &inferqpb.Shape{Dims: packed.Shapes[i]})
 		}
 	}
-	batch.Id = batchID(es)
+	batch.Id = lifecycle.BatchID(batch.Jobs)
 	fill = 1
 	if padded > 0 {
 		fill = float64(real) / float64(padded)
@@ -612,26 +601,4 @@ func elements(shape []int64) int64 {
 		n *= d
 	}
 	return n
-}
-
-// batchID is derived from the jobs and their attempts, in job-id order, so
-// re-batching the same jobs after a crash publishes the same id and
-// JetStream drops the copy.
-func batchID(es []*entry) string {
-	keys := make([]string, len(es))
-	for i, e := range es {
-		keys[i] = e.job.Id + "\x00" + strconv.FormatUint(uint64(e.job.Attempt), 10)
-	}
-	slices.Sort(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:13])
-}
-
-// eventID dedupes a job's event per attempt and kind.
-func eventID(job *inferqpb.Job, kind string) string {
-	return job.Id + ":" + strconv.FormatUint(uint64(job.Attempt), 10) + ":" + kind
 }

@@ -64,7 +64,7 @@ func newHarness(t *testing.T, m config.Model, ackWait time.Duration, edit func(*
 		h.mu.Lock()
 		h.batches = append(h.batches, b)
 		h.at = append(h.at, time.Now())
-		h.ids = append(h.ids, msg.Header.Get(jetstream.HeaderMsgID))
+		h.ids = append(h.ids, msg.Header.Get(nats.MsgIdHdr))
 		h.mu.Unlock()
 		signal(h.got)
 	})

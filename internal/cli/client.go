@@ -16,6 +16,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/inferq/inferq/internal/lifecycle"
+	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // Exit codes of the client commands.
@@ -78,7 +81,8 @@ func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 		if fs.NArg() != 1 {
 			return usageErr(stderr, cmd, "want one JOB_ID")
 		}
-		return c.watch(ctx, *natsURL, *prefix+".tokens."+*tenant+"."+fs.Arg(0), strings.ToUpper(*prefix)+"_TOKENS", *from, *timeout)
+		topo := jetstream.Topology{Prefix: *prefix}
+		return c.watch(ctx, *natsURL, topo.TokenSubject(*tenant, fs.Arg(0)), topo.TokensStream(), *from, *timeout)
 	case "models", "stats":
 		format := fs.String("o", "table", "output: table, or json for the API's answer")
 		if code, ok := parsed(); !ok {
@@ -326,12 +330,8 @@ func (c *client) watch(ctx context.Context, natsURL, subject, stream string, fro
 			fmt.Fprintf(c.errw, "\ninferq: %v\n", err)
 			return ExitFailed
 		}
-		var tok struct {
-			Seq   uint64 `json:"seq"`
-			Text  string `json:"text"`
-			Final bool   `json:"final"`
-		}
-		if json.Unmarshal(msg.Data(), &tok) != nil || tok.Seq <= from {
+		tok, err := lifecycle.DecodeTokenChunk(msg.Data())
+		if err != nil || tok.Seq <= from {
 			continue
 		}
 		from = tok.Seq

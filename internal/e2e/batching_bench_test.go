@@ -282,7 +282,7 @@ func openLoop(b *testing.B, gate int) {
 			defer mu.Unlock()
 			running()
 			for _, msg := range msgs {
-				if _, ok := runningAt[msg.Header.Get(jetstream.HeaderMsgID)]; !ok {
+				if _, ok := runningAt[msg.Header.Get(nats.MsgIdHdr)]; !ok {
 					return false
 				}
 			}
@@ -290,7 +290,7 @@ func openLoop(b *testing.B, gate int) {
 		}, "open-loop jobs not all running")
 		mu.Lock()
 		for i, msg := range msgs {
-			id := msg.Header.Get(jetstream.HeaderMsgID)
+			id := msg.Header.Get(nats.MsgIdHdr)
 			qd = append(qd, batched[id].Sub(sent[i]))
 			rd = append(rd, runningAt[id].Sub(sent[i]))
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
@@ -57,7 +59,7 @@ func TestPoisonBatchIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, err := jobs.GetMsg(t.Context(), dl.JobsSeq)
-	if err != nil || raw.Header.Get("Nats-Msg-Id") != acc.ID {
+	if err != nil || raw.Header.Get(nats.MsgIdHdr) != acc.ID {
 		t.Errorf("jobs stream seq %d: %v %v", dl.JobsSeq, err, raw)
 	}
 

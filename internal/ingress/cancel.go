@@ -10,8 +10,8 @@ import (
 
 	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/jobid"
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/results"
-	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
@@ -28,11 +28,8 @@ func (i *Ingress) cancel(c echo.Context) error {
 		return apiError(http.StatusConflict, "conflict", "job "+strconv.Quote(rec.ID)+" already ended: "+string(rec.Status))
 	}
 	ctx := c.Request().Context()
-	ev := &inferqpb.JobEvent{JobId: rec.ID, Tenant: rec.Tenant, Model: rec.Model, Version: rec.Version,
-		Status: inferqpb.Status_STATUS_CANCELLED, Attempt: rec.Attempts, TimeUnixNano: i.now().UnixNano(),
-		Error: &inferqpb.Error{Code: "cancelled", Message: "cancelled by the client"}}
-	msgID := rec.ID + ":" + strconv.FormatUint(uint64(rec.Attempts), 10) + ":cancelled"
-	if _, err := jetstream.Publish(ctx, i.opt.JS, i.opt.Topology.EventSubject(rec.Model, jetstream.EventFailed), ev, msgID); err != nil {
+	ev := lifecycle.CancelRequestEvent(lifecycle.JobRef{ID: rec.ID, Tenant: rec.Tenant, Model: rec.Model, Version: rec.Version, Attempt: rec.Attempts}, i.now())
+	if _, err := ev.Publish(ctx, i.opt.JS, i.opt.Topology); err != nil {
 		return i.unavailable(rec.Model, "publish", err)
 	}
 	notice, _ := proto.Marshal(&inferqpb.Cancel{JobId: rec.ID})

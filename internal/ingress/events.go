@@ -14,14 +14,15 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
-	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // cursor is where a client is in a job's event stream, and the SSE id of
 // the last event sent: "<rank>-<seq>", the status rank reached (queued 0,
-// running 1, terminal 2) and the last token sequence number. A client that
+// running 1, terminal 2: lifecycle's Status.Rank) and the last token
+// sequence number. A client that
 // resumes with Last-Event-ID gets exactly the events after it: statuses of
 // a higher rank and tokens of a higher sequence.
 type cursor struct {
@@ -38,18 +39,10 @@ func parseCursor(s string) (cursor, error) {
 	r, q, ok := strings.Cut(s, "-")
 	rank, err1 := strconv.Atoi(r)
 	seq, err2 := strconv.ParseUint(q, 10, 64)
-	if !ok || err1 != nil || err2 != nil || rank < 0 || rank > 2 {
+	if !ok || err1 != nil || err2 != nil || rank < 0 || rank > lifecycle.TerminalRank {
 		return cursor{}, invalid("Last-Event-ID: want an id this stream sent, like 1-42, got %q", s)
 	}
 	return cursor{rank: rank, seq: seq}, nil
-}
-
-// token is one token chunk as read from the tokens stream.
-type token struct {
-	Seq     uint64 `json:"seq"`
-	Text    string `json:"text"`
-	TokenID int64  `json:"token_id"`
-	Final   bool   `json:"final"`
 }
 
 // events handles GET /v1/jobs/{id}/events: Server-Sent Events `status`,
@@ -76,7 +69,7 @@ func (i *Ingress) events(c echo.Context) error {
 	w.Flush()
 
 	recs := i.watchRecord(ctx, rec)
-	var toks <-chan token
+	var toks <-chan lifecycle.TokenChunk
 	subject := i.opt.Topology.TokenSubject(rec.Tenant, rec.ID)
 	if generate {
 		if toks, err = i.watchTokens(ctx, rec, subject, cur.seq); err != nil {
@@ -101,9 +94,9 @@ func (i *Ingress) events(c echo.Context) error {
 				f.drain(ctx, &cur, send)
 			}
 			if f.rec.Status == results.Succeeded {
-				_ = send("result", cursor{2, cur.seq}, f.rec)
+				_ = send("result", cursor{lifecycle.TerminalRank, cur.seq}, f.rec)
 			} else {
-				_ = send("error", cursor{2, cur.seq}, map[string]any{"status": f.rec.Status, "error": f.rec.Error})
+				_ = send("error", cursor{lifecycle.TerminalRank, cur.seq}, map[string]any{"status": f.rec.Status, "error": f.rec.Error})
 			}
 			return nil
 		}
@@ -126,7 +119,7 @@ type follower struct {
 	i       *Ingress
 	rec     *results.Record
 	recs    <-chan *results.Record
-	toks    <-chan token // nil: the job has no tokens
+	toks    <-chan lifecycle.TokenChunk // nil: the job has no tokens
 	subject string
 	lastSeq uint64 // sequence of the last token received
 }
@@ -181,11 +174,11 @@ func (f *follower) drain(ctx context.Context, cur *cursor, send func(string, cur
 	if err != nil {
 		return // no tokens at all, or the stream is unreachable
 	}
-	end, err := strconv.ParseUint(last.Header.Get(jetstream.HeaderSeq), 10, 64)
-	if err != nil || end <= cur.seq {
+	end, ok := lifecycle.TokenSeq(last.Header)
+	if !ok || end <= cur.seq {
 		return
 	}
-	if a := last.Header.Get(jetstream.HeaderAttempt); a != "" && a != strconv.FormatUint(uint64(f.rec.Attempts), 10) {
+	if a := lifecycle.TokenAttempt(last.Header); a != 0 && a != f.rec.Attempts {
 		return // the last tokens are an older attempt's
 	}
 	deadline := time.After(5 * time.Second)
@@ -209,12 +202,12 @@ func (f *follower) drain(ctx context.Context, cur *cursor, send func(string, cur
 
 // sendToken writes a token the client has not seen, after a `running`
 // status if the record has not caught up with the worker yet.
-func (i *Ingress) sendToken(t token, cur *cursor, send func(string, cursor, any) error) error {
+func (i *Ingress) sendToken(t lifecycle.TokenChunk, cur *cursor, send func(string, cursor, any) error) error {
 	if t.Seq <= cur.seq {
 		return nil
 	}
-	if cur.rank < 1 {
-		if err := send("status", cursor{1, cur.seq}, map[string]any{"status": results.Running}); err != nil {
+	if running := results.Running.Rank(); cur.rank < running {
+		if err := send("status", cursor{running, cur.seq}, map[string]any{"status": results.Running}); err != nil {
 			return err
 		}
 	}
@@ -249,7 +242,7 @@ func (i *Ingress) watchRecord(ctx context.Context, rec *results.Record) <-chan *
 // watchTokens streams the job's tokens after sequence `after`: from the
 // results store's token log when it keeps one (Redis: any number of readers
 // cost no JetStream state), else from INFERQ_TOKENS with an ordered consumer.
-func (i *Ingress) watchTokens(ctx context.Context, rec *results.Record, subject string, after uint64) (<-chan token, error) {
+func (i *Ingress) watchTokens(ctx context.Context, rec *results.Record, subject string, after uint64) (<-chan lifecycle.TokenChunk, error) {
 	if log, ok := i.opt.Store.(results.TokenLog); ok {
 		return i.watchTokenLog(ctx, log, rec, after), nil
 	}
@@ -261,7 +254,7 @@ func (i *Ingress) watchTokens(ctx context.Context, rec *results.Record, subject 
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan token)
+	out := make(chan lifecycle.TokenChunk)
 	stop := context.AfterFunc(ctx, iter.Stop)
 	go func() {
 		defer close(out)
@@ -275,8 +268,8 @@ func (i *Ingress) watchTokens(ctx context.Context, rec *results.Record, subject 
 				}
 				continue
 			}
-			var t token
-			if json.Unmarshal(msg.Data(), &t) != nil {
+			t, err := lifecycle.DecodeTokenChunk(msg.Data())
+			if err != nil {
 				continue
 			}
 			select {
@@ -291,8 +284,8 @@ func (i *Ingress) watchTokens(ctx context.Context, rec *results.Record, subject 
 
 // watchTokenLog streams the job's tokens from the store's token log, which
 // holds them in sequence with no gap, woken by its notifications.
-func (i *Ingress) watchTokenLog(ctx context.Context, log results.TokenLog, rec *results.Record, after uint64) <-chan token {
-	out := make(chan token)
+func (i *Ingress) watchTokenLog(ctx context.Context, log results.TokenLog, rec *results.Record, after uint64) <-chan lifecycle.TokenChunk {
+	out := make(chan lifecycle.TokenChunk)
 	go func() {
 		defer close(out)
 		for ctx.Err() == nil {
@@ -303,7 +296,7 @@ func (i *Ingress) watchTokenLog(ctx context.Context, log results.TokenLog, rec *
 			}
 			for _, t := range ts {
 				select {
-				case out <- token{Seq: t.Seq, Text: t.Text, TokenID: t.TokenID, Final: t.Final}:
+				case out <- t:
 					after = t.Seq
 				case <-ctx.Done():
 					return

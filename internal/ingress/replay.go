@@ -13,6 +13,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -63,13 +64,10 @@ func (i *Ingress) replay(ctx context.Context, rec *results.Record) (uint32, erro
 		job.DeadlineUnixNano = now.Add(time.Duration(job.DeadlineUnixNano - job.CreatedUnixNano)).UnixNano()
 	}
 	job.Attempt = attempt
-	queued := &inferqpb.JobEvent{JobId: job.Id, Tenant: job.Tenant, Model: job.Model, Version: job.Version,
-		Status: inferqpb.Status_STATUS_QUEUED, Attempt: attempt, TimeUnixNano: now.UnixNano()}
-	n := strconv.FormatUint(uint64(attempt), 10)
-	if _, err := jetstream.Publish(ctx, i.opt.JS, i.opt.Topology.EventSubject(job.Model, jetstream.EventQueued), queued, job.Id+":"+n+":queued"); err != nil {
+	if _, err := lifecycle.ReplayEvent(job, now).Publish(ctx, i.opt.JS, i.opt.Topology); err != nil {
 		return 0, i.unavailable(job.Model, "publish", err)
 	}
-	if _, err := jetstream.Publish(ctx, i.opt.JS, raw.Subject, job, job.Id+":r"+n); err != nil {
+	if _, err := jetstream.Publish(ctx, i.opt.JS, raw.Subject, job, lifecycle.ReplayMsgID(job.Id, attempt)); err != nil {
 		return 0, i.unavailable(job.Model, "publish", err)
 	}
 	i.opt.Log.Info("job replayed", "job", job.Id, "model", job.Model, "attempt", attempt)
@@ -124,8 +122,8 @@ func (i *Ingress) replayModel(c echo.Context) error {
 		got := 0
 		for msg := range msgs.Messages() {
 			got++
-			var dl jetstream.DeadLetter
-			if json.Unmarshal(msg.Data(), &dl) != nil || seen[dl.Job] || count >= req.Limit {
+			dl, err := lifecycle.DecodeDeadLetter(msg.Data())
+			if err != nil || seen[dl.Job] || count >= req.Limit {
 				continue
 			}
 			seen[dl.Job] = true

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inferq/inferq/internal/lifecycle"
 )
 
 // RedisConfig configures NewRedis.
@@ -112,15 +114,12 @@ if att > cur_att or (att == cur_att and new_rank > cur_rank) then
 end
 return {changed, redis.call('HGETALL', key)}
 `, fStatus, fAttempts, fStartedAt, fFinishedAt, fResult, fErrCode, fErrMessage,
-	Running, Succeeded, Succeeded.Rank(), fJobsSeq))
-
-// allStatuses lists every status, for the Lua rank table.
-var allStatuses = []Status{Queued, Running, Succeeded, Failed, Cancelled, Expired}
+	Running, Succeeded, lifecycle.TerminalRank, fJobsSeq))
 
 func luaRankTable() string {
 	var b strings.Builder
 	b.WriteString("local rank = {")
-	for _, s := range allStatuses {
+	for _, s := range lifecycle.Statuses() {
 		fmt.Fprintf(&b, "[%q]=%d,", s, s.Rank())
 	}
 	b.WriteString("}\n")

@@ -9,39 +9,23 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/inferq/inferq/internal/lifecycle"
 )
 
-// Status is a job's place in its life: queued → running → one terminal status.
-type Status string
+// Status is a job's place in its life; the statuses and their forward-only
+// order are the lifecycle package's.
+type Status = lifecycle.Status
 
+// The six statuses.
 const (
-	Queued    Status = "queued"
-	Running   Status = "running"
-	Succeeded Status = "succeeded"
-	Failed    Status = "failed"
-	Cancelled Status = "cancelled"
-	Expired   Status = "expired"
+	Queued    = lifecycle.Queued
+	Running   = lifecycle.Running
+	Succeeded = lifecycle.Succeeded
+	Failed    = lifecycle.Failed
+	Cancelled = lifecycle.Cancelled
+	Expired   = lifecycle.Expired
 )
-
-// Rank orders statuses within one attempt; terminal statuses share the top rank
-// so that the first terminal status of an attempt wins.
-func (s Status) Rank() int {
-	switch s {
-	case Queued:
-		return 0
-	case Running:
-		return 1
-	case Succeeded, Failed, Cancelled, Expired:
-		return 2
-	}
-	return -1
-}
-
-// Terminal reports whether no further change can happen in this attempt.
-func (s Status) Terminal() bool { return s.Rank() == 2 }
-
-// Valid reports whether s is one of the six statuses.
-func (s Status) Valid() bool { return s.Rank() >= 0 }
 
 // Error is the error of a failed, cancelled or expired job.
 type Error struct {

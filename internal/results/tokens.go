@@ -7,16 +7,14 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inferq/inferq/internal/lifecycle"
 )
 
 // Token is one generated chunk of a job's text, numbered from 1 within an
-// attempt.
-type Token struct {
-	Seq     uint64 `json:"seq"`
-	Text    string `json:"text"`
-	TokenID int64  `json:"token_id"`
-	Final   bool   `json:"final,omitempty"`
-}
+// attempt: the token chunk of the wire, kept in the job's token log (whose
+// key is the job, so Job may be left empty).
+type Token = lifecycle.TokenChunk
 
 // ErrTokenGap is returned by AppendToken for a token whose predecessor is
 // not stored yet: the caller retries it later, and readers never see a gap.

@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
@@ -84,20 +84,17 @@ func (s *Service) maxDelivered(ctx context.Context, data []byte) error {
 // failJob dead-letters one job and publishes its failed event, with the
 // same message ids a worker uses, so that either side's copy is a duplicate.
 func (s *Service) failJob(ctx context.Context, b *inferqpb.Batch, j *inferqpb.BatchJob, deliveries uint64, why string) error {
-	t, attempt := s.opt.Topology, strconv.FormatUint(uint64(j.Attempt), 10)
 	now := time.Now()
-	dl, _ := json.Marshal(jetstream.DeadLetter{Job: j.Id, Tenant: j.Tenant, Model: b.Model, JobsSeq: j.JobsSeq,
-		Attempt: j.Attempt, Deliveries: deliveries, Batch: b.Id, Error: why, Time: now.UTC()})
-	msg := &nats.Msg{Subject: t.DeadSubject(b.Model), Data: dl, Header: nats.Header{}}
-	msg.Header.Set(jetstream.HeaderMsgID, j.Id+":"+attempt+":dead")
+	msg, err := lifecycle.DeadLetterMsg(s.opt.Topology, b, j, deliveries, why, now)
+	if err != nil {
+		return err
+	}
 	if _, err := s.opt.JS.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("dead letter for %s: %w", j.Id, err)
 	}
 	s.opt.Metrics.DeadLetters.WithLabelValues(b.Model, "max_deliver").Inc()
-	ev := &inferqpb.JobEvent{JobId: j.Id, Tenant: j.Tenant, Model: b.Model, Version: b.Version,
-		Status: inferqpb.Status_STATUS_FAILED, Attempt: j.Attempt, TimeUnixNano: now.UnixNano(), BatchId: b.Id,
-		RequestId: j.RequestId, JobsSeq: j.JobsSeq, Error: &inferqpb.Error{Code: "max_deliver", Message: why}}
-	if _, err := jetstream.Publish(ctx, s.opt.JS, t.EventSubject(b.Model, jetstream.EventFailed), ev, j.Id+":"+attempt+":"+jetstream.EventFailed); err != nil {
+	ev := lifecycle.FailedEvent(b, j, "", now, &inferqpb.Error{Code: lifecycle.CodeMaxDeliver, Message: why})
+	if _, err := ev.Publish(ctx, s.opt.JS, s.opt.Topology); err != nil {
 		return fmt.Errorf("failed event for %s: %w", j.Id, err)
 	}
 	return nil

@@ -17,13 +17,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/jetstream"
-	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
 // Options configure the Service; all fields are required unless noted.
@@ -113,15 +112,6 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-var statuses = map[inferqpb.Status]results.Status{
-	inferqpb.Status_STATUS_QUEUED:    results.Queued,
-	inferqpb.Status_STATUS_RUNNING:   results.Running,
-	inferqpb.Status_STATUS_SUCCEEDED: results.Succeeded,
-	inferqpb.Status_STATUS_FAILED:    results.Failed,
-	inferqpb.Status_STATUS_CANCELLED: results.Cancelled,
-	inferqpb.Status_STATUS_EXPIRED:   results.Expired,
-}
-
 func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 	// The event carries its job's trace context: applying it is the last
 	// span of the job's trace.
@@ -129,15 +119,15 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		"resultsvc apply", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject())))
 	defer span.End()
-	ev := &inferqpb.JobEvent{}
-	if err := proto.Unmarshal(msg.Data(), ev); err != nil {
+	ev, err := lifecycle.DecodeEvent(msg.Data())
+	if err != nil {
 		s.opt.Log.Error("undecodable event dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
 	span.SetAttributes(attribute.String("inferq.job_id", ev.JobId), attribute.String("inferq.model", ev.Model),
 		attribute.String("inferq.batch_id", ev.BatchId), attribute.String("inferq.status", ev.Status.String()))
-	st, ok := statuses[ev.Status]
+	st, ok := lifecycle.StatusOf(ev.Status)
 	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano), JobsSeq: ev.JobsSeq}
 	if err := u.Check(); !ok || err != nil {
 		s.opt.Log.Error("invalid event dropped", "job", ev.JobId, "status", ev.Status.String(), "err", err)

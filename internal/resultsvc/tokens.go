@@ -2,32 +2,21 @@ package resultsvc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"strconv"
 	"sync"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/results"
-	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // TokensConsumer is resultsvc's durable consumer of INFERQ_TOKENS, used when
 // the results store keeps token logs (Redis).
 const TokensConsumer = "resultsvc-tokens"
-
-// tokenMsg is the public JSON of a token chunk on inferq.tokens.*.
-type tokenMsg struct {
-	Job     string `json:"job"`
-	Seq     uint64 `json:"seq"`
-	Text    string `json:"text"`
-	TokenID int64  `json:"token_id"`
-	Final   bool   `json:"final"`
-}
 
 // pullTokens opens resultsvc's consumer of INFERQ_TOKENS.
 func (s *Service) pullTokens(ctx context.Context) (natsjs.MessagesContext, error) {
@@ -89,19 +78,17 @@ func (s *Service) copyTokens(ctx context.Context, log results.TokenLog, iter nat
 
 // applyToken appends one chunk and acks it once stored (or known).
 func (s *Service) applyToken(ctx context.Context, log results.TokenLog, msg natsjs.Msg) {
-	var t tokenMsg
-	if err := json.Unmarshal(msg.Data(), &t); err != nil || t.Job == "" || t.Seq == 0 {
+	t, err := lifecycle.DecodeTokenChunk(msg.Data())
+	if err != nil || t.Job == "" || t.Seq == 0 {
 		s.opt.Log.Error("undecodable token chunk dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
-	attempt := uint64(1)
-	if v := msg.Headers().Get(jetstream.HeaderAttempt); v != "" {
-		if a, err := strconv.ParseUint(v, 10, 32); err == nil && a > 0 {
-			attempt = a
-		}
+	attempt := lifecycle.TokenAttempt(msg.Headers())
+	if attempt == 0 {
+		attempt = 1 // a chunk from before attempts were sent
 	}
-	_, err := log.AppendToken(ctx, t.Job, uint32(attempt), results.Token{Seq: t.Seq, Text: t.Text, TokenID: t.TokenID, Final: t.Final})
+	_, err = log.AppendToken(ctx, t.Job, attempt, t)
 	switch {
 	case errors.Is(err, results.ErrTokenGap):
 		// Its predecessor is still on its way (or being retried).

@@ -8,7 +8,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -244,12 +244,9 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	var runningOnce sync.Once
 	markRunning := func() {
 		runningOnce.Do(func() {
-			now := a.now().UnixNano()
+			now := a.now()
 			for _, j := range batch.Jobs {
-				pub.event(jobContext(runCtx, j), a.opt.Topology.EventSubject(m.Name, jetstream.EventRunning), &inferqpb.JobEvent{
-					JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: batch.Version, Status: inferqpb.Status_STATUS_RUNNING,
-					Attempt: j.Attempt, TimeUnixNano: now, BatchId: batch.Id, Worker: a.opt.Name, JobsSeq: j.JobsSeq,
-				}, eventID(j, "running"))
+				pub.event(jobContext(runCtx, j), a.opt.Topology, lifecycle.RunningEvent(batch, j, a.opt.Name, now))
 			}
 		})
 	}
@@ -302,7 +299,7 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 		sent[c.JobId] = c.Seq
 		running() // a job streaming tokens is running
 		a.opt.Metrics.TokensPublished.WithLabelValues(m.Name).Inc()
-		return pub.token(jobContext(ctx, j), a.opt.Topology.TokenSubject(j.Tenant, j.Id), j.Attempt, c)
+		return pub.token(jobContext(ctx, j), a.opt.Topology, j.Tenant, j.Attempt, c)
 	}
 }
 
@@ -311,40 +308,38 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, msg natsjs.Msg, delivered uint64, out *outcome, log *slog.Logger) {
 	st := a.stats[m.Name]
 	pub := newPublisher(a.opt.JS)
-	done := a.now().UnixNano()
-	events := make([]*inferqpb.JobEvent, 0, len(b.Jobs))
+	done := a.now()
+	events := make([]lifecycle.Event, 0, len(b.Jobs))
 	var succeeded, failed, poisoned uint64
 	for _, j := range b.Jobs {
-		ev := &inferqpb.JobEvent{JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: b.Version,
-			Attempt: j.Attempt, TimeUnixNano: done, BatchId: b.Id, Worker: a.opt.Name, RequestId: j.RequestId, JobsSeq: j.JobsSeq}
+		var ev lifecycle.Event
 		jr := out.results[j.Id]
 		switch perr := out.poison[j.Id]; {
 		case perr != nil:
-			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, &inferqpb.Error{Code: "poison_job",
-				Message: fmt.Sprintf("failed alone after its batch of %d was split: %v", len(b.Jobs), perr)}
-			a.deadLetter(pub, m, b, j, delivered, ev.Error.Code+": "+ev.Error.Message)
+			ev = lifecycle.FailedEvent(b, j, a.opt.Name, done, &inferqpb.Error{Code: "poison_job",
+				Message: fmt.Sprintf("failed alone after its batch of %d was split: %v", len(b.Jobs), perr)})
 			poisoned++
 			log.Warn("poison job failed alone", "job", j.Id, "err", perr)
 		case jr == nil:
-			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, &inferqpb.Error{Code: "no_result", Message: "the runner returned no result for this job"}
-			a.deadLetter(pub, m, b, j, delivered, ev.Error.Code+": "+ev.Error.Message)
-		case jr.Error != nil && jr.Error.Code == "cancelled":
+			ev = lifecycle.FailedEvent(b, j, a.opt.Name, done, &inferqpb.Error{Code: "no_result", Message: "the runner returned no result for this job"})
+		case jr.Error != nil && jr.Error.Code == lifecycle.CodeCancelled:
 			// Stopped because it was cancelled: it ends cancelled whichever
 			// of this event and the cancel request's own is applied first.
-			ev.Status, ev.Error = inferqpb.Status_STATUS_CANCELLED, jr.Error
+			ev = lifecycle.CancelledEvent(b, j, a.opt.Name, done, jr.Error)
 		case jr.Error != nil:
-			ev.Status, ev.Error = inferqpb.Status_STATUS_FAILED, jr.Error
-			a.deadLetter(pub, m, b, j, delivered, jr.Error.Code+": "+jr.Error.Message)
+			ev = lifecycle.FailedEvent(b, j, a.opt.Name, done, jr.Error)
 		default:
-			ev.Status, ev.Outputs = inferqpb.Status_STATUS_SUCCEEDED, jr.Outputs
+			ev = lifecycle.SucceededEvent(b, j, a.opt.Name, done, jr.Outputs)
 		}
-		if ev.Status == inferqpb.Status_STATUS_SUCCEEDED {
+		switch ev.Status() {
+		case lifecycle.Succeeded:
 			succeeded++
-		} else {
+		case lifecycle.Failed:
 			failed++
-			if ev.Error.Code != "cancelled" {
-				trace.SpanFromContext(jobContext(ctx, j)).SetStatus(codes.Error, ev.Error.Code)
-			}
+			a.deadLetter(pub, m, b, j, delivered, ev.Msg.Error.Code+": "+ev.Msg.Error.Message)
+			trace.SpanFromContext(jobContext(ctx, j)).SetStatus(codes.Error, ev.Msg.Error.Code)
+		default: // cancelled
+			failed++
 		}
 		events = append(events, ev)
 	}
@@ -356,11 +351,7 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 		return
 	}
 	for i, ev := range events {
-		kind := jetstream.EventResult
-		if ev.Status != inferqpb.Status_STATUS_SUCCEEDED {
-			kind = jetstream.EventFailed // failed and cancelled travel as kind failed
-		}
-		pub.event(jobContext(ctx, b.Jobs[i]), a.opt.Topology.EventSubject(m.Name, kind), ev, eventID(b.Jobs[i], kind))
+		pub.event(jobContext(ctx, b.Jobs[i]), a.opt.Topology, ev)
 	}
 	if err := pub.wait(ctx); err != nil {
 		// Results not all stored: let the batch come back rather than lose one.
@@ -455,13 +446,10 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
-	now := a.now().UnixNano()
+	now := a.now()
 	for _, j := range b.Jobs {
-		pub.event(jobContext(ctx, j), a.opt.Topology.EventSubject(m.Name, jetstream.EventFailed), &inferqpb.JobEvent{
-			JobId: j.Id, Tenant: j.Tenant, Model: m.Name, Version: b.Version, Status: inferqpb.Status_STATUS_FAILED,
-			Attempt: j.Attempt, TimeUnixNano: now, BatchId: b.Id, Worker: a.opt.Name, JobsSeq: j.JobsSeq,
-			Error: &inferqpb.Error{Code: "batch_failed", Message: fmt.Sprintf("failed after %d attempts: %v", delivered, cause)},
-		}, eventID(j, jetstream.EventFailed))
+		pub.event(jobContext(ctx, j), a.opt.Topology, lifecycle.FailedEvent(b, j, a.opt.Name, now,
+			&inferqpb.Error{Code: "batch_failed", Message: fmt.Sprintf("failed after %d attempts: %v", delivered, cause)}))
 	}
 	if err := pub.wait(ctx); err != nil {
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
@@ -475,10 +463,11 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 // deadLetter queues a job's dead-letter record on pub; callers wait for it
 // before the job's failed event is published.
 func (a *Agent) deadLetter(pub *publisher, m *config.Model, b *inferqpb.Batch, j *inferqpb.BatchJob, delivered uint64, why string) {
-	rec, _ := json.Marshal(jetstream.DeadLetter{Job: j.Id, Tenant: j.Tenant, Model: m.Name, JobsSeq: j.JobsSeq,
-		Attempt: j.Attempt, Deliveries: delivered, Batch: b.Id, Error: why, Time: a.now().UTC()})
-	msg := &nats.Msg{Subject: a.opt.Topology.DeadSubject(m.Name), Data: rec, Header: nats.Header{}}
-	msg.Header.Set(jetstream.HeaderMsgID, eventID(j, "dead"))
+	msg, err := lifecycle.DeadLetterMsg(a.opt.Topology, b, j, delivered, why, a.now())
+	if err != nil {
+		pub.fail(err)
+		return
+	}
 	pub.send(msg)
 	reason := "permanent"
 	if delivered >= uint64(m.Queue.MaxDeliver) {
@@ -545,10 +534,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func eventID(j *inferqpb.BatchJob, kind string) string {
-	return j.Id + ":" + strconv.FormatUint(uint64(j.Attempt), 10) + ":" + kind
-}
-
 // publisher sends a batch's messages asynchronously and waits for every
 // PubAck at once, so a batch of N jobs costs one round trip, not N.
 type publisher struct {
@@ -581,36 +566,28 @@ func (p *publisher) broken() error {
 	return p.err
 }
 
-func (p *publisher) event(ctx context.Context, subject string, ev *inferqpb.JobEvent, id string) {
-	msg, err := jetstream.NewMsg(ctx, subject, ev, id)
+// event sends a job event with ctx's trace context.
+func (p *publisher) event(ctx context.Context, t jetstream.Topology, ev lifecycle.Event) {
+	msg, err := ev.NewMsg(ctx, t)
 	if err != nil {
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
+		p.fail(err)
 		return
 	}
 	p.send(msg)
 }
 
-// tokenJSON is the public JSON form of a token chunk on inferq.tokens.*.
-type tokenJSON struct {
-	Job     string `json:"job"`
-	Seq     uint64 `json:"seq"`
-	Text    string `json:"text"`
-	TokenID int64  `json:"token_id"`
-	Final   bool   `json:"final"`
+// fail stops the publisher with err unless it already stopped.
+func (p *publisher) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil {
+		p.err = err
+	}
 }
 
-func (p *publisher) token(ctx context.Context, subject string, attempt uint32, c *inferqpb.TokenChunk) error {
-	data, err := json.Marshal(tokenJSON{Job: c.JobId, Seq: c.Seq, Text: c.Text, TokenID: c.TokenId, Final: c.Final})
-	if err != nil {
-		return err
-	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.HeaderSeq, strconv.FormatUint(c.Seq, 10))
-	msg.Header.Set(jetstream.HeaderAttempt, strconv.FormatUint(uint64(attempt), 10))
-	jetstream.InjectTrace(ctx, msg.Header)
-	p.send(msg)
+// token sends a job's token chunk; tenant and attempt are its job's.
+func (p *publisher) token(ctx context.Context, t jetstream.Topology, tenant string, attempt uint32, c *inferqpb.TokenChunk) error {
+	p.send(lifecycle.TokenMsg(ctx, t, tenant, attempt, lifecycle.TokenChunkOf(c)))
 	return p.broken()
 }
 

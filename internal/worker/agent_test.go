@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -198,16 +199,16 @@ func (h *harness) acks() []int {
 }
 
 // tokens returns the token chunks published for a job, in order.
-func (h *harness) tokens(job string) []tokenJSON {
+func (h *harness) tokens(job string) []lifecycle.TokenChunk {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []tokenJSON
+	var out []lifecycle.TokenChunk
 	for _, m := range h.seen {
 		if m.Subject != h.topo.TokenSubject("t1", job) {
 			continue
 		}
-		var c tokenJSON
-		if err := json.Unmarshal(m.Data, &c); err != nil {
+		c, err := lifecycle.DecodeTokenChunk(m.Data)
+		if err != nil {
 			h.t.Fatal(err)
 		}
 		out = append(out, c)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -101,7 +102,7 @@ func TestTraceContextRidesInHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.Header.Get("traceparent") == "" || msg.Header.Get(jetstream.HeaderMsgID) != "j" {
+	if msg.Header.Get("traceparent") == "" || msg.Header.Get(nats.MsgIdHdr) != "j" {
 		t.Fatalf("headers %v", msg.Header)
 	}
 	got := trace.SpanContextFromContext(jetstream.ExtractTrace(context.Background(), msg.Header))

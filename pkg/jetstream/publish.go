@@ -47,7 +47,7 @@ func NewMsg(ctx context.Context, subject string, m proto.Message, msgID string) 
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	if msgID != "" {
-		msg.Header.Set(HeaderMsgID, msgID)
+		msg.Header.Set(nats.MsgIdHdr, msgID)
 	}
 	InjectTrace(ctx, msg.Header)
 	return msg, nil

@@ -133,10 +133,11 @@ type MaxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// Header names inferq sets on its messages.
+// Header names of inferq's own on its messages; NATS's (Nats-Msg-Id and the
+// like) are nats.go's constants, such as nats.MsgIdHdr.
 const (
-	HeaderMsgID = "Nats-Msg-Id"
-	HeaderSeq   = "Inferq-Seq"
+	// HeaderSeq is the sequence of a token chunk.
+	HeaderSeq = "Inferq-Seq"
 	// HeaderAttempt is the job attempt a token chunk belongs to (sequences
 	// restart at 1 when a job is replayed).
 	HeaderAttempt = "Inferq-Attempt"
