@@ -23,6 +23,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -49,7 +50,12 @@ type Options struct {
 	// Zero means 1 MiB, the server default.
 	MaxPayload int
 	Log        *slog.Logger
-	Metrics    *obs.Metrics
+	// Metrics are the shared metrics (jobs dropped); nil counts them on
+	// a registry nobody reads.
+	Metrics *obs.Metrics
+	// Own are the batcher's own metrics (NewMetrics); nil registers them
+	// on a registry nobody reads.
+	Own *Metrics
 	// AgingAfter is how long a job may wait in the batcher before it is
 	// taken ahead of higher priorities (no starvation). Zero means
 	// max(100×max_queue_delay, 500ms) per model.
@@ -81,6 +87,12 @@ func New(opt Options) *Batcher {
 	}
 	if opt.MaxWaitingBatches == 0 {
 		opt.MaxWaitingBatches = 1
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = obs.NewMetrics(prometheus.NewRegistry())
+	}
+	if opt.Own == nil {
+		opt.Own = NewMetrics(prometheus.NewRegistry())
 	}
 	return &Batcher{opt: opt, now: time.Now}
 }
@@ -236,7 +248,7 @@ func (b *Batcher) decode(st *model, msg natsjs.Msg, prio int) *entry {
 		// Ingress never publishes this: terminate it rather than retry forever.
 		st.log.Error("undecodable job dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
-		prioDropped.WithLabelValues(st.m.Name, prioLabel(prio), "invalid").Inc()
+		b.opt.Own.PrioDropped.WithLabelValues(st.m.Name, prioLabel(prio), "invalid").Inc()
 		return nil
 	}
 	var seq uint64
@@ -339,7 +351,7 @@ func (b *Batcher) loop(ctx context.Context, st *model) error {
 			}
 		}
 		if !st.gate.open() {
-			gateHeld.WithLabelValues(m.Name).Inc()
+			b.opt.Own.GateWaits.WithLabelValues(m.Name).Inc()
 			// Re-check on a new job, a gate refresh, or (should a worker's
 			// event be missed) after 100ms.
 			st.gate.poke()
@@ -400,7 +412,7 @@ func (b *Batcher) dropDead(ctx context.Context, st *model, qs [numPrio][]*entry,
 			// Its record is already cancelled: drop it before packing.
 			_ = e.msg.Ack()
 			b.opt.Metrics.JobsDropped.WithLabelValues(st.m.Name, "cancelled").Inc()
-			prioDropped.WithLabelValues(st.m.Name, prioLabel(e.prio), "cancelled").Inc()
+			b.opt.Own.PrioDropped.WithLabelValues(st.m.Name, prioLabel(e.prio), "cancelled").Inc()
 			st.log.Info("cancelled job dropped", "job", e.job.Id)
 			continue
 		}
@@ -437,7 +449,7 @@ func (b *Batcher) expire(ctx context.Context, e *entry, now time.Time, log *slog
 	}
 	_ = e.msg.Ack()
 	b.opt.Metrics.JobsDropped.WithLabelValues(e.job.Model, "expired").Inc()
-	prioDropped.WithLabelValues(e.job.Model, prioLabel(e.prio), "expired").Inc()
+	b.opt.Own.PrioDropped.WithLabelValues(e.job.Model, prioLabel(e.prio), "expired").Inc()
 	log.Info("job expired", "job", e.job.Id)
 }
 
@@ -502,13 +514,12 @@ func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason st
 			log.Warn("job ack failed; a duplicate batch may follow", "job", e.job.Id, "err", err)
 		}
 		w := now.Sub(time.Unix(0, e.job.CreatedUnixNano)).Seconds()
-		b.opt.Metrics.QueueWait.WithLabelValues(m.Name).Observe(w)
-		prioWait.WithLabelValues(m.Name, prioLabel(e.prio)).Observe(w)
-		prioBatched.WithLabelValues(m.Name, prioLabel(e.prio)).Inc()
+		b.opt.Own.QueueWait.WithLabelValues(m.Name, prioLabel(e.prio)).Observe(w)
+		b.opt.Own.JobsBatched.WithLabelValues(m.Name, prioLabel(e.prio)).Inc()
 	}
-	b.opt.Metrics.BatchSize.WithLabelValues(m.Name).Observe(float64(len(es)))
-	b.opt.Metrics.BatchesFlushed.WithLabelValues(m.Name, reason).Inc()
-	fillRatio.WithLabelValues(m.Name).Observe(fill)
+	b.opt.Own.BatchSize.WithLabelValues(m.Name).Observe(float64(len(es)))
+	b.opt.Own.BatchesFlushed.WithLabelValues(m.Name, reason).Inc()
+	b.opt.Own.FillRatio.WithLabelValues(m.Name).Observe(fill)
 	b.notify(batch.Id, m.Name, len(es), reason, fill)
 	log.Debug("batch flushed", "batch", batch.Id, "size", len(es), "reason", reason, "fill", fill)
 	return nil
@@ -533,7 +544,7 @@ func (b *Batcher) fail(ctx context.Context, e *entry, code, msg string, log *slo
 	}
 	_ = e.msg.Ack()
 	b.opt.Metrics.JobsDropped.WithLabelValues(e.job.Model, "invalid").Inc()
-	prioDropped.WithLabelValues(e.job.Model, prioLabel(e.prio), "invalid").Inc()
+	b.opt.Own.PrioDropped.WithLabelValues(e.job.Model, prioLabel(e.prio), "invalid").Inc()
 }
 
 // pack concatenates the jobs' inputs along dimension 0. fill is the real

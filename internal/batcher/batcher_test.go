@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -535,13 +536,57 @@ func TestBucketAndPreferred(t *testing.T) {
 	}
 }
 
-func TestRegisterMetricsTwice(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	if err := RegisterMetrics(reg); err != nil {
-		t.Fatal(err)
+// TestMetricsPerBatcher: each batcher counts on the registry it is given,
+// so a second batcher in the process (tests, inferq dev beside a benchmark)
+// neither panics on registration nor mixes its counts in; the queue wait
+// is one metric, labelled by priority.
+func TestMetricsPerBatcher(t *testing.T) {
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	h := newHarness(t, testModel("m", 1, time.Millisecond, false), 30*time.Second, func(o *Options) {
+		o.Own = NewMetrics(regA)
+	})
+	_ = New(Options{Models: []config.Model{h.m}, Topology: h.topo, JS: h.n.JS, Own: NewMetrics(regB)})
+	h.start()
+	h.job(1, "j1", 2, time.Time{})
+	h.waitBatches(1, 5*time.Second)
+	count := func(reg *prometheus.Registry, name string) (n uint64, labels []string) {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() != name {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				n += m.GetHistogram().GetSampleCount() + uint64(m.GetCounter().GetValue())
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+			}
+		}
+		return n, labels
 	}
-	if err := RegisterMetrics(reg); err != nil {
-		t.Fatal(err)
+	// The batch is seen when published; its metrics follow the job acks.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n, _ := count(regA, "inferq_queue_wait_seconds"); n == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	n, labels := count(regA, "inferq_queue_wait_seconds")
+	if n != 1 || !slices.Equal(labels, []string{"model=m", "priority=p1"}) {
+		t.Errorf("inferq_queue_wait_seconds: %d samples, labels %v; want 1 with model=m, priority=p1", n, labels)
+	}
+	if n, _ := count(regA, "inferq_batcher_jobs_batched_total"); n != 1 {
+		t.Errorf("inferq_batcher_jobs_batched_total = %d, want 1", n)
+	}
+	if n, _ := count(regA, "inferq_batcher_queue_wait_seconds"); n != 0 {
+		t.Errorf("inferq_batcher_queue_wait_seconds still recorded (%d samples): it duplicates inferq_queue_wait_seconds", n)
+	}
+	for _, name := range []string{"inferq_queue_wait_seconds", "inferq_batch_size", "inferq_batcher_jobs_batched_total", "inferq_batch_fill_ratio"} {
+		if n, _ := count(regB, name); n != 0 {
+			t.Errorf("the idle batcher's registry shows %d of %s: counts are shared between batchers", n, name)
+		}
 	}
 }
 

@@ -1,41 +1,50 @@
 package batcher
 
 import (
-	"errors"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inferq/inferq/internal/obs"
 )
 
-// The batcher's own collectors, beside the shared obs.Metrics (batch size,
-// queue wait, flushes, drops). Labels are bounded: model and priority.
-var (
-	fillRatio = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_batch_fill_ratio",
-		Help:    "Real elements / padded elements of a published batch (1 when nothing is padded).",
-		Buckets: []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1}}, []string{"model"})
-	prioWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_batcher_queue_wait_seconds",
-		Help:    "Time from job creation to its batch being published, by priority.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}, []string{"model", "priority"})
-	prioBatched = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batcher_jobs_batched_total",
-		Help: "Jobs published in a batch, by priority."}, []string{"model", "priority"})
-	prioDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batcher_jobs_dropped_total",
-		Help: "Jobs the batcher did not batch, by priority and reason (expired, cancelled, invalid)."}, []string{"model", "priority", "reason"})
-	gateHeld = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batcher_gate_waits_total",
-		Help: "Times a ready batch was held because no worker was free for it (a batch already waited, or every worker slot held one)."}, []string{"model"})
-)
+// Metrics are the batcher's own collectors; jobs dropped are counted on the
+// shared obs.Metrics, which resultsvc counts too. Each Batcher has its own,
+// so two batchers in one process (tests, a benchmark) never mix counts.
+// Labels are bounded: model, priority, reason.
+type Metrics struct {
+	BatchSize      *prometheus.HistogramVec // model
+	QueueWait      *prometheus.HistogramVec // model, priority
+	BatchesFlushed *prometheus.CounterVec   // model, reason
+	FillRatio      *prometheus.HistogramVec // model
+	JobsBatched    *prometheus.CounterVec   // model, priority
+	PrioDropped    *prometheus.CounterVec   // model, priority, reason
+	GateWaits      *prometheus.CounterVec   // model
+}
 
-// RegisterMetrics registers the batcher's collectors on reg. Registering on
-// a registry that already has them is not an error.
-func RegisterMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{fillRatio, prioWait, prioBatched, prioDropped, gateHeld} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return err
-			}
-		}
+// NewMetrics registers the batcher's metrics on reg; call it once per
+// registry.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		BatchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_batch_size",
+			Help: "Jobs per published batch.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}}, []string{"model"}),
+		QueueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_queue_wait_seconds",
+			Help: "Time from job creation to its batch being published, by priority.", Buckets: obs.LatencyBuckets()},
+			[]string{"model", "priority"}),
+		BatchesFlushed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batches_flushed_total",
+			Help: "Batches published, by closing reason (full, preferred, delay, idle)."}, []string{"model", "reason"}),
+		FillRatio: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_batch_fill_ratio",
+			Help:    "Real elements / padded elements of a published batch (1 when nothing is padded).",
+			Buckets: []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1}}, []string{"model"}),
+		JobsBatched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batcher_jobs_batched_total",
+			Help: "Jobs published in a batch, by priority."}, []string{"model", "priority"}),
+		PrioDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batcher_jobs_dropped_total",
+			Help: "Jobs the batcher did not batch, by priority and reason (expired, cancelled, invalid)."}, []string{"model", "priority", "reason"}),
+		GateWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_batcher_gate_waits_total",
+			Help: "Times a ready batch was held because no worker was free for it (a batch already waited, or every worker slot held one)."}, []string{"model"}),
 	}
-	return nil
+	reg.MustRegister(m.BatchSize, m.QueueWait, m.BatchesFlushed, m.FillRatio, m.JobsBatched, m.PrioDropped, m.GateWaits)
+	return m
 }
 
 func prioLabel(p int) string { return "p" + strconv.Itoa(p) }

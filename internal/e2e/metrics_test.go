@@ -64,3 +64,47 @@ func metricValue(t *testing.T, body, series string) float64 {
 	t.Fatalf("/metrics lacks %s", series)
 	return 0
 }
+
+// TestOneProcessMetrics: with every component in one process (as inferq
+// dev runs them) on one registry, each component's metrics count the job
+// once, and the queue wait is one metric labelled by priority.
+func TestOneProcessMetrics(t *testing.T) {
+	s := startStack(t, false, nil)
+	a := make([]int32, 16)
+	rec := s.wait(t, s.submit(t, "simple", simpleBody(a, a)).ID)
+	if rec.Status != "succeeded" {
+		t.Fatalf("job %s", rec.Status)
+	}
+	wants := []string{
+		`inferq_jobs_submitted_total{model="simple"} 1`,
+		`inferq_queue_wait_seconds_count{model="simple",priority="p1"} 1`,
+		`inferq_batch_size_count{model="simple"} 1`,
+		`inferq_batcher_jobs_batched_total{model="simple",priority="p1"} 1`,
+		`inferq_worker_batch_duration_seconds_count{model="simple"} 1`,
+		`inferq_jobs_finished_total{model="simple",status="succeeded"} 1`,
+	}
+	var body string
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		resp, err := http.Get(s.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		for _, want := range wants {
+			if !strings.Contains(body, want) {
+				return false
+			}
+		}
+		return true
+	}, "every component's metrics for the job")
+	for _, want := range wants {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "inferq_batcher_queue_wait_seconds") {
+		t.Error("/metrics still has inferq_batcher_queue_wait_seconds, which duplicates inferq_queue_wait_seconds")
+	}
+}

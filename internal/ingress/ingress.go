@@ -35,7 +35,8 @@ type Options struct {
 	JS       natsjs.JetStream
 	Store    results.Store
 	Log      *slog.Logger
-	Metrics  *obs.Metrics
+	// Registry is where New registers the ingress's metrics and /metrics
+	// reads them; nil keeps them where nobody reads them.
 	Registry *prometheus.Registry
 	Checks   map[string]obs.Check // readiness checks (optional)
 	Auth     *auth.Authenticator  // nil: every caller is tenant "default" with all scopes
@@ -44,11 +45,12 @@ type Options struct {
 
 // Ingress serves the HTTP API.
 type Ingress struct {
-	opt    Options
-	echo   *echo.Echo
-	now    func() time.Time
-	cache  statsCache
-	recent recentBatches
+	opt     Options
+	metrics *metrics
+	echo    *echo.Echo
+	now     func() time.Time
+	cache   statsCache
+	recent  recentBatches
 	// readStats reads a model's stats from JetStream (readStatsJS); a test
 	// may wrap it to make it slow.
 	readStats func(ctx context.Context, model string) (Stats, error)
@@ -56,13 +58,16 @@ type Ingress struct {
 
 // New builds the ingress and its routes.
 func New(opt Options) *Ingress {
+	if opt.Registry == nil {
+		opt.Registry = prometheus.NewRegistry()
+	}
 	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond, wait: 100 * time.Millisecond},
 		recent: recentBatches{keep: 32}}
 	i.readStats = i.readStatsJS
-	if opt.Registry != nil {
-		// A second ingress in one process (tests) shares the first's gauges.
-		_ = opt.Registry.Register(newQueueCollector(i))
-	}
+	// One ingress per registry: a second would count into the first's
+	// metrics, so registering it twice panics as any duplicate does.
+	i.metrics = newMetrics(opt.Registry)
+	opt.Registry.MustRegister(newQueueCollector(i))
 	e := i.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = i.handleError
@@ -150,7 +155,7 @@ func (i *Ingress) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		code := c.Response().Status
-		i.opt.Metrics.HTTPDuration.WithLabelValues(c.Path(), strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+		i.metrics.httpDuration.WithLabelValues(c.Path(), strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 		if code >= 500 {
 			i.opt.Log.Warn("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", code)
 		}

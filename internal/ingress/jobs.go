@@ -163,7 +163,7 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	body := io.TeeReader(http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes), &raw)
 	req, inputs, params, err := decodeRequest(body, m)
 	if err != nil {
-		i.opt.Metrics.JobsRejected.WithLabelValues(m.Name, "invalid").Inc()
+		i.metrics.jobsRejected.WithLabelValues(m.Name, "invalid").Inc()
 		return nil, false, err
 	}
 	tenant := tenantOf(c)
@@ -243,7 +243,7 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 			Attempt: 1, Time: i.now(), Error: &results.Error{Code: "enqueue_failed", Message: "the job could not be queued"}})
 		return nil, false, i.unavailable(m.Name, "publish", err)
 	}
-	i.opt.Metrics.JobsSubmitted.WithLabelValues(m.Name).Inc()
+	i.metrics.jobsSubmitted.WithLabelValues(m.Name).Inc()
 	i.opt.Log.Debug("job queued", "job", job.Id, "model", m.Name, "priority", params.priority)
 	return i.accepted(job.Id, tenant, m.Name, m.Version, string(results.Queued), now), false, nil
 }
@@ -284,7 +284,7 @@ func (i *Ingress) accepted(id, tenant, model, version, status string, created ti
 }
 
 func (i *Ingress) unavailable(model, reason string, err error) error {
-	i.opt.Metrics.JobsRejected.WithLabelValues(model, reason).Inc()
+	i.metrics.jobsRejected.WithLabelValues(model, reason).Inc()
 	i.opt.Log.Error("job not accepted", "model", model, "reason", reason, "err", err)
 	return &retryLater{apiError(http.StatusServiceUnavailable, "unavailable", "the broker cannot accept jobs right now; retry later"), 1}
 }

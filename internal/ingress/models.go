@@ -187,7 +187,7 @@ func (i *Ingress) checkQueue(ctx context.Context, m *config.Model) error {
 		return nil
 	}
 	if s.Queued >= uint64(m.Queue.MaxQueued) {
-		i.opt.Metrics.JobsRejected.WithLabelValues(m.Name, "queue_full").Inc()
+		i.metrics.jobsRejected.WithLabelValues(m.Name, "queue_full").Inc()
 		return &retryLater{apiError(http.StatusServiceUnavailable, "queue_full",
 			"model "+strconv.Quote(m.Name)+" has "+strconv.FormatUint(s.Queued, 10)+" jobs queued (max_queued "+strconv.Itoa(m.Queue.MaxQueued)+"); retry later"), 1}
 	}

@@ -52,7 +52,7 @@ func startIngress(t *testing.T, n *testutil.NATS, edit func(*config.Config)) (*I
 	t.Cleanup(func() { _ = store.Close() })
 	reg := obs.NewRegistry()
 	i := New(Options{Config: &cfg, Topology: topo, JS: n.JS, Store: store,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: obs.NewMetrics(reg), Registry: reg})
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: reg})
 	srv := httptest.NewServer(i.Handler())
 	t.Cleanup(srv.Close)
 	return i, srv.URL

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -31,7 +32,8 @@ type Options struct {
 	JS       natsjs.JetStream
 	Store    results.Store
 	Log      *slog.Logger
-	Metrics  *obs.Metrics
+	Metrics  *obs.Metrics // shared: jobs dropped, dead letters; nil: unread
+	Own      *Metrics     // NewMetrics; nil: registered where nobody reads them
 	// Concurrency is how many events are applied at once; default 32.
 	// Order across events does not matter: the store's rule is forward-only.
 	Concurrency int
@@ -46,6 +48,12 @@ type Service struct {
 func New(opt Options) *Service {
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = 32
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = obs.NewMetrics(prometheus.NewRegistry())
+	}
+	if opt.Own == nil {
+		opt.Own = NewMetrics(prometheus.NewRegistry())
 	}
 	return &Service{opt: opt}
 }
@@ -154,7 +162,7 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 	switch {
 	case errors.Is(err, results.ErrNotFound):
 		// The record expired or was never written: nothing to update.
-		s.opt.Metrics.EventsApplied.WithLabelValues(string(st), "unknown").Inc()
+		s.opt.Own.EventsApplied.WithLabelValues(string(st), "unknown").Inc()
 		log.Warn("event for unknown job dropped", "status", st)
 		_ = msg.Ack()
 		return
@@ -169,14 +177,14 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		log.Warn("event ack failed; it will be applied again (idempotent)", "err", err)
 	}
 	if !changed {
-		s.opt.Metrics.EventsApplied.WithLabelValues(string(st), "duplicate").Inc()
+		s.opt.Own.EventsApplied.WithLabelValues(string(st), "duplicate").Inc()
 		return
 	}
-	s.opt.Metrics.EventsApplied.WithLabelValues(string(st), "applied").Inc()
+	s.opt.Own.EventsApplied.WithLabelValues(string(st), "applied").Inc()
 	if rec.Status.Terminal() {
-		s.opt.Metrics.JobsFinished.WithLabelValues(rec.Model, string(rec.Status)).Inc()
+		s.opt.Own.JobsFinished.WithLabelValues(rec.Model, string(rec.Status)).Inc()
 		if rec.FinishedAt != nil {
-			s.opt.Metrics.JobDuration.WithLabelValues(rec.Model, string(rec.Status)).Observe(rec.FinishedAt.Sub(rec.CreatedAt).Seconds())
+			s.opt.Own.JobDuration.WithLabelValues(rec.Model, string(rec.Status)).Observe(rec.FinishedAt.Sub(rec.CreatedAt).Seconds())
 		}
 		log.Info("job finished", "status", rec.Status, "attempt", rec.Attempts)
 	}

@@ -87,10 +87,8 @@ func Run(ctx context.Context, opt Options) error {
 	if reg == nil {
 		reg = obs.NewRegistry()
 	}
+	// The shared metrics once; each component registers its own below.
 	metrics := obs.NewMetrics(reg)
-	if err := batcher.RegisterMetrics(reg); err != nil {
-		return fmt.Errorf("batcher metrics: %w", err)
-	}
 	// An async publish whose ack is lost (a cluster node going away) would
 	// otherwise wait forever; failing it lets the caller retry or nak.
 	js, err := natsjs.New(opt.Conn, natsjs.WithPublishAsyncTimeout(10*time.Second))
@@ -122,13 +120,15 @@ func Run(ctx context.Context, opt Options) error {
 	g, gctx := errgroup.WithContext(ctx)
 	c := opt.Components
 	if c.ResultSvc {
-		svc := resultsvc.New(resultsvc.Options{Topology: topo, JS: js, Store: store, Log: log.With("component", "resultsvc"), Metrics: metrics})
+		svc := resultsvc.New(resultsvc.Options{Topology: topo, JS: js, Store: store, Log: log.With("component", "resultsvc"),
+			Metrics: metrics, Own: resultsvc.NewMetrics(reg)})
 		g.Go(func() error { return svc.Run(gctx) })
 		admin(g, gctx, cfg.ResultSvc.AdminListen, reg, checks, log)
 	}
 	if c.Batcher {
 		b := batcher.New(batcher.Options{Models: cfg.Models, Topology: topo, JS: js,
-			MaxPayload: int(opt.Conn.MaxPayload()), Log: log.With("component", "batcher"), Metrics: metrics})
+			MaxPayload: int(opt.Conn.MaxPayload()), Log: log.With("component", "batcher"),
+			Metrics: metrics, Own: batcher.NewMetrics(reg)})
 		g.Go(func() error { return b.Run(gctx) })
 		admin(g, gctx, cfg.Batcher.AdminListen, reg, checks, log)
 	}
@@ -138,7 +138,8 @@ func Run(ctx context.Context, opt Options) error {
 				"model", name)
 		}
 		a := worker.New(worker.Options{Models: workerModels(cfg), Topology: topo, JS: js, Name: cfg.Worker.Name,
-			MaxInflight: cfg.Worker.MaxInflight, Log: log.With("component", "worker"), Metrics: metrics})
+			MaxInflight: cfg.Worker.MaxInflight, Log: log.With("component", "worker"),
+			Metrics: metrics, Own: worker.NewMetrics(reg)})
 		g.Go(func() error { return a.Run(gctx) })
 		admin(g, gctx, cfg.Worker.AdminListen, reg, checks, log)
 	}
@@ -155,7 +156,7 @@ func Run(ctx context.Context, opt Options) error {
 		}
 		defer authn.Close()
 		in := ingress.New(ingress.Options{Config: cfg, Topology: topo, JS: js, Store: store,
-			Log: log.With("component", "ingress"), Metrics: metrics, Registry: reg, Checks: checks,
+			Log: log.With("component", "ingress"), Registry: reg, Checks: checks,
 			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit)})
 		g.Go(func() error { return in.Serve(gctx, ln) })
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -40,7 +41,8 @@ type Options struct {
 	JS       natsjs.JetStream
 	Name     string // worker name in heartbeats; default hostname-pid
 	Log      *slog.Logger
-	Metrics  *obs.Metrics
+	Metrics  *obs.Metrics // shared: dead letters; nil: unread
+	Own      *Metrics     // NewMetrics; nil: registered where nobody reads them
 	// NewRunner builds a model's runner; default NewRunner.
 	NewRunner func(*config.Model) (Runner, error)
 	// DrainTimeout bounds how long a batch in hand may finish after
@@ -56,6 +58,28 @@ type Options struct {
 	// running (at once when one streams a token); default 10ms, negative
 	// means at once. Shorter batches go straight to their end.
 	RunningAfter time.Duration
+}
+
+// Metrics are the worker's own collectors (labelled by model); dead letters
+// are counted on the shared obs.Metrics, which resultsvc counts too.
+type Metrics struct {
+	BatchDuration   *prometheus.HistogramVec
+	BatchesFailed   *prometheus.CounterVec
+	TokensPublished *prometheus.CounterVec
+}
+
+// NewMetrics registers the worker's metrics on reg; call it once per registry.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		BatchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_worker_batch_duration_seconds",
+			Help: "Time a worker spends running one batch.", Buckets: obs.LatencyBuckets()}, []string{"model"}),
+		BatchesFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_worker_batches_failed_total",
+			Help: "Batches whose run failed."}, []string{"model"}),
+		TokensPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_tokens_published_total",
+			Help: "Token chunks published by workers."}, []string{"model"}),
+	}
+	reg.MustRegister(m.BatchDuration, m.BatchesFailed, m.TokensPublished)
+	return m
 }
 
 // Agent serves batches of its models.
@@ -85,6 +109,12 @@ func New(opt Options) *Agent {
 		opt.RunningAfter = 10 * time.Millisecond
 	case opt.RunningAfter < 0:
 		opt.RunningAfter = 0
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = obs.NewMetrics(prometheus.NewRegistry())
+	}
+	if opt.Own == nil {
+		opt.Own = NewMetrics(prometheus.NewRegistry())
 	}
 	a := &Agent{opt: opt, now: time.Now, stats: make(map[string]*counters, len(opt.Models))}
 	for _, m := range opt.Models {
@@ -254,7 +284,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 
 	start := time.Now()
 	out, err := a.execute(runCtx, m, r, batch, a.emitter(runCtx, m, batch, pub, markRunning), pub, log)
-	a.opt.Metrics.BatchDuration.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
+	a.opt.Own.BatchDuration.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
 	if !runningTimer.Stop() {
 		runningOnce.Do(func() {}) // the timer fired: let its events be queued first
 	}
@@ -298,7 +328,7 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 		}
 		sent[c.JobId] = c.Seq
 		running() // a job streaming tokens is running
-		a.opt.Metrics.TokensPublished.WithLabelValues(m.Name).Inc()
+		a.opt.Own.TokensPublished.WithLabelValues(m.Name).Inc()
 		return pub.token(jobContext(ctx, j), a.opt.Topology, j.Tenant, j.Attempt, c)
 	}
 }

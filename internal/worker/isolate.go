@@ -93,7 +93,7 @@ func (a *Agent) execute(ctx context.Context, m *config.Model, r Runner, b *infer
 func (a *Agent) run(ctx context.Context, m *config.Model, r Runner, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error) (*inferqpb.BatchResult, error) {
 	res, err := r.Run(ctx, b, emit)
 	if err != nil {
-		a.opt.Metrics.BatchesFailed.WithLabelValues(m.Name).Inc()
+		a.opt.Own.BatchesFailed.WithLabelValues(m.Name).Inc()
 		return nil, err
 	}
 	return res, nil
