@@ -352,7 +352,6 @@ func TestMaxDeliveriesAdvisory(t *testing.T) {
 	})
 }
 
-
 // int32s is the little-endian raw data of an INT32 tensor.
 func int32s(v ...int32) []byte {
 	b := make([]byte, 0, 4*len(v))
