@@ -63,7 +63,7 @@ func TestBatcherCrashBeforeAck(t *testing.T) {
 	if info.State.LastSeq != 1 {
 		t.Errorf("batches stream got %d batches, want 1 (crashed batch %v deduplicated)", info.State.LastSeq, crashed)
 	}
-	time.Sleep(300 * time.Millisecond)
+	settle(t, s, "simgpu") // any late copy of a result has been applied (or refused)
 	for _, id := range ids {
 		var rec jobRecord
 		do(t, "GET", s.URL+"/v1/jobs/"+id, nil, &rec)

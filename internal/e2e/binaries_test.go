@@ -134,7 +134,7 @@ func TestInferqDev(t *testing.T) {
 	p := start(t, binary(t, "inferq"), nil, "dev", "--http", addr, "--nats-port", fmt.Sprint(natsPort), "--data", t.TempDir())
 	waitHTTP(t, p, "http://"+addr+"/readyz")
 	// The banner is printed as the services start, alongside the first /readyz.
-	testutilEventually(t, func() bool { return strings.Contains(p.out.String(), "Ctrl-C stops it") })
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(p.out.String(), "Ctrl-C stops it") }, "no start-up banner in:\n%s", p.out)
 	for _, want := range []string{"http://" + addr, fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "curl", "simple"} {
 		if !strings.Contains(p.out.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, p.out)

@@ -1,14 +1,17 @@
 package e2e
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/testutil"
 )
 
 // TestWorkerCrashMidBatch kills a worker process (SIGKILL) while it runs a
@@ -33,6 +36,7 @@ models:
 		loaded.NATS.URL = c.NATS.URL
 		*c = loaded
 	})
+	applied := watchApplied(t, s)
 	env := []string{"INFERQ_NATS_URL=" + s.Cfg.NATS.URL, "INFERQ_CONFIG=" + cfgFile, "INFERQ_WORKER_NAME=w1"}
 	w1 := start(t, binary(t, "deepspeed_nats"), env)
 
@@ -42,11 +46,11 @@ models:
 		ids[k] = s.submit(t, "simgpu", pairBody(k)).ID
 	}
 	// Wait until the first worker holds the batch, then crash it.
-	testutilEventually(t, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		var rec jobRecord
 		do(t, "GET", s.URL+"/v1/jobs/"+ids[0], nil, &rec)
 		return rec.Status == "running"
-	})
+	}, "job %s never ran on the first worker", ids[0])
 	if err := w1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -54,14 +58,19 @@ models:
 	start(t, binary(t, "deepspeed_nats"), append(env, "INFERQ_WORKER_NAME=w2"))
 
 	waitPairs(t, s, ids)
-	// Exactly one terminal status each: the events stream is drained and
-	// every record stays succeeded.
-	time.Sleep(500 * time.Millisecond)
+	// Exactly one terminal status each: once the batches and events are
+	// drained, every record stays succeeded and the store applied one
+	// terminal change per job, though the crashed batch ran twice.
+	settle(t, s, "simgpu")
+	applied.waitSeen(t, slices.Collect(maps.Values(ids)))
 	for _, id := range ids {
 		var rec jobRecord
 		do(t, "GET", s.URL+"/v1/jobs/"+id, nil, &rec)
 		if rec.Status != "succeeded" {
 			t.Errorf("job %s changed to %s", id, rec.Status)
+		}
+		if st, ok := applied.only(id, "succeeded"); !ok {
+			t.Errorf("job %s: terminal changes applied %v, want exactly one succeeded", id, st)
 		}
 	}
 }

@@ -13,7 +13,8 @@ import (
 // TestTenThousandJobsWhileWorkersDie runs 10,000 jobs through the whole
 // stack (Redis results store) while a worker is killed (connection dropped
 // mid-batch, nothing acked) and replaced every 300ms. Every job ends in
-// exactly one terminal status, succeeded, with its own output.
+// exactly one terminal status, succeeded, with its own output, and the
+// results store applies exactly one terminal change per job.
 func TestTenThousandJobsWhileWorkersDie(t *testing.T) {
 	const jobs = 10000
 	s := startComponents(t, true, brokerOnly, func(c *config.Config) {
@@ -25,6 +26,7 @@ func TestTenThousandJobsWhileWorkersDie(t *testing.T) {
 	models := s.Cfg.Models
 
 	terminal := watchTerminal(t, s, "identity")
+	applied := watchApplied(t, s)
 
 	agents := []*testAgent{startAgent(t, s, "w0", models, nil), startAgent(t, s, "w1", models, nil), startAgent(t, s, "w2", models, nil)}
 	stop, killed := make(chan struct{}), make(chan int)
@@ -81,10 +83,16 @@ func TestTenThousandJobsWhileWorkersDie(t *testing.T) {
 	}
 	wg.Wait()
 	settle(t, s, "identity")
+	applied.waitSeen(t, ids)
 	for k, id := range ids {
 		if st, ok := terminal.onlySucceeded(id); !ok {
 			if bad.Add(1) <= 10 {
 				t.Errorf("job %d: terminal events %v, want only succeeded", k, st)
+			}
+		}
+		if st, ok := applied.only(id, "succeeded"); !ok {
+			if bad.Add(1) <= 10 {
+				t.Errorf("job %d (%s): terminal changes applied %v, want exactly one succeeded", k, id, st)
 			}
 		}
 	}

@@ -61,22 +61,11 @@ func TestInferMatchesAsyncPath(t *testing.T) {
 		len(meta.Inputs) != 2 || meta.Inputs[0].Datatype != "INT32" || !slices.Equal(meta.Inputs[0].Shape, []int64{-1, 16}) {
 		t.Errorf("metadata %d %+v", code, meta)
 	}
-	testutilEventually(t, func() bool { code, _ := do(t, "GET", s.URL+"/v2/models/simple/ready", nil, nil); return code == 200 })
+	testutil.Eventually(t, 10*time.Second, func() bool { code, _ := do(t, "GET", s.URL+"/v2/models/simple/ready", nil, nil); return code == 200 }, "model simple never ready")
 	for _, path := range []string{"/v2/health/live", "/v2/health/ready", "/healthz", "/readyz"} {
 		if code, _ := do(t, "GET", s.URL+path, nil, nil); code != 200 {
 			t.Errorf("%s: status %d", path, code)
 		}
-	}
-}
-
-func testutilEventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -368,7 +357,7 @@ func TestOIPRESTPaths(t *testing.T) {
 			Name  string `json:"name"`
 			Ready bool   `json:"ready"`
 		}
-		testutilEventually(t, func() bool { code, _ := do(t, "GET", s.URL+path, nil, &r); return code == 200 && r.Ready })
+		testutil.Eventually(t, 10*time.Second, func() bool { code, _ := do(t, "GET", s.URL+path, nil, &r); return code == 200 && r.Ready }, "GET %s never ready", path)
 	}
 
 	// Triton's model configuration: dims without the batch dimension,

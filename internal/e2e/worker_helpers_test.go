@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,10 +12,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/internal/worker"
@@ -207,4 +210,102 @@ func (e *terminalEvents) onlySucceeded(id string) (map[inferqpb.Status]int, bool
 	defer e.mu.Unlock()
 	st := e.m[id]
 	return st, len(st) == 1 && st[inferqpb.Status_STATUS_SUCCEEDED] > 0
+}
+
+// appliedTerminal counts, per job, the changes of its record that made it
+// terminal, as the results store saw them: a JetStream KV put with a
+// terminal status, or a Redis change notice naming one. Both are written
+// only when resultsvc's apply moved the record, so a job that ended twice
+// (a duplicate result applied after a replay, or a store that lost its
+// forward-only rule) counts 2 here even when the record ends up right.
+// Counting events on NATS cannot tell this: a redelivered batch rightly
+// publishes the same result twice and the stream drops the copy.
+type appliedTerminal struct {
+	mu sync.Mutex
+	m  map[string][]string // job id -> terminal statuses applied, in order
+}
+
+func (a *appliedTerminal) add(id, status string) {
+	if !results.Status(status).Terminal() {
+		return
+	}
+	a.mu.Lock()
+	a.m[id] = append(a.m[id], status)
+	a.mu.Unlock()
+}
+
+// only reports the terminal statuses applied to job id and whether that is
+// exactly one, equal to want.
+func (a *appliedTerminal) only(id, want string) ([]string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.m[id]
+	return st, len(st) == 1 && st[0] == want
+}
+
+// watchApplied starts counting terminal applies in the stack's results
+// store, before any job is submitted.
+func watchApplied(t *testing.T, s *Stack) *appliedTerminal {
+	t.Helper()
+	a := &appliedTerminal{m: map[string][]string{}}
+	if s.Cfg.Redis.URL != "" {
+		opt, err := redis.ParseURL(s.Cfg.Redis.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := redis.NewClient(opt)
+		t.Cleanup(func() { _ = client.Close() })
+		prefix := s.Cfg.NATS.Prefix + ":job:"
+		ps := client.PSubscribe(t.Context(), prefix+"*:notify")
+		if _, err := ps.Receive(t.Context()); err != nil { // the subscription is confirmed
+			t.Fatalf("subscribe to change notices: %v", err)
+		}
+		t.Cleanup(func() { _ = ps.Close() })
+		ch := ps.Channel(redis.WithChannelSize(1 << 16))
+		go func() {
+			for m := range ch {
+				id := strings.TrimSuffix(strings.TrimPrefix(m.Channel, prefix), ":notify")
+				a.add(id, m.Payload)
+			}
+		}()
+		return a
+	}
+	kv, err := s.NATS.JS.KeyValue(t.Context(), stack.Topology(s.Cfg).ResultsBucket())
+	if err != nil {
+		t.Fatalf("results bucket: %v", err)
+	}
+	w, err := kv.WatchAll(t.Context(), natsjs.UpdatesOnly())
+	if err != nil {
+		t.Fatalf("watch results bucket: %v", err)
+	}
+	t.Cleanup(func() { _ = w.Stop() })
+	go func() {
+		for e := range w.Updates() {
+			if e == nil || e.Operation() != natsjs.KeyValuePut {
+				continue
+			}
+			var rec results.Record
+			if json.Unmarshal(e.Value(), &rec) == nil {
+				a.add(e.Key(), string(rec.Status))
+			}
+		}
+	}()
+	return a
+}
+
+// waitSeen waits until every job's terminal change has reached the watch
+// (notices trail the store's writes by a moment), so that a missing one
+// afterwards is a job that never ended and an extra one is a duplicate.
+func (a *appliedTerminal) waitSeen(t *testing.T, ids []string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for _, id := range ids {
+			if len(a.m[id]) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "a terminal change of %d jobs never reached the watch", len(ids))
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
 // Options configure the Service; all fields are required unless noted.
@@ -135,28 +136,16 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 	}
 	span.SetAttributes(attribute.String("inferq.job_id", ev.JobId), attribute.String("inferq.model", ev.Model),
 		attribute.String("inferq.batch_id", ev.BatchId), attribute.String("inferq.status", ev.Status.String()))
-	st, ok := lifecycle.StatusOf(ev.Status)
-	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano), JobsSeq: ev.JobsSeq}
-	if err := u.Check(); !ok || err != nil {
+	u, err := updateOf(ev)
+	if err != nil {
 		s.opt.Log.Error("invalid event dropped", "job", ev.JobId, "status", ev.Status.String(), "err", err)
 		_ = msg.Term()
 		return
 	}
+	st := u.Status
 	log := s.opt.Log.With("job", ev.JobId, "model", ev.Model)
-	if ev.Error != nil {
-		u.Error = &results.Error{Code: ev.Error.Code, Message: ev.Error.Message}
-	}
-	if st == results.Succeeded {
-		id := ev.RequestId
-		if id == "" {
-			id = ev.JobId
-		}
-		body, err := wire.ResponseJSON(ev.Model, ev.Version, id, ev.Outputs)
-		if err != nil {
-			u.Status, u.Error = results.Failed, &results.Error{Code: "bad_output", Message: err.Error()}
-			log.Error("model output cannot be rendered", "err", err)
-		}
-		u.Result = body
+	if ev.Status == inferqpb.Status_STATUS_SUCCEEDED && st == results.Failed {
+		log.Error("model output cannot be rendered", "err", u.Error.Message)
 	}
 	rec, changed, err := s.opt.Store.Apply(ctx, u)
 	switch {
@@ -188,4 +177,38 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		}
 		log.Info("job finished", "status", rec.Status, "attempt", rec.Attempts)
 	}
+}
+
+// codeBadOutput ends a job whose model answered with outputs that cannot be
+// rendered as an inference response.
+const codeBadOutput = "bad_output"
+
+// updateOf turns a decoded event into the store update it asks for, or an
+// error for an event no store should take (unknown status, missing id or
+// attempt). A succeeded event's outputs are rendered here; outputs that
+// cannot be rendered fail the job instead.
+func updateOf(ev *inferqpb.JobEvent) (results.Update, error) {
+	st, ok := lifecycle.StatusOf(ev.Status)
+	if !ok {
+		return results.Update{}, fmt.Errorf("event status %v: %w", ev.Status, results.ErrInvalid)
+	}
+	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano), JobsSeq: ev.JobsSeq}
+	if err := u.Check(); err != nil {
+		return results.Update{}, err
+	}
+	if ev.Error != nil {
+		u.Error = &results.Error{Code: ev.Error.Code, Message: ev.Error.Message}
+	}
+	if st == results.Succeeded {
+		id := ev.RequestId
+		if id == "" {
+			id = ev.JobId
+		}
+		body, err := wire.ResponseJSON(ev.Model, ev.Version, id, ev.Outputs)
+		if err != nil {
+			u.Status, u.Error = results.Failed, &results.Error{Code: codeBadOutput, Message: err.Error()}
+		}
+		u.Result = body
+	}
+	return u, nil
 }

@@ -84,25 +84,19 @@ func TestUnservedModelWarnsAndShowsNoWorkers(t *testing.T) {
 	}
 	// The served model's heartbeat shows up within a moment; the unserved
 	// one stays at 0, and says so rather than leaving the field out.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	workers := map[string]int{}
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		var list struct{ Models []info }
 		getJSON(t, base+"/v1/models", &list)
-		workers := map[string]int{}
+		clear(workers)
 		for _, m := range list.Models {
 			if m.Workers == nil {
 				t.Fatalf("model %s: no workers field", m.Name)
 			}
 			workers[m.Name] = *m.Workers
 		}
-		if workers["simple"] == 1 && workers["repeat"] == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("workers per model %v, want simple 1 and repeat 0", workers)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return workers["simple"] == 1 && workers["repeat"] == 0
+	}, "workers per model %v, want simple 1 and repeat 0", workers)
 	var one info
 	getJSON(t, base+"/v1/models/repeat", &one)
 	if one.Workers == nil || *one.Workers != 0 {
