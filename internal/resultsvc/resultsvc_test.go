@@ -30,7 +30,7 @@ type env struct {
 	n       *testutil.NATS
 	topo    jetstream.Topology
 	store   results.Store
-	metrics *obs.Metrics
+	metrics *resultsvc.Metrics
 	log     *testutil.Buffer
 }
 
@@ -56,8 +56,8 @@ func start(t *testing.T, withRedis bool) *env {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	e := &env{n: n, topo: topo, store: store, metrics: obs.NewMetrics(obs.NewRegistry()), log: &testutil.Buffer{}}
-	svc := resultsvc.New(resultsvc.Options{Topology: topo, JS: n.JS, Store: store, Metrics: e.metrics,
+	e := &env{n: n, topo: topo, store: store, metrics: resultsvc.NewMetrics(obs.NewRegistry()), log: &testutil.Buffer{}}
+	svc := resultsvc.New(resultsvc.Options{Topology: topo, JS: n.JS, Store: store, Own: e.metrics,
 		Log: slog.New(slog.NewTextHandler(e.log, nil)), Concurrency: 4})
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
