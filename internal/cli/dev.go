@@ -12,8 +12,8 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/stack"
-	"github.com/inferq/inferq/internal/worker"
 	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // Dev runs `inferq dev`: the whole broker in one process with an embedded
@@ -48,7 +48,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *cfgPath == "" {
 		// The contract: without --config, dev also serves tiny-gpt when a
 		// python3 with torch is found.
-		if _, err := worker.FindPython(); err == nil {
+		if _, err := agent.FindPython(); err == nil {
 			cfg.Models = append(cfg.Models, config.TinyGPT())
 		} else {
 			fmt.Fprintf(stderr, "inferq dev: not serving tiny-gpt: %v\n", err)

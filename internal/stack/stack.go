@@ -23,8 +23,8 @@ import (
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/resultsvc"
-	"github.com/inferq/inferq/internal/worker"
 	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // Components selects what a process runs.
@@ -137,7 +137,7 @@ func Run(ctx context.Context, opt Options) error {
 			log.Warn("worker.models leaves out a configured model: no worker here serves it, and its jobs wait until one that does joins",
 				"model", name)
 		}
-		a := worker.New(worker.Options{Models: workerModels(cfg), Topology: topo, JS: js, Name: cfg.Worker.Name,
+		a := agent.New(agent.Options{Models: workerModels(cfg), Topology: topo, JS: js, Name: cfg.Worker.Name,
 			MaxInflight: cfg.Worker.MaxInflight, Log: log.With("component", "worker"), Metrics: metrics})
 		g.Go(func() error { return a.Run(gctx) })
 		admin(g, gctx, cfg.Worker.AdminListen, reg, checks, log)
