@@ -10,9 +10,9 @@ import (
 	"strings"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/natsembed"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/stack"
-	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
@@ -72,7 +72,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer stop()
 	}
 
-	srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")})
+	srv, err := natsembed.Run(natsembed.Config{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")})
 	if err != nil {
 		return fail(err)
 	}
