@@ -12,6 +12,7 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/natsembed"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/service"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
@@ -62,7 +63,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	defer flushTracing(shutdownTracing, log)
+	defer service.FlushTracing(shutdownTracing, log)
 
 	if *pprofAddr != "" {
 		stop, err := servePprof(*pprofAddr, log)
@@ -121,4 +122,10 @@ Try it:
 
 Ctrl-C stops it.
 `, httpAddr, natsURL, store, dataDir, strings.Join(names, ", "), httpAddr, httpAddr)
+}
+
+func setIf(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
 }
