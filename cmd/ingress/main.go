@@ -1,14 +1,15 @@
-// Command ingress runs inferq's public HTTP API alone, configured from one YAML file
-// (--config) with INFERQ_* environment and flag overrides.
+// Command ingress runs inferq's ingress alone, configured from one YAML file
+// (--config) with INFERQ_* environment and flag overrides. It links no other
+// component.
 package main
 
 import (
 	"os"
 
-	"github.com/inferq/inferq/internal/cli"
-	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/ingress"
+	"github.com/inferq/inferq/internal/service"
 )
 
 func main() {
-	os.Exit(cli.RunService("ingress", stack.Components{Ingress: true}, os.Args[1:], os.Stderr))
+	os.Exit(service.Main(service.Spec{Name: "ingress", Start: ingress.Start(nil, nil)}, os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -10,10 +10,11 @@ import (
 	"strings"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/natsembed"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/service"
 	"github.com/inferq/inferq/internal/stack"
-	"github.com/inferq/inferq/internal/worker"
-	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // Dev runs `inferq dev`: the whole broker in one process with an embedded
@@ -48,7 +49,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *cfgPath == "" {
 		// The contract: without --config, dev also serves tiny-gpt when a
 		// python3 with torch is found.
-		if _, err := worker.FindPython(); err == nil {
+		if _, err := agent.FindPython(); err == nil {
 			cfg.Models = append(cfg.Models, config.TinyGPT())
 		} else {
 			fmt.Fprintf(stderr, "inferq dev: not serving tiny-gpt: %v\n", err)
@@ -62,7 +63,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	defer flushTracing(shutdownTracing, log)
+	defer service.FlushTracing(shutdownTracing, log)
 
 	if *pprofAddr != "" {
 		stop, err := servePprof(*pprofAddr, log)
@@ -72,7 +73,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer stop()
 	}
 
-	srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")})
+	srv, err := natsembed.Run(natsembed.Config{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")})
 	if err != nil {
 		return fail(err)
 	}
@@ -121,4 +122,10 @@ Try it:
 
 Ctrl-C stops it.
 `, httpAddr, natsURL, store, dataDir, strings.Join(names, ", "), httpAddr, httpAddr)
+}
+
+func setIf(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
 }

@@ -1,15 +1,13 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/inferq/inferq/internal/version"
+	"github.com/inferq/inferq/internal/service"
 )
 
 // command is one `inferq` subcommand as its help and the top-level usage
@@ -78,9 +76,10 @@ Run 'inferq <command> -h' for a command's flags.
 }
 
 // VersionLine is what --version prints: "<name> <version> (<go version>)".
-func VersionLine(name string) string {
-	return fmt.Sprintf("%s %s (%s)", name, version.String(), version.GoVersion())
-}
+func VersionLine(name string) string { return service.VersionLine(name) }
+
+// SignalContext ends on SIGINT or SIGTERM.
+func SignalContext() (context.Context, context.CancelFunc) { return service.SignalContext() }
 
 // Main is the whole of the inferq binary but the signal handling: it runs the
 // command named by args[0] and returns the exit code. ctx ends long-running
@@ -126,24 +125,10 @@ func newFlags(name string) *flag.FlagSet {
 	return fs
 }
 
-// parse reads a command's flags. Asked for help (-h, --help), it prints the
-// help on stdout and the command ends with exit 0; a bad flag prints the error
-// and the help on stderr and ends it with exit 2. ok says whether to go on.
+// parse reads a command's flags, as every inferq binary does
+// (service.ParseFlags). ok says whether to go on.
 func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
-	var buf bytes.Buffer
-	fs.SetOutput(&buf)
-	err := fs.Parse(args)
-	fs.SetOutput(stderr)
-	switch {
-	case err == nil:
-		return ExitOK, true
-	case errors.Is(err, flag.ErrHelp):
-		_, _ = stdout.Write(buf.Bytes())
-		return ExitOK, false
-	default:
-		_, _ = stderr.Write(buf.Bytes())
-		return ExitUsage, false
-	}
+	return service.ParseFlags(fs, args, stdout, stderr)
 }
 
 // usageErr reports wrong arguments after the flags with the command's usage

@@ -5,8 +5,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-
-	"github.com/inferq/inferq/internal/stack"
 )
 
 func runMain(args ...string) (int, string, string) {
@@ -67,28 +65,5 @@ func TestSubcommandHelp(t *testing.T) {
 	}
 	if code, _, errs := runMain("models", "-o", "yaml"); code != ExitUsage || !strings.Contains(errs, "want table or json") {
 		t.Errorf("inferq models -o yaml: %d %q", code, errs)
-	}
-}
-
-// TestServiceVersionAndHelp: the one-component binaries (cmd/ingress,
-// cmd/batcher, cmd/resultsvc, the worker agent) answer --version and -h
-// without connecting to anything.
-func TestServiceVersionAndHelp(t *testing.T) {
-	for name, comps := range map[string]stack.Components{"ingress": {Ingress: true}, "batcher": {Batcher: true},
-		"resultsvc": {ResultSvc: true}, "worker": {Worker: true}} {
-		var out, errb bytes.Buffer
-		if code := runService(name, comps, []string{"--version"}, &out, &errb); code != 0 ||
-			!strings.HasPrefix(out.String(), name+" ") || !strings.Contains(out.String(), " (go") {
-			t.Errorf("%s --version: exit %d, %q %q", name, code, out.String(), errb.String())
-		}
-		out.Reset()
-		if code := runService(name, comps, []string{"-h"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), name+": run inferq's") ||
-			!strings.Contains(out.String(), "-config") {
-			t.Errorf("%s -h: exit %d, %q", name, code, out.String())
-		}
-		errb.Reset()
-		if code := runService(name, comps, []string{"-bogus"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "-bogus") {
-			t.Errorf("%s -bogus: exit %d, %q", name, code, errb.String())
-		}
 	}
 }

@@ -23,9 +23,9 @@ import (
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/testutil"
-	"github.com/inferq/inferq/internal/worker"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // simgpuBench is a whole in-process stack serving only simgpu (a=20ms,
@@ -86,7 +86,7 @@ func startSimgpuBench(b *testing.B, workers, gate, inflight int) *simgpuBench {
 		Log: log, Metrics: obs.NewMetrics(prometheus.NewRegistry()), MaxWaitingBatches: gate})
 	wg.Go(func() { _ = bt.Run(ctx) })
 	for w := 1; w < workers; w++ {
-		a := worker.New(worker.Options{Models: cfg.Models, Topology: topo, JS: n.JS, Name: fmt.Sprintf("bench-w%d", w), MaxInflight: inflight,
+		a := agent.New(agent.Options{Models: cfg.Models, Topology: topo, JS: n.JS, Name: fmt.Sprintf("bench-w%d", w), MaxInflight: inflight,
 			Log: log, Metrics: obs.NewMetrics(prometheus.NewRegistry())})
 		wg.Go(func() { _ = a.Run(ctx) })
 	}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/testutil"
-	"github.com/inferq/inferq/internal/worker"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // drainModel is simgpu batching four jobs at a time, with time enough to
@@ -23,7 +23,7 @@ func drainModel(c *config.Config) {
 func TestWorkerDrainFinishesBatch(t *testing.T) {
 	s := startComponents(t, false, brokerOnly, drainModel)
 	slow := withParams(s.Cfg.Models[0], map[string]any{"a": "600ms", "b": "1ms"})
-	a := startAgent(t, s, "draining", []config.Model{slow}, func(o *worker.Options) { o.DrainTimeout = 20 * time.Second })
+	a := startAgent(t, s, "draining", []config.Model{slow}, func(o *agent.Options) { o.DrainTimeout = 20 * time.Second })
 	first := submitPairs(t, s, "simgpu", 0, 4)
 	testutil.Eventually(t, 10*time.Second, func() bool { return a.Stats("simgpu").InFlight > 0 }, "the agent never held the batch")
 
@@ -58,7 +58,7 @@ func TestWorkerDrainReleasesBatch(t *testing.T) {
 		c.NATS.AckWait = config.D(30 * time.Second)
 	})
 	stuck := withParams(s.Cfg.Models[0], map[string]any{"a": "60s", "b": "1ms"})
-	a := startAgent(t, s, "stuck", []config.Model{stuck}, func(o *worker.Options) { o.DrainTimeout = 200 * time.Millisecond })
+	a := startAgent(t, s, "stuck", []config.Model{stuck}, func(o *agent.Options) { o.DrainTimeout = 200 * time.Millisecond })
 	ids := submitPairs(t, s, "simgpu", 0, 4)
 	testutil.Eventually(t, 10*time.Second, func() bool { return a.Stats("simgpu").InFlight > 0 }, "the agent never held the batch")
 

@@ -20,9 +20,9 @@ import (
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/testutil"
-	"github.com/inferq/inferq/internal/worker"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // brokerOnly is the stack without its worker: the tests run their own
@@ -32,7 +32,7 @@ var brokerOnly = stack.Components{Ingress: true, Batcher: true, ResultSvc: true}
 // testAgent is a worker agent on its own NATS connection, as a separate
 // worker process would be.
 type testAgent struct {
-	*worker.Agent
+	*agent.Agent
 	nc   *nats.Conn
 	stop func() // cancel and wait for Run; idempotent, also run at cleanup
 }
@@ -45,7 +45,7 @@ func (a *testAgent) kill() {
 }
 
 // startAgent runs a worker agent for models against the stack's NATS.
-func startAgent(t *testing.T, s *Stack, name string, models []config.Model, edit func(*worker.Options)) *testAgent {
+func startAgent(t *testing.T, s *Stack, name string, models []config.Model, edit func(*agent.Options)) *testAgent {
 	t.Helper()
 	nc, err := nats.Connect(s.NATS.URL, nats.Name(name))
 	if err != nil {
@@ -55,13 +55,13 @@ func startAgent(t *testing.T, s *Stack, name string, models []config.Model, edit
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt := worker.Options{Models: models, Topology: stack.Topology(s.Cfg), JS: js, Name: name,
+	opt := agent.Options{Models: models, Topology: stack.Topology(s.Cfg), JS: js, Name: name,
 		Log:     slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Metrics: obs.NewMetrics(obs.NewRegistry())}
 	if edit != nil {
 		edit(&opt)
 	}
-	a := worker.New(opt)
+	a := agent.New(opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

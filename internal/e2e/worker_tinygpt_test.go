@@ -12,7 +12,7 @@ import (
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/testutil"
-	"github.com/inferq/inferq/internal/worker"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // TestWorkerTinyGPTEndToEnd runs the real generative model through the
@@ -21,7 +21,7 @@ import (
 // the final text, and one seed gives one text, in one batch or another.
 // A missing torch fails the test: the runner is part of the product.
 func TestWorkerTinyGPTEndToEnd(t *testing.T) {
-	if _, err := worker.FindPython(); err != nil {
+	if _, err := agent.FindPython(); err != nil {
 		t.Fatalf("tiny-gpt runs in the Python runner, which needs torch: %v", err)
 	}
 	s := startStack(t, false, func(c *config.Config) {
@@ -90,9 +90,9 @@ func TestWorkerTinyGPTEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hb worker.Heartbeat
+	var hb agent.Heartbeat
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		e, err := kv.Get(t.Context(), worker.HeartbeatKey("tiny-gpt", "e2e-gpt"))
+		e, err := kv.Get(t.Context(), agent.HeartbeatKey("tiny-gpt", "e2e-gpt"))
 		return err == nil && json.Unmarshal(e.Value(), &hb) == nil && hb.Ready
 	}, "no ready heartbeat for tiny-gpt")
 	if !regexp.MustCompile(`^(cpu|cuda:\d+)$`).MatchString(hb.Device) || hb.Capacity != 8 || hb.Model != "tiny-gpt" {

@@ -15,7 +15,7 @@ import (
 	"github.com/inferq/inferq/internal/batcher"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/resultsvc"
-	"github.com/inferq/inferq/internal/worker"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // recorder is a Registerer that remembers every metric name registered.
@@ -56,7 +56,7 @@ func TestComponentMetricsShareOneRegistry(t *testing.T) {
 	obs.NewMetrics(reg)
 	batcher.NewMetrics(reg)
 	resultsvc.NewMetrics(reg)
-	worker.NewMetrics(reg)
+	agent.NewMetrics(reg)
 	for _, name := range reg.names {
 		if !strings.Contains(string(doc), "`"+name+"`") {
 			t.Errorf("%s is not in docs/metrics.md", name)

@@ -1,7 +1,8 @@
-// Package stack assembles inferq's services from one Config: it opens the
-// results store, provisions JetStream and runs the chosen components until
-// the context ends. Each cmd/ binary runs one component; `inferq dev` runs
-// them all in one process.
+// Package stack assembles all of inferq's services in one process, as
+// `inferq dev` and the tests run them: one results store shared by ingress
+// and resultsvc, and the components the Options choose. A service binary
+// does not link it: each main starts its own component through
+// internal/service.
 package stack
 
 import (
@@ -9,22 +10,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/batcher"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/ingress"
-	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/resultsvc"
-	"github.com/inferq/inferq/internal/worker"
+	"github.com/inferq/inferq/internal/service"
 	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/worker/deepspeed_nats/agent"
 )
 
 // Components selects what a process runs.
@@ -50,25 +48,10 @@ type Options struct {
 }
 
 // Topology turns the config's NATS section into the JetStream topology.
-func Topology(cfg *config.Config) jetstream.Topology {
-	t := jetstream.DefaultTopology()
-	t.Prefix = cfg.NATS.Prefix
-	t.Replicas = cfg.NATS.Replicas
-	t.JobsMaxAge = cfg.NATS.JobsMaxAge.D()
-	t.TokensMaxAge = cfg.NATS.TokensMaxAge.D()
-	t.DuplicateWindow = cfg.NATS.DuplicateWindow.D()
-	t.AckWait = cfg.NATS.AckWait.D()
-	return t
-}
+func Topology(cfg *config.Config) jetstream.Topology { return service.Topology(cfg) }
 
 // Policies lists what provisioning needs of each model.
-func Policies(cfg *config.Config) []jetstream.ModelPolicy {
-	out := make([]jetstream.ModelPolicy, len(cfg.Models))
-	for i, m := range cfg.Models {
-		out[i] = jetstream.ModelPolicy{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: m.Queue.MaxDeliver}
-	}
-	return out
-}
+func Policies(cfg *config.Config) []jetstream.ModelPolicy { return service.Policies(cfg) }
 
 // OpenStore opens Redis when a URL is configured, else the JetStream KV store.
 func OpenStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (results.Store, error) {
@@ -81,129 +64,30 @@ func OpenStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (re
 
 // Run provisions JetStream and runs the selected components until ctx ends.
 func Run(ctx context.Context, opt Options) error {
-	cfg := opt.Config
-	log := opt.Log
-	reg := opt.Registry
-	if reg == nil {
-		reg = obs.NewRegistry()
-	}
-	// The shared metrics once; each component registers its own below.
-	metrics := obs.NewMetrics(reg)
-	// An async publish whose ack is lost (a cluster node going away) would
-	// otherwise wait forever; failing it lets the caller retry or nak.
-	js, err := natsjs.New(opt.Conn, natsjs.WithPublishAsyncTimeout(10*time.Second))
+	env, err := service.NewEnv(ctx, service.Options{Config: opt.Config, Conn: opt.Conn, Log: opt.Log, Registry: opt.Registry})
 	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	topo := Topology(cfg)
-	if err := provision(ctx, js, topo, cfg, log); err != nil {
 		return err
 	}
-	checks := map[string]obs.Check{"nats": func(context.Context) error {
-		if !opt.Conn.IsConnected() {
-			return fmt.Errorf("not connected (%s)", opt.Conn.Status())
-		}
-		return nil
-	}}
+	defer env.Close()
+	c := opt.Components
 	var store results.Store
-	if opt.Components.Ingress || opt.Components.ResultSvc {
-		if store, err = OpenStore(ctx, cfg, js); err != nil {
+	if c.Ingress || c.ResultSvc {
+		if store, err = results.Open(ctx, env); err != nil {
 			return fmt.Errorf("results store: %w", err)
 		}
-		defer store.Close()
-		checks["store"] = store.Ping
 	}
-	if err := obs.RegisterDependencies(reg, checks); err != nil {
-		return fmt.Errorf("dependency metrics: %w", err)
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	c := opt.Components
+	var starts []service.Start
 	if c.ResultSvc {
-		svc := resultsvc.New(resultsvc.Options{Topology: topo, JS: js, Store: store, Log: log.With("component", "resultsvc"),
-			Metrics: metrics, Own: resultsvc.NewMetrics(reg)})
-		g.Go(func() error { return svc.Run(gctx) })
-		admin(g, gctx, cfg.ResultSvc.AdminListen, reg, checks, log)
+		starts = append(starts, resultsvc.Start(store))
 	}
 	if c.Batcher {
-		b := batcher.New(batcher.Options{Models: cfg.Models, Topology: topo, JS: js,
-			MaxPayload: int(opt.Conn.MaxPayload()), Log: log.With("component", "batcher"),
-			Metrics: metrics, Own: batcher.NewMetrics(reg)})
-		g.Go(func() error { return b.Run(gctx) })
-		admin(g, gctx, cfg.Batcher.AdminListen, reg, checks, log)
+		starts = append(starts, batcher.Start)
 	}
 	if c.Worker {
-		for _, name := range cfg.Unserved() {
-			log.Warn("worker.models leaves out a configured model: no worker here serves it, and its jobs wait until one that does joins",
-				"model", name)
-		}
-		a := worker.New(worker.Options{Models: workerModels(cfg), Topology: topo, JS: js, Name: cfg.Worker.Name,
-			MaxInflight: cfg.Worker.MaxInflight, Log: log.With("component", "worker"),
-			Metrics: metrics, Own: worker.NewMetrics(reg)})
-		g.Go(func() error { return a.Run(gctx) })
-		admin(g, gctx, cfg.Worker.AdminListen, reg, checks, log)
+		starts = append(starts, agent.Start)
 	}
 	if c.Ingress {
-		ln := opt.IngressListener
-		if ln == nil {
-			if ln, err = net.Listen("tcp", cfg.Ingress.Listen); err != nil {
-				return fmt.Errorf("ingress: listen %s: %w", cfg.Ingress.Listen, err)
-			}
-		}
-		authn, err := auth.New(ctx, cfg.Auth, log.With("component", "auth"))
-		if err != nil {
-			return fmt.Errorf("ingress: %w", err)
-		}
-		defer authn.Close()
-		in := ingress.New(ingress.Options{Config: cfg, Topology: topo, JS: js, Store: store,
-			Log: log.With("component", "ingress"), Registry: reg, Checks: checks,
-			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit)})
-		g.Go(func() error { return in.Serve(gctx, ln) })
+		starts = append(starts, ingress.Start(store, opt.IngressListener))
 	}
-	if opt.Ready != nil {
-		opt.Ready()
-	}
-	return g.Wait()
-}
-
-// workerModels are the models this worker serves: those named in
-// worker.models, or every configured model.
-func workerModels(cfg *config.Config) []config.Model {
-	if len(cfg.Worker.Models) == 0 {
-		return cfg.Models
-	}
-	var out []config.Model
-	for _, name := range cfg.Worker.Models {
-		if m, ok := cfg.Model(name); ok {
-			out = append(out, *m)
-		}
-	}
-	return out
-}
-
-// admin serves /healthz, /readyz and /metrics for a back-end service.
-func admin(g *errgroup.Group, ctx context.Context, addr string, reg *prometheus.Registry, checks map[string]obs.Check, log *slog.Logger) {
-	if addr == "" {
-		return
-	}
-	g.Go(func() error { return obs.Serve(ctx, addr, obs.AdminMux(reg, checks), log) })
-}
-
-// provision runs jetstream.Provision, retrying for up to 30 s: a service
-// started beside a NATS cluster that is still forming is refused placement
-// ("no suitable peers") for a moment, and should wait rather than exit.
-func provision(ctx context.Context, js natsjs.JetStream, topo jetstream.Topology, cfg *config.Config, log *slog.Logger) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		err := jetstream.Provision(ctx, js, topo, Policies(cfg))
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		log.Warn("provisioning failed; retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
+	return env.Run(ctx, opt.Ready, starts...)
 }

@@ -18,13 +18,13 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/inferq/inferq/internal/natsembed"
 	"github.com/inferq/inferq/internal/redisbin"
-	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // NATS is an embedded nats-server and one client connection to it.
 type NATS struct {
-	Server *jetstream.Embedded
+	Server *natsembed.Server
 	URL    string
 	Conn   *nats.Conn
 	JS     natsjs.JetStream
@@ -33,7 +33,7 @@ type NATS struct {
 // StartNATS runs an embedded JetStream server on a free loopback port.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: -1, StoreDir: t.TempDir()})
+	srv, err := natsembed.Run(natsembed.Config{Port: -1, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("start nats: %v", err)
 	}
@@ -179,7 +179,7 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format st
 
 // Cluster is a JetStream cluster of embedded servers on loopback.
 type Cluster struct {
-	Nodes []*jetstream.Embedded
+	Nodes []*natsembed.Server
 	URLs  []string // client URLs, one per node
 }
 
@@ -197,12 +197,12 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	c := &Cluster{}
 	errs := make(chan error, n)
-	nodes := make([]*jetstream.Embedded, n)
+	nodes := make([]*natsembed.Server, n)
 	for i := range n {
 		go func() {
-			srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: -1, StoreDir: t.TempDir(),
+			srv, err := natsembed.Run(natsembed.Config{Port: -1, StoreDir: t.TempDir(),
 				ServerName: fmt.Sprintf("n%d", i+1),
-				Cluster:    &jetstream.ClusterConfig{Name: "inferq-test", Port: ports[i], Routes: routes}})
+				Cluster:    &natsembed.ClusterConfig{Name: "inferq-test", Port: ports[i], Routes: routes}})
 			nodes[i] = srv
 			errs <- err
 		}()

@@ -111,26 +111,6 @@ func TestTraceContextRidesInHeaders(t *testing.T) {
 	}
 }
 
-func TestEmbeddedInProcess(t *testing.T) {
-	srv, err := jetstream.RunEmbedded(jetstream.EmbeddedConfig{Port: 0, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	if srv.ClientURL() != "" {
-		t.Errorf("port 0 should expose no URL, got %q", srv.ClientURL())
-	}
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := natsjs.New(nc)
-	if err := jetstream.Provision(t.Context(), js, jetstream.DefaultTopology(), models); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestSubjects(t *testing.T) {
 	topo := jetstream.DefaultTopology()
 	topo.Prefix = "acme"

@@ -20,8 +20,8 @@ import (
 // readElsewhere are the INFERQ_* variables read outside Config.ApplyEnv, by
 // the file (under the repository root) that reads them.
 var readElsewhere = map[string]string{
-	"INFERQ_CONFIG": "internal/cli/service.go",   // --config default of every service
-	"INFERQ_PYTHON": "internal/worker/python.go", // the runner's interpreter
+	"INFERQ_CONFIG": "internal/service/main.go",              // --config default of every service
+	"INFERQ_PYTHON": "worker/deepspeed_nats/agent/python.go", // the runner's interpreter
 }
 
 // KnownEnv returns the INFERQ_* variables inferq's services read. Those of

@@ -1,24 +1,22 @@
-package worker
+package agent
+
+// Process supervises a model's runner subprocess: it starts one on demand,
+// checks its health, restarts it with backoff after a crash or a hang, and
+// hands it one batch at a time (subprocess.go spawns and reaps it,
+// framing.go carries the frames).
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -31,10 +29,6 @@ var ErrProcessClosed = errors.New("runner process closed")
 // ErrRunnerUnavailable wraps a failure to start the runner or load its
 // model: it says nothing about the batch that was waiting for it.
 var ErrRunnerUnavailable = errors.New("runner unavailable")
-
-// maxFrame bounds one frame from the runner; a larger length means the
-// stream is corrupt (something wrote to the runner's stdout).
-const maxFrame = 1 << 30
 
 // ProcessOptions tune a Process. Zero values take the defaults.
 type ProcessOptions struct {
@@ -456,17 +450,6 @@ func (p *Process) stop(pr *proc) {
 	p.log.Info("runner stopped", "pid", pr.pid, "exit", pr.waitErr)
 }
 
-func waitClosed(c <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-c:
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
 // start spawns a runner and performs the Load/Ready handshake.
 func (p *Process) start(ctx context.Context) (*proc, error) {
 	pr, err := spawn(p.argv, p.env, p.log)
@@ -516,208 +499,6 @@ func (p *Process) start(ctx context.Context) (*proc, error) {
 	}
 }
 
-// proc is one runner subprocess and the goroutines that serve it.
-type proc struct {
-	cmd   *exec.Cmd
-	pid   int
-	stdin *os.File
-	ready *inferqpb.Ready
-
-	wmu    sync.Mutex                 // whole frames on stdin
-	frames chan *inferqpb.RunnerFrame // all but health; closed at stdout EOF
-	last   atomic.Int64               // unix nanos of the last frame from the runner
-	hung   atomic.Bool
-
-	exited  chan struct{} // closed once the process is reaped
-	waitErr error         // valid after exited
-	done    chan struct{} // closed by shut: stops the pinger and the reader
-	wg      sync.WaitGroup
-
-	tailMu sync.Mutex
-	tail   []string // last stderr lines, for error messages
-}
-
-func spawn(argv, env []string, log *slog.Logger) (*proc, error) {
-	// Our own pipes, not cmd's: Wait must not wait on a grandchild holding
-	// stdout, and stdin needs write deadlines.
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		return nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	setProcAttr(cmd)
-	err = cmd.Start()
-	inR.Close()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		inW.Close()
-		outR.Close()
-		errR.Close()
-		return nil, fmt.Errorf("start runner: %w", err)
-	}
-	pr := &proc{cmd: cmd, pid: cmd.Process.Pid, stdin: inW,
-		frames: make(chan *inferqpb.RunnerFrame, 256), exited: make(chan struct{}), done: make(chan struct{})}
-	pr.seen()
-	readersDone := make(chan struct{})
-	var readers sync.WaitGroup
-	readers.Add(2)
-	pr.wg.Add(4)
-	go func() { defer pr.wg.Done(); defer readers.Done(); pr.readFrames(outR, log) }()
-	go func() { defer pr.wg.Done(); defer readers.Done(); pr.readStderr(errR, log) }()
-	go func() { defer pr.wg.Done(); readers.Wait(); close(readersDone) }()
-	go func() {
-		defer pr.wg.Done()
-		pr.waitErr = cmd.Wait()
-		close(pr.exited)
-		// A grandchild may keep the pipes open: do not let readers outlive
-		// the runner by more than a moment.
-		if !waitClosed(readersDone, 2*time.Second) {
-			outR.Close()
-			errR.Close()
-		}
-		<-readersDone
-		outR.Close()
-		errR.Close()
-	}()
-	return pr, nil
-}
-
-// shut stops pr's goroutines once the process has exited.
-func (pr *proc) shut() {
-	select {
-	case <-pr.done:
-	default:
-		close(pr.done)
-	}
-	_ = pr.stdin.Close()
-	pr.wg.Wait()
-}
-
-func (pr *proc) seen() { pr.last.Store(time.Now().UnixNano()) }
-
-// send writes one frame, giving up after timeout (a runner that does not
-// read its stdin is hung).
-func (pr *proc) send(f *inferqpb.RunnerFrame, timeout time.Duration) error {
-	body, err := proto.Marshal(f)
-	if err != nil {
-		return err
-	}
-	buf := binary.LittleEndian.AppendUint32(make([]byte, 0, 4+len(body)), uint32(len(body)))
-	buf = append(buf, body...)
-	pr.wmu.Lock()
-	defer pr.wmu.Unlock()
-	_ = pr.stdin.SetWriteDeadline(time.Now().Add(timeout))
-	_, err = pr.stdin.Write(buf)
-	return err
-}
-
-func readFrame(r io.Reader) (*inferqpb.RunnerFrame, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.LittleEndian.Uint32(hdr[:])
-	if n > maxFrame {
-		return nil, fmt.Errorf("frame of %d bytes: stream corrupt", n)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, fmt.Errorf("truncated frame: %w", err)
-	}
-	f := &inferqpb.RunnerFrame{}
-	if err := proto.Unmarshal(body, f); err != nil {
-		return nil, fmt.Errorf("bad frame: %w", err)
-	}
-	return f, nil
-}
-
-func (pr *proc) readFrames(r io.Reader, log *slog.Logger) {
-	defer close(pr.frames)
-	br := bufio.NewReaderSize(r, 64<<10)
-	for {
-		f, err := readFrame(br)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
-				log.Error("runner stdout", "pid", pr.pid, "err", err)
-				pr.kill() // out of step: only a restart recovers
-			}
-			return
-		}
-		pr.seen()
-		if f.GetHealth() != nil {
-			continue
-		}
-		select {
-		case pr.frames <- f:
-		case <-pr.done:
-			return
-		}
-	}
-}
-
-// readStderr forwards the runner's log lines to slog at the level their
-// prefix names (the runner logs "LEVEL logger: message").
-func (pr *proc) readStderr(r io.Reader, log *slog.Logger) {
-	br := bufio.NewReaderSize(r, 16<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			text := string(bytes.TrimRight(line, "\r\n"))
-			for errors.Is(err, bufio.ErrBufferFull) { // drop the rest of an overlong line
-				_, err = br.ReadSlice('\n')
-			}
-			pr.logLine(log, text)
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return
-		}
-	}
-}
-
-func (pr *proc) logLine(log *slog.Logger, text string) {
-	pr.tailMu.Lock()
-	pr.tail = append(pr.tail, text)
-	if len(pr.tail) > 20 {
-		pr.tail = pr.tail[len(pr.tail)-20:]
-	}
-	pr.tailMu.Unlock()
-	level := slog.LevelInfo
-	switch {
-	case strings.HasPrefix(text, "DEBUG "):
-		level = slog.LevelDebug
-	case strings.HasPrefix(text, "WARNING "):
-		level = slog.LevelWarn
-	case strings.HasPrefix(text, "ERROR "), strings.HasPrefix(text, "CRITICAL "), strings.HasPrefix(text, "Traceback"):
-		level = slog.LevelError
-	}
-	log.Log(context.Background(), level, "runner: "+text, "pid", pr.pid)
-}
-
-// stderrTail is the runner's last stderr lines, once its stderr is drained.
-func (pr *proc) stderrTail() string {
-	pr.tailMu.Lock()
-	defer pr.tailMu.Unlock()
-	n := len(pr.tail)
-	return strings.Join(pr.tail[max(0, n-5):], " | ")
-}
-
 // ping sends Health every interval and kills a runner that has sent no
 // frame for timeout.
 func (pr *proc) ping(interval, timeout time.Duration, log *slog.Logger) {
@@ -740,21 +521,5 @@ func (pr *proc) ping(interval, timeout time.Duration, log *slog.Logger) {
 		}
 		now := time.Now().UnixNano()
 		_ = pr.send(&inferqpb.RunnerFrame{Frame: &inferqpb.RunnerFrame_Health{Health: &inferqpb.Health{TimeUnixNano: now}}}, interval)
-	}
-}
-
-// drain discards frames left from an earlier batch; false when the runner
-// has gone.
-func (pr *proc) drain(log *slog.Logger) bool {
-	for {
-		select {
-		case f, ok := <-pr.frames:
-			if !ok {
-				return false
-			}
-			log.Warn("discarding stale frame from runner", "frame", fmt.Sprintf("%T", f.Frame))
-		default:
-			return true
-		}
 	}
 }

@@ -1,4 +1,7 @@
-package jetstream
+// Package natsembed runs nats-server with JetStream inside this process, for
+// `inferq dev` and tests. It is internal so that no service binary links the
+// server: they only connect to one.
+package natsembed
 
 import (
 	"errors"
@@ -10,10 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// EmbeddedConfig configures an in-process nats-server with JetStream.
-type EmbeddedConfig struct {
+// Config configures an in-process nats-server with JetStream.
+type Config struct {
 	// Host and Port to listen on. Port 0 means the client port is not exposed
-	// at all: clients connect in-process (see Embedded.Connect). Port -1 picks
+	// at all: clients connect in-process (see Server.Connect). Port -1 picks
 	// a free port.
 	Host string
 	Port int
@@ -39,15 +42,15 @@ type ClusterConfig struct {
 	Routes []string // nats-route://host:port of the other nodes
 }
 
-// Embedded is a running in-process nats-server.
-type Embedded struct {
+// Server is a running in-process nats-server.
+type Server struct {
 	Server *server.Server
-	cfg    EmbeddedConfig
+	cfg    Config
 }
 
-// RunEmbedded starts a nats-server with JetStream in this process and waits
+// Run starts a nats-server with JetStream in this process and waits
 // until it accepts connections.
-func RunEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+func Run(cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("embedded nats: StoreDir is required")
 	}
@@ -96,11 +99,11 @@ func RunEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		s.Shutdown()
 		return nil, errors.New("embedded nats: not ready after 30s")
 	}
-	return &Embedded{Server: s, cfg: cfg}, nil
+	return &Server{Server: s, cfg: cfg}, nil
 }
 
 // ClientURL is the nats:// URL clients use, or "" when the port is not exposed.
-func (e *Embedded) ClientURL() string {
+func (e *Server) ClientURL() string {
 	if e.cfg.Port == 0 {
 		return ""
 	}
@@ -108,7 +111,7 @@ func (e *Embedded) ClientURL() string {
 }
 
 // Connect opens a client connection, in-process when the port is not exposed.
-func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
+func (e *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{nats.InProcessServer(e.Server), nats.MaxReconnects(-1)}, opts...)
 	nc, err := nats.Connect("", opts...)
 	if err != nil {
@@ -118,7 +121,7 @@ func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
 }
 
 // Shutdown stops the server and waits for it to finish.
-func (e *Embedded) Shutdown() {
+func (e *Server) Shutdown() {
 	e.Server.Shutdown()
 	e.Server.WaitForShutdown()
 }

@@ -1,10 +1,10 @@
-// Package worker is the GPU worker agent: it pulls batches from a model's
+// Package agent is the GPU worker agent: it pulls batches from a model's
 // shared durable consumer (one batch at a time per pull, so adding a worker
 // adds throughput), runs them, publishes progress, tokens and results, and
 // acks a batch only after every job of it has a terminal event stored in
 // JetStream. A batch that fails as a whole is split so that one poison job
 // fails alone (isolate.go).
-package worker
+package agent
 
 import (
 	"context"
@@ -125,7 +125,9 @@ func New(opt Options) *Agent {
 
 // tracer is looked up per span, not kept from package init: spans follow
 // whichever provider is installed now (a test may install its own).
-func tracer() trace.Tracer { return otel.Tracer("github.com/inferq/inferq/internal/worker") }
+func tracer() trace.Tracer {
+	return otel.Tracer("github.com/inferq/inferq/worker/deepspeed_nats/agent")
+}
 
 // Run serves every model until ctx ends, then drains: it stops pulling and
 // lets the batches in hand finish (or releases them after DrainTimeout). It

@@ -1,0 +1,41 @@
+package ingress
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/inferq/inferq/internal/auth"
+	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/internal/service"
+)
+
+// Start is the ingress as a component of a process, serving on ln (nil
+// listens on ingress.listen) from store (nil opens the one the config
+// names; inferq dev shares one with resultsvc).
+func Start(store results.Store, ln net.Listener) service.Start {
+	return func(ctx context.Context, env *service.Env) (func(context.Context) error, error) {
+		cfg := env.Config
+		if store == nil {
+			var err error
+			if store, err = results.Open(ctx, env); err != nil {
+				return nil, fmt.Errorf("results store: %w", err)
+			}
+		}
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", cfg.Ingress.Listen); err != nil {
+				return nil, fmt.Errorf("ingress: listen %s: %w", cfg.Ingress.Listen, err)
+			}
+		}
+		authn, err := auth.New(ctx, cfg.Auth, env.Log.With("component", "auth"))
+		if err != nil {
+			return nil, fmt.Errorf("ingress: %w", err)
+		}
+		env.OnClose(func() { _ = authn.Close() })
+		in := New(Options{Config: cfg, Topology: env.Topology, JS: env.JS, Store: store,
+			Log: env.Log.With("component", "ingress"), Registry: env.Registry, Checks: env.Checks,
+			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit)})
+		return func(ctx context.Context) error { return in.Serve(ctx, ln) }, nil
+	}
+}
