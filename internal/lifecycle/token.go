@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/inferq/inferq/internal/jsonstr"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
@@ -42,11 +43,11 @@ func TokenChunkOf(c *inferqpb.TokenChunk) TokenChunk {
 // replaced), without reflection, since it runs once per generated token.
 func AppendTokenChunk(dst []byte, c TokenChunk) []byte {
 	dst = append(dst, `{"job":`...)
-	dst = appendJSONString(dst, c.Job)
+	dst = jsonstr.Append(dst, c.Job)
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, c.Seq, 10)
 	dst = append(dst, `,"text":`...)
-	dst = appendJSONString(dst, c.Text)
+	dst = jsonstr.Append(dst, c.Text)
 	dst = append(dst, `,"token_id":`...)
 	dst = strconv.AppendInt(dst, c.TokenID, 10)
 	dst = append(dst, `,"final":`...)
@@ -118,60 +119,6 @@ func TokenAttempt(h nats.Header) uint32 {
 func TokenSeq(h nats.Header) (uint64, bool) {
 	s, err := strconv.ParseUint(h.Get(jetstream.HeaderSeq), 10, 64)
 	return s, err == nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s quoted as encoding/json quotes it with HTML
-// escaping on (its default).
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default: // other control characters, and <, >, &
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // decodeTokenChunkFast reads exactly the form AppendTokenChunk writes (keys

@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"math"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/inferq/inferq/internal/jsonstr"
 )
 
 // ToJSON renders t in OIP JSON form with a flat data array. Floats use the
@@ -125,7 +126,7 @@ func AppendJSONData(dst []byte, t *Tensor) ([]byte, error) {
 		for off, i := 0, 0; off < n; i++ {
 			end := nextBytesElem(data, off)
 			dst = comma(dst, i)
-			dst = appendString(dst, data[off+4:end])
+			dst = jsonstr.AppendBytes(dst, data[off+4:end])
 			off = end
 		}
 	}
@@ -194,49 +195,4 @@ func appendFloat(dst []byte, f float64, bits int) ([]byte, error) {
 		}
 	}
 	return dst, nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString writes s as a JSON string. Invalid UTF-8 bytes become
-// \ufffd so the output is always valid JSON.
-func appendString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRune(s[i:])
-			if r != utf8.RuneError || size != 1 {
-				i += size
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-		}
-		i++
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
