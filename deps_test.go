@@ -8,18 +8,20 @@ import (
 
 // TestBinariesLinkOnlyTheirComponent: each service binary links its own
 // component and what every service shares, not the others, nor the embedded
-// nats-server (which belongs to `inferq dev` and the tests).
+// nats-server (which belongs to `inferq dev` and the tests), nor Echo, which
+// only the ingress serves HTTP with (internal/auth/authecho).
 func TestBinariesLinkOnlyTheirComponent(t *testing.T) {
 	const mod = "github.com/inferq/inferq/"
 	server := "github.com/nats-io/nats-server/"
+	echo := "github.com/labstack/echo"
 	forbidden := map[string][]string{
-		"./worker/deepspeed_nats": {server, "github.com/redis/go-redis/", mod + "internal/ingress", mod + "internal/batcher",
+		"./worker/deepspeed_nats": {server, echo, "github.com/redis/go-redis/", mod + "internal/ingress", mod + "internal/batcher",
 			mod + "internal/resultsvc", mod + "internal/results", mod + "internal/stack", mod + "internal/natsembed"},
 		"./cmd/ingress": {server, mod + "internal/batcher", mod + "internal/resultsvc", mod + "worker/deepspeed_nats/agent",
 			mod + "internal/stack", mod + "internal/natsembed"},
-		"./cmd/batcher": {server, "github.com/redis/go-redis/", mod + "internal/ingress", mod + "internal/resultsvc",
+		"./cmd/batcher": {server, echo, "github.com/redis/go-redis/", mod + "internal/ingress", mod + "internal/resultsvc",
 			mod + "worker/deepspeed_nats/agent", mod + "internal/stack"},
-		"./cmd/resultsvc": {server, mod + "internal/ingress", mod + "internal/batcher", mod + "worker/deepspeed_nats/agent",
+		"./cmd/resultsvc": {server, echo, mod + "internal/ingress", mod + "internal/batcher", mod + "worker/deepspeed_nats/agent",
 			mod + "internal/stack"},
 	}
 	for pkg, bad := range forbidden {

@@ -7,10 +7,11 @@
 // whose configuration stores only its SHA-256 hash. Either way the caller
 // becomes a [Principal]: a tenant plus scopes (submit, read, admin).
 //
-// [Chain] returns the Echo middleware stack (request id, access log, auth,
-// rate limit) and [Require] guards individual routes by scope. Middleware
-// failures are returned as [*HTTPError]; the ingress error handler renders
-// them (see [HTTPError.Render] and [WrapErrorHandler]).
+// This package is free of any HTTP framework, so every binary that reads
+// the shared configuration can link it; the Echo middleware (request id,
+// access log, auth, rate limit, per-route scopes) lives in
+// internal/auth/authecho, which only the ingress links. Failures are
+// [*HTTPError] values that any error handler can render.
 //
 // Credentials are never logged or echoed: logs carry only an API key's
 // configured name or a JWT's kid and sub.
@@ -22,8 +23,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-
-	"github.com/labstack/echo/v4"
 )
 
 // Sentinel errors; Authenticate wraps them with a fixed, secret-free reason.
@@ -143,12 +142,6 @@ type Principal struct {
 // Has reports whether the principal holds scope (admin implies all).
 func (p *Principal) Has(scope string) bool { return p != nil && p.Scopes.Has(scope) }
 
-// Keys under which the middleware stores its results.
-const (
-	principalKey = "inferq.auth.principal"
-	requestIDKey = "inferq.auth.request_id"
-)
-
 type ctxKey struct{}
 
 // WithPrincipal returns ctx carrying p, so code below the HTTP layer (the
@@ -161,19 +154,4 @@ func WithPrincipal(ctx context.Context, p *Principal) context.Context {
 func PrincipalFrom(ctx context.Context) *Principal {
 	p, _ := ctx.Value(ctxKey{}).(*Principal)
 	return p
-}
-
-// FromContext returns the principal the auth middleware stored in c, or nil
-// when auth did not run (health paths).
-func FromContext(c echo.Context) *Principal {
-	if p, ok := c.Get(principalKey).(*Principal); ok {
-		return p
-	}
-	return PrincipalFrom(c.Request().Context())
-}
-
-// RequestID returns the request id the middleware assigned to c ("" if none).
-func RequestID(c echo.Context) string {
-	s, _ := c.Get(requestIDKey).(string)
-	return s
 }

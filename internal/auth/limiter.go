@@ -34,7 +34,11 @@ type bucket struct {
 
 // NewLimiter builds a Limiter from cfg (assumed validated). It returns nil,
 // meaning unlimited, when no tenant has a limit.
-func NewLimiter(cfg RateLimitConfig) *Limiter {
+func NewLimiter(cfg RateLimitConfig) *Limiter { return NewLimiterClock(cfg, time.Now) }
+
+// NewLimiterClock is NewLimiter reading time from now, so tests (here and
+// in authecho) can step time instead of sleeping.
+func NewLimiterClock(cfg RateLimitConfig, now func() time.Time) *Limiter {
 	limited := cfg.PerTenantRPS > 0
 	for _, o := range cfg.Overrides {
 		limited = limited || o.RPS > 0
@@ -54,7 +58,7 @@ func NewLimiter(cfg RateLimitConfig) *Limiter {
 		def:       TenantLimit{RPS: cfg.PerTenantRPS, Burst: cfg.Burst},
 		overrides: overrides,
 		max:       maxTenants,
-		now:       time.Now,
+		now:       now,
 		buckets:   map[string]*bucket{},
 	}
 }

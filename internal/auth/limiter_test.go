@@ -7,12 +7,8 @@ import (
 )
 
 func newTestLimiter(cfg RateLimitConfig) (*Limiter, *fakeClock) {
-	l := NewLimiter(cfg)
 	c := &fakeClock{t: time.Unix(1_700_000_000, 0)}
-	if l != nil {
-		l.now = c.now
-	}
-	return l, c
+	return NewLimiterClock(cfg, c.now), c
 }
 
 func TestLimiter(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/inferq/inferq/internal/auth"
+	"github.com/inferq/inferq/internal/auth/authecho"
 	"github.com/inferq/inferq/internal/jobid"
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/results"
@@ -63,7 +63,7 @@ func (i *Ingress) lookup(c echo.Context) (*results.Record, error) {
 
 // tenantOf is the caller's tenant.
 func tenantOf(c echo.Context) string {
-	if p := auth.FromContext(c); p != nil {
+	if p := authecho.FromContext(c); p != nil {
 		return p.Tenant
 	}
 	return DefaultTenant

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inferq/inferq/internal/auth"
+	"github.com/inferq/inferq/internal/auth/authecho"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
@@ -73,7 +74,7 @@ func New(opt Options) *Ingress {
 	e.HTTPErrorHandler = i.handleError
 	e.Use(i.observe)
 	if opt.Auth != nil {
-		e.Use(auth.Chain(opt.Auth, opt.Limiter, opt.Log)...)
+		e.Use(authecho.Chain(opt.Auth, opt.Limiter, opt.Log)...)
 	}
 	submit, read, admin := scope(opt.Auth, auth.ScopeSubmit), scope(opt.Auth, auth.ScopeRead), scope(opt.Auth, auth.ScopeAdmin)
 
@@ -125,7 +126,7 @@ func scope(a *auth.Authenticator, s string) echo.MiddlewareFunc {
 	if a == nil {
 		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	}
-	return auth.Require(s)
+	return authecho.Require(s)
 }
 
 // Handler is the API as an http.Handler (for tests and embedding).

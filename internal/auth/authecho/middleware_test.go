@@ -1,8 +1,7 @@
-package auth
+package authecho
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/inferq/inferq/internal/auth"
 	"github.com/labstack/echo/v4"
 )
 
@@ -18,13 +18,13 @@ import (
 type server struct {
 	e       *echo.Echo
 	f       *fixture
-	lim     *Limiter
+	lim     *auth.Limiter
 	clock   *fakeClock
-	seen    *Principal // principal the last handler saw on the request context
+	seen    *auth.Principal // principal the last handler saw on the request context
 	seenRID string
 }
 
-func newServer(t *testing.T, rl RateLimitConfig) *server {
+func newServer(t *testing.T, rl auth.RateLimitConfig) *server {
 	f := newFixture(t)
 	s := &server{e: echo.New(), f: f}
 	s.lim, s.clock = newTestLimiter(rl)
@@ -34,16 +34,16 @@ func newServer(t *testing.T, rl RateLimitConfig) *server {
 	})
 	s.e.Use(Chain(f.a, s.lim, newLog(f.logs))...)
 	ok := func(c echo.Context) error {
-		s.seen = PrincipalFrom(c.Request().Context())
+		s.seen = auth.PrincipalFrom(c.Request().Context())
 		s.seenRID = RequestID(c)
 		if p := FromContext(c); p != s.seen {
 			t.Errorf("echo context principal %p != request context principal %p", p, s.seen)
 		}
 		return c.String(http.StatusOK, "ok")
 	}
-	s.e.GET("/v1/jobs/:id", ok, Require(ScopeRead))
-	s.e.POST("/v1/models/:model/jobs", ok, Require(ScopeSubmit))
-	s.e.POST("/v1/jobs/:id/replay", ok, Require(ScopeAdmin))
+	s.e.GET("/v1/jobs/:id", ok, Require(auth.ScopeRead))
+	s.e.POST("/v1/models/:model/jobs", ok, Require(auth.ScopeSubmit))
+	s.e.POST("/v1/jobs/:id/replay", ok, Require(auth.ScopeAdmin))
 	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"} {
 		s.e.GET(p, ok)
 	}
@@ -75,7 +75,7 @@ func errorBody(t *testing.T, w *httptest.ResponseRecorder) (code, msg string) {
 }
 
 func TestMiddlewareAuth(t *testing.T) {
-	s := newServer(t, RateLimitConfig{})
+	s := newServer(t, auth.RateLimitConfig{})
 	k := getKeys(t)
 	adminClaims := claims()
 	adminClaims["scope"] = []string{"admin"}
@@ -89,15 +89,15 @@ func TestMiddlewareAuth(t *testing.T) {
 		code                      string
 		wwwAuth                   string // substring
 	}{
-		{"missing header", "GET", "/v1/jobs/j1", "", 401, CodeUnauthenticated, `Bearer realm="inferq"`},
-		{"bad key", "GET", "/v1/jobs/j1", "Bearer iqk_wrong", 401, CodeUnauthenticated, `error="invalid_token"`},
+		{"missing header", "GET", "/v1/jobs/j1", "", 401, auth.CodeUnauthenticated, `Bearer realm="inferq"`},
+		{"bad key", "GET", "/v1/jobs/j1", "Bearer iqk_wrong", 401, auth.CodeUnauthenticated, `error="invalid_token"`},
 		{"expired jwt", "GET", "/v1/jobs/j1", "Bearer " + sign(t, jwt.SigningMethodHS256, "", []byte(testSecret), expired),
-			401, CodeUnauthenticated, `error="invalid_token"`},
-		{"basic auth", "GET", "/v1/jobs/j1", "Basic Zm9vOmJhcg==", 401, CodeUnauthenticated, "Bearer"},
+			401, auth.CodeUnauthenticated, `error="invalid_token"`},
+		{"basic auth", "GET", "/v1/jobs/j1", "Basic Zm9vOmJhcg==", 401, auth.CodeUnauthenticated, "Bearer"},
 		{"read key may read", "GET", "/v1/jobs/j1", "Bearer " + s.f.readKey, 200, "", ""},
-		{"read key may not submit", "POST", "/v1/models/m/jobs", "Bearer " + s.f.readKey, 403, CodeForbidden, `error="insufficient_scope"`},
+		{"read key may not submit", "POST", "/v1/models/m/jobs", "Bearer " + s.f.readKey, 403, auth.CodeForbidden, `error="insufficient_scope"`},
 		{"submit key may submit", "POST", "/v1/models/m/jobs", "Bearer " + s.f.apiKey, 200, "", ""},
-		{"submit key may not replay", "POST", "/v1/jobs/j1/replay", "Bearer " + s.f.apiKey, 403, CodeForbidden, `scope="admin"`},
+		{"submit key may not replay", "POST", "/v1/jobs/j1/replay", "Bearer " + s.f.apiKey, 403, auth.CodeForbidden, `scope="admin"`},
 		{"admin jwt may do all", "POST", "/v1/jobs/j1/replay", "Bearer " + admin, 200, "", ""},
 		{"healthz without credentials", "GET", "/healthz", "", 200, "", ""},
 		{"readyz with garbage", "GET", "/readyz", "Bearer garbage", 200, "", ""},
@@ -131,7 +131,7 @@ func TestMiddlewareAuth(t *testing.T) {
 }
 
 func TestMiddlewareRateLimit(t *testing.T) {
-	s := newServer(t, RateLimitConfig{PerTenantRPS: 0.5, Burst: 2})
+	s := newServer(t, auth.RateLimitConfig{PerTenantRPS: 0.5, Burst: 2})
 	key := "Bearer " + s.f.apiKey
 	for i := range 2 {
 		if w := s.do("GET", "/v1/jobs/j1", key); w.Code != 200 {
@@ -145,7 +145,7 @@ func TestMiddlewareRateLimit(t *testing.T) {
 	if ra := w.Header().Get("Retry-After"); ra != "2" {
 		t.Fatalf("Retry-After = %q, want 2 (0.5 rps)", ra)
 	}
-	if code, _ := errorBody(t, w); code != CodeRateLimited {
+	if code, _ := errorBody(t, w); code != auth.CodeRateLimited {
 		t.Fatalf("code = %q", code)
 	}
 	// Other tenants and health probes are unaffected.
@@ -168,13 +168,13 @@ func TestMiddlewareRateLimit(t *testing.T) {
 }
 
 func TestMiddlewareRequestID(t *testing.T) {
-	s := newServer(t, RateLimitConfig{})
+	s := newServer(t, auth.RateLimitConfig{})
 	w := s.do("GET", "/v1/jobs/j1", "Bearer "+s.f.apiKey)
-	gen := w.Header().Get(HeaderRequestID)
+	gen := w.Header().Get(auth.HeaderRequestID)
 	if len(gen) < 16 || gen != s.seenRID {
 		t.Fatalf("generated id %q, handler saw %q", gen, s.seenRID)
 	}
-	if w2 := s.do("GET", "/v1/jobs/j1", "Bearer "+s.f.apiKey); w2.Header().Get(HeaderRequestID) == gen {
+	if w2 := s.do("GET", "/v1/jobs/j1", "Bearer "+s.f.apiKey); w2.Header().Get(auth.HeaderRequestID) == gen {
 		t.Fatal("request ids repeat")
 	}
 	for in, echoed := range map[string]bool{
@@ -184,25 +184,25 @@ func TestMiddlewareRequestID(t *testing.T) {
 		"evil\"}{\"tenant\":\"root":            false,
 		strings.Repeat("a", 129):               false,
 	} {
-		w := s.do("GET", "/healthz", "", HeaderRequestID, in)
-		got := w.Header().Get(HeaderRequestID)
+		w := s.do("GET", "/healthz", "", auth.HeaderRequestID, in)
+		got := w.Header().Get(auth.HeaderRequestID)
 		if (got == in) != echoed || got == "" {
 			t.Errorf("incoming %.20q: response id %.20q, echoed=%v want %v", in, got, got == in, echoed)
 		}
 	}
 	// Errors carry the id too.
-	if w := s.do("GET", "/v1/jobs/j1", "", HeaderRequestID, "req-401"); w.Header().Get(HeaderRequestID) != "req-401" {
+	if w := s.do("GET", "/v1/jobs/j1", "", auth.HeaderRequestID, "req-401"); w.Header().Get(auth.HeaderRequestID) != "req-401" {
 		t.Fatal("401 lost the request id")
 	}
 }
 
 func TestAccessLogHasNoSecrets(t *testing.T) {
-	s := newServer(t, RateLimitConfig{PerTenantRPS: 1, Burst: 1})
+	s := newServer(t, auth.RateLimitConfig{PerTenantRPS: 1, Burst: 1})
 	k := getKeys(t)
 	tok := sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsaA, claims())
 	bad := sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsaB, claims())
 	secrets := []string{tok, bad, s.f.apiKey, s.f.readKey, "iqk_wrong_key", testSecret, "querysecret"}
-	s.do("GET", "/v1/jobs/j1?token=querysecret", "Bearer "+tok, HeaderRequestID, "rid-1")
+	s.do("GET", "/v1/jobs/j1?token=querysecret", "Bearer "+tok, auth.HeaderRequestID, "rid-1")
 	s.do("GET", "/v1/jobs/j2", "Bearer "+tok) // 429
 	s.do("GET", "/v1/jobs/j1", "Bearer "+bad)
 	s.do("POST", "/v1/models/m/jobs", "Bearer "+s.f.readKey)
@@ -242,21 +242,7 @@ func TestAccessLogHasNoSecrets(t *testing.T) {
 	}
 }
 
-func TestHTTPError(t *testing.T) {
-	e := &HTTPError{Status: 429, Code: CodeRateLimited, Message: "slow down", RetryAfter: 1500 * time.Millisecond}
-	if e.RetryAfterSeconds() != 2 {
-		t.Fatalf("RetryAfterSeconds = %d", e.RetryAfterSeconds())
-	}
-	if (&HTTPError{RetryAfter: time.Millisecond}).RetryAfterSeconds() != 1 {
-		t.Fatal("sub-second wait must round up to 1")
-	}
-	var wrapped error = &HTTPError{Status: 403, err: ErrForbidden}
-	if !errors.Is(wrapped, ErrForbidden) {
-		t.Fatal("HTTPError does not unwrap to its sentinel")
-	}
-	if !errors.Is(toHTTPError(ErrMissingCredentials), ErrMissingCredentials) {
-		t.Fatal("missing credentials lost")
-	}
+func TestRequireUnknownScopePanics(t *testing.T) {
 	defer func() {
 		if recover() == nil {
 			t.Fatal("Require with an unknown scope did not panic")
