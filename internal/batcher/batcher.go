@@ -495,7 +495,7 @@ func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason st
 			attribute.Int("inferq.batch_size", len(es)), attribute.String("inferq.batch_reason", reason),
 			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
 	defer span.End()
-	if _, err := jetstream.Publish(sctx, b.opt.JS, subject, batch, batch.Id); err != nil {
+	if err := b.send(sctx, batch); err != nil {
 		span.SetStatus(codes.Error, "batch not published")
 		// Not acked: the jobs come back after a short delay.
 		log.Warn("batch not published; jobs will be redelivered", "batch", batch.Id, "jobs", len(es), "err", err)
@@ -522,6 +522,18 @@ func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason st
 	b.opt.Own.FillRatio.WithLabelValues(m.Name).Observe(fill)
 	b.notify(batch.Id, m.Name, len(es), reason, fill)
 	log.Debug("batch flushed", "batch", batch.Id, "size", len(es), "reason", reason, "fill", fill)
+	return nil
+}
+
+// send publishes a batch message and waits for its PubAck.
+func (b *Batcher) send(ctx context.Context, batch *inferqpb.Batch) error {
+	msg, err := lifecycle.BatchMsg(ctx, b.opt.Topology, batch)
+	if err != nil {
+		return err
+	}
+	if _, err := b.opt.JS.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish to %s: %w", msg.Subject, err)
+	}
 	return nil
 }
 

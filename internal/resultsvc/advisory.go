@@ -9,7 +9,6 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -58,8 +57,8 @@ func (s *Service) maxDelivered(ctx context.Context, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("get batch %d: %w", adv.StreamSeq, err)
 	}
-	batch := &inferqpb.Batch{}
-	if err := proto.Unmarshal(raw.Data, batch); err != nil {
+	batch, err := lifecycle.DecodeBatch(raw.Data)
+	if err != nil {
 		s.opt.Log.Error("undecodable batch removed after max_deliver", "seq", adv.StreamSeq, "err", err)
 		return stream.DeleteMsg(ctx, adv.StreamSeq)
 	}

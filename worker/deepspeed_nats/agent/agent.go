@@ -234,8 +234,11 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	st := a.stats[m.Name]
 	st.enter()
 	defer st.leave()
-	batch := &inferqpb.Batch{}
-	if err := proto.Unmarshal(msg.Data(), batch); err != nil || len(batch.Jobs) == 0 {
+	batch, err := lifecycle.DecodeBatch(msg.Data())
+	if err == nil && len(batch.Jobs) == 0 {
+		err = errors.New("batch has no jobs")
+	}
+	if err != nil {
 		log.Error("undecodable batch dropped", "err", err)
 		_ = msg.Term()
 		return
@@ -269,7 +272,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	defer stopKeepalive()
 
 	a.notifyBatchers(m, batch.Id) // one fewer batch waits undelivered
-	pub := newPublisher(a.opt.JS)
+	pub := lifecycle.NewPublisher(a.opt.JS)
 	// Running events go out once the batch has run RunningAfter, or at its
 	// first token. A batch that ends sooner goes straight from queued to
 	// its end: two fewer writes per job where most of the throughput is.
@@ -278,7 +281,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 		runningOnce.Do(func() {
 			now := a.now()
 			for _, j := range batch.Jobs {
-				pub.event(jobContext(runCtx, j), a.opt.Topology, lifecycle.RunningEvent(batch, j, a.opt.Name, now))
+				pub.Event(jobContext(runCtx, j), a.opt.Topology, lifecycle.RunningEvent(batch, j, a.opt.Name, now))
 			}
 		})
 	}
@@ -291,7 +294,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 		runningOnce.Do(func() {}) // the timer fired: let its events be queued first
 	}
 	if err == nil {
-		err = pub.wait(runCtx) // running events and tokens are stored before results
+		err = pub.Wait(runCtx) // running events and tokens are stored before results
 	}
 	switch {
 	case err == nil:
@@ -301,7 +304,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 		// take it now rather than after AckWait.
 		log.Warn("batch released at shutdown", "err", err)
 		a.release(runCtx, msg, 0, st)
-	case pub.broken() != nil:
+	case pub.Err() != nil:
 		span.SetStatus(codes.Error, "publishing failed")
 		log.Warn("publishing failed; batch will be redelivered", "err", err)
 		a.release(runCtx, msg, m.Queue.BackoffFor(delivered), st)
@@ -314,7 +317,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 // emitter publishes a batch's token chunks on their jobs' subjects. A job
 // run again in this delivery (its batch was split) repeats chunks already
 // sent; those are dropped, so a reader sees each seq once and in order.
-func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch, pub *publisher, running func()) func(*inferqpb.TokenChunk) error {
+func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch, pub *lifecycle.Publisher, running func()) func(*inferqpb.TokenChunk) error {
 	jobs := make(map[string]*inferqpb.BatchJob, len(b.Jobs))
 	for _, j := range b.Jobs {
 		jobs[j.Id] = j
@@ -331,7 +334,7 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 		sent[c.JobId] = c.Seq
 		running() // a job streaming tokens is running
 		a.opt.Own.TokensPublished.WithLabelValues(m.Name).Inc()
-		return pub.token(jobContext(ctx, j), a.opt.Topology, j.Tenant, j.Attempt, c)
+		return pub.Token(jobContext(ctx, j), a.opt.Topology, j.Tenant, j.Attempt, lifecycle.TokenChunkOf(c))
 	}
 }
 
@@ -339,7 +342,7 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 // the batch once all of them are stored.
 func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, msg natsjs.Msg, delivered uint64, out *outcome, log *slog.Logger) {
 	st := a.stats[m.Name]
-	pub := newPublisher(a.opt.JS)
+	pub := lifecycle.NewPublisher(a.opt.JS)
 	done := a.now()
 	events := make([]lifecycle.Event, 0, len(b.Jobs))
 	var succeeded, failed, poisoned uint64
@@ -377,15 +380,15 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 	}
 	// Dead-letter records are stored before their jobs end: nothing is
 	// forgotten if this worker dies in between.
-	if err := pub.wait(ctx); err != nil {
+	if err := pub.Wait(ctx); err != nil {
 		log.Warn("dead letters not stored; batch will be redelivered", "err", err)
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
 	for i, ev := range events {
-		pub.event(jobContext(ctx, b.Jobs[i]), a.opt.Topology, ev)
+		pub.Event(jobContext(ctx, b.Jobs[i]), a.opt.Topology, ev)
 	}
-	if err := pub.wait(ctx); err != nil {
+	if err := pub.Wait(ctx); err != nil {
 		// Results not all stored: let the batch come back rather than lose one.
 		log.Warn("results not stored; batch will be redelivered", "err", err)
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
@@ -470,20 +473,20 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 	log.Error("batch failed for good", "err", cause)
 	// Dead-letter records are stored before the jobs end and before Term()
 	// removes the batch: nothing is forgotten if this worker dies midway.
-	pub := newPublisher(a.opt.JS)
+	pub := lifecycle.NewPublisher(a.opt.JS)
 	for _, j := range b.Jobs {
 		a.deadLetter(pub, m, b, j, delivered, cause.Error())
 	}
-	if err := pub.wait(ctx); err != nil {
+	if err := pub.Wait(ctx); err != nil {
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
 	now := a.now()
 	for _, j := range b.Jobs {
-		pub.event(jobContext(ctx, j), a.opt.Topology, lifecycle.FailedEvent(b, j, a.opt.Name, now,
+		pub.Event(jobContext(ctx, j), a.opt.Topology, lifecycle.FailedEvent(b, j, a.opt.Name, now,
 			&inferqpb.Error{Code: "batch_failed", Message: fmt.Sprintf("failed after %d attempts: %v", delivered, cause)}))
 	}
-	if err := pub.wait(ctx); err != nil {
+	if err := pub.Wait(ctx); err != nil {
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
@@ -494,13 +497,13 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 
 // deadLetter queues a job's dead-letter record on pub; callers wait for it
 // before the job's failed event is published.
-func (a *Agent) deadLetter(pub *publisher, m *config.Model, b *inferqpb.Batch, j *inferqpb.BatchJob, delivered uint64, why string) {
+func (a *Agent) deadLetter(pub *lifecycle.Publisher, m *config.Model, b *inferqpb.Batch, j *inferqpb.BatchJob, delivered uint64, why string) {
 	msg, err := lifecycle.DeadLetterMsg(a.opt.Topology, b, j, delivered, why, a.now())
 	if err != nil {
-		pub.fail(err)
+		pub.Fail(err)
 		return
 	}
-	pub.send(msg)
+	pub.Send(msg)
 	reason := "permanent"
 	if delivered >= uint64(m.Queue.MaxDeliver) {
 		reason = "max_deliver"
@@ -564,107 +567,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// publisher sends a batch's messages asynchronously and waits for every
-// PubAck at once, so a batch of N jobs costs one round trip, not N.
-type publisher struct {
-	js   natsjs.JetStream
-	mu   sync.Mutex // running events may be sent from a timer's goroutine
-	acks []natsjs.PubAckFuture
-	err  error
-}
-
-func newPublisher(js natsjs.JetStream) *publisher { return &publisher{js: js} }
-
-func (p *publisher) send(msg *nats.Msg) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.err != nil {
-		return
-	}
-	f, err := p.js.PublishMsgAsync(msg)
-	if err != nil {
-		p.err = fmt.Errorf("publish to %s: %w", msg.Subject, err)
-		return
-	}
-	p.acks = append(p.acks, f)
-}
-
-// broken is the first error that stopped the publisher, if any.
-func (p *publisher) broken() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
-}
-
-// event sends a job event with ctx's trace context.
-func (p *publisher) event(ctx context.Context, t jetstream.Topology, ev lifecycle.Event) {
-	msg, err := ev.NewMsg(ctx, t)
-	if err != nil {
-		p.fail(err)
-		return
-	}
-	p.send(msg)
-}
-
-// fail stops the publisher with err unless it already stopped.
-func (p *publisher) fail(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.err == nil {
-		p.err = err
-	}
-}
-
-// token sends a job's token chunk; tenant and attempt are its job's.
-func (p *publisher) token(ctx context.Context, t jetstream.Topology, tenant string, attempt uint32, c *inferqpb.TokenChunk) error {
-	p.send(lifecycle.TokenMsg(ctx, t, tenant, attempt, lifecycle.TokenChunkOf(c)))
-	return p.broken()
-}
-
-// pubAckTimeout bounds the wait for one PubAck. Without it a batch whose
-// results can never be stored would be held (kept alive) for ever.
-const pubAckTimeout = 30 * time.Second
-
-// wait blocks until every message sent so far is stored. It gives up when
-// the connection closes: nats.go never fails the pending acks of a closed
-// connection, only those of a disconnected one.
-func (p *publisher) wait(ctx context.Context) error {
-	p.mu.Lock()
-	acks, err := p.acks, p.err
-	p.acks = nil
-	p.mu.Unlock()
-	if len(acks) == 0 {
-		return err
-	}
-	fail := func(e error) error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.err = e
-		return e
-	}
-	poll := time.NewTicker(100 * time.Millisecond)
-	defer poll.Stop()
-	deadline := time.NewTimer(pubAckTimeout)
-	defer deadline.Stop()
-	for _, f := range acks {
-		for stored := false; !stored; {
-			select {
-			case <-f.Ok():
-				stored = true
-			case err := <-f.Err():
-				return fail(fmt.Errorf("publish to %s: %w", f.Msg().Subject, err))
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-deadline.C:
-				return fail(fmt.Errorf("publish to %s: no PubAck within %s", f.Msg().Subject, pubAckTimeout))
-			case <-poll.C:
-				if p.js.Conn().IsClosed() {
-					return fail(fmt.Errorf("publish to %s: %w", f.Msg().Subject, nats.ErrConnectionClosed))
-				}
-			}
-		}
-	}
-	return p.broken()
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/tensor"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -40,7 +41,7 @@ func (o *outcome) add(res *inferqpb.BatchResult) {
 //
 // The cost is at most 2·log2(n) extra runs per poison job; a fault that is
 // not a job's costs two extra runs.
-func (a *Agent) execute(ctx context.Context, m *config.Model, r Runner, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error, pub *publisher, log *slog.Logger) (*outcome, error) {
+func (a *Agent) execute(ctx context.Context, m *config.Model, r Runner, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error, pub *lifecycle.Publisher, log *slog.Logger) (*outcome, error) {
 	out := &outcome{results: make(map[string]*inferqpb.JobResult, len(b.Jobs)), poison: map[string]error{}}
 	res, err := a.run(ctx, m, r, b, emit)
 	if err == nil {
@@ -101,8 +102,8 @@ func (a *Agent) run(ctx context.Context, m *config.Model, r Runner, b *inferqpb.
 
 // isolatable is false when a failure says nothing about the batch's jobs:
 // shutdown, a runner that cannot start, or a broken NATS connection.
-func isolatable(ctx context.Context, err error, pub *publisher) bool {
-	return ctx.Err() == nil && pub.broken() == nil &&
+func isolatable(ctx context.Context, err error, pub *lifecycle.Publisher) bool {
+	return ctx.Err() == nil && pub.Err() == nil &&
 		!errors.Is(err, ErrProcessClosed) && !errors.Is(err, ErrRunnerUnavailable)
 }
 
