@@ -3,94 +3,41 @@ package auth
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/json"
 	"log/slog"
-	"math/big"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/inferq/inferq/internal/auth/authtest"
 	"github.com/inferq/inferq/internal/testutil"
 )
 
+// The shared credentials come from authtest, under the names these tests use.
 const (
-	testSecret   = "0123456789abcdef0123456789abcdef-test-secret"
-	testIssuer   = "https://issuer.test/"
-	testAudience = "inferq"
+	testSecret   = authtest.Secret
+	testIssuer   = authtest.Issuer
+	testAudience = authtest.Audience
 )
 
-// testKeys are generated once per test binary: RSA generation is the
-// slowest thing in this package's tests.
 type testKeys struct {
 	rsaA, rsaB *rsa.PrivateKey
 	ecA, ecB   *ecdsa.PrivateKey
 	ec384      *ecdsa.PrivateKey
 }
 
-var (
-	keysOnce sync.Once
-	keys     testKeys
-)
-
 func getKeys(t testing.TB) *testKeys {
 	t.Helper()
-	keysOnce.Do(func() {
-		must := func(err error) {
-			if err != nil {
-				panic(err)
-			}
-		}
-		var err error
-		keys.rsaA, err = rsa.GenerateKey(rand.Reader, 2048)
-		must(err)
-		keys.rsaB, err = rsa.GenerateKey(rand.Reader, 2048)
-		must(err)
-		keys.ecA, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		must(err)
-		keys.ecB, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		must(err)
-		keys.ec384, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		must(err)
-	})
-	return &keys
+	k := authtest.GetKeys(t)
+	return &testKeys{rsaA: k.RSAA, rsaB: k.RSAB, ecA: k.ECA, ecB: k.ECB, ec384: k.EC384}
 }
 
-// jwkOf renders a public key as a JWK map, the way an issuer would.
-func jwkOf(kid string, pub any) map[string]string {
-	enc := base64.RawURLEncoding.EncodeToString
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return map[string]string{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
-			"n": enc(k.N.Bytes()), "e": enc(big.NewInt(int64(k.E)).Bytes())}
-	case *ecdsa.PublicKey:
-		size := (k.Curve.Params().BitSize + 7) / 8
-		e, err := k.ECDH()
-		if err != nil {
-			panic(err)
-		}
-		b := e.Bytes() // 0x04 || x || y
-		crv := map[int]string{32: "P-256", 48: "P-384"}[size]
-		return map[string]string{"kty": "EC", "kid": kid, "crv": crv,
-			"x": enc(b[1 : 1+size]), "y": enc(b[1+size:])}
-	}
-	panic("unsupported key")
-}
+func jwkOf(kid string, pub any) map[string]string { return authtest.JWK(kid, pub) }
 
-func jwksJSON(jwks ...map[string]string) []byte {
-	b, err := json.Marshal(map[string]any{"keys": jwks})
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+func jwksJSON(jwks ...map[string]string) []byte { return authtest.JWKS(jwks...) }
 
 // writeFileAtomic replaces path the way config management does (rename).
 func writeFileAtomic(t testing.TB, path string, data []byte) {
@@ -104,31 +51,14 @@ func writeFileAtomic(t testing.TB, path string, data []byte) {
 	}
 }
 
-// claims returns valid claims for tenant acme; mutate to break them.
-func claims() jwt.MapClaims {
-	now := time.Now()
-	return jwt.MapClaims{
-		"iss": testIssuer, "aud": testAudience, "sub": "user-42", "tenant": "acme",
-		"scope": "submit read", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-	}
-}
+func claims() jwt.MapClaims { return authtest.Claims() }
 
 func sign(t testing.TB, method jwt.SigningMethod, kid string, key any, c jwt.MapClaims) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(method, c)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	return s
+	return authtest.Sign(t, method, kid, key, c)
 }
 
-func newLog(w *testutil.Buffer) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func newLog(w *testutil.Buffer) *slog.Logger { return authtest.NewLog(w) }
 
 // fixture is an Authenticator with every kind of credential configured.
 type fixture struct {

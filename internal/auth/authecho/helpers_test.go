@@ -2,13 +2,9 @@ package authecho
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"math/big"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,15 +13,17 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/inferq/inferq/internal/auth"
+	"github.com/inferq/inferq/internal/auth/authtest"
 	"github.com/inferq/inferq/internal/testutil"
 )
 
 // The fixture mirrors internal/auth's test fixture (same names, keys and
-// tenants), so the middleware tests read as they did beside the package.
+// tenants, from authtest), so the middleware tests read as they did beside
+// the package.
 const (
-	testSecret   = "0123456789abcdef0123456789abcdef-test-secret"
-	testIssuer   = "https://issuer.test/"
-	testAudience = "inferq"
+	testSecret   = authtest.Secret
+	testIssuer   = authtest.Issuer
+	testAudience = authtest.Audience
 )
 
 type testKeys struct {
@@ -33,77 +31,25 @@ type testKeys struct {
 	ecA        *ecdsa.PrivateKey
 }
 
-var (
-	keysOnce sync.Once
-	keys     testKeys
-	keysErr  error
-)
-
-// getKeys generates the keys once per test binary (RSA is slow).
 func getKeys(t testing.TB) *testKeys {
 	t.Helper()
-	keysOnce.Do(func() {
-		var e1, e2, e3 error
-		keys.rsaA, e1 = rsa.GenerateKey(rand.Reader, 2048)
-		keys.rsaB, e2 = rsa.GenerateKey(rand.Reader, 2048)
-		keys.ecA, e3 = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		for _, e := range []error{e1, e2, e3} {
-			if e != nil && keysErr == nil {
-				keysErr = e
-			}
-		}
-	})
-	if keysErr != nil {
-		t.Fatalf("generate keys: %v", keysErr)
-	}
-	return &keys
+	k := authtest.GetKeys(t)
+	return &testKeys{rsaA: k.RSAA, rsaB: k.RSAB, ecA: k.ECA}
 }
 
-// jwkOf renders a public key as a JWK map, the way an issuer would.
 func jwkOf(t testing.TB, kid string, pub any) map[string]string {
 	t.Helper()
-	enc := base64.RawURLEncoding.EncodeToString
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return map[string]string{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
-			"n": enc(k.N.Bytes()), "e": enc(big.NewInt(int64(k.E)).Bytes())}
-	case *ecdsa.PublicKey:
-		e, err := k.ECDH()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := e.Bytes() // 0x04 || x || y, P-256
-		return map[string]string{"kty": "EC", "kid": kid, "crv": "P-256", "x": enc(b[1:33]), "y": enc(b[33:])}
-	}
-	t.Fatalf("unsupported key %T", pub)
-	return nil
+	return authtest.JWK(kid, pub)
 }
 
-// claims returns valid claims for tenant acme; mutate to break them.
-func claims() jwt.MapClaims {
-	now := time.Now()
-	return jwt.MapClaims{
-		"iss": testIssuer, "aud": testAudience, "sub": "user-42", "tenant": "acme",
-		"scope": "submit read", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-	}
-}
+func claims() jwt.MapClaims { return authtest.Claims() }
 
 func sign(t testing.TB, method jwt.SigningMethod, kid string, key any, c jwt.MapClaims) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(method, c)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	return s
+	return authtest.Sign(t, method, kid, key, c)
 }
 
-func newLog(w *testutil.Buffer) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func newLog(w *testutil.Buffer) *slog.Logger { return authtest.NewLog(w) }
 
 // fixture is an Authenticator with every kind of credential configured.
 type fixture struct {
