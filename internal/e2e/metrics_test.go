@@ -24,13 +24,7 @@ func TestQueueGauges(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the oldest job is at least this old
 	var body string
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		resp, err := http.Get(s.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		body = string(b)
+		body = scrape(t, s.URL)
 		return strings.Contains(body, `inferq_workers_live{model="simple"} 1`)
 	}, "inferq_workers_live for simple")
 	for _, want := range []string{
@@ -85,13 +79,7 @@ func TestOneProcessMetrics(t *testing.T) {
 	}
 	var body string
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		resp, err := http.Get(s.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		body = string(b)
+		body = scrape(t, s.URL)
 		for _, want := range wants {
 			if !strings.Contains(body, want) {
 				return false
@@ -107,4 +95,19 @@ func TestOneProcessMetrics(t *testing.T) {
 	if strings.Contains(body, "inferq_batcher_queue_wait_seconds") {
 		t.Error("/metrics still has inferq_batcher_queue_wait_seconds, which duplicates inferq_queue_wait_seconds")
 	}
+}
+
+// scrape reads the Prometheus text of the ingress at url.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
