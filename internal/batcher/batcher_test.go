@@ -115,7 +115,7 @@ func (h *harness) job(prio int, id string, length int, deadline time.Time) {
 	if !deadline.IsZero() {
 		j.DeadlineUnixNano = deadline.UnixNano()
 	}
-	if _, err := jetstream.Publish(context.Background(), h.n.JS, h.topo.JobSubject(h.m.Name, prio), j, id); err != nil {
+	if _, err := jetstream.Publish(context.Background(), h.n.JS, h.topo.JobSubject(h.m.Name, prio, id), j, id); err != nil {
 		h.t.Fatal(err)
 	}
 }

@@ -118,7 +118,7 @@ func (s *simgpuBench) prepare(b *testing.B, n int) []*nats.Msg {
 		}
 		job := &inferqpb.Job{Id: id, Tenant: "default", Model: "simgpu", Version: "1", Priority: 1, Attempt: 1,
 			Inputs: []*inferqpb.Tensor{{Name: "INPUT0", Datatype: "INT32", Shape: []int64{1, 4}, Data: make([]byte, 16)}}}
-		msg, err := jetstream.NewMsg(ctx, s.topo.JobSubject("simgpu", 1), job, id)
+		msg, err := jetstream.NewMsg(ctx, s.topo.JobSubject("simgpu", 1, id), job, id)
 		if err != nil {
 			b.Fatal(err)
 		}

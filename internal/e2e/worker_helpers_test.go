@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/stack"
@@ -186,16 +187,31 @@ func watchTerminal(t *testing.T, s *Stack, model string) *terminalEvents {
 	t.Helper()
 	e := &terminalEvents{m: map[string]map[inferqpb.Status]int{}}
 	sub, err := s.NATS.Conn.Subscribe("inferq.events."+model+".*", func(msg *nats.Msg) {
-		var ev inferqpb.JobEvent
-		if proto.Unmarshal(msg.Data, &ev) != nil || ev.Status == inferqpb.Status_STATUS_RUNNING {
-			return
+		var evs []*inferqpb.JobEvent
+		if strings.HasSuffix(msg.Subject, "."+jetstream.EventBatch) {
+			batch, err := lifecycle.DecodeEvents(msg.Data)
+			if err != nil {
+				return
+			}
+			evs = batch.Events
+		} else {
+			ev := &inferqpb.JobEvent{}
+			if proto.Unmarshal(msg.Data, ev) != nil {
+				return
+			}
+			evs = []*inferqpb.JobEvent{ev}
 		}
 		e.mu.Lock()
-		if e.m[ev.JobId] == nil {
-			e.m[ev.JobId] = map[inferqpb.Status]int{}
+		defer e.mu.Unlock()
+		for _, ev := range evs {
+			if ev.Status == inferqpb.Status_STATUS_RUNNING {
+				continue
+			}
+			if e.m[ev.JobId] == nil {
+				e.m[ev.JobId] = map[inferqpb.Status]int{}
+			}
+			e.m[ev.JobId][ev.Status]++
 		}
-		e.m[ev.JobId][ev.Status]++
-		e.mu.Unlock()
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ func (i *Ingress) cancel(c echo.Context) error {
 		return apiError(http.StatusConflict, "conflict", "job "+strconv.Quote(rec.ID)+" already ended: "+string(rec.Status))
 	}
 	ctx := c.Request().Context()
-	ev := lifecycle.CancelRequestEvent(lifecycle.JobRef{ID: rec.ID, Tenant: rec.Tenant, Model: rec.Model, Version: rec.Version, Attempt: rec.Attempts}, i.now())
+	ev := lifecycle.CancelRequestEvent(lifecycle.JobRef{ID: rec.ID, Tenant: rec.Tenant, Model: rec.Model, Version: rec.Version, Attempt: rec.Attempts, CreatedAt: rec.CreatedAt}, i.now())
 	if _, err := ev.Publish(ctx, i.opt.JS, i.opt.Topology); err != nil {
 		return i.unavailable(rec.Model, "publish", err)
 	}
@@ -49,7 +49,7 @@ func (i *Ingress) lookup(c echo.Context) (*results.Record, error) {
 	if !jobid.Valid(id) {
 		return nil, notFound
 	}
-	rec, err := i.opt.Store.Get(c.Request().Context(), id)
+	rec, err := i.record(c.Request().Context(), id)
 	switch {
 	case errors.Is(err, results.ErrNotFound):
 		return nil, notFound

@@ -224,7 +224,7 @@ func (i *Ingress) watchRecord(ctx context.Context, rec *results.Record) <-chan *
 		for !last.Status.Terminal() {
 			r, err := i.opt.Store.Wait(ctx, rec.ID, func(r *results.Record) bool {
 				return r.Status != last.Status || r.Attempts != last.Attempts
-			})
+			}, i.orQueued(rec.ID))
 			if err != nil || ctx.Err() != nil {
 				return
 			}

@@ -86,7 +86,7 @@ func (i *Ingress) oldestWaiting(ctx context.Context, model string, s Stats) (tim
 		return nil
 	}
 	for p := jetstream.MinPriority; p <= jetstream.MaxPriority; p++ {
-		if err := first(t.JobsStream(), jetstream.BatcherPriorityConsumer(model, p), t.JobSubject(model, p)); err != nil {
+		if err := first(t.JobsStream(), jetstream.BatcherPriorityConsumer(model, p), t.PriorityFilter(model, p)+".*"); err != nil {
 			return 0, err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -52,6 +53,9 @@ type Ingress struct {
 	now     func() time.Time
 	cache   statsCache
 	recent  recentBatches
+	accepts acceptedJobs // queued jobs this ingress accepted lately (lookup.go)
+	jobsMu  sync.Mutex
+	jobs    natsjs.Stream // INFERQ_JOBS, once read
 	// readStats reads a model's stats from JetStream (readStatsJS); a test
 	// may wrap it to make it slow.
 	readStats func(ctx context.Context, model string) (Stats, error)
@@ -63,7 +67,7 @@ func New(opt Options) *Ingress {
 		opt.Registry = prometheus.NewRegistry()
 	}
 	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond, wait: 100 * time.Millisecond},
-		recent: recentBatches{keep: 32}}
+		recent: recentBatches{keep: 32}, accepts: acceptedJobs{perGen: 1 << 15}}
 	i.readStats = i.readStatsJS
 	// One ingress per registry: a second would count into the first's
 	// metrics, so registering it twice panics as any duplicate does.

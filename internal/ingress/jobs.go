@@ -72,12 +72,12 @@ func (i *Ingress) submit(c echo.Context) error {
 	if wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
-		rec, err = i.opt.Store.Wait(wctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() })
+		rec, err = i.opt.Store.Wait(wctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() }, i.orQueued(acc.ID))
 	} else {
-		rec, err = i.opt.Store.Get(ctx, acc.ID) // wait=0: a replayed job may have ended
+		rec, err = i.record(ctx, acc.ID) // wait=0: a replayed job may have ended
 	}
 	if err == nil && rec.Status.Terminal() {
-		return c.JSON(http.StatusOK, rec)
+		return recordJSON(c, http.StatusOK, rec)
 	}
 	if err != nil && ctx.Err() == nil {
 		// The job is queued: a failed read while waiting is no reason to
@@ -188,7 +188,7 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 			if owner.Hash != "" && owner.Hash != hash {
 				return nil, false, keyReused()
 			}
-			rec, err := i.opt.Store.Get(ctx, owner.ID)
+			rec, err := i.record(ctx, owner.ID)
 			if err == nil {
 				if rec.Model != m.Name {
 					return nil, false, keyReused()
@@ -198,8 +198,8 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 			if !errors.Is(err, results.ErrNotFound) {
 				return nil, false, i.unavailable(m.Name, "store", err)
 			}
-			// The first attempt reserved the key and stopped before writing
-			// its record: finish it under the same id (and Nats-Msg-Id).
+			// The first attempt reserved the key and stopped before its job
+			// was stored: finish it under the same id (and Nats-Msg-Id).
 			id = owner.ID
 		}
 	}
@@ -228,21 +228,17 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	if len(req.Parameters) > 0 {
 		job.ParametersJson, _ = json.Marshal(req.Parameters) // re-encoding decoded JSON cannot fail
 	}
-	subject := i.opt.Topology.JobSubject(m.Name, params.priority)
+	subject := i.opt.Topology.JobSubject(m.Name, params.priority, id)
 	span.SetAttributes(attribute.String("inferq.job_id", job.Id), attribute.String("inferq.model", m.Name),
 		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
 
-	rec := &results.Record{ID: job.Id, Tenant: job.Tenant, Model: m.Name, Version: m.Version,
-		Status: results.Queued, CreatedAt: now, Attempts: 1}
-	if err := i.opt.Store.Create(ctx, rec); err != nil && !errors.Is(err, results.ErrExists) {
-		return nil, false, i.unavailable(m.Name, "store", err)
-	}
-	if _, err := jetstream.Publish(ctx, i.opt.JS, subject, job, job.Id); err != nil {
-		// The job was never queued: end its record so nobody waits on it.
-		_, _, _ = i.opt.Store.Apply(context.WithoutCancel(ctx), results.Update{ID: job.Id, Status: results.Failed,
-			Attempt: 1, Time: i.now(), Error: &results.Error{Code: "enqueue_failed", Message: "the job could not be queued"}})
+	// No record is written: the job stored in INFERQ_JOBS is the proof of
+	// acceptance, and its first event creates the record (lookup.go).
+	ack, err := jetstream.Publish(ctx, i.opt.JS, subject, job, job.Id)
+	if err != nil {
 		return nil, false, i.unavailable(m.Name, "publish", err)
 	}
+	i.accepts.add(queuedRecord(job, ack.Sequence))
 	i.metrics.jobsSubmitted.WithLabelValues(m.Name).Inc()
 	i.opt.Log.Debug("job queued", "job", job.Id, "model", m.Name, "priority", params.priority)
 	return i.accepted(job.Id, tenant, m.Name, m.Version, string(results.Queued), now), false, nil
@@ -314,9 +310,9 @@ func (i *Ingress) getJob(c echo.Context) error {
 	if wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
-		rec, err = i.opt.Store.Wait(wctx, id, func(r *results.Record) bool { return r.Status.Terminal() })
+		rec, err = i.opt.Store.Wait(wctx, id, func(r *results.Record) bool { return r.Status.Terminal() }, i.orQueued(id))
 	} else {
-		rec, err = i.opt.Store.Get(ctx, id)
+		rec, err = i.record(ctx, id)
 	}
 	switch {
 	case errors.Is(err, results.ErrNotFound):
@@ -326,7 +322,17 @@ func (i *Ingress) getJob(c echo.Context) error {
 	case rec.Tenant != tenantOf(c):
 		return notFound
 	}
-	return c.JSON(http.StatusOK, rec)
+	return recordJSON(c, http.StatusOK, rec)
+}
+
+// recordJSON answers with rec as the API shows it: the bytes as stored
+// when the store handed them over unchanged.
+func recordJSON(c echo.Context, code int, rec *results.Record) error {
+	b, err := rec.JSON()
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(code, b)
 }
 
 // parseWait reads ?wait= as a Go duration ("30s") or seconds ("30"),

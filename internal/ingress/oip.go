@@ -27,7 +27,7 @@ func (i *Ingress) waitDone(c echo.Context) (*results.Record, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), i.opt.Config.Ingress.SyncTimeout.D())
 	defer cancel()
-	rec, err := i.opt.Store.Wait(ctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() })
+	rec, err := i.opt.Store.Wait(ctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() }, i.orQueued(acc.ID))
 	if err != nil {
 		return nil, i.unavailable(acc.Model, "store", err)
 	}
@@ -101,7 +101,7 @@ func (i *Ingress) generateStream(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), i.opt.Config.Ingress.SyncTimeout.D())
 	defer cancel()
-	rec, err := i.opt.Store.Get(ctx, acc.ID)
+	rec, err := i.record(ctx, acc.ID)
 	if err != nil {
 		return i.unavailable(acc.Model, "store", err)
 	}

@@ -147,5 +147,5 @@ func (i *Ingress) replayModel(c echo.Context) error {
 func (i *Ingress) awaitApplied(ctx context.Context, id string, done func(*results.Record) bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, _ = i.opt.Store.Wait(ctx, id, done)
+	_, _ = i.opt.Store.Wait(ctx, id, done, i.orQueued(id))
 }

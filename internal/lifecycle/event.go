@@ -71,7 +71,7 @@ func newEvent(kind, idKind string, st Status, at time.Time, ev *inferqpb.JobEven
 
 func ofJob(job *inferqpb.Job, jobsSeq uint64) *inferqpb.JobEvent {
 	return &inferqpb.JobEvent{JobId: job.Id, Tenant: job.Tenant, Model: job.Model, Version: job.Version,
-		Attempt: job.Attempt, JobsSeq: jobsSeq}
+		Attempt: job.Attempt, JobsSeq: jobsSeq, CreatedUnixNano: job.CreatedUnixNano}
 }
 
 // ReplayEvent queues job again as its attempt job.Attempt (a replay).
@@ -98,6 +98,7 @@ func RejectedEvent(job *inferqpb.Job, jobsSeq uint64, at time.Time, code, messag
 type JobRef struct {
 	ID, Tenant, Model, Version string
 	Attempt                    uint32
+	CreatedAt                  time.Time // when it was accepted; zero if unknown
 }
 
 // CancelRequestEvent cancels attempt ref.Attempt of a job at a client's
@@ -106,6 +107,9 @@ type JobRef struct {
 func CancelRequestEvent(ref JobRef, at time.Time) Event {
 	ev := &inferqpb.JobEvent{JobId: ref.ID, Tenant: ref.Tenant, Model: ref.Model, Version: ref.Version, Attempt: ref.Attempt,
 		Error: &inferqpb.Error{Code: CodeCancelled, Message: "cancelled by the client"}}
+	if !ref.CreatedAt.IsZero() {
+		ev.CreatedUnixNano = ref.CreatedAt.UnixNano()
+	}
 	return newEvent(jetstream.EventFailed, KindCancelled, Cancelled, at, ev)
 }
 
@@ -114,7 +118,8 @@ func CancelRequestEvent(ref JobRef, at time.Time) Event {
 
 func ofBatchJob(b *inferqpb.Batch, j *inferqpb.BatchJob, worker string) *inferqpb.JobEvent {
 	return &inferqpb.JobEvent{JobId: j.Id, Tenant: j.Tenant, Model: b.Model, Version: b.Version, Attempt: j.Attempt,
-		BatchId: b.Id, Worker: worker, RequestId: j.RequestId, JobsSeq: j.JobsSeq}
+		BatchId: b.Id, Worker: worker, RequestId: j.RequestId, JobsSeq: j.JobsSeq, CreatedUnixNano: j.CreatedUnixNano,
+		TraceContext: j.TraceContext}
 }
 
 // RunningEvent reports that a worker started job j of batch b.
@@ -145,4 +150,56 @@ func CancelledEvent(b *inferqpb.Batch, j *inferqpb.BatchJob, worker string, at t
 	ev := ofBatchJob(b, j, worker)
 	ev.Error = err
 	return newEvent(jetstream.EventFailed, KindFailed, Cancelled, at, ev)
+}
+
+// EventsMsgs packs events (a batch's terminal events, all of model) into
+// JobEvents messages on <prefix>.events.<model>.batch, as few as fit in
+// maxPayload bytes each: usually one. Each message's id is EventsMsgID of
+// the jobs it carries, so a batch run again publishes the same ids, while
+// a different split (outputs of another size) never shares an id with a
+// message that carries other jobs. Each event carries its job's trace
+// context in its body; ctx's goes in the headers.
+func EventsMsgs(ctx context.Context, t jetstream.Topology, model string, events []Event, maxPayload int) ([]*nats.Msg, error) {
+	const headroom = 4 << 10 // headers and framing
+	limit := max(maxPayload-headroom, 1)
+	var (
+		out  []*nats.Msg
+		part = &inferqpb.JobEvents{}
+		size int
+	)
+	flush := func() error {
+		if len(part.Events) == 0 {
+			return nil
+		}
+		msg, err := jetstream.NewMsg(ctx, t.EventSubject(model, jetstream.EventBatch), part, EventsMsgID(part.Events))
+		if err != nil {
+			return fmt.Errorf("job events of model %s: %w", model, err)
+		}
+		out = append(out, msg)
+		part, size = &inferqpb.JobEvents{}, 0
+		return nil
+	}
+	for _, e := range events {
+		n := proto.Size(e.Msg) + 8 // the field's tag and length
+		if size+n > limit {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		part.Events = append(part.Events, e.Msg)
+		size += n
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DecodeEvents reads a JobEvents message from the events stream.
+func DecodeEvents(data []byte) (*inferqpb.JobEvents, error) {
+	evs := &inferqpb.JobEvents{}
+	if err := proto.Unmarshal(data, evs); err != nil {
+		return nil, fmt.Errorf("job events: %w", err)
+	}
+	return evs, nil
 }

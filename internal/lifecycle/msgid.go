@@ -44,6 +44,17 @@ func ReplayMsgID(job string, attempt uint32) string {
 	return job + ":r" + strconv.FormatUint(uint64(attempt), 10)
 }
 
+// EventsMsgID is the Nats-Msg-Id of a JobEvents message: a hash of its
+// jobs' ids and attempts, then ":events". The same jobs reported again (a
+// batch redelivered after its worker died) give the same id.
+func EventsMsgID(events []*inferqpb.JobEvent) string {
+	jobs := make([]*inferqpb.BatchJob, len(events))
+	for i, e := range events {
+		jobs[i] = &inferqpb.BatchJob{Id: e.JobId, Attempt: e.Attempt}
+	}
+	return BatchID(jobs) + ":events"
+}
+
 // BatchID is the id (and Nats-Msg-Id) of a batch of these jobs: a hash of
 // their ids and attempts in id order, so that re-batching the same jobs
 // after a batcher crash publishes the same id and JetStream drops the copy.

@@ -31,6 +31,7 @@ type KVStore struct {
 	notify    string             // subject prefix of change notices: <bucket>.changed.<id>
 	sub       *nats.Subscription // every change notice, to wake waiters
 	waiters   waiters
+	known     seen          // jobs with a record, as far as this store knows
 	done      chan struct{} // closed by Close; releases blocked waiters
 	closeOnce sync.Once
 }
@@ -63,12 +64,8 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore,
 		return nil, fmt.Errorf("kv results store: bucket %s: %w", cfg.Bucket, err)
 	}
 	s := &KVStore{kv: kv, nc: js.Conn(), notify: cfg.Bucket + ".changed.", done: make(chan struct{}),
-		waiters: waiters{m: make(map[string]map[chan struct{}]struct{})}}
-	s.sub, err = s.nc.Subscribe(s.notify+">", func(m *nats.Msg) {
-		if id, ok := strings.CutPrefix(m.Subject, s.notify); ok {
-			s.waiters.wake(id)
-		}
-	})
+		waiters: newWaiters(), known: newSeen(seenPerGeneration)}
+	s.sub, err = s.nc.Subscribe(s.notify+">", s.notice)
 	if err != nil {
 		return nil, fmt.Errorf("kv results store: subscribe to %s changes: %w", cfg.Bucket, err)
 	}
@@ -123,19 +120,38 @@ func (s *KVStore) get(ctx context.Context, id string) (*Record, uint64, error) {
 }
 
 // Apply implements Store: Advance in Go, written back only if the revision
-// read is still the latest, retried on conflict.
+// read is still the latest, retried on conflict. The record of a job this
+// store has not seen is first tried as a new key, which saves the read for
+// the usual first event of a job.
 func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 	u, err := prepareUpdate(u)
 	if err != nil {
 		return nil, false, err
 	}
+	if !validID(u.ID) {
+		return nil, false, fmt.Errorf("apply to job %q: %w", u.ID, ErrNotFound)
+	}
+	tryCreate := u.creates() && !s.known.has(u.ID)
 	for {
-		rec, rev, err := s.get(ctx, u.ID)
-		if err != nil {
-			return nil, false, fmt.Errorf("apply to job %q: %w", u.ID, err)
+		var (
+			rec *Record
+			rev uint64
+		)
+		if !tryCreate {
+			rec, rev, err = s.get(ctx, u.ID)
+			switch {
+			case errors.Is(err, ErrNotFound) && u.creates():
+				tryCreate = true
+			case err != nil:
+				return nil, false, fmt.Errorf("apply to job %q: %w", u.ID, err)
+			case !Advance(rec, u):
+				s.known.add(u.ID)
+				return rec, false, nil
+			}
 		}
-		if !Advance(rec, u) {
-			return rec, false, nil
+		if tryCreate {
+			rec, rev = u.newRecord(), 0 // revision 0: only if the key is free
+			Advance(rec, u)
 		}
 		data, err := encodeRecord(rec)
 		if err != nil {
@@ -143,20 +159,40 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 		}
 		_, err = s.kv.Update(ctx, u.ID, data, rev)
 		if err == nil {
+			s.known.add(u.ID)
 			// Told only now that it is stored (the PubAck came), as Redis's
 			// script publishes after its write: a waiter woken by the put
-			// itself could read the bucket before the stream stored it.
-			_ = s.nc.Publish(s.notify+u.ID, nil)
+			// itself could read the bucket before the stream stored it. The
+			// notice carries the record, so a waiter needs no read.
+			_ = s.nc.Publish(s.notify+u.ID, data)
+			rec.raw = data
 			return rec, true, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
 		}
 		// Another writer got in first; re-read and decide again.
+		tryCreate = false
 		if err := ctx.Err(); err != nil {
 			return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
 		}
 	}
+}
+
+// notice wakes the waiters of the job a change notice names, handing them
+// the record it carries; a notice nobody waits for is not decoded.
+func (s *KVStore) notice(m *nats.Msg) {
+	id, ok := strings.CutPrefix(m.Subject, s.notify)
+	if !ok || !s.waiters.waiting(id) {
+		return
+	}
+	var rec *Record // an empty or unreadable notice: waiters read the bucket
+	if len(m.Data) > 0 {
+		if r, err := decodeRecord(m.Data); err == nil && r.ID == id {
+			rec = r
+		}
+	}
+	s.waiters.wake(id, rec)
 }
 
 // Wait implements Store. Waiters share one core-NATS subscription to the
@@ -164,7 +200,7 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 // consumer) each: thousands of long-polls cost no server state.
 // The waiter registers before reading, so a change in between is not
 // missed; a re-read every few seconds covers notices lost to a reconnect.
-func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error) {
+func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool, orElse Fallback) (*Record, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("wait for job %q: %w", id, ErrNotFound)
 	}
@@ -175,8 +211,12 @@ func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool) 
 	}
 	safety := time.NewTicker(kvRereadEvery)
 	defer safety.Stop()
-	return s.waiters.wait(ctx, id, done, s.Get, s.done, safety.C)
+	return s.waiters.wait(ctx, id, done, s.Get, orElse, s.done, safety.C)
 }
+
+// seenPerGeneration bounds the memory of KVStore.known: about two
+// generations of this many job ids (some MB).
+const seenPerGeneration = 1 << 16
 
 // kvRereadEvery bounds how long a waiter can miss a change whose notice was
 // lost (the subscription is core NATS: at most once).
@@ -233,5 +273,6 @@ func decodeRecord(b []byte) (*Record, error) {
 	rec.CreatedAt = rec.CreatedAt.UTC()
 	rec.StartedAt = utcPtr(rec.StartedAt)
 	rec.FinishedAt = utcPtr(rec.FinishedAt)
+	rec.raw = b
 	return &rec, nil
 }

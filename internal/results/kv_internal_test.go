@@ -32,7 +32,7 @@ func TestKVWaitWokenByNotice(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			rec, _ := s.Wait(ctx, id, func(r *Record) bool { return r.Status.Terminal() })
+			rec, _ := s.Wait(ctx, id, func(r *Record) bool { return r.Status.Terminal() }, nil)
 			got <- rec
 		}()
 		time.Sleep(time.Duration(i%3) * time.Millisecond) // before, during and after the waiter's read

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -100,4 +101,35 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// seen is a bounded set of recently seen ids: two generations, the older
+// dropped when the newer fills, so it remembers at least the last perGen.
+type seen struct {
+	mu        sync.Mutex
+	perGen    int
+	cur, prev map[string]struct{}
+}
+
+func newSeen(perGen int) seen {
+	return seen{perGen: perGen, cur: make(map[string]struct{}), prev: make(map[string]struct{})}
+}
+
+func (s *seen) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cur) >= s.perGen {
+		s.prev, s.cur = s.cur, make(map[string]struct{}, s.perGen)
+	}
+	s.cur[id] = struct{}{}
+}
+
+func (s *seen) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.cur[id]
+	if !ok {
+		_, ok = s.prev[id]
+	}
+	return ok
 }

@@ -70,11 +70,17 @@ return 1
 //
 // ARGV: 1 status, 2 attempt, 3 time, 4 has result, 5 result, 6 has error,
 // 7 error code, 8 error message, 9 TTL ms, 10 notify channel, 11 jobs_seq
-// (0: unknown).
-// Returns false if the record is missing, else {changed, HGETALL}.
+// (0: unknown), 12 creates ("1": the job's identity follows, to create a
+// missing record), 13 id, 14 tenant, 15 model, 16 version, 17 created_at.
+// Returns false if the record is missing and not created, else
+// {changed, HGETALL}.
 var applyScript = redis.NewScript(luaRankTable() + fmt.Sprintf(`
 local key = KEYS[1]
-if redis.call('EXISTS', key) == 0 then return false end
+if redis.call('EXISTS', key) == 0 then
+  if ARGV[12] ~= '1' then return false end
+  redis.call('HSET', key, %[12]q, ARGV[13], %[13]q, ARGV[14], %[14]q, ARGV[15], %[15]q, ARGV[16],
+    %[1]q, %[16]q, %[17]q, ARGV[17], %[2]q, '0')
+end
 local cur = redis.call('HMGET', key, %[1]q, %[2]q)
 local cur_rank = rank[cur[1]] or -1
 local cur_att = tonumber(cur[2]) or 0
@@ -114,7 +120,8 @@ if att > cur_att or (att == cur_att and new_rank > cur_rank) then
 end
 return {changed, redis.call('HGETALL', key)}
 `, fStatus, fAttempts, fStartedAt, fFinishedAt, fResult, fErrCode, fErrMessage,
-	Running, Succeeded, lifecycle.TerminalRank, fJobsSeq))
+	Running, Succeeded, lifecycle.TerminalRank, fJobsSeq,
+	fID, fTenant, fModel, fVersion, Queued, fCreatedAt))
 
 func luaRankTable() string {
 	var b strings.Builder
@@ -169,7 +176,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 		client:     client,
 		prefix:     cfg.Prefix,
 		retention:  cfg.Retention,
-		waiters:    waiters{m: make(map[string]map[chan struct{}]struct{})},
+		waiters:    newWaiters(),
 		listenDone: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -251,7 +258,7 @@ func (s *RedisStore) listen() {
 		switch m := msg.(type) {
 		case *redis.Message:
 			if id, ok := s.jobOfChannel(m.Channel); ok {
-				s.waiters.wake(id)
+				s.waiters.wake(id, nil)
 			}
 		case *redis.Subscription:
 			if m.Kind == "psubscribe" {
@@ -313,10 +320,15 @@ func (s *RedisStore) Apply(ctx context.Context, u Update) (*Record, bool, error)
 	if u.Error != nil {
 		hasErr, code, msg = "1", u.Error.Code, u.Error.Message
 	}
+	creates := "0"
+	if u.creates() {
+		creates = "1"
+	}
 	reply, err := applyScript.Run(ctx, s.client, []string{s.key(u.ID)},
 		string(u.Status), u.Attempt, u.Time.Format(time.RFC3339Nano),
 		hasResult, []byte(u.Result), hasErr, code, msg,
-		s.retention.Milliseconds(), s.channel(u.ID), strconv.FormatUint(u.JobsSeq, 10)).Slice()
+		s.retention.Milliseconds(), s.channel(u.ID), strconv.FormatUint(u.JobsSeq, 10),
+		creates, u.ID, u.Tenant, u.Model, u.Version, u.CreatedAt.UTC().Format(time.RFC3339Nano)).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, ErrNotFound)
 	}
@@ -333,14 +345,14 @@ func (s *RedisStore) Apply(ctx context.Context, u Update) (*Record, bool, error)
 // Wait implements Store. The waiter registers with the shared subscriber
 // before reading, so a change between the read and the registration cannot
 // be missed.
-func (s *RedisStore) Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error) {
+func (s *RedisStore) Wait(ctx context.Context, id string, done func(*Record) bool, orElse Fallback) (*Record, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("wait for job %q: %w", id, ErrNotFound)
 	}
 	if s.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
-	return s.waiters.wait(ctx, id, done, s.Get, s.ctx.Done(), nil)
+	return s.waiters.wait(ctx, id, done, s.Get, orElse, s.ctx.Done(), nil)
 }
 
 // Ping implements Store.
@@ -365,92 +377,6 @@ func (s *RedisStore) Close() error {
 		}
 	})
 	return s.closeErr
-}
-
-// waiters maps job ids to the wake channels of their current waiters.
-type waiters struct {
-	mu sync.Mutex
-	m  map[string]map[chan struct{}]struct{}
-}
-
-// add registers a waiter for id. Its channel has room for one signal, so
-// wakes coalesce and the fan-out never blocks on a slow waiter.
-func (w *waiters) add(id string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	w.mu.Lock()
-	set := w.m[id]
-	if set == nil {
-		set = make(map[chan struct{}]struct{})
-		w.m[id] = set
-	}
-	set[ch] = struct{}{}
-	w.mu.Unlock()
-	return ch, func() {
-		w.mu.Lock()
-		// set stays w.m[id] while ch is in it: sets are dropped only when empty.
-		delete(set, ch)
-		if len(set) == 0 {
-			delete(w.m, id)
-		}
-		w.mu.Unlock()
-	}
-}
-
-// wait is Wait for both stores: register, read, and re-read on every wake
-// (or tick) until done(rec), ctx ends (the last record, no error) or closed.
-// Registering before the first read means no change can slip in between.
-func (w *waiters) wait(ctx context.Context, id string, done func(*Record) bool,
-	get func(context.Context, string) (*Record, error), closed <-chan struct{}, tick <-chan time.Time) (*Record, error) {
-	wake, unregister := w.add(id)
-	defer unregister()
-	rec, err := get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	for !done(rec) {
-		select {
-		case <-ctx.Done():
-			return rec, nil
-		case <-closed:
-			return rec, fmt.Errorf("wait for job %s: %w", id, ErrClosed)
-		case <-wake:
-		case <-tick:
-		}
-		next, err := get(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
-				return rec, nil
-			}
-			return rec, fmt.Errorf("wait for job %s: %w", id, err)
-		}
-		rec = next
-	}
-	return rec, nil
-}
-
-func (w *waiters) wake(id string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for ch := range w.m[id] {
-		signal(ch)
-	}
-}
-
-func (w *waiters) wakeAll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, set := range w.m {
-		for ch := range set {
-			signal(ch)
-		}
-	}
-}
-
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
 }
 
 // encodeHash flattens rec into HSET field/value pairs.

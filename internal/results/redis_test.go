@@ -69,7 +69,7 @@ func TestRedisRestart(t *testing.T) {
 	go func() {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		_, err := s.Wait(wctx, old.ID, terminal)
+		_, err := s.Wait(wctx, old.ID, terminal, nil)
 		oldWait <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -102,7 +102,7 @@ func TestRedisRestart(t *testing.T) {
 	go func() {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		r, err := s.Wait(wctx, rec.ID, terminal)
+		r, err := s.Wait(wctx, rec.ID, terminal, nil)
 		if err != nil {
 			t.Errorf("Wait after restart: %v", err)
 		}

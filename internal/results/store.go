@@ -47,6 +47,18 @@ type Record struct {
 	JobsSeq    uint64          `json:"jobs_seq,omitempty"` // the job in INFERQ_JOBS, once a batcher has seen it
 	Error      *Error          `json:"error,omitempty"`
 	Result     json.RawMessage `json:"result,omitempty"` // OIP inference response
+
+	raw []byte // the record's JSON as stored, when it was read unchanged
+}
+
+// JSON is the record as the API shows it: the stored bytes when the record
+// was read as JSON and not changed since, so a large result is not encoded
+// again.
+func (r *Record) JSON() ([]byte, error) {
+	if r.raw != nil {
+		return r.raw, nil
+	}
+	return encodeRecord(r)
 }
 
 // Update moves a job forward. It is applied only if it is progress: a later
@@ -59,6 +71,23 @@ type Update struct {
 	Result  json.RawMessage // with Succeeded
 	Error   *Error          // with Failed, Cancelled, Expired
 	JobsSeq uint64          // the job's sequence in INFERQ_JOBS; 0 if unknown
+
+	// The job's identity. The ingress writes no record when it accepts a
+	// job (the job in INFERQ_JOBS proves that), so the first event about a
+	// job creates its record from these. Without Model and CreatedAt an
+	// update of a job with no record is ErrNotFound.
+	Tenant, Model, Version string
+	CreatedAt              time.Time
+}
+
+// creates reports whether u carries what a new record needs.
+func (u Update) creates() bool { return u.Model != "" && !u.CreatedAt.IsZero() }
+
+// newRecord is the record u creates for a job that has none: the job as
+// accepted (queued, attempt 0), to which u is then applied.
+func (u Update) newRecord() *Record {
+	return &Record{ID: u.ID, Tenant: u.Tenant, Model: u.Model, Version: u.Version, Status: Queued,
+		CreatedAt: u.CreatedAt.UTC()}
 }
 
 // Sentinel errors, checked with errors.Is.
@@ -76,12 +105,14 @@ type Store interface {
 	Get(ctx context.Context, id string) (*Record, error)
 	// Apply applies u atomically if it moves the job forward (see Advance)
 	// and wakes waiters. It returns the record after the call and whether u
-	// changed it. ErrNotFound if there is no record.
+	// changed it. A job with no record gets one if u carries its identity
+	// (Update.Model, CreatedAt); otherwise that is ErrNotFound.
 	Apply(ctx context.Context, u Update) (*Record, bool, error)
 	// Wait blocks until done(record) holds or ctx ends, and returns the last
 	// record seen. Ending ctx is not an error: the caller gets the current
-	// record. Waiters are woken by notifications, not by polling.
-	Wait(ctx context.Context, id string, done func(*Record) bool) (*Record, error)
+	// record. Waiters are woken by notifications, not by polling. While the
+	// job has no record, it is what orElse returns (nil: ErrNotFound).
+	Wait(ctx context.Context, id string, done func(*Record) bool, orElse Fallback) (*Record, error)
 	// Reserve maps an idempotency key to r (a job id and the hash of the
 	// request that created it) for the retention, unless the key is taken:
 	// then it returns what the key already maps to, so the caller can tell
@@ -106,6 +137,7 @@ func Advance(rec *Record, u Update) bool {
 	case u.Attempt == rec.Attempts && u.Status.Rank() <= rec.Status.Rank():
 		return false
 	}
+	rec.raw = nil
 	if u.Attempt > rec.Attempts {
 		rec.Attempts = u.Attempt
 		rec.StartedAt, rec.FinishedAt, rec.Error, rec.Result = nil, nil, nil, nil

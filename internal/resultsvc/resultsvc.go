@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -17,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/inferq/inferq/internal/lifecycle"
@@ -121,26 +124,80 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// handle applies one message of the events stream: one job's event, or a
+// batch's (JobEvents). The message is acked once every event in it is
+// applied; if any could not be, it comes back later, and applying the
+// others again changes nothing.
 func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
-	// The event carries its job's trace context: applying it is the last
-	// span of the job's trace.
-	ctx, span := otel.Tracer("github.com/inferq/inferq/internal/resultsvc").Start(jetstream.ExtractTrace(ctx, msg.Headers()),
-		"resultsvc apply", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject())))
-	defer span.End()
-	ev, err := lifecycle.DecodeEvent(msg.Data())
+	var (
+		events []*inferqpb.JobEvent
+		err    error
+	)
+	if strings.HasSuffix(msg.Subject(), "."+jetstream.EventBatch) {
+		var evs *inferqpb.JobEvents
+		if evs, err = lifecycle.DecodeEvents(msg.Data()); err == nil {
+			events = evs.Events
+		}
+	} else {
+		var ev *inferqpb.JobEvent
+		if ev, err = lifecycle.DecodeEvent(msg.Data()); err == nil {
+			events = []*inferqpb.JobEvent{ev}
+		}
+	}
 	if err != nil {
 		s.opt.Log.Error("undecodable event dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
+	// The message's trace context is the parent of a lone event's span; the
+	// events of a batch carry their jobs' own in their bodies.
+	ctx = jetstream.ExtractTrace(ctx, msg.Headers())
+	retry := false
+	if len(events) == 1 {
+		retry = !s.apply(ctx, msg.Subject(), events[0])
+	} else {
+		var (
+			wg     sync.WaitGroup
+			failed atomic.Bool
+		)
+		for _, ev := range events {
+			wg.Go(func() {
+				if !s.apply(ctx, msg.Subject(), ev) {
+					failed.Store(true)
+				}
+			})
+		}
+		wg.Wait()
+		retry = failed.Load()
+	}
+	if retry {
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		s.opt.Log.Warn("event ack failed; it will be applied again (idempotent)", "subject", msg.Subject(), "err", err)
+	}
+}
+
+// apply applies one event to the store. It reports false when the event
+// must be tried again (the store is down or slow); an event no store should
+// take is logged and counts as done.
+func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEvent) bool {
+	// The event carries its job's trace context: applying it is the last
+	// span of the job's trace.
+	if len(ev.TraceContext) > 0 {
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(ev.TraceContext))
+	}
+	ctx, span := otel.Tracer("github.com/inferq/inferq/internal/resultsvc").Start(ctx,
+		"resultsvc apply", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
+	defer span.End()
 	span.SetAttributes(attribute.String("inferq.job_id", ev.JobId), attribute.String("inferq.model", ev.Model),
 		attribute.String("inferq.batch_id", ev.BatchId), attribute.String("inferq.status", ev.Status.String()))
 	u, err := updateOf(ev)
 	if err != nil {
 		s.opt.Log.Error("invalid event dropped", "job", ev.JobId, "status", ev.Status.String(), "err", err)
-		_ = msg.Term()
-		return
+		return true
 	}
 	st := u.Status
 	log := s.opt.Log.With("job", ev.JobId, "model", ev.Model)
@@ -150,24 +207,19 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 	rec, changed, err := s.opt.Store.Apply(ctx, u)
 	switch {
 	case errors.Is(err, results.ErrNotFound):
-		// The record expired or was never written: nothing to update.
+		// The record expired, and the event cannot create it.
 		s.opt.Own.EventsApplied.WithLabelValues(string(st), "unknown").Inc()
 		log.Warn("event for unknown job dropped", "status", st)
-		_ = msg.Ack()
-		return
+		return true
 	case err != nil:
 		// Store down or slow: leave the event in JetStream and try again.
 		span.SetStatus(codes.Error, "event not applied")
 		log.Warn("event not applied; will retry", "status", st, "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	if err := msg.Ack(); err != nil {
-		log.Warn("event ack failed; it will be applied again (idempotent)", "err", err)
+		return false
 	}
 	if !changed {
 		s.opt.Own.EventsApplied.WithLabelValues(string(st), "duplicate").Inc()
-		return
+		return true
 	}
 	s.opt.Own.EventsApplied.WithLabelValues(string(st), "applied").Inc()
 	if rec.Status.Terminal() {
@@ -177,6 +229,7 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		}
 		log.Info("job finished", "status", rec.Status, "attempt", rec.Attempts)
 	}
+	return true
 }
 
 // codeBadOutput ends a job whose model answered with outputs that cannot be
@@ -192,7 +245,11 @@ func updateOf(ev *inferqpb.JobEvent) (results.Update, error) {
 	if !ok {
 		return results.Update{}, fmt.Errorf("event status %v: %w", ev.Status, results.ErrInvalid)
 	}
-	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano), JobsSeq: ev.JobsSeq}
+	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano), JobsSeq: ev.JobsSeq,
+		Tenant: ev.Tenant, Model: ev.Model, Version: ev.Version}
+	if ev.CreatedUnixNano != 0 {
+		u.CreatedAt = time.Unix(0, ev.CreatedUnixNano)
+	}
 	if err := u.Check(); err != nil {
 		return results.Update{}, err
 	}

@@ -59,7 +59,7 @@ func TestProvisionIsIdempotent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := b.CachedInfo().Config; c.MaxAckPending <= 2*32 || c.FilterSubject != fmt.Sprintf("inferq.jobs.simple.p%d", p) {
+		if c := b.CachedInfo().Config; c.MaxAckPending <= 2*32 || c.FilterSubject != fmt.Sprintf("inferq.jobs.simple.p%d.*", p) {
 			t.Errorf("batcher consumer %s: %+v", name, c)
 		}
 	}
@@ -78,11 +78,11 @@ func TestPublishDedupesByMsgID(t *testing.T) {
 		t.Fatal(err)
 	}
 	job := &inferqpb.Job{Id: "j1", Model: "simple"}
-	first, err := jetstream.Publish(ctx, n.JS, topo.JobSubject("simple", 1), job, job.Id)
+	first, err := jetstream.Publish(ctx, n.JS, topo.JobSubject("simple", 1, job.Id), job, job.Id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := jetstream.Publish(ctx, n.JS, topo.JobSubject("simple", 1), job, job.Id)
+	again, err := jetstream.Publish(ctx, n.JS, topo.JobSubject("simple", 1, job.Id), job, job.Id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,8 @@ func TestSubjects(t *testing.T) {
 	topo := jetstream.DefaultTopology()
 	topo.Prefix = "acme"
 	for got, want := range map[string]string{
-		topo.JobSubject("m", 0):           "acme.jobs.m.p0",
+		topo.JobSubject("m", 0, "j"):      "acme.jobs.m.p0.j",
+		topo.JobLookupSubject("j"):        "acme.jobs.*.*.j",
 		topo.BatchSubject("m"):            "acme.batches.m",
 		topo.EventSubject("m", "running"): "acme.events.m.running",
 		topo.TokenSubject("t", "j"):       "acme.tokens.t.j",

@@ -62,7 +62,7 @@ func ProvisionModel(ctx context.Context, js natsjs.JetStream, t Topology, m Mode
 		c := natsjs.ConsumerConfig{
 			Durable:       BatcherPriorityConsumer(m.Name, p),
 			Description:   fmt.Sprintf("inferq batcher for model %s, priority p%d", m.Name, p),
-			FilterSubject: t.JobSubject(m.Name, p),
+			FilterSubject: t.PriorityFilter(m.Name, p) + ".*",
 			AckPolicy:     natsjs.AckExplicitPolicy,
 			AckWait:       t.AckWait,
 			MaxAckPending: pending,

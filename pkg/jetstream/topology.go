@@ -65,13 +65,26 @@ const (
 	DefaultPriority = 1
 )
 
-// JobSubject is where ingress publishes a job: <prefix>.jobs.<model>.p<prio>.
-func (t Topology) JobSubject(model string, prio int) string {
+// JobSubject is where ingress publishes a job:
+// <prefix>.jobs.<model>.p<prio>.<id>. The id in the subject makes every
+// accepted job findable by id alone (JobLookupSubject), so the stream itself
+// proves a job was accepted and no separate "queued" record is written.
+func (t Topology) JobSubject(model string, prio int, id string) string {
+	return t.PriorityFilter(model, prio) + "." + id
+}
+
+// PriorityFilter matches the jobs of one priority of a model; the batcher's
+// consumer of that priority is filtered on it.
+func (t Topology) PriorityFilter(model string, prio int) string {
 	return fmt.Sprintf("%s.jobs.%s.p%d", t.Prefix, model, prio)
 }
 
 // JobsFilter matches every job of a model, whatever its priority.
-func (t Topology) JobsFilter(model string) string { return t.Prefix + ".jobs." + model + ".*" }
+func (t Topology) JobsFilter(model string) string { return t.Prefix + ".jobs." + model + ".>" }
+
+// JobLookupSubject matches the job with this id whatever its model and
+// priority: the last message on it is the job's latest attempt.
+func (t Topology) JobLookupSubject(id string) string { return t.Prefix + ".jobs.*.*." + id }
 
 // BatchSubject is where the batcher publishes a model's batches.
 func (t Topology) BatchSubject(model string) string { return t.Prefix + ".batches." + model }
@@ -81,7 +94,10 @@ const (
 	EventRunning = "running"
 	EventResult  = "result"
 	EventFailed  = "failed"
-	EventQueued  = "queued" // a replay's new attempt
+	// EventBatch carries the terminal events of a batch's jobs in one
+	// message (protobuf JobEvents).
+	EventBatch  = "batch"
+	EventQueued = "queued" // a replay's new attempt
 )
 
 // EventSubject is where workers and batchers report job progress.
@@ -102,7 +118,7 @@ func BatcherConsumer(model string) string { return "batcher-" + model }
 func WorkerConsumer(model string) string  { return "workers-" + model }
 
 // BatcherPriorityConsumer is the batcher's durable consumer of one priority
-// of a model's jobs: batcher-<model>-p<prio>, filtered on JobSubject.
+// of a model's jobs: batcher-<model>-p<prio>, filtered on PriorityFilter.
 func BatcherPriorityConsumer(model string, prio int) string {
 	return fmt.Sprintf("batcher-%s-p%d", model, prio)
 }

@@ -316,9 +316,10 @@ type BatchJob struct {
 	// The job's W3C trace context (traceparent, tracestate) from its message
 	// headers: a batch message carries one trace context, and each job's
 	// spans in the worker continue that job's own trace.
-	TraceContext  map[string]string `protobuf:"bytes,13,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TraceContext    map[string]string `protobuf:"bytes,13,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedUnixNano int64             `protobuf:"varint,14,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"` // when the job was accepted: a record created by its first event shows it
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BatchJob) Reset() {
@@ -440,6 +441,13 @@ func (x *BatchJob) GetTraceContext() map[string]string {
 		return x.TraceContext
 	}
 	return nil
+}
+
+func (x *BatchJob) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
 }
 
 type Shape struct {
@@ -643,20 +651,27 @@ func (x *Error) GetRetryable() bool {
 // where kind is running, result or failed (failed also carries cancelled and
 // expired, told apart by status).
 type JobEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Model         string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
-	Version       string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	Status        Status                 `protobuf:"varint,5,opt,name=status,proto3,enum=inferq.v1.Status" json:"status,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	TimeUnixNano  int64                  `protobuf:"varint,7,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	BatchId       string                 `protobuf:"bytes,8,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	Worker        string                 `protobuf:"bytes,9,opt,name=worker,proto3" json:"worker,omitempty"`
-	Outputs       []*Tensor              `protobuf:"bytes,10,rep,name=outputs,proto3" json:"outputs,omitempty"` // for succeeded
-	Error         *Error                 `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`     // for failed, cancelled, expired
-	RequestId     string                 `protobuf:"bytes,12,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	JobsSeq       uint64                 `protobuf:"varint,13,opt,name=jobs_seq,json=jobsSeq,proto3" json:"jobs_seq,omitempty"` // the job's sequence in INFERQ_JOBS, for replay
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	JobId        string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Tenant       string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Model        string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	Version      string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Status       Status                 `protobuf:"varint,5,opt,name=status,proto3,enum=inferq.v1.Status" json:"status,omitempty"`
+	Attempt      uint32                 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	TimeUnixNano int64                  `protobuf:"varint,7,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	BatchId      string                 `protobuf:"bytes,8,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Worker       string                 `protobuf:"bytes,9,opt,name=worker,proto3" json:"worker,omitempty"`
+	Outputs      []*Tensor              `protobuf:"bytes,10,rep,name=outputs,proto3" json:"outputs,omitempty"` // for succeeded
+	Error        *Error                 `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`     // for failed, cancelled, expired
+	RequestId    string                 `protobuf:"bytes,12,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	JobsSeq      uint64                 `protobuf:"varint,13,opt,name=jobs_seq,json=jobsSeq,proto3" json:"jobs_seq,omitempty"` // the job's sequence in INFERQ_JOBS, for replay
+	// When the job was accepted. The first event about a job creates its
+	// record (the ingress writes none), so every event carries this and the
+	// identity above.
+	CreatedUnixNano int64 `protobuf:"varint,14,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	// The job's W3C trace context, for events that travel with others in one
+	// JobEvents message (whose headers carry one trace context).
+	TraceContext  map[string]string `protobuf:"bytes,15,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -782,6 +797,67 @@ func (x *JobEvent) GetJobsSeq() uint64 {
 	return 0
 }
 
+func (x *JobEvent) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *JobEvent) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
+}
+
+// JobEvents is the terminal events of one batch's jobs in one message, which
+// a worker publishes on inferq.events.<model>.batch: one stored message and
+// one acknowledgement per batch instead of one per job.
+type JobEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*JobEvent            `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobEvents) Reset() {
+	*x = JobEvents{}
+	mi := &file_inferq_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobEvents) ProtoMessage() {}
+
+func (x *JobEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_inferq_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobEvents.ProtoReflect.Descriptor instead.
+func (*JobEvents) Descriptor() ([]byte, []int) {
+	return file_inferq_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *JobEvents) GetEvents() []*JobEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 // TokenChunk is one piece of generated text for one job.
 type TokenChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -796,7 +872,7 @@ type TokenChunk struct {
 
 func (x *TokenChunk) Reset() {
 	*x = TokenChunk{}
-	mi := &file_inferq_proto_msgTypes[7]
+	mi := &file_inferq_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +884,7 @@ func (x *TokenChunk) String() string {
 func (*TokenChunk) ProtoMessage() {}
 
 func (x *TokenChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[7]
+	mi := &file_inferq_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +897,7 @@ func (x *TokenChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenChunk.ProtoReflect.Descriptor instead.
 func (*TokenChunk) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{7}
+	return file_inferq_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TokenChunk) GetJobId() string {
@@ -879,7 +955,7 @@ type RunnerFrame struct {
 
 func (x *RunnerFrame) Reset() {
 	*x = RunnerFrame{}
-	mi := &file_inferq_proto_msgTypes[8]
+	mi := &file_inferq_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +967,7 @@ func (x *RunnerFrame) String() string {
 func (*RunnerFrame) ProtoMessage() {}
 
 func (x *RunnerFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[8]
+	mi := &file_inferq_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +980,7 @@ func (x *RunnerFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerFrame.ProtoReflect.Descriptor instead.
 func (*RunnerFrame) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{8}
+	return file_inferq_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunnerFrame) GetFrame() isRunnerFrame_Frame {
@@ -1050,7 +1126,7 @@ type Load struct {
 
 func (x *Load) Reset() {
 	*x = Load{}
-	mi := &file_inferq_proto_msgTypes[9]
+	mi := &file_inferq_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1138,7 @@ func (x *Load) String() string {
 func (*Load) ProtoMessage() {}
 
 func (x *Load) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[9]
+	mi := &file_inferq_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1151,7 @@ func (x *Load) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Load.ProtoReflect.Descriptor instead.
 func (*Load) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{9}
+	return file_inferq_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Load) GetModel() string {
@@ -1117,7 +1193,7 @@ type Ready struct {
 
 func (x *Ready) Reset() {
 	*x = Ready{}
-	mi := &file_inferq_proto_msgTypes[10]
+	mi := &file_inferq_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1205,7 @@ func (x *Ready) String() string {
 func (*Ready) ProtoMessage() {}
 
 func (x *Ready) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[10]
+	mi := &file_inferq_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1218,7 @@ func (x *Ready) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ready.ProtoReflect.Descriptor instead.
 func (*Ready) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{10}
+	return file_inferq_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ready) GetModel() string {
@@ -1178,7 +1254,7 @@ type JobResult struct {
 
 func (x *JobResult) Reset() {
 	*x = JobResult{}
-	mi := &file_inferq_proto_msgTypes[11]
+	mi := &file_inferq_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1266,7 @@ func (x *JobResult) String() string {
 func (*JobResult) ProtoMessage() {}
 
 func (x *JobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[11]
+	mi := &file_inferq_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1279,7 @@ func (x *JobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
 func (*JobResult) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{11}
+	return file_inferq_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *JobResult) GetJobId() string {
@@ -1237,7 +1313,7 @@ type BatchResult struct {
 
 func (x *BatchResult) Reset() {
 	*x = BatchResult{}
-	mi := &file_inferq_proto_msgTypes[12]
+	mi := &file_inferq_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1325,7 @@ func (x *BatchResult) String() string {
 func (*BatchResult) ProtoMessage() {}
 
 func (x *BatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[12]
+	mi := &file_inferq_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1338,7 @@ func (x *BatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
 func (*BatchResult) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{12}
+	return file_inferq_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BatchResult) GetBatchId() string {
@@ -1290,7 +1366,7 @@ type RunnerError struct {
 
 func (x *RunnerError) Reset() {
 	*x = RunnerError{}
-	mi := &file_inferq_proto_msgTypes[13]
+	mi := &file_inferq_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1378,7 @@ func (x *RunnerError) String() string {
 func (*RunnerError) ProtoMessage() {}
 
 func (x *RunnerError) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[13]
+	mi := &file_inferq_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1391,7 @@ func (x *RunnerError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerError.ProtoReflect.Descriptor instead.
 func (*RunnerError) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{13}
+	return file_inferq_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunnerError) GetBatchId() string {
@@ -1349,7 +1425,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_inferq_proto_msgTypes[14]
+	mi := &file_inferq_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1437,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[14]
+	mi := &file_inferq_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1450,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{14}
+	return file_inferq_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Cancel) GetBatchId() string {
@@ -1400,7 +1476,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_inferq_proto_msgTypes[15]
+	mi := &file_inferq_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1488,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[15]
+	mi := &file_inferq_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1501,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{15}
+	return file_inferq_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Health) GetTimeUnixNano() int64 {
@@ -1460,7 +1536,7 @@ const file_inferq_proto_rawDesc = "" +
 	"\x06stream\x18\v \x01(\bR\x06stream\x12\x18\n" +
 	"\aattempt\x18\f \x01(\rR\aattempt\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\r \x01(\tR\trequestId\"\x87\x04\n" +
+	"request_id\x18\r \x01(\tR\trequestId\"\xb3\x04\n" +
 	"\bBatchJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1b\n" +
@@ -1476,7 +1552,8 @@ const file_inferq_proto_rawDesc = "" +
 	" \x03(\tR\aoutputs\x123\n" +
 	"\finput_shapes\x18\v \x03(\v2\x10.inferq.v1.ShapeR\vinputShapes\x12\x19\n" +
 	"\bjobs_seq\x18\f \x01(\x04R\ajobsSeq\x12J\n" +
-	"\rtrace_context\x18\r \x03(\v2%.inferq.v1.BatchJob.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\rtrace_context\x18\r \x03(\v2%.inferq.v1.BatchJob.TraceContextEntryR\ftraceContext\x12*\n" +
+	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1b\n" +
@@ -1493,7 +1570,7 @@ const file_inferq_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
-	"\tretryable\x18\x03 \x01(\bR\tretryable\"\x96\x03\n" +
+	"\tretryable\x18\x03 \x01(\bR\tretryable\"\xcf\x04\n" +
 	"\bJobEvent\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -1509,7 +1586,14 @@ const file_inferq_proto_rawDesc = "" +
 	"\x05error\x18\v \x01(\v2\x10.inferq.v1.ErrorR\x05error\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\f \x01(\tR\trequestId\x12\x19\n" +
-	"\bjobs_seq\x18\r \x01(\x04R\ajobsSeq\"z\n" +
+	"\bjobs_seq\x18\r \x01(\x04R\ajobsSeq\x12*\n" +
+	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x12J\n" +
+	"\rtrace_context\x18\x0f \x03(\v2%.inferq.v1.JobEvent.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
+	"\tJobEvents\x12+\n" +
+	"\x06events\x18\x01 \x03(\v2\x13.inferq.v1.JobEventR\x06events\"z\n" +
 	"\n" +
 	"TokenChunk\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
@@ -1574,7 +1658,7 @@ func file_inferq_proto_rawDescGZIP() []byte {
 }
 
 var file_inferq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_inferq_proto_goTypes = []any{
 	(Status)(0),         // 0: inferq.v1.Status
 	(*Tensor)(nil),      // 1: inferq.v1.Tensor
@@ -1584,44 +1668,48 @@ var file_inferq_proto_goTypes = []any{
 	(*Batch)(nil),       // 5: inferq.v1.Batch
 	(*Error)(nil),       // 6: inferq.v1.Error
 	(*JobEvent)(nil),    // 7: inferq.v1.JobEvent
-	(*TokenChunk)(nil),  // 8: inferq.v1.TokenChunk
-	(*RunnerFrame)(nil), // 9: inferq.v1.RunnerFrame
-	(*Load)(nil),        // 10: inferq.v1.Load
-	(*Ready)(nil),       // 11: inferq.v1.Ready
-	(*JobResult)(nil),   // 12: inferq.v1.JobResult
-	(*BatchResult)(nil), // 13: inferq.v1.BatchResult
-	(*RunnerError)(nil), // 14: inferq.v1.RunnerError
-	(*Cancel)(nil),      // 15: inferq.v1.Cancel
-	(*Health)(nil),      // 16: inferq.v1.Health
-	nil,                 // 17: inferq.v1.BatchJob.TraceContextEntry
+	(*JobEvents)(nil),   // 8: inferq.v1.JobEvents
+	(*TokenChunk)(nil),  // 9: inferq.v1.TokenChunk
+	(*RunnerFrame)(nil), // 10: inferq.v1.RunnerFrame
+	(*Load)(nil),        // 11: inferq.v1.Load
+	(*Ready)(nil),       // 12: inferq.v1.Ready
+	(*JobResult)(nil),   // 13: inferq.v1.JobResult
+	(*BatchResult)(nil), // 14: inferq.v1.BatchResult
+	(*RunnerError)(nil), // 15: inferq.v1.RunnerError
+	(*Cancel)(nil),      // 16: inferq.v1.Cancel
+	(*Health)(nil),      // 17: inferq.v1.Health
+	nil,                 // 18: inferq.v1.BatchJob.TraceContextEntry
+	nil,                 // 19: inferq.v1.JobEvent.TraceContextEntry
 }
 var file_inferq_proto_depIdxs = []int32{
 	1,  // 0: inferq.v1.Job.inputs:type_name -> inferq.v1.Tensor
 	4,  // 1: inferq.v1.BatchJob.input_shapes:type_name -> inferq.v1.Shape
-	17, // 2: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
+	18, // 2: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
 	3,  // 3: inferq.v1.Batch.jobs:type_name -> inferq.v1.BatchJob
 	1,  // 4: inferq.v1.Batch.inputs:type_name -> inferq.v1.Tensor
 	1,  // 5: inferq.v1.Batch.masks:type_name -> inferq.v1.Tensor
 	0,  // 6: inferq.v1.JobEvent.status:type_name -> inferq.v1.Status
 	1,  // 7: inferq.v1.JobEvent.outputs:type_name -> inferq.v1.Tensor
 	6,  // 8: inferq.v1.JobEvent.error:type_name -> inferq.v1.Error
-	10, // 9: inferq.v1.RunnerFrame.load:type_name -> inferq.v1.Load
-	11, // 10: inferq.v1.RunnerFrame.ready:type_name -> inferq.v1.Ready
-	5,  // 11: inferq.v1.RunnerFrame.batch:type_name -> inferq.v1.Batch
-	8,  // 12: inferq.v1.RunnerFrame.token:type_name -> inferq.v1.TokenChunk
-	13, // 13: inferq.v1.RunnerFrame.result:type_name -> inferq.v1.BatchResult
-	14, // 14: inferq.v1.RunnerFrame.error:type_name -> inferq.v1.RunnerError
-	15, // 15: inferq.v1.RunnerFrame.cancel:type_name -> inferq.v1.Cancel
-	16, // 16: inferq.v1.RunnerFrame.health:type_name -> inferq.v1.Health
-	1,  // 17: inferq.v1.JobResult.outputs:type_name -> inferq.v1.Tensor
-	6,  // 18: inferq.v1.JobResult.error:type_name -> inferq.v1.Error
-	12, // 19: inferq.v1.BatchResult.jobs:type_name -> inferq.v1.JobResult
-	6,  // 20: inferq.v1.RunnerError.error:type_name -> inferq.v1.Error
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	19, // 9: inferq.v1.JobEvent.trace_context:type_name -> inferq.v1.JobEvent.TraceContextEntry
+	7,  // 10: inferq.v1.JobEvents.events:type_name -> inferq.v1.JobEvent
+	11, // 11: inferq.v1.RunnerFrame.load:type_name -> inferq.v1.Load
+	12, // 12: inferq.v1.RunnerFrame.ready:type_name -> inferq.v1.Ready
+	5,  // 13: inferq.v1.RunnerFrame.batch:type_name -> inferq.v1.Batch
+	9,  // 14: inferq.v1.RunnerFrame.token:type_name -> inferq.v1.TokenChunk
+	14, // 15: inferq.v1.RunnerFrame.result:type_name -> inferq.v1.BatchResult
+	15, // 16: inferq.v1.RunnerFrame.error:type_name -> inferq.v1.RunnerError
+	16, // 17: inferq.v1.RunnerFrame.cancel:type_name -> inferq.v1.Cancel
+	17, // 18: inferq.v1.RunnerFrame.health:type_name -> inferq.v1.Health
+	1,  // 19: inferq.v1.JobResult.outputs:type_name -> inferq.v1.Tensor
+	6,  // 20: inferq.v1.JobResult.error:type_name -> inferq.v1.Error
+	13, // 21: inferq.v1.BatchResult.jobs:type_name -> inferq.v1.JobResult
+	6,  // 22: inferq.v1.RunnerError.error:type_name -> inferq.v1.Error
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_inferq_proto_init() }
@@ -1629,7 +1717,7 @@ func file_inferq_proto_init() {
 	if File_inferq_proto != nil {
 		return
 	}
-	file_inferq_proto_msgTypes[8].OneofWrappers = []any{
+	file_inferq_proto_msgTypes[9].OneofWrappers = []any{
 		(*RunnerFrame_Load)(nil),
 		(*RunnerFrame_Ready)(nil),
 		(*RunnerFrame_Batch)(nil),
@@ -1645,7 +1733,7 @@ func file_inferq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inferq_proto_rawDesc), len(file_inferq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

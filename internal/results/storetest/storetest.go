@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"GetMissing", testGetMissing},
 		{"OddIDs", testOddIDs},
 		{"ApplyMissing", testApplyMissing},
+		{"FirstEventCreates", testFirstEventCreates},
 		{"ApplyInvalid", testApplyInvalid},
 		{"ForwardOnly", testForwardOnly},
 		{"ReplayClearsAttempt", testReplay},
@@ -46,6 +47,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"WaitWokenByApply", testWaitWoken},
 		{"WaitTimeout", testWaitTimeout},
 		{"WaitMissing", testWaitMissing},
+		{"WaitFallback", testWaitFallback},
 		{"WaitManyWaiters", testWaitMany},
 		{"CloseReleasesWaiters", testCloseReleasesWaiters},
 		{"Retention", testRetention},
@@ -238,7 +240,7 @@ func testOddIDs(t *testing.T, newStore Factory) {
 		if _, _, err := s.Apply(ctx, results.Update{ID: id, Status: results.Running, Attempt: 1}); !errors.Is(err, results.ErrNotFound) {
 			t.Errorf("Apply(%q): got %v, want ErrNotFound", id, err)
 		}
-		if _, err := s.Wait(ctx, id, func(*results.Record) bool { return true }); !errors.Is(err, results.ErrNotFound) {
+		if _, err := s.Wait(ctx, id, func(*results.Record) bool { return true }, nil); !errors.Is(err, results.ErrNotFound) {
 			t.Errorf("Wait(%q): got %v, want ErrNotFound", id, err)
 		}
 	}
@@ -507,7 +509,7 @@ func testWaitAlreadyDone(t *testing.T, newStore Factory) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	got, err := s.Wait(ctx, rec.ID, terminal)
+	got, err := s.Wait(ctx, rec.ID, terminal, nil)
 	if err != nil || got.Status != results.Failed {
 		t.Fatalf("Wait: %v, %v", got, err)
 	}
@@ -528,7 +530,7 @@ func testWaitWoken(t *testing.T, newStore Factory) {
 	}
 	done := make(chan res, 1)
 	go func() {
-		r, err := s.Wait(ctx, rec.ID, terminal)
+		r, err := s.Wait(ctx, rec.ID, terminal, nil)
 		done <- res{r, err, time.Now()}
 	}()
 	// Give the waiter time to block; an intermediate change must not end it.
@@ -557,7 +559,7 @@ func testWaitTimeout(t *testing.T, newStore Factory) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	got, err := s.Wait(ctx, rec.ID, terminal)
+	got, err := s.Wait(ctx, rec.ID, terminal, nil)
 	if err != nil {
 		t.Fatalf("Wait at deadline: %v, want nil error", err)
 	}
@@ -573,7 +575,7 @@ func testWaitMissing(t *testing.T, newStore Factory) {
 	s := newStore(t, longRetention)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.Wait(ctx, newID(), terminal); !errors.Is(err, results.ErrNotFound) {
+	if _, err := s.Wait(ctx, newID(), terminal, nil); !errors.Is(err, results.ErrNotFound) {
 		t.Fatalf("Wait missing: got %v, want ErrNotFound", err)
 	}
 }
@@ -591,7 +593,7 @@ func testWaitMany(t *testing.T, newStore Factory) {
 	var woken atomic.Int64
 	for _, id := range ids {
 		wg.Go(func() {
-			r, err := s.Wait(ctx, id, terminal)
+			r, err := s.Wait(ctx, id, terminal, nil)
 			if err != nil || !r.Status.Terminal() {
 				t.Errorf("Wait(%s): %v, %v", id, r, err)
 				return
@@ -616,7 +618,7 @@ func testCloseReleasesWaiters(t *testing.T, newStore Factory) {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := s.Wait(ctx, rec.ID, terminal)
+		_, err := s.Wait(ctx, rec.ID, terminal, nil)
 		errc <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -730,3 +732,78 @@ func testReserve(t *testing.T, newStore Factory) {
 		t.Errorf("Reserve with id %q: %v, want ErrInvalid", "has space", err)
 	}
 }
+
+// testFirstEventCreates: a job accepted without a record gets one from the
+// first event about it, which carries the job's identity; later events and
+// duplicates move it as usual.
+func testFirstEventCreates(t *testing.T, newStore Factory) {
+	s := newStore(t, longRetention)
+	id := newID()
+	created := at(0)
+	first := results.Update{ID: id, Status: results.Succeeded, Attempt: 1, Time: at(2), Result: json.RawMessage(`{"x":1}`),
+		JobsSeq: 7, Tenant: "acme", Model: "m", Version: "3", CreatedAt: created}
+	rec, changed := apply(t, s, first)
+	want := &results.Record{ID: id, Tenant: "acme", Model: "m", Version: "3", Status: results.Succeeded, CreatedAt: created,
+		StartedAt: ptr(at(2)), FinishedAt: ptr(at(2)), Attempts: 1, JobsSeq: 7, Result: json.RawMessage(`{"x":1}`)}
+	if !changed {
+		t.Fatal("the first event did not change the job")
+	}
+	for _, got := range []*results.Record{rec, get(t, s, id)} {
+		if d := diff(got, want); d != "" {
+			t.Fatalf("record created by the first event: %s", d)
+		}
+	}
+	if _, changed := apply(t, s, first); changed {
+		t.Fatal("the same event applied twice changed the job again")
+	}
+	// A running event that arrives late must not move it back, and one
+	// without identity updates an existing record as before.
+	late := first
+	late.Status, late.Result = results.Running, nil
+	if _, changed := apply(t, s, late); changed {
+		t.Fatal("a late running event moved a finished job")
+	}
+	replay := results.Update{ID: id, Status: results.Queued, Attempt: 2, Time: at(5)}
+	if got, changed := apply(t, s, replay); !changed || got.Status != results.Queued || got.Attempts != 2 || got.Tenant != "acme" {
+		t.Fatalf("replay of a job created by its first event: %+v, changed %v", got, changed)
+	}
+}
+
+// testWaitFallback: a waiter on a job with no record sees what its fallback
+// says, and then the record its first event creates.
+func testWaitFallback(t *testing.T, newStore Factory) {
+	s := newStore(t, longRetention)
+	id := newID()
+	queued := &results.Record{ID: id, Tenant: "acme", Model: "m", Status: results.Queued, CreatedAt: at(0), Attempts: 1}
+	orElse := func(context.Context) (*results.Record, error) { return queued, nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A deadline: the fallback's record.
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	got, err := s.Wait(short, id, terminal, orElse)
+	stop()
+	if err != nil || got != queued {
+		t.Fatalf("Wait on a job with no record: %+v, %v; want the fallback's record", got, err)
+	}
+	done := make(chan *results.Record, 1)
+	go func() {
+		r, err := s.Wait(ctx, id, terminal, orElse)
+		if err != nil {
+			t.Errorf("Wait: %v", err)
+		}
+		done <- r
+	}()
+	time.Sleep(50 * time.Millisecond) // let the waiter block; the test holds either way
+	apply(t, s, results.Update{ID: id, Status: results.Failed, Attempt: 1, Time: at(1),
+		Error: &results.Error{Code: "x", Message: "y"}, Tenant: "acme", Model: "m", CreatedAt: at(0)})
+	select {
+	case r := <-done:
+		if r == nil || r.Status != results.Failed || r.Error == nil || r.Error.Code != "x" {
+			t.Fatalf("Wait woken by the first event: %+v", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("Wait was not woken by the event that created the record")
+	}
+}
+
+func ptr(t time.Time) *time.Time { return &t }

@@ -385,8 +385,21 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
-	for i, ev := range events {
-		pub.Event(jobContext(ctx, b.Jobs[i]), a.opt.Topology, ev)
+	for i, ev := range events { // each event continues its job's span in resultsvc
+		c := propagation.MapCarrier{}
+		otel.GetTextMapPropagator().Inject(jobContext(ctx, b.Jobs[i]), c)
+		if len(c) > 0 {
+			ev.Msg.TraceContext = c
+		}
+	}
+	// One message for the batch's results (more only if they exceed the
+	// server's payload limit): one stored message and one ack per batch.
+	msgs, err := lifecycle.EventsMsgs(ctx, a.opt.Topology, m.Name, events, int(a.opt.JS.Conn().MaxPayload()))
+	if err != nil {
+		pub.Fail(err)
+	}
+	for _, msg := range msgs {
+		pub.Send(msg)
 	}
 	if err := pub.Wait(ctx); err != nil {
 		// Results not all stored: let the batch come back rather than lose one.

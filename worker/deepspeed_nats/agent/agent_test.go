@@ -175,11 +175,23 @@ func (h *harness) terminal() (map[string][]*inferqpb.JobEvent, int) {
 		if !strings.HasPrefix(m.Subject, h.topo.Prefix+".events.") || strings.HasSuffix(m.Subject, ".running") {
 			continue
 		}
-		ev := &inferqpb.JobEvent{}
-		if err := proto.Unmarshal(m.Data, ev); err != nil {
-			h.t.Fatalf("event on %s: %v", m.Subject, err)
+		var evs []*inferqpb.JobEvent
+		if strings.HasSuffix(m.Subject, "."+jetstream.EventBatch) {
+			batch, err := lifecycle.DecodeEvents(m.Data)
+			if err != nil {
+				h.t.Fatalf("events on %s: %v", m.Subject, err)
+			}
+			evs = batch.Events
+		} else {
+			ev := &inferqpb.JobEvent{}
+			if err := proto.Unmarshal(m.Data, ev); err != nil {
+				h.t.Fatalf("event on %s: %v", m.Subject, err)
+			}
+			evs = []*inferqpb.JobEvent{ev}
 		}
-		out[ev.JobId] = append(out[ev.JobId], ev)
+		for _, ev := range evs {
+			out[ev.JobId] = append(out[ev.JobId], ev)
+		}
 		last = i
 	}
 	return out, last

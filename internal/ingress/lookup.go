@@ -1,0 +1,115 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/schemas/inferqpb"
+)
+
+// A job has no record until the first event about it: the ingress writes
+// none when it accepts a job, because the job stored in INFERQ_JOBS already
+// proves that (one stored write per job fewer). Until then the job reads as
+// queued, from this ingress's memory of what it accepted, or else from the
+// stream, where the job's subject ends in its id.
+
+// record returns job id's record, or the queued record of a job accepted but
+// not yet reported; results.ErrNotFound if there is no such job.
+func (i *Ingress) record(ctx context.Context, id string) (*results.Record, error) {
+	rec, err := i.opt.Store.Get(ctx, id)
+	if errors.Is(err, results.ErrNotFound) {
+		return i.queued(ctx, id)
+	}
+	return rec, err
+}
+
+// orQueued is the fallback of a Store.Wait on job id.
+func (i *Ingress) orQueued(id string) results.Fallback {
+	return func(ctx context.Context) (*results.Record, error) { return i.queued(ctx, id) }
+}
+
+// queued is the record of accepted job id before its first event.
+func (i *Ingress) queued(ctx context.Context, id string) (*results.Record, error) {
+	if rec, ok := i.accepts.get(id); ok {
+		return rec, nil
+	}
+	stream, err := i.jobsStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, i.opt.Topology.JobLookupSubject(id))
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return nil, fmt.Errorf("job %s: %w", id, results.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job %s: read %s: %w", id, i.opt.Topology.JobsStream(), err)
+	}
+	job := &inferqpb.Job{}
+	if err := proto.Unmarshal(msg.Data, job); err != nil || job.Id != id {
+		return nil, fmt.Errorf("job %s: stored copy does not decode as it: %w", id, results.ErrNotFound)
+	}
+	return queuedRecord(job, msg.Sequence), nil
+}
+
+// queuedRecord is job as accepted, with jobsSeq its place in INFERQ_JOBS (0
+// if not known yet).
+func queuedRecord(job *inferqpb.Job, jobsSeq uint64) *results.Record {
+	return &results.Record{ID: job.Id, Tenant: job.Tenant, Model: job.Model, Version: job.Version,
+		Status: results.Queued, CreatedAt: time.Unix(0, job.CreatedUnixNano).UTC(), Attempts: job.Attempt, JobsSeq: jobsSeq}
+}
+
+// jobsStream is INFERQ_JOBS's handle, read once (its info call is a round
+// trip) and kept.
+func (i *Ingress) jobsStream(ctx context.Context) (natsjs.Stream, error) {
+	i.jobsMu.Lock()
+	defer i.jobsMu.Unlock()
+	if i.jobs != nil {
+		return i.jobs, nil
+	}
+	s, err := i.opt.JS.Stream(ctx, i.opt.Topology.JobsStream())
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", i.opt.Topology.JobsStream(), err)
+	}
+	i.jobs = s
+	return s, nil
+}
+
+// acceptedJobs remembers the queued records of the jobs this ingress
+// accepted lately, so that the usual poll right after a 202 costs no read of
+// the stream. Two generations of at most perGen each: memory is bounded,
+// and a job is remembered for at least perGen acceptances.
+type acceptedJobs struct {
+	mu        sync.Mutex
+	perGen    int
+	cur, prev map[string]*results.Record
+}
+
+func (a *acceptedJobs) add(rec *results.Record) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cur == nil || len(a.cur) >= a.perGen {
+		a.prev, a.cur = a.cur, make(map[string]*results.Record, a.perGen)
+	}
+	a.cur[rec.ID] = rec
+}
+
+func (a *acceptedJobs) get(id string) (*results.Record, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rec, ok := a.cur[id]
+	if !ok {
+		rec, ok = a.prev[id]
+	}
+	if !ok {
+		return nil, false
+	}
+	cp := *rec // callers may not change what the next caller reads
+	return &cp, true
+}
