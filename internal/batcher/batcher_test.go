@@ -20,6 +20,7 @@ import (
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -53,7 +54,7 @@ func newHarness(t *testing.T, m config.Model, ackWait time.Duration, edit func(*
 	n := testutil.StartNATS(t)
 	topo := jetstream.DefaultTopology()
 	topo.AckWait = ackWait
-	if err := jetstream.Provision(t.Context(), n.JS, topo, []jetstream.ModelPolicy{{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: 3}}); err != nil {
+	if err := provision.All(t.Context(), n.JS, topo, []provision.ModelPolicy{{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, n: n, topo: topo, m: m, got: make(chan struct{}, 1)}
