@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/inferq/inferq/internal/testutil"
 )
 
 func TestJWKSFileRotation(t *testing.T) {
@@ -179,16 +181,7 @@ func TestJWKSURLPeriodicRefreshAndClose(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { u.run(ctx, 5*time.Millisecond); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, ok := u.get("ec-2"); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("periodic refresh never picked up ec-2")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, func() bool { _, ok := u.get("ec-2"); return ok }, "periodic refresh never picked up ec-2")
 	cancel()
 	<-done
 

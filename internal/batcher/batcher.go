@@ -69,6 +69,10 @@ type Options struct {
 	// jobs are acked; returning false stops the model's loop with
 	// ErrStopped and leaves the jobs unacked. It exists to test crashes.
 	BeforeAck func(batchID string) bool
+
+	// onCancel, if set, is called once a cancel notice is recorded, so a
+	// test can publish the cancelled job after the batcher knows.
+	onCancel func(jobID string)
 }
 
 // ErrStopped is returned by Run when Options.BeforeAck stopped a loop.
@@ -135,6 +139,9 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 		var n inferqpb.Cancel
 		if proto.Unmarshal(msg.Data, &n) == nil && n.JobId != "" {
 			st.cancelled.add(n.JobId, b.now())
+			if b.opt.onCancel != nil {
+				b.opt.onCancel(n.JobId)
+			}
 		}
 	})
 	if err != nil {

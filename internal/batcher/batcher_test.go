@@ -15,10 +15,12 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -52,7 +54,7 @@ func newHarness(t *testing.T, m config.Model, ackWait time.Duration, edit func(*
 	n := testutil.StartNATS(t)
 	topo := jetstream.DefaultTopology()
 	topo.AckWait = ackWait
-	if err := jetstream.Provision(t.Context(), n.JS, topo, []jetstream.ModelPolicy{{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: 3}}); err != nil {
+	if err := provision.All(t.Context(), n.JS, topo, []provision.ModelPolicy{{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, n: n, topo: topo, m: m, got: make(chan struct{}, 1)}
@@ -197,7 +199,8 @@ func TestClosePreferred(t *testing.T) {
 func TestCloseDelay(t *testing.T) {
 	h := newHarness(t, testModel("m", 32, 400*time.Millisecond, false), 30*time.Second, nil)
 	h.start()
-	// An idle batcher publishes nothing.
+	// An idle batcher publishes nothing. This sleep is the observation
+	// window itself: there is no event to wait for when nothing happens.
 	time.Sleep(300 * time.Millisecond)
 	h.mu.Lock()
 	idle := len(h.batches)
@@ -262,7 +265,8 @@ func TestPriorities(t *testing.T) {
 	for i := range 160 {
 		h.job(2, fmt.Sprintf("low%03d", i), 2, time.Time{})
 	}
-	time.Sleep(150 * time.Millisecond)
+	// The p0 jobs come once the worker is busy with the p2 backlog.
+	testutil.Eventually(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) > 0 }, "the worker ran no batch")
 	for i := range 8 {
 		h.job(0, fmt.Sprintf("high%d", i), 2, time.Time{})
 	}
@@ -285,7 +289,7 @@ func TestPriorities(t *testing.T) {
 			}
 		}
 	}
-	// 20 batches of p2; the p0 ones arrived while about 4 had run. They
+	// 20 batches of p2; the p0 ones arrived while one or a few had run. They
 	// must overtake most of the backlog (generous: the machine is shared).
 	if lastHigh > lastLow*2/3 {
 		t.Errorf("last p0 job ran in batch %d of %d (last p2 in %d)", lastHigh, len(order), lastLow)
@@ -302,11 +306,13 @@ func TestNoStarvation(t *testing.T) {
 	})
 	var mu sync.Mutex
 	ranLow := map[string]bool{}
+	ranBatches := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go h.fakeWorker(ctx, 30*time.Millisecond, func(b *inferqpb.Batch) {
 		mu.Lock()
 		defer mu.Unlock()
+		ranBatches++
 		for _, j := range b.Jobs {
 			if j.Id[0] == 'l' {
 				ranLow[j.Id] = true
@@ -322,10 +328,16 @@ func TestNoStarvation(t *testing.T) {
 	load.Go(func() {
 		for i := 0; ctx.Err() == nil; i++ {
 			h.job(0, fmt.Sprintf("high%05d", i), 2, time.Time{})
-			time.Sleep(2500 * time.Microsecond)
+			time.Sleep(2500 * time.Microsecond) // the load's pace, not a settle
 		}
 	})
-	time.Sleep(200 * time.Millisecond)
+	// The p2 jobs come once the p0 load keeps the worker busy: it has run
+	// a few full batches (4 jobs each, so the backlog is already there).
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return ranBatches >= 3
+	}, "the worker ran no p0 batches")
 	for i := range 6 {
 		h.job(2, fmt.Sprintf("low%d", i), 2, time.Time{})
 	}
@@ -339,7 +351,10 @@ func TestNoStarvation(t *testing.T) {
 // TestExpiredAndCancelled: a job whose deadline passed never reaches a batch
 // and gets an expired event; a cancelled job never reaches a batch.
 func TestExpiredAndCancelled(t *testing.T) {
-	h := newHarness(t, testModel("m", 32, 50*time.Millisecond, false), 30*time.Second, nil)
+	cancelSeen := make(chan string, 1)
+	h := newHarness(t, testModel("m", 32, 50*time.Millisecond, false), 30*time.Second, func(o *Options) {
+		o.onCancel = func(id string) { cancelSeen <- id }
+	})
 	events := make(chan *inferqpb.JobEvent, 16)
 	sub, err := h.n.Conn.Subscribe(h.topo.EventSubject("m", jetstream.EventFailed), func(msg *nats.Msg) {
 		ev := &inferqpb.JobEvent{}
@@ -359,15 +374,27 @@ func TestExpiredAndCancelled(t *testing.T) {
 	if err := h.n.Conn.Publish(h.topo.CancelSubject("m"), notice); err != nil {
 		t.Fatal(err)
 	}
-	_ = h.n.Conn.Flush()
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-cancelSeen: // the batcher knows before the job comes
+	case <-time.After(5 * time.Second):
+		t.Fatal("the batcher did not record the cancel notice")
+	}
 	h.job(1, "old", 2, time.Now().Add(-time.Second))
 	h.job(2, "gone", 2, time.Time{})
 	h.job(1, "live", 2, time.Now().Add(time.Minute))
-	bs := h.waitBatches(2, 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	// Each job is either batched or dropped, once: when live is batched and
+	// both others are counted as dropped, no later batch can hold them.
+	dropped := func(reason string) float64 {
+		return promtest.ToFloat64(h.opt.Metrics.JobsDropped.WithLabelValues("m", reason))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		live := slices.ContainsFunc(h.batches, func(b *inferqpb.Batch) bool { return slices.Contains(jobIDs(b), "live") })
+		return live && dropped("expired") == 1 && dropped("cancelled") == 1
+	}, "live not batched, or old and gone not counted as dropped")
 	h.mu.Lock()
-	bs = append(bs[:0:0], h.batches...)
+	bs := append([]*inferqpb.Batch(nil), h.batches...)
 	h.mu.Unlock()
 	for _, b := range bs {
 		for _, j := range b.Jobs {
@@ -567,12 +594,9 @@ func TestMetricsPerBatcher(t *testing.T) {
 		}
 		return n, labels
 	}
-	// The batch is seen when published; its metrics follow the job acks.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if n, _ := count(regA, "inferq_queue_wait_seconds"); n == 1 || time.Now().After(deadline) {
-			break
-		}
-	}
+	// The batch is seen when published; its metrics follow the job acks,
+	// the fill ratio last of them.
+	testutil.Eventually(t, 5*time.Second, func() bool { n, _ := count(regA, "inferq_batch_fill_ratio"); return n >= 1 }, "the batch's metrics were not recorded")
 	n, labels := count(regA, "inferq_queue_wait_seconds")
 	if n != 1 || !slices.Equal(labels, []string{"model=m", "priority=p1"}) {
 		t.Errorf("inferq_queue_wait_seconds: %d samples, labels %v; want 1 with model=m, priority=p1", n, labels)
@@ -632,7 +656,9 @@ func TestGateHoldsWhileWorkersBusy(t *testing.T) {
 	for _, id := range []string{"b", "c", "d", "e"} {
 		h.job(1, id, 1, time.Time{})
 	}
-	time.Sleep(300 * time.Millisecond) // well past max_queue_delay and the gate's 100ms re-check
+	// The observation window itself (nothing may be published in it): well
+	// past max_queue_delay and the gate's 100ms re-check.
+	time.Sleep(300 * time.Millisecond)
 	h.mu.Lock()
 	n := len(h.batches)
 	h.mu.Unlock()
@@ -890,7 +916,7 @@ func TestGateHeldPastAckWaitNoRedelivery(t *testing.T) {
 	// Held for 2.5 × AckWait: without InProgress the server would have
 	// redelivered b, c and d twice by now.
 	testutil.Eventually(t, 5*time.Second, func() bool { return h.jobsConsumer().NumAckPending == 3 }, "jobs not pulled")
-	time.Sleep(5 * ackWait / 2)
+	time.Sleep(5 * ackWait / 2) // waiting out AckWait is the point of the test
 	h.mu.Lock()
 	n := len(h.batches)
 	h.mu.Unlock()

@@ -147,7 +147,23 @@ func (i *Ingress) Serve(ctx context.Context, ln net.Listener) error {
 	// The write timeout outlasts the longest long-poll or synchronous wait;
 	// SSE streams extend it on every event.
 	cfg := i.opt.Config.Ingress
-	return obs.ServeListener(ctx, ln, i.echo, i.opt.Log, max(cfg.MaxWait.D(), cfg.SyncTimeout.D())+30*time.Second)
+	return obs.ServeListener(ctx, ln, i.echo, i.opt.Log, obs.ServeOptions{
+		WriteTimeout: max(cfg.MaxWait.D(), cfg.SyncTimeout.D()) + 30*time.Second,
+		Drain:        DrainTimeout(cfg)})
+}
+
+// drainMargin is the time a request that waited its longest allowed wait
+// gets to read the record and write its answer.
+const drainMargin = 5 * time.Second
+
+// DrainTimeout is how long a stopping ingress lets requests in flight
+// finish: the longest wait a client may ask for (GET ?wait= and
+// `Prefer: wait=N` up to ingress.max_wait, the synchronous /v2 endpoints
+// up to ingress.sync_timeout) plus drainMargin, so that no long-poll is cut
+// short by a shutdown. SSE streams are cut after it; clients resume them
+// with Last-Event-ID.
+func DrainTimeout(cfg config.Ingress) time.Duration {
+	return max(cfg.MaxWait.D(), cfg.SyncTimeout.D()) + drainMargin
 }
 
 // observe records latency per route template (bounded labels) and logs

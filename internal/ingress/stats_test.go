@@ -15,6 +15,7 @@ import (
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -38,11 +39,11 @@ func startIngress(t *testing.T, n *testutil.NATS, edit func(*config.Config)) (*I
 	ctx := testutil.Context(t)
 	topo := jetstream.DefaultTopology()
 	topo.Prefix = cfg.NATS.Prefix
-	var pol []jetstream.ModelPolicy
+	var pol []provision.ModelPolicy
 	for _, m := range cfg.Models {
-		pol = append(pol, jetstream.ModelPolicy{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: m.Queue.MaxDeliver})
+		pol = append(pol, provision.ModelPolicy{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: m.Queue.MaxDeliver})
 	}
-	if err := jetstream.Provision(ctx, n.JS, topo, pol); err != nil {
+	if err := provision.All(ctx, n.JS, topo, pol); err != nil {
 		t.Fatal(err)
 	}
 	store, err := results.NewKV(ctx, n.JS, results.KVConfig{Bucket: topo.ResultsBucket(), Retention: time.Hour, Replicas: 1})

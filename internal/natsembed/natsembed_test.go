@@ -6,10 +6,11 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/inferq/inferq/internal/natsembed"
+	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
-var models = []jetstream.ModelPolicy{{Name: "simple", MaxBatchSize: 8, MaxDeliver: 3}}
+var models = []provision.ModelPolicy{{Name: "simple", MaxBatchSize: 8, MaxDeliver: 3}}
 
 func TestEmbeddedInProcess(t *testing.T) {
 	srv, err := natsembed.Run(natsembed.Config{Port: 0, StoreDir: t.TempDir()})
@@ -26,7 +27,7 @@ func TestEmbeddedInProcess(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := natsjs.New(nc)
-	if err := jetstream.Provision(t.Context(), js, jetstream.DefaultTopology(), models); err != nil {
+	if err := provision.All(t.Context(), js, jetstream.DefaultTopology(), models); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -105,23 +105,36 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	return ServeListener(ctx, ln, h, log)
+	return ServeListener(ctx, ln, h, log, ServeOptions{})
+}
+
+// ServeOptions tune ServeListener; a zero field takes its default.
+type ServeOptions struct {
+	// WriteTimeout (default 30s) must outlast the longest answer a handler
+	// may take to start writing; streaming handlers extend it per write
+	// (see ExtendWrite).
+	WriteTimeout time.Duration
+	// Drain (default 10s) is how long requests in flight when ctx ends get
+	// to finish before their connections are cut: it must outlast the
+	// longest wait a handler may hold a request for.
+	Drain time.Duration
 }
 
 // ServeListener is Serve on an open listener. Every timeout is set so that a
-// slow or idle client cannot hold a connection; writeTimeout (default 30s)
-// must outlast the longest answer a handler may take to start writing, and
-// streaming handlers extend it per write (see ExtendWrite).
-func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, writeTimeout ...time.Duration) error {
-	wt := 30 * time.Second
-	if len(writeTimeout) > 0 && writeTimeout[0] > 0 {
-		wt = writeTimeout[0]
+// slow or idle client cannot hold a connection. Once ctx ends it stops
+// accepting and waits up to opt.Drain for the requests in flight.
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, opt ServeOptions) error {
+	if opt.WriteTimeout <= 0 {
+		opt.WriteTimeout = 30 * time.Second
+	}
+	if opt.Drain <= 0 {
+		opt.Drain = 10 * time.Second
 	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      wt,
+		WriteTimeout:      opt.WriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -132,9 +145,11 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	log.Info("draining http requests", "addr", ln.Addr().String(), "for_at_most", opt.Drain)
+	shutCtx, cancel := context.WithTimeout(context.Background(), opt.Drain)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("http requests still in flight after the drain; cutting them", "addr", ln.Addr().String(), "drain", opt.Drain)
 		_ = srv.Close()
 	}
 	<-errc

@@ -17,6 +17,7 @@ import (
 
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/resultsvc"
 	"github.com/inferq/inferq/internal/testutil"
@@ -42,7 +43,7 @@ func start(t *testing.T, withRedis bool) *env {
 	ctx := t.Context()
 	n := testutil.StartNATS(t)
 	topo := jetstream.DefaultTopology()
-	if err := jetstream.Provision(ctx, n.JS, topo, []jetstream.ModelPolicy{{Name: "m", MaxBatchSize: 8, MaxDeliver: 3}}); err != nil {
+	if err := provision.All(ctx, n.JS, topo, []provision.ModelPolicy{{Name: "m", MaxBatchSize: 8, MaxDeliver: 3}}); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	var store results.Store

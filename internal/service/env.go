@@ -13,6 +13,7 @@ import (
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -63,7 +64,7 @@ func NewEnv(ctx context.Context, opt Options) (*Env, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	env.JS = js
-	if err := provision(ctx, js, env.Topology, opt.Config, opt.Log); err != nil {
+	if err := provisionRetrying(ctx, js, env.Topology, opt.Config, opt.Log); err != nil {
 		return nil, err
 	}
 	env.Checks = map[string]obs.Check{"nats": func(context.Context) error {
@@ -148,21 +149,21 @@ func Topology(cfg *config.Config) jetstream.Topology {
 }
 
 // Policies lists what provisioning needs of each model.
-func Policies(cfg *config.Config) []jetstream.ModelPolicy {
-	out := make([]jetstream.ModelPolicy, len(cfg.Models))
+func Policies(cfg *config.Config) []provision.ModelPolicy {
+	out := make([]provision.ModelPolicy, len(cfg.Models))
 	for i, m := range cfg.Models {
-		out[i] = jetstream.ModelPolicy{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: m.Queue.MaxDeliver}
+		out[i] = provision.ModelPolicy{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: m.Queue.MaxDeliver}
 	}
 	return out
 }
 
-// provision runs jetstream.Provision, retrying for up to 30 s: a service
+// provisionRetrying runs provision.All, retrying for up to 30 s: a service
 // started beside a NATS cluster that is still forming is refused placement
 // ("no suitable peers") for a moment, and should wait rather than exit.
-func provision(ctx context.Context, js natsjs.JetStream, topo jetstream.Topology, cfg *config.Config, log *slog.Logger) error {
+func provisionRetrying(ctx context.Context, js natsjs.JetStream, topo jetstream.Topology, cfg *config.Config, log *slog.Logger) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		err := jetstream.Provision(ctx, js, topo, Policies(cfg))
+		err := provision.All(ctx, js, topo, Policies(cfg))
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}

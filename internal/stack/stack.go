@@ -18,6 +18,7 @@ import (
 	"github.com/inferq/inferq/internal/batcher"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/ingress"
+	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/resultsvc"
 	"github.com/inferq/inferq/internal/service"
@@ -51,7 +52,7 @@ type Options struct {
 func Topology(cfg *config.Config) jetstream.Topology { return service.Topology(cfg) }
 
 // Policies lists what provisioning needs of each model.
-func Policies(cfg *config.Config) []jetstream.ModelPolicy { return service.Policies(cfg) }
+func Policies(cfg *config.Config) []provision.ModelPolicy { return service.Policies(cfg) }
 
 // OpenStore opens Redis when a URL is configured, else the JetStream KV store.
 func OpenStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (results.Store, error) {

@@ -1,6 +1,8 @@
-// Package jetstream holds inferq's NATS JetStream topology: the names of its
-// subjects, streams, consumers and buckets, their idempotent provisioning,
-// publishing with message ids and trace headers, and an embedded server.
+// Package jetstream is inferq's public NATS JetStream contract, for any Go
+// program that talks to inferq over NATS: the names of its subjects,
+// streams, consumers and buckets, its headers, the public message types,
+// and publishing with message ids and trace headers. Provisioning is
+// inferq's own business and lives in internal/provision.
 package jetstream
 
 import (

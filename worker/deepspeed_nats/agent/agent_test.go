@@ -21,6 +21,7 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -51,11 +52,11 @@ func newHarness(t *testing.T, models ...config.Model) *harness {
 	h.topo = jetstream.DefaultTopology()
 	h.topo.MemoryStorage = true
 	h.topo.WorkerTTL = time.Second
-	var policies []jetstream.ModelPolicy
+	var policies []provision.ModelPolicy
 	for _, m := range cfg.Models {
-		policies = append(policies, jetstream.ModelPolicy{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: m.Queue.MaxDeliver})
+		policies = append(policies, provision.ModelPolicy{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: m.Queue.MaxDeliver})
 	}
-	if err := jetstream.Provision(t.Context(), h.nats.JS, h.topo, policies); err != nil {
+	if err := provision.All(t.Context(), h.nats.JS, h.topo, policies); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := nats.Connect(h.nats.URL)

@@ -1,4 +1,8 @@
-package jetstream
+// Package provision creates and updates the streams, consumers and buckets
+// that inferq's topology names (pkg/jetstream). It is internal: other Go
+// programs that talk to inferq need the names, not the provisioning, which
+// only inferq's own services run at start.
+package provision
 
 import (
 	"context"
@@ -6,6 +10,8 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // ModelPolicy is what provisioning needs to know of a model.
@@ -15,23 +21,23 @@ type ModelPolicy struct {
 	MaxDeliver   int
 }
 
-// Provision creates or updates every stream, consumer and bucket of the
+// All creates or updates every stream, consumer and bucket of the
 // topology. It is idempotent: every service runs it at start.
-func Provision(ctx context.Context, js natsjs.JetStream, t Topology, models []ModelPolicy) error {
-	for _, cfg := range t.streams() {
+func All(ctx context.Context, js natsjs.JetStream, t jetstream.Topology, models []ModelPolicy) error {
+	for _, cfg := range Streams(t) {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
 		}
 	}
 	for _, m := range models {
-		if err := ProvisionModel(ctx, js, t, m); err != nil {
+		if err := Model(ctx, js, t, m); err != nil {
 			return err
 		}
 	}
-	if _, err := ProvisionResultsConsumer(ctx, js, t); err != nil {
+	if _, err := ResultsConsumer(ctx, js, t); err != nil {
 		return err
 	}
-	if _, err := ProvisionAdvisoryConsumer(ctx, js, t); err != nil {
+	if _, err := AdvisoryConsumer(ctx, js, t); err != nil {
 		return err
 	}
 	for _, kv := range []natsjs.KeyValueConfig{
@@ -39,7 +45,7 @@ func Provision(ctx context.Context, js natsjs.JetStream, t Topology, models []Mo
 		{Bucket: t.WorkersBucket(), Description: "inferq worker heartbeats", History: 1, TTL: t.WorkerTTL},
 	} {
 		kv.Replicas = t.Replicas
-		kv.Storage = t.storage()
+		kv.Storage = storage(t)
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			return fmt.Errorf("provision bucket %s: %w", kv.Bucket, err)
 		}
@@ -47,10 +53,10 @@ func Provision(ctx context.Context, js natsjs.JetStream, t Topology, models []Mo
 	return nil
 }
 
-// ProvisionModel creates or updates a model's batcher and worker consumers:
-// one batcher consumer per priority (BatcherConsumers) and the workers'
-// shared consumer.
-func ProvisionModel(ctx context.Context, js natsjs.JetStream, t Topology, m ModelPolicy) error {
+// Model creates or updates a model's batcher and worker consumers: one
+// batcher consumer per priority (jetstream.BatcherConsumers) and the
+// workers' shared consumer.
+func Model(ctx context.Context, js natsjs.JetStream, t jetstream.Topology, m ModelPolicy) error {
 	// Per priority the batcher holds up to max_batch_size jobs in the pull
 	// iterator and 2×max_batch_size in its own buffer while it fills
 	// batches; MaxAckPending must be well above that or it starves itself.
@@ -58,9 +64,9 @@ func ProvisionModel(ctx context.Context, js natsjs.JetStream, t Topology, m Mode
 	if pending < 1000 {
 		pending = 1000
 	}
-	for p := MinPriority; p <= MaxPriority; p++ {
+	for p := jetstream.MinPriority; p <= jetstream.MaxPriority; p++ {
 		c := natsjs.ConsumerConfig{
-			Durable:       BatcherPriorityConsumer(m.Name, p),
+			Durable:       jetstream.BatcherPriorityConsumer(m.Name, p),
 			Description:   fmt.Sprintf("inferq batcher for model %s, priority p%d", m.Name, p),
 			FilterSubject: t.PriorityFilter(m.Name, p) + ".*",
 			AckPolicy:     natsjs.AckExplicitPolicy,
@@ -75,7 +81,7 @@ func ProvisionModel(ctx context.Context, js natsjs.JetStream, t Topology, m Mode
 		}
 	}
 	workers := natsjs.ConsumerConfig{
-		Durable:       WorkerConsumer(m.Name),
+		Durable:       jetstream.WorkerConsumer(m.Name),
 		Description:   "inferq GPU workers for model " + m.Name,
 		FilterSubject: t.BatchSubject(m.Name),
 		AckPolicy:     natsjs.AckExplicitPolicy,
@@ -91,10 +97,10 @@ func ProvisionModel(ctx context.Context, js natsjs.JetStream, t Topology, m Mode
 	return nil
 }
 
-// ProvisionResultsConsumer creates or updates resultsvc's consumer of events.
-func ProvisionResultsConsumer(ctx context.Context, js natsjs.JetStream, t Topology) (natsjs.Consumer, error) {
+// ResultsConsumer creates or updates resultsvc's consumer of events.
+func ResultsConsumer(ctx context.Context, js natsjs.JetStream, t jetstream.Topology) (natsjs.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, t.EventsStream(), natsjs.ConsumerConfig{
-		Durable:       ResultsConsumer,
+		Durable:       jetstream.ResultsConsumer,
 		Description:   "inferq resultsvc: job events into the results store",
 		AckPolicy:     natsjs.AckExplicitPolicy,
 		AckWait:       t.AckWait,
@@ -103,16 +109,16 @@ func ProvisionResultsConsumer(ctx context.Context, js natsjs.JetStream, t Topolo
 		MemoryStorage: t.MemoryStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("provision consumer %s: %w", ResultsConsumer, err)
+		return nil, fmt.Errorf("provision consumer %s: %w", jetstream.ResultsConsumer, err)
 	}
 	return c, nil
 }
 
-// ProvisionAdvisoryConsumer creates or updates resultsvc's consumer of
+// AdvisoryConsumer creates or updates resultsvc's consumer of
 // max-deliveries advisories.
-func ProvisionAdvisoryConsumer(ctx context.Context, js natsjs.JetStream, t Topology) (natsjs.Consumer, error) {
+func AdvisoryConsumer(ctx context.Context, js natsjs.JetStream, t jetstream.Topology) (natsjs.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, t.AdvisoriesStream(), natsjs.ConsumerConfig{
-		Durable:       AdvisoryConsumer,
+		Durable:       jetstream.AdvisoryConsumer,
 		Description:   "inferq resultsvc: batches that exhausted max_deliver",
 		AckPolicy:     natsjs.AckExplicitPolicy,
 		AckWait:       t.AckWait,
@@ -120,19 +126,21 @@ func ProvisionAdvisoryConsumer(ctx context.Context, js natsjs.JetStream, t Topol
 		MemoryStorage: t.MemoryStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("provision consumer %s: %w", AdvisoryConsumer, err)
+		return nil, fmt.Errorf("provision consumer %s: %w", jetstream.AdvisoryConsumer, err)
 	}
 	return c, nil
 }
 
-func (t Topology) storage() natsjs.StorageType {
+// storage is the stream and bucket storage the topology asks for.
+func storage(t jetstream.Topology) natsjs.StorageType {
 	if t.MemoryStorage {
 		return natsjs.MemoryStorage
 	}
 	return natsjs.FileStorage
 }
 
-func (t Topology) streams() []natsjs.StreamConfig {
+// Streams are the configs of the topology's streams, as All creates them.
+func Streams(t jetstream.Topology) []natsjs.StreamConfig {
 	dup := t.DuplicateWindow
 	if dup <= 0 {
 		dup = 2 * time.Minute
@@ -140,7 +148,7 @@ func (t Topology) streams() []natsjs.StreamConfig {
 	base := func(name, desc string, subjects ...string) natsjs.StreamConfig {
 		return natsjs.StreamConfig{
 			Name: name, Description: desc, Subjects: subjects,
-			Storage: t.storage(), Replicas: t.Replicas, Duplicates: dup,
+			Storage: storage(t), Replicas: t.Replicas, Duplicates: dup,
 		}
 	}
 	jobs := base(t.JobsStream(), "inferq: every accepted job, kept for replay", t.Prefix+".jobs.>")
