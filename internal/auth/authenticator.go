@@ -148,6 +148,28 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.verify(tok)
+}
+
+// AuthenticateCredential maps a bare credential (an API key or a JWT) to a
+// Principal, exactly as Authenticate does for a bearer header. It is how a
+// NATS client's connect token is checked (internal/natsauth), so a tenant
+// has one identity on HTTP and NATS.
+func (a *Authenticator) AuthenticateCredential(tok string) (*Principal, error) {
+	if !a.cfg.Enabled {
+		return &Principal{Tenant: DefaultTenant, Scopes: AllScopes, Method: MethodNone}, nil
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return nil, fail(ErrMissingCredentials, "empty credential", nil)
+	}
+	if err := checkCredential(tok); err != nil {
+		return nil, err
+	}
+	return a.verify(tok)
+}
+
+func (a *Authenticator) verify(tok string) (*Principal, error) {
 	if strings.Count(tok, ".") == 2 {
 		return a.verifyJWT(tok)
 	}
@@ -175,15 +197,24 @@ func bearer(r *http.Request) (string, error) {
 	if tok == "" {
 		return "", fail(ErrMissingCredentials, "empty bearer credential", nil)
 	}
+	if err := checkCredential(tok); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// checkCredential bounds the length and refuses anything but printable
+// ASCII before a credential is hashed or parsed.
+func checkCredential(tok string) error {
 	if len(tok) > maxCredentialLen {
-		return "", fail(ErrInvalidCredentials, "credential too long", nil)
+		return fail(ErrInvalidCredentials, "credential too long", nil)
 	}
 	for i := 0; i < len(tok); i++ {
 		if c := tok[i]; c <= ' ' || c > '~' {
-			return "", fail(ErrInvalidCredentials, "credential has invalid characters", nil)
+			return fail(ErrInvalidCredentials, "credential has invalid characters", nil)
 		}
 	}
-	return tok, nil
+	return nil
 }
 
 // verifyKey hashes the key and compares the hash with every configured one
@@ -232,7 +263,11 @@ func (a *Authenticator) verifyJWT(tok string) (*Principal, error) {
 		return nil, fail(ErrInvalidCredentials, "bad scope claim", err)
 	}
 	a.log.Debug("authenticated", "method", MethodJWT, "kid", kid, "sub", sub, "tenant", tenant)
-	return &Principal{Tenant: tenant, Scopes: scopes, Subject: sub, Method: MethodJWT}, nil
+	p := &Principal{Tenant: tenant, Scopes: scopes, Subject: sub, Method: MethodJWT}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil { // required, so always set
+		p.Expires = exp.Time
+	}
+	return p, nil
 }
 
 // keyFunc picks the verification key by algorithm family first and only
