@@ -31,6 +31,7 @@ const (
 	acmeKey          = "iqk_acme_key"
 	globexKey        = "iqk_globex_key"
 	submitOnlyKey    = "iqk_submit_only"
+	adminKey         = "iqk_admin"
 )
 
 // fixture is an embedded nats-server refusing anonymous clients, with the
@@ -49,6 +50,7 @@ func authConfig() auth.Config {
 			{Name: "acme", SHA256: auth.HashKey(acmeKey), Tenant: "acme", Scopes: []string{"submit", "read"}},
 			{Name: "globex", SHA256: auth.HashKey(globexKey), Tenant: "globex", Scopes: []string{"submit", "read"}},
 			{Name: "submitter", SHA256: auth.HashKey(submitOnlyKey), Tenant: "acme", Scopes: []string{"submit"}},
+			{Name: "admin", SHA256: auth.HashKey(adminKey), Tenant: "acme", Scopes: []string{"admin"}},
 		},
 		JWT: auth.JWTConfig{HS256Secret: authtest.Secret, Issuer: authtest.Issuer, Audience: authtest.Audience},
 	}
@@ -354,9 +356,21 @@ func submit(t *testing.T, base, key string, tokens int) string {
 
 func get(t *testing.T, base, key, id string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", base+"/v1/jobs/"+id+"?wait=5s", nil)
+	return call(t, "GET", base+"/v1/jobs/"+id+"?wait=5s", key, "")
+}
+
+// call makes one API request with key and returns the status and body
+// (what arrived within 5 s for a stream).
+func call(t *testing.T, method, url, key, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
