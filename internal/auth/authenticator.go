@@ -40,6 +40,8 @@ type Authenticator struct {
 	urlSrc   *urlSource
 	parser   *jwt.Parser
 
+	failures *FailureLimiter // nil: not throttled
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -60,6 +62,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Authenticator, err
 	}
 	cfg = cfg.withDefaults()
 	a := &Authenticator{cfg: cfg, log: log, compare: subtle.ConstantTimeCompare}
+	if cfg.Enabled {
+		a.failures = NewFailureLimiter(cfg.FailedAuth)
+	}
 	for _, k := range cfg.APIKeys {
 		e := apiKeyEntry{name: k.Name, tenant: k.Tenant}
 		h, _ := hex.DecodeString(k.SHA256) // validated above
@@ -133,6 +138,10 @@ func (a *Authenticator) Close() error {
 	})
 	return nil
 }
+
+// Failures is the throttle of addresses whose credentials keep failing
+// (auth.failed_auth); nil while auth is off or the throttle is turned off.
+func (a *Authenticator) Failures() *FailureLimiter { return a.failures }
 
 // Enabled reports whether credentials are checked at all.
 func (a *Authenticator) Enabled() bool { return a.cfg.Enabled }

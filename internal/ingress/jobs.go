@@ -314,7 +314,10 @@ func (i *Ingress) getJob(c echo.Context) error {
 	if wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
-		rec, err = i.opt.Store.Wait(wctx, id, func(r *results.Record) bool { return r.Status.Terminal() })
+		// Another tenant's job ends the wait at once (404 below), so
+		// its timing does not reveal that the job exists and still runs.
+		tenant := tenantOf(c)
+		rec, err = i.opt.Store.Wait(wctx, id, func(r *results.Record) bool { return r.Tenant != tenant || r.Status.Terminal() })
 	} else {
 		rec, err = i.opt.Store.Get(ctx, id)
 	}
