@@ -7,9 +7,10 @@ import (
 	"os"
 
 	"github.com/inferq/inferq/internal/ingress"
+	"github.com/inferq/inferq/internal/natsauth"
 	"github.com/inferq/inferq/internal/service"
 )
 
 func main() {
-	os.Exit(service.Main(service.Spec{Name: "ingress", Start: ingress.Start(nil, nil)}, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(service.Main(service.Spec{Name: "ingress", Start: service.Join(ingress.Start(nil, nil), natsauth.Start)}, os.Args[1:], os.Stdout, os.Stderr))
 }

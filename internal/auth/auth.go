@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Sentinel errors; Authenticate wraps them with a fixed, secret-free reason.
@@ -137,6 +138,9 @@ type Principal struct {
 	Scopes  Set
 	Subject string // JWT sub, or the API key's configured name
 	Method  string // MethodJWT, MethodAPIKey or MethodNone
+	// Expires is a JWT's exp (zero for an API key): a NATS session opened
+	// with the credential ends then too.
+	Expires time.Time
 }
 
 // Has reports whether the principal holds scope (admin implies all).

@@ -40,6 +40,8 @@ type Authenticator struct {
 	urlSrc   *urlSource
 	parser   *jwt.Parser
 
+	failures *FailureLimiter // nil: not throttled
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -60,6 +62,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Authenticator, err
 	}
 	cfg = cfg.withDefaults()
 	a := &Authenticator{cfg: cfg, log: log, compare: subtle.ConstantTimeCompare}
+	if cfg.Enabled {
+		a.failures = NewFailureLimiter(cfg.FailedAuth)
+	}
 	for _, k := range cfg.APIKeys {
 		e := apiKeyEntry{name: k.Name, tenant: k.Tenant}
 		h, _ := hex.DecodeString(k.SHA256) // validated above
@@ -134,6 +139,10 @@ func (a *Authenticator) Close() error {
 	return nil
 }
 
+// Failures is the throttle of addresses whose credentials keep failing
+// (auth.failed_auth); nil while auth is off or the throttle is turned off.
+func (a *Authenticator) Failures() *FailureLimiter { return a.failures }
+
 // Enabled reports whether credentials are checked at all.
 func (a *Authenticator) Enabled() bool { return a.cfg.Enabled }
 
@@ -148,6 +157,28 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.verify(tok)
+}
+
+// AuthenticateCredential maps a bare credential (an API key or a JWT) to a
+// Principal, exactly as Authenticate does for a bearer header. It is how a
+// NATS client's connect token is checked (internal/natsauth), so a tenant
+// has one identity on HTTP and NATS.
+func (a *Authenticator) AuthenticateCredential(tok string) (*Principal, error) {
+	if !a.cfg.Enabled {
+		return &Principal{Tenant: DefaultTenant, Scopes: AllScopes, Method: MethodNone}, nil
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return nil, fail(ErrMissingCredentials, "empty credential", nil)
+	}
+	if err := checkCredential(tok); err != nil {
+		return nil, err
+	}
+	return a.verify(tok)
+}
+
+func (a *Authenticator) verify(tok string) (*Principal, error) {
 	if strings.Count(tok, ".") == 2 {
 		return a.verifyJWT(tok)
 	}
@@ -175,15 +206,24 @@ func bearer(r *http.Request) (string, error) {
 	if tok == "" {
 		return "", fail(ErrMissingCredentials, "empty bearer credential", nil)
 	}
+	if err := checkCredential(tok); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// checkCredential bounds the length and refuses anything but printable
+// ASCII before a credential is hashed or parsed.
+func checkCredential(tok string) error {
 	if len(tok) > maxCredentialLen {
-		return "", fail(ErrInvalidCredentials, "credential too long", nil)
+		return fail(ErrInvalidCredentials, "credential too long", nil)
 	}
 	for i := 0; i < len(tok); i++ {
 		if c := tok[i]; c <= ' ' || c > '~' {
-			return "", fail(ErrInvalidCredentials, "credential has invalid characters", nil)
+			return fail(ErrInvalidCredentials, "credential has invalid characters", nil)
 		}
 	}
-	return tok, nil
+	return nil
 }
 
 // verifyKey hashes the key and compares the hash with every configured one
@@ -232,7 +272,11 @@ func (a *Authenticator) verifyJWT(tok string) (*Principal, error) {
 		return nil, fail(ErrInvalidCredentials, "bad scope claim", err)
 	}
 	a.log.Debug("authenticated", "method", MethodJWT, "kid", kid, "sub", sub, "tenant", tenant)
-	return &Principal{Tenant: tenant, Scopes: scopes, Subject: sub, Method: MethodJWT}, nil
+	p := &Principal{Tenant: tenant, Scopes: scopes, Subject: sub, Method: MethodJWT}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil { // required, so always set
+		p.Expires = exp.Time
+	}
+	return p, nil
 }
 
 // keyFunc picks the verification key by algorithm family first and only

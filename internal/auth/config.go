@@ -39,6 +39,8 @@ type Config struct {
 	APIKeys   []APIKey        `yaml:"api_keys" json:"api_keys"`
 	JWT       JWTConfig       `yaml:"jwt" json:"jwt"`
 	RateLimit RateLimitConfig `yaml:"rate_limit" json:"rate_limit"`
+	// FailedAuth throttles addresses that keep failing authentication.
+	FailedAuth FailedAuthConfig `yaml:"failed_auth" json:"failed_auth"`
 }
 
 // APIKey maps one key (by hash) to a tenant and scopes.
@@ -217,6 +219,10 @@ func (c *Config) Validate() error {
 
 	if c.Enabled && len(c.APIKeys) == 0 && !j.hasKeySource() {
 		add("enabled but no credentials configured: add api_keys or a jwt key source")
+	}
+
+	if c.FailedAuth.Window < 0 {
+		add("failed_auth: window must not be negative")
 	}
 
 	r := &c.RateLimit

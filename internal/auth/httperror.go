@@ -18,10 +18,12 @@ const (
 	CodeRateLimited     = "rate_limited"    // 429
 )
 
-// publicPaths skip auth and rate limiting: probes and scrapers carry no
-// credentials and must not be throttled into reporting an outage.
+// publicPaths skip auth and rate limiting: probes carry no credentials and
+// must not be throttled into reporting an outage. /metrics is not one: with
+// auth on it needs the admin scope (the back-end services serve theirs on
+// their admin listener).
 var publicPaths = map[string]bool{
-	"/healthz": true, "/readyz": true, "/metrics": true,
+	"/healthz": true, "/readyz": true,
 	"/v2/health/live": true, "/v2/health/ready": true,
 }
 
@@ -96,6 +98,12 @@ func Forbidden(scope string) *HTTPError {
 		Message: "missing scope " + strconv.Quote(scope),
 		wwwAuth: `Bearer realm="inferq", error="insufficient_scope", scope="` + scope + `"`,
 		err:     ErrForbidden}
+}
+
+// TooManyFailures is the 429 for an address whose credentials keep failing.
+func TooManyFailures(wait time.Duration) *HTTPError {
+	return &HTTPError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+		Message: "too many failed authentications from this address", RetryAfter: wait}
 }
 
 // RateLimited is the 429 for a tenant over its limit, retryable after wait.

@@ -73,22 +73,37 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer stop()
 	}
 
-	srv, err := natsembed.Run(natsembed.Config{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")})
+	// NATS listens on loopback only. Without auth it is open, as before;
+	// with auth, anonymous clients are refused, the broker connects as its
+	// own user and tenants through the auth callout with their credential.
+	natsCfg := natsembed.Config{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")}
+	var sec *devNATSAuth
+	if cfg.Auth.Enabled {
+		if sec, err = newDevNATSAuth(ctx, &cfg, log); err != nil {
+			return fail(err)
+		}
+		defer sec.close()
+		natsCfg.Users, natsCfg.CalloutIssuer = sec.users, sec.callout.Issuer()
+	}
+	srv, err := natsembed.Run(natsCfg)
 	if err != nil {
 		return fail(err)
 	}
 	defer srv.Shutdown()
-	nc, err := srv.Connect()
+	nc, err := srv.Connect(sec.connectOptions()...)
 	if err != nil {
 		return fail(err)
 	}
 	defer nc.Close()
+	if sec != nil {
+		go func() { _ = sec.callout.Serve(ctx, nc) }()
+	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		return fail(fmt.Errorf("listen %s: %w", *httpAddr, err))
 	}
 	err = stack.Run(ctx, stack.Options{Config: &cfg, Conn: nc, Components: stack.All, IngressListener: ln, Log: log,
-		Ready: func() { printBanner(stdout, &cfg, ln.Addr().String(), srv.ClientURL(), *dataDir) }})
+		Ready: func() { printBanner(stdout, &cfg, ln.Addr().String(), natsLine(srv.ClientURL(), sec != nil), *dataDir) }})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fail(err)
 	}
@@ -122,6 +137,17 @@ Try it:
 
 Ctrl-C stops it.
 `, httpAddr, natsURL, store, dataDir, strings.Join(names, ", "), httpAddr, httpAddr)
+}
+
+// natsLine is the banner's NATS line: the URL and who may connect.
+func natsLine(url string, authenticated bool) string {
+	switch {
+	case url == "":
+		return ""
+	case authenticated:
+		return url + " (auth on: tenants connect with their API key or JWT as the token)"
+	}
+	return url + " (UNAUTHENTICATED, loopback only: anyone on this machine can read and write it)"
 }
 
 func setIf(dst *string, v string) {

@@ -43,7 +43,29 @@ type NATS struct {
 	TokensMaxAge    Duration `yaml:"tokens_max_age"`   // default 15m
 	DuplicateWindow Duration `yaml:"duplicate_window"` // Nats-Msg-Id dedupe window; default 2m
 	AckWait         Duration `yaml:"ack_wait"`         // consumers' AckWait; default 30s
-	CredsFile       string   `yaml:"creds_file"`
+	// How the services authenticate to NATS: a creds file (JWT + nkey), a
+	// user and password, or an nkey seed file; at most one.
+	CredsFile    string `yaml:"creds_file"`
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"` // trailing newline trimmed
+	NKeySeedFile string `yaml:"nkey_seed_file"`
+	// AuthCallout, when its issuer seed is set, makes the ingress answer
+	// nats-server's auth callout: tenants connect to NATS with their API
+	// key or JWT as the token (internal/natsauth).
+	AuthCallout AuthCallout `yaml:"auth_callout"`
+}
+
+// AuthCallout configures the NATS auth callout service.
+type AuthCallout struct {
+	// IssuerSeedFile holds the account nkey seed (SA...) that signs the
+	// callout's answers; nats.conf's auth_callout.issuer is its public key.
+	IssuerSeedFile string `yaml:"issuer_seed_file"`
+	// SessionTTL is the longest a tenant's NATS session lives before the
+	// server closes it and the client must authenticate again, so a
+	// revoked API key loses NATS within it (a JWT's session ends at its exp
+	// when that comes first). Default 5m.
+	SessionTTL Duration `yaml:"session_ttl"`
 }
 
 // Redis is the results store; empty URL means the JetStream KV store.
@@ -139,6 +161,9 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		"INFERQ_NATS_URL":        &c.NATS.URL,
 		"INFERQ_NATS_PREFIX":     &c.NATS.Prefix,
 		"INFERQ_NATS_CREDS":      &c.NATS.CredsFile,
+		"INFERQ_NATS_USER":       &c.NATS.User,
+		"INFERQ_NATS_PASSWORD":   &c.NATS.Password,
+		"INFERQ_NATS_NKEY_SEED":  &c.NATS.NKeySeedFile,
 		"INFERQ_REDIS_URL":       &c.Redis.URL,
 		"INFERQ_INGRESS_LISTEN":  &c.Ingress.Listen,
 		"INFERQ_BATCHER_ADMIN":   &c.Batcher.AdminListen,
@@ -205,10 +230,15 @@ func (c *Config) Finish() error {
 	if c.NATS.AckWait.D() <= 0 {
 		errs = append(errs, errors.New("nats.ack_wait must be positive"))
 	}
+	errs = append(errs, c.NATS.validateAuth()...)
 	// Auth is off unless credentials are configured (as `inferq dev` runs).
 	if len(c.Auth.APIKeys) > 0 || c.Auth.JWT.HS256Secret != "" || c.Auth.JWT.HS256SecretFile != "" ||
 		c.Auth.JWT.JWKSFile != "" || c.Auth.JWT.JWKSURL != "" {
 		c.Auth.Enabled = true
+	}
+	if c.NATS.AuthCallout.IssuerSeedFile != "" && !c.Auth.Enabled {
+		// Without credentials to check, the callout would admit anyone.
+		errs = append(errs, errors.New("nats.auth_callout needs auth enabled (api_keys or a jwt key source)"))
 	}
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("auth: %w", err))
@@ -234,6 +264,31 @@ func (c *Config) Finish() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateAuth checks the NATS credentials: one kind at most, a password
+// with a user, and a positive callout session TTL.
+func (n *NATS) validateAuth() []error {
+	var errs []error
+	kinds := 0
+	for _, set := range []bool{n.CredsFile != "", n.User != "", n.NKeySeedFile != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		errs = append(errs, errors.New("nats: set only one of creds_file, user and nkey_seed_file"))
+	}
+	if n.Password != "" && n.PasswordFile != "" {
+		errs = append(errs, errors.New("nats: set only one of password and password_file"))
+	}
+	if (n.Password != "" || n.PasswordFile != "") && n.User == "" {
+		errs = append(errs, errors.New("nats: password needs user"))
+	}
+	if n.AuthCallout.SessionTTL < 0 {
+		errs = append(errs, errors.New("nats.auth_callout.session_ttl must not be negative"))
+	}
+	return errs
 }
 
 // Unserved lists the configured models that worker.models leaves out: a

@@ -112,7 +112,7 @@ func New(opt Options) *Ingress {
 	probes := obs.AdminMux(opt.Registry, opt.Checks)
 	e.GET("/healthz", echo.WrapHandler(probes))
 	e.GET("/readyz", echo.WrapHandler(probes))
-	e.GET("/metrics", echo.WrapHandler(probes))
+	e.GET("/metrics", echo.WrapHandler(probes), admin) // admin scope when auth is on
 	// OIP health answers 200 for true and a 4xx for false (the spec's rule;
 	// Triton answers 400), unlike /readyz's 503.
 	e.GET("/v2/health/live", func(c echo.Context) error { return c.NoContent(http.StatusOK) })

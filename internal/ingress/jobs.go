@@ -310,7 +310,10 @@ func (i *Ingress) getJob(c echo.Context) error {
 	if wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
-		rec, err = i.opt.Store.Wait(wctx, id, func(r *results.Record) bool { return r.Status.Terminal() }, i.orQueued(id))
+		// Another tenant's job ends the wait at once (404 below), so
+		// its timing does not reveal that the job exists and still runs.
+		tenant := tenantOf(c)
+		rec, err = i.opt.Store.Wait(wctx, id, func(r *results.Record) bool { return r.Tenant != tenant || r.Status.Terminal() }, i.orQueued(id))
 	} else {
 		rec, err = i.record(ctx, id)
 	}

@@ -32,6 +32,23 @@ type Config struct {
 	MonitorPort int
 	// Cluster makes this server one node of a cluster. Optional.
 	Cluster *ClusterConfig
+	// Users, when set, turn anonymous clients away: only these users (the
+	// services) connect, each within its permissions (nil: all). With
+	// CalloutIssuer set, every other client is handed to the auth callout.
+	Users []User
+	// CalloutIssuer is the public account nkey (A...) that signs the auth
+	// callout's answers; clients that are not one of Users are authorised
+	// by the callout service (internal/natsauth) on $SYS.REQ.USER.AUTH.
+	// Requires Users (the callout service itself is one of them).
+	CalloutIssuer string
+}
+
+// User is one statically configured NATS user.
+type User struct {
+	Name, Password string
+	// Permissions bound what the user may publish and subscribe; nil
+	// allows everything.
+	Permissions *server.Permissions
 }
 
 // ClusterConfig joins an embedded server to a JetStream cluster.
@@ -75,6 +92,9 @@ func Run(cfg Config) (*Server, error) {
 	if cfg.MonitorPort != 0 {
 		opts.HTTPHost = cfg.Host
 		opts.HTTPPort = cfg.MonitorPort
+	}
+	if err := setAuth(opts, &cfg); err != nil {
+		return nil, err
 	}
 	if c := cfg.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
@@ -125,6 +145,28 @@ func (e *Server) Shutdown() {
 	e.Server.Shutdown()
 	e.Server.WaitForShutdown()
 }
+
+// setAuth turns Users and CalloutIssuer into the server's options.
+func setAuth(opts *server.Options, cfg *Config) error {
+	if cfg.CalloutIssuer != "" && len(cfg.Users) == 0 {
+		return errors.New("embedded nats: CalloutIssuer needs Users (the callout service connects as one)")
+	}
+	names := make([]string, 0, len(cfg.Users))
+	for _, u := range cfg.Users {
+		if u.Name == "" || u.Password == "" {
+			return errors.New("embedded nats: every user needs a name and a password")
+		}
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: u.Permissions})
+		names = append(names, u.Name)
+	}
+	if cfg.CalloutIssuer != "" {
+		opts.AuthCallout = &server.AuthCallout{Issuer: cfg.CalloutIssuer, AuthUsers: names}
+	}
+	return nil
+}
+
+// Authenticated reports whether anonymous clients are refused.
+func (e *Server) Authenticated() bool { return len(e.cfg.Users) > 0 }
 
 func parseRoutes(routes []string) ([]*url.URL, error) {
 	out := make([]*url.URL, 0, len(routes))

@@ -22,7 +22,6 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/version"
-	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // Spec is one service binary: its name and how it starts its component.
@@ -85,7 +84,7 @@ func Main(spec Spec, args []string, stdout, stderr io.Writer) int {
 	defer FlushTracing(shutdownTracing, log)
 	ctx, stop := SignalContext()
 	defer stop()
-	nc, err := jetstream.Connect(cfg.NATS.URL, "inferq-"+name, cfg.NATS.CredsFile)
+	nc, err := ConnectNATS(cfg.NATS, "inferq-"+name)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1

@@ -139,8 +139,17 @@ func authMiddleware(a *auth.Authenticator) echo.MiddlewareFunc {
 			if auth.IsPublicPath(c.Request().URL.Path) {
 				return next(c)
 			}
+			// An address whose credentials keep failing is refused before
+			// any is checked, so keys cannot be guessed at line rate.
+			addr, now := c.RealIP(), time.Now()
+			if ok, wait := a.Failures().Allow(addr, now); !ok {
+				return auth.TooManyFailures(wait)
+			}
 			p, err := a.Authenticate(c.Request())
 			if err != nil {
+				if errors.Is(err, auth.ErrInvalidCredentials) {
+					a.Failures().Fail(addr, now)
+				}
 				return auth.ToHTTPError(err)
 			}
 			c.Set(principalKey, p)

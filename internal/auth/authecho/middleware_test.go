@@ -101,7 +101,7 @@ func TestMiddlewareAuth(t *testing.T) {
 		{"admin jwt may do all", "POST", "/v1/jobs/j1/replay", "Bearer " + admin, 200, "", ""},
 		{"healthz without credentials", "GET", "/healthz", "", 200, "", ""},
 		{"readyz with garbage", "GET", "/readyz", "Bearer garbage", 200, "", ""},
-		{"metrics", "GET", "/metrics", "", 200, "", ""},
+		{"metrics needs credentials", "GET", "/metrics", "", 401, auth.CodeUnauthenticated, "Bearer"},
 		{"oip live", "GET", "/v2/health/live", "", 200, "", ""},
 		{"oip ready", "GET", "/v2/health/ready", "", 200, "", ""},
 	}

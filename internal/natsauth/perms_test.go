@@ -1,0 +1,195 @@
+package natsauth_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/natsauth"
+	"github.com/inferq/inferq/internal/natsembed"
+	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/stack/stacktest"
+)
+
+// serverPerms turns the table's form into nats-server's.
+func serverPerms(p natsauth.Perms) *server.Permissions {
+	sp := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: p.PubAllow, Deny: p.PubDeny},
+		Subscribe: &server.SubjectPermission{Allow: p.SubAllow},
+	}
+	if p.Responses {
+		sp.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+	}
+	return sp
+}
+
+// violations collects a connection's permission errors.
+type violations struct {
+	mu   sync.Mutex
+	errs []string
+	ch   chan error
+}
+
+func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	v.mu.Lock()
+	v.errs = append(v.errs, err.Error())
+	v.mu.Unlock()
+	select {
+	case v.ch <- err:
+	default:
+	}
+}
+
+func (v *violations) list() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]string(nil), v.errs...)
+}
+
+// TestServicesWithinTheirPermissions runs each component as its own NATS
+// user with the table's permissions: a job goes through end to end with no
+// permission error, and no service can step outside its row.
+func TestServicesWithinTheirPermissions(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	issuerPub, _ := issuer.PublicKey()
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Auth = authConfig()
+	if err := cfg.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	var users []natsembed.User
+	for _, role := range natsauth.Roles {
+		p, err := natsauth.ServicePermissions(role, cfg.NATS.Prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, natsembed.User{Name: role, Password: role + "-pw", Permissions: serverPerms(p)})
+	}
+	srv, err := natsembed.Run(natsembed.Config{Port: -1, StoreDir: t.TempDir(), Users: users, CalloutIssuer: issuerPub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	conns, viol := map[string]*nats.Conn{}, map[string]*violations{}
+	for _, role := range natsauth.Roles {
+		v := &violations{ch: make(chan error, 16)}
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(role, role+"-pw"), nats.ErrorHandler(v.handler))
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		t.Cleanup(nc.Close)
+		conns[role], viol[role] = nc, v
+	}
+	if nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("anonymous connection accepted")
+	}
+
+	// The callout runs on the ingress's connection, as cmd/ingress runs it.
+	c, err := natsauth.NewCallout(natsauth.CalloutConfig{Auth: newAuthenticator(t, cfg.Auth), Issuer: issuer, Prefix: "inferq"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = c.Serve(ctx, conns[natsauth.RoleIngress]) }()
+
+	stacktest.Start(t, &cfg, conns[natsauth.RoleResultSvc], stack.Components{ResultSvc: true})
+	stacktest.Start(t, &cfg, conns[natsauth.RoleBatcher], stack.Components{Batcher: true})
+	stacktest.Start(t, &cfg, conns[natsauth.RoleWorker], stack.Components{Worker: true})
+	base := stacktest.Start(t, &cfg, conns[natsauth.RoleIngress], stack.Components{Ingress: true})
+
+	// A tenant streams tokens through the callout on the ingress's user.
+	var tenant *nats.Conn
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if tenant, err = nats.Connect(srv.ClientURL(), nats.Token(acmeKey)); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("tenant: %v", err)
+		}
+	}
+	defer tenant.Close()
+	sub, err := tenant.SubscribeSync("inferq.tokens.acme.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = tenant.Flush()
+	id := submit(t, base, acmeKey, 4)
+	for i := range 4 {
+		if _, err := sub.NextMsg(10 * time.Second); err != nil {
+			t.Fatalf("token %d: %v", i+1, err)
+		}
+	}
+	code, body := get(t, base, acmeKey, id)
+	if code != 200 || !strings.Contains(string(body), `"succeeded"`) {
+		t.Fatalf("job %s: %d %s", id, code, body)
+	}
+	// The rest of the API, so that each service's other paths run too.
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/v1/models", ""}, {"GET", "/v1/models/repeat", ""}, {"GET", "/v1/jobs/" + id + "/events", ""},
+		{"POST", "/v1/jobs/" + id + "/replay", "{}"},
+	} {
+		if code, b := call(t, r.method, base+r.path, adminKey, r.body); code >= 300 {
+			t.Errorf("%s %s: %d %s", r.method, r.path, code, b)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, b := get(t, base, acmeKey, id)
+		if strings.Contains(string(b), `"succeeded"`) && strings.Contains(string(b), `"attempts":2`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replayed job %s: %s", id, b)
+		}
+	}
+	cancelID := submit(t, base, acmeKey, 2000)
+	if code, b := call(t, "DELETE", base+"/v1/jobs/"+cancelID, acmeKey, ""); code >= 300 {
+		t.Errorf("cancel: %d %s", code, b)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for role, v := range viol {
+		if errs := v.list(); len(errs) > 0 {
+			t.Errorf("%s hit permission errors doing its own work: %v", role, errs)
+		}
+	}
+
+	// Each service is refused what is not its own.
+	forbidden := []struct{ role, op, subject string }{
+		{natsauth.RoleWorker, "Publish", "inferq.jobs.repeat.p1"},
+		{natsauth.RoleWorker, "Publish", "$KV.inferq_results." + id},
+		{natsauth.RoleWorker, "Publish", "$JS.API.STREAM.MSG.GET.INFERQ_JOBS"},
+		{natsauth.RoleWorker, "Publish", "$JS.API.STREAM.DELETE.INFERQ_JOBS"},
+		{natsauth.RoleBatcher, "Publish", "inferq.tokens.acme." + id},
+		{natsauth.RoleBatcher, "Publish", "$KV.inferq_results." + id},
+		{natsauth.RoleBatcher, "Subscription", "inferq.tokens.>"},
+		{natsauth.RoleResultSvc, "Publish", "inferq.jobs.repeat.p1"},
+		{natsauth.RoleResultSvc, "Publish", "$JS.API.STREAM.PURGE.INFERQ_JOBS"},
+		{natsauth.RoleIngress, "Publish", "$JS.API.CONSUMER.MSG.NEXT.INFERQ_BATCHES.workers-repeat"},
+		{natsauth.RoleIngress, "Publish", "inferq.tokens.acme." + id},
+		{natsauth.RoleIngress, "Publish", natsauth.CalloutSubject},
+		{natsauth.RoleWorker, "Subscription", natsauth.CalloutSubject},
+		{natsauth.RoleWorker, "Subscription", ">"},
+	}
+	for _, f := range forbidden {
+		nc, v := conns[f.role], viol[f.role]
+		if f.op == "Publish" {
+			err = nc.Publish(f.subject, []byte("forged"))
+		} else {
+			_, err = nc.SubscribeSync(f.subject)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantViolation(t, v.ch, f.op, f.subject)
+	}
+}

@@ -1,0 +1,82 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/inferq/inferq/internal/config"
+)
+
+// ConnectNATS connects a service as its own NATS user: nats.creds_file,
+// nats.user with a password, or nats.nkey_seed_file (none: anonymous,
+// which a server configured as inferq ships refuses).
+func ConnectNATS(n config.NATS, name string) (*nats.Conn, error) {
+	opts, err := NATSOptions(n)
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, opts...)
+	nc, err := nats.Connect(n.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", n.URL, err)
+	}
+	return nc, nil
+}
+
+// NATSOptions turns the nats section's credentials into connect options.
+func NATSOptions(n config.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case n.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(n.CredsFile))
+	case n.NKeySeedFile != "":
+		o, err := nats.NkeyOptionFromSeed(n.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_seed_file: %w", err)
+		}
+		opts = append(opts, o)
+	case n.User != "":
+		pw := n.Password
+		if n.PasswordFile != "" {
+			b, err := os.ReadFile(n.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("nats.password_file: %w", err)
+			}
+			pw = strings.TrimRight(string(b), "\r\n")
+		}
+		if pw == "" {
+			return nil, errors.New("nats.user is set but its password is empty")
+		}
+		opts = append(opts, nats.UserInfo(n.User, pw))
+	}
+	return opts, nil
+}
+
+// Join runs several components as one, as the ingress binary runs the
+// ingress and the NATS auth callout.
+func Join(starts ...Start) Start {
+	return func(ctx context.Context, env *Env) (func(context.Context) error, error) {
+		runs := make([]func(context.Context) error, 0, len(starts))
+		for _, s := range starts {
+			run, err := s(ctx, env)
+			if err != nil {
+				return nil, err
+			}
+			runs = append(runs, run)
+		}
+		return func(ctx context.Context) error {
+			g, gctx := errgroup.WithContext(ctx)
+			for _, run := range runs {
+				g.Go(func() error { return run(gctx) })
+			}
+			return g.Wait()
+		}, nil
+	}
+}
