@@ -45,7 +45,8 @@ type Options struct {
 
 // Service applies job events to the results store.
 type Service struct {
-	opt Options
+	opt  Options
+	acks *lifecycle.AckHolder // applied events' acks, each held until the next (see AckHolder)
 }
 
 // New returns a Service; Run starts it.
@@ -59,7 +60,13 @@ func New(opt Options) *Service {
 	if opt.Own == nil {
 		opt.Own = NewMetrics(prometheus.NewRegistry())
 	}
-	return &Service{opt: opt}
+	s := &Service{opt: opt}
+	s.acks = lifecycle.NewAckHolder(0, func(msg natsjs.Msg) {
+		if err := msg.Ack(); err != nil {
+			s.opt.Log.Warn("event ack failed; it will be applied again (idempotent)", "subject", msg.Subject(), "err", err)
+		}
+	})
+	return s
 }
 
 // Run consumes events until ctx ends and the events in hand are applied.
@@ -120,6 +127,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	s.acks.Flush()
 	s.opt.Log.Info("resultsvc stopped")
 	return nil
 }
@@ -174,9 +182,7 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	if err := msg.Ack(); err != nil {
-		s.opt.Log.Warn("event ack failed; it will be applied again (idempotent)", "subject", msg.Subject(), "err", err)
-	}
+	s.acks.Ack(msg)
 }
 
 // apply applies one event to the store. It reports false when the event

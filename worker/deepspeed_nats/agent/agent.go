@@ -87,6 +87,7 @@ type Agent struct {
 	opt   Options
 	now   func() time.Time
 	stats map[string]*counters // by model; fixed at New
+	acks  *lifecycle.AckHolder // finished batches' acks, each held until the next (see AckHolder)
 }
 
 // New returns an Agent; Run starts it.
@@ -120,7 +121,18 @@ func New(opt Options) *Agent {
 	for _, m := range opt.Models {
 		a.stats[m.Name] = &counters{}
 	}
+	a.acks = lifecycle.NewAckHolder(0, a.ackBatch)
 	return a
+}
+
+// ackBatch acknowledges a finished batch and waits for the server to
+// confirm it.
+func (a *Agent) ackBatch(msg natsjs.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		a.opt.Log.Warn("batch ack failed; it may run again (results are idempotent)", "subject", msg.Subject(), "err", err)
+	}
 }
 
 // tracer is looked up per span, not kept from package init: spans follow
@@ -153,7 +165,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 		g.Go(func() error { return a.heartbeat(ctx, m, r) })
 	}
-	return g.Wait()
+	err := g.Wait()
+	a.acks.Flush() // the last batch's ack, held back
+	return err
 }
 
 // inflight is how many batches of a model the agent may hold with runner r.
@@ -407,9 +421,7 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
 		return
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
-		log.Warn("batch ack failed; it may run again (results are idempotent)", "err", err)
-	}
+	a.acks.Ack(msg)
 	st.batches.Add(1)
 	st.succeeded.Add(succeeded)
 	st.failed.Add(failed)
