@@ -161,7 +161,7 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 			log.Warn("workers consumer not found; batches are not held back", "err", err)
 		} else {
 			st.gate = newGate(b.opt.MaxWaitingBatches, wc)
-			running, err := nc.Subscribe(b.opt.Topology.TakenSubject(m.Name), func(*nats.Msg) { st.gate.poke() })
+			running, err := nc.Subscribe(b.opt.Topology.TakenSubject(m.Name), func(msg *nats.Msg) { st.gate.notice(msg.Header) })
 			if err != nil {
 				return fmt.Errorf("batcher %s: running subscription: %w", m.Name, err)
 			}
@@ -357,7 +357,7 @@ func (b *Batcher) loop(ctx context.Context, st *model) error {
 				continue
 			}
 		}
-		if !st.gate.open() {
+		if !st.gate.open(reason == "full" || reason == "preferred") {
 			b.opt.Own.GateWaits.WithLabelValues(m.Name).Inc()
 			// Re-check on a new job, a gate refresh, or (should a worker's
 			// event be missed) after 100ms.

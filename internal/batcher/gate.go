@@ -5,7 +5,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // gate holds a ready batch back while the model's workers have no free
@@ -26,6 +29,15 @@ import (
 // and on every worker notice on TakenSubject (a core-NATS subscription): a
 // worker sends one when it takes a batch and when a slot of it starts
 // waiting for the next — never by a timer on an idle queue.
+//
+// A waiting slot is not always a free device: a worker with max_inflight 2
+// keeps a pull request out while its device computes, to fetch the next
+// batch meanwhile. Workers therefore say, in their notices, whether they
+// have nothing of the model in hand (jetstream.HeaderIdle). A full batch
+// (or one of a preferred size) goes to any waiting slot; a partial one goes
+// only to an idle worker, and otherwise keeps growing until a device frees
+// up, as with max_inflight 1. Notices without the headers (older workers)
+// leave every waiting slot counted as idle.
 type gate struct {
 	limit   int
 	cons    natsjs.Consumer // nil: always open
@@ -33,21 +45,48 @@ type gate struct {
 	pending int // last known NumPending, plus batches published since
 	waiting int // last known NumWaiting: workers' outstanding pull requests
 	held    int // last known NumAckPending: batches workers hold
+	// idle holds the workers whose last notice said they have nothing in
+	// hand, with when it came; known says any notice named its worker.
+	idle    map[string]time.Time
+	known   bool
 	kick    chan struct{}
 	changed chan struct{}
 }
 
+// idleFor is how long an idle notice counts without a newer one from the
+// same worker: a worker that died idle stops counting.
+const idleFor = 30 * time.Second
+
 func newGate(limit int, cons natsjs.Consumer) *gate {
-	return &gate{limit: limit, cons: cons, kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+	return &gate{limit: limit, cons: cons, idle: map[string]time.Time{}, kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
 }
 
-func (g *gate) open() bool {
+// open reports whether a ready batch may go now; full says it is full (or
+// of a preferred size), so a slot that prefetches while its device
+// computes may take it.
+func (g *gate) open(full bool) bool {
 	if g == nil || g.cons == nil || g.limit <= 0 {
 		return true
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.pending < g.limit && (g.waiting > 0 || g.held == 0)
+	return g.pending < g.limit && (g.held == 0 || (g.waiting > 0 && (full || g.deviceIdleLocked())))
+}
+
+// deviceIdleLocked reports whether some worker said it has nothing in hand
+// (always true when no worker's notices say).
+func (g *gate) deviceIdleLocked() bool {
+	if !g.known {
+		return true
+	}
+	now := time.Now()
+	for w, at := range g.idle {
+		if now.Sub(at) < idleFor {
+			return true
+		}
+		delete(g.idle, w)
+	}
+	return false
 }
 
 // workerWaits reports whether a batch published now would be taken at
@@ -60,7 +99,7 @@ func (g *gate) workerWaits() bool {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.pending < g.limit && g.waiting > 0
+	return g.pending < g.limit && g.waiting > 0 && g.deviceIdleLocked()
 }
 
 // changes is signalled after each refresh of the counts (nil without a gate).
@@ -87,6 +126,25 @@ func (g *gate) poke() {
 	if g != nil {
 		signal(g.kick)
 	}
+}
+
+// notice takes a worker's notice on TakenSubject: it records whether the
+// worker is idle and asks for a refresh.
+func (g *gate) notice(h nats.Header) {
+	if g == nil {
+		return
+	}
+	if w := h.Get(jetstream.HeaderWorker); w != "" {
+		g.mu.Lock()
+		g.known = true
+		if h.Get(jetstream.HeaderIdle) == "1" {
+			g.idle[w] = time.Now()
+		} else {
+			delete(g.idle, w)
+		}
+		g.mu.Unlock()
+	}
+	g.poke()
 }
 
 // run refreshes the count whenever poked, until ctx ends.

@@ -159,6 +159,13 @@ const (
 	// HeaderAttempt is the job attempt a token chunk belongs to (sequences
 	// restart at 1 when a job is replayed).
 	HeaderAttempt = "Inferq-Attempt"
+	// HeaderWorker names the worker agent that sent a notice on
+	// TakenSubject.
+	HeaderWorker = "Inferq-Worker"
+	// HeaderIdle is "1" on a TakenSubject notice of a worker slot that
+	// starts waiting while the worker has no batch of the model in hand:
+	// its device is free, not just a slot to prefetch into.
+	HeaderIdle = "Inferq-Idle"
 )
 
 // CancelSubject carries cancellation notices (core NATS, not stored):

@@ -223,8 +223,10 @@ func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs
 			continue
 		}
 		// This slot now waits for a batch (the pull request went out first
-		// on this connection): batchers holding one back may let it go.
-		a.notifyBatchers(m, "")
+		// on this connection): batchers holding one back may let it go, a
+		// partial one only if nothing of the model is in hand here (the
+		// device is free, not just a slot to prefetch into).
+		a.notifyBatchers(m, "", a.stats[m.Name].inflight.Load() == 0)
 		// A batch that arrives as shutdown starts is still in hand: it is
 		// run (or released) by handle, never dropped.
 		for msg := range msgs.Messages() {
@@ -237,9 +239,15 @@ func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs
 // notifyBatchers tells the model's batchers, which hold batches back while
 // no worker slot is free, that the workers' state changed (core NATS, best
 // effort: they also re-check on their own). The body is the id of the batch
-// just taken, or empty when a slot starts waiting for one.
-func (a *Agent) notifyBatchers(m *config.Model, batchID string) {
-	_ = a.opt.JS.Conn().Publish(a.opt.Topology.TakenSubject(m.Name), []byte(batchID))
+// just taken, or empty when a slot starts waiting for one; the headers name
+// this worker and say whether it has nothing of the model in hand.
+func (a *Agent) notifyBatchers(m *config.Model, batchID string, idle bool) {
+	msg := &nats.Msg{Subject: a.opt.Topology.TakenSubject(m.Name), Data: []byte(batchID),
+		Header: nats.Header{jetstream.HeaderWorker: []string{a.opt.Name}}}
+	if idle {
+		msg.Header.Set(jetstream.HeaderIdle, "1")
+	}
+	_ = a.opt.JS.Conn().PublishMsg(msg)
 }
 
 // handle runs one batch. ctx is the agent's: when it ends the batch still
@@ -285,7 +293,7 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	stopKeepalive := keepalive(msg, a.opt.Topology.AckWait/4)
 	defer stopKeepalive()
 
-	a.notifyBatchers(m, batch.Id) // one fewer batch waits undelivered
+	a.notifyBatchers(m, batch.Id, false) // one fewer batch waits undelivered
 	pub := lifecycle.NewPublisher(a.opt.JS)
 	// Running events go out once the batch has run RunningAfter, or at its
 	// first token. A batch that ends sooner goes straight from queued to
