@@ -22,10 +22,12 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/schema"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 	"gopkg.in/yaml.v3"
 
 	"github.com/inferq/inferq/deploy/internal/svccheck"
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/natsauth"
 )
 
 // composeFile is the part of the Compose model the checks read, decoded
@@ -52,8 +54,9 @@ type service struct {
 	Healthcheck *struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
-	Profiles []string `yaml:"profiles"`
-	Deploy   *struct {
+	Profiles        []string `yaml:"profiles"`
+	StopGracePeriod string   `yaml:"stop_grace_period"`
+	Deploy          *struct {
 		Replicas *int `yaml:"replicas"`
 	} `yaml:"deploy"`
 }
@@ -407,7 +410,10 @@ func TestComposeNATS(t *testing.T) {
 			t.Errorf("%s: want nats.conf mounted at /etc/nats/nats.conf and --config naming it", name)
 			continue
 		}
-		t.Setenv("NATS_SERVER_NAME", s.Environment["NATS_SERVER_NAME"])
+		env := newTestEnv(t)
+		for k, v := range s.Environment {
+			t.Setenv(k, env.resolve(t, v))
+		}
 		opts, err := server.ProcessConfigFile(src)
 		if err != nil {
 			t.Errorf("%s: %s: %v", name, src, err)
@@ -746,5 +752,89 @@ func TestComposeHAProxy(t *testing.T) {
 	}
 	if servers == 0 || binds == 0 || !healthChecked {
 		t.Errorf("haproxy.cfg: %d server lines, %d binds, /readyz health check %v", servers, binds, healthChecked)
+	}
+}
+
+// testEnv stands in for the operator's environment: a value for each
+// variable compose.yaml interpolates (${VAR:?...}).
+type testEnv map[string]string
+
+var interpolation = regexp.MustCompile(`^\$\{(\w+)(?::?[?-][^}]*)?\}$`)
+
+func newTestEnv(t *testing.T) testEnv {
+	t.Helper()
+	issuer, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := issuer.PublicKey()
+	env := testEnv{natsauth.IssuerVar: pub}
+	for _, role := range natsauth.Roles {
+		env[natsauth.PasswordVar(role)] = role + "-test-password"
+	}
+	return env
+}
+
+// resolve interpolates v as Compose would with env set.
+func (e testEnv) resolve(t *testing.T, v string) string {
+	t.Helper()
+	m := interpolation.FindStringSubmatch(v)
+	if m == nil {
+		return v
+	}
+	val, ok := e[m[1]]
+	if !ok {
+		t.Errorf("compose.yaml interpolates ${%s}, which no deployment step sets", m[1])
+	}
+	return val
+}
+
+// serviceRole is the NATS user each inferq binary connects as.
+var serviceRole = map[string]string{"ingress": natsauth.RoleIngress, "batcher": natsauth.RoleBatcher,
+	"resultsvc": natsauth.RoleResultSvc, "inferq-worker": natsauth.RoleWorker}
+
+// TestComposeNATSAuth: nats.conf carries natsauth's users and permissions
+// and the auth callout, verbatim; loaded into a real nats-server it refuses
+// an anonymous client and admits each service with the credentials its
+// container gets from the environment.
+func TestComposeNATSAuth(t *testing.T) {
+	_, cf := readCompose(t)
+	cfg := loadConfig(t)
+	b, err := os.ReadFile("nats.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svccheck.CheckAuthBlock(t, "nats.conf", string(b), cfg.NATS.Prefix, "")
+
+	env := newTestEnv(t)
+	for k, v := range cf.Services["nats-1"].Environment {
+		t.Setenv(k, env.resolve(t, v))
+	}
+	srv := svccheck.RunNATSConf(t, "nats.conf", cfg.NATS.Prefix)
+	users := 0
+	for name, s := range cf.Services {
+		bin, ok := s.inferq()
+		if !ok {
+			continue
+		}
+		role := serviceRole[bin]
+		if got := s.Environment["INFERQ_NATS_USER"]; got != role {
+			t.Errorf("service %s: INFERQ_NATS_USER %q, want %q", name, got, role)
+			continue
+		}
+		pw := env.resolve(t, s.Environment["INFERQ_NATS_PASSWORD"])
+		if pw != env[natsauth.PasswordVar(role)] {
+			t.Errorf("service %s: INFERQ_NATS_PASSWORD is not ${%s}", name, natsauth.PasswordVar(role))
+			continue
+		}
+		svccheck.ConnectAs(t, srv, role, pw)
+		users++
+	}
+	if users == 0 {
+		t.Error("no inferq service connects to NATS")
+	}
+	svccheck.RefusesAnonymous(t, srv)
+	if got := cf.Services["ingress"].StopGracePeriod; got != "70s" {
+		t.Errorf("ingress: stop_grace_period %q, want 70s (its drain is 65s by default)", got)
 	}
 }

@@ -9,6 +9,7 @@ package k8s
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +35,7 @@ import (
 
 	"github.com/inferq/inferq/deploy/internal/svccheck"
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/natsauth"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -604,6 +607,12 @@ func TestNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("POD_NAME", "nats-0")
+	secret := newSecretValues(t)
+	for _, e := range w.pod.Spec.Containers[0].Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			t.Setenv(e.Name, secret.value(t, e.ValueFrom.SecretKeyRef))
+		}
+	}
 	opts, err := server.ProcessConfigFile(file)
 	if err != nil {
 		t.Fatalf("nats.conf: %v", err)
@@ -744,5 +753,91 @@ func TestScaledObject(t *testing.T) {
 		if v, ok := md["useHttps"]; ok && v != "true" && v != "false" {
 			t.Errorf("useHttps %q: want true or false", v)
 		}
+	}
+}
+
+// secretValues stand in for Secret inferq-nats, which the operator creates
+// (deploy/README.md): a value per key.
+type secretValues map[string]string
+
+func newSecretValues(t *testing.T) secretValues {
+	t.Helper()
+	issuer, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := issuer.PublicKey()
+	s := secretValues{"callout-issuer": pub}
+	for _, role := range natsauth.Roles {
+		s[role+"-password"] = role + "-test-password"
+	}
+	return s
+}
+
+func (s secretValues) value(t *testing.T, ref *corev1.SecretKeySelector) string {
+	t.Helper()
+	v, ok := s[ref.Key]
+	if ref.Name != "inferq-nats" || !ok {
+		t.Errorf("secret %s key %s: want Secret inferq-nats, one of its keys %v", ref.Name, ref.Key, slices.Sorted(maps.Keys(s)))
+	}
+	return v
+}
+
+// workerRole is the NATS user each inferq binary connects as.
+var workerRole = map[string]string{"ingress": natsauth.RoleIngress, "batcher": natsauth.RoleBatcher,
+	"resultsvc": natsauth.RoleResultSvc, "inferq-worker": natsauth.RoleWorker}
+
+// TestNATSAuth: the NATS ConfigMap carries natsauth's users, permissions
+// and auth callout verbatim; loaded into a real nats-server with the
+// Secret's values it refuses anonymous clients and admits each inferq
+// container with the user and password its env gives it.
+func TestNATSAuth(t *testing.T) {
+	m := load(t)
+	cfg := inferqConfig(t, m)
+	w, ok := m.workload("StatefulSet", "nats")
+	if !ok {
+		t.Fatal("StatefulSet nats missing")
+	}
+	conf := m.configMaps["nats-config"].Data["nats.conf"]
+	svccheck.CheckAuthBlock(t, "nats-config nats.conf", conf, cfg.NATS.Prefix, "")
+	file := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secret := newSecretValues(t)
+	t.Setenv("POD_NAME", "nats-0")
+	for _, e := range w.pod.Spec.Containers[0].Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			t.Setenv(e.Name, secret.value(t, e.ValueFrom.SecretKeyRef))
+		}
+	}
+	srv := svccheck.RunNATSConf(t, file, cfg.NATS.Prefix)
+	svccheck.RefusesAnonymous(t, srv)
+	containers := 0
+	for _, wl := range m.workloads() {
+		for _, c := range wl.pod.Spec.Containers {
+			bin, ok := inferqBinary(c)
+			if !ok {
+				continue
+			}
+			containers++
+			var user, pw string
+			for _, e := range c.Env {
+				switch {
+				case e.Name == "INFERQ_NATS_USER":
+					user = e.Value
+				case e.Name == "INFERQ_NATS_PASSWORD" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+					pw = secret.value(t, e.ValueFrom.SecretKeyRef)
+				}
+			}
+			if want := workerRole[bin]; user != want || pw == "" {
+				t.Errorf("%s/%s: INFERQ_NATS_USER %q and a password from the Secret: want user %q", wl.name, c.Name, user, want)
+				continue
+			}
+			svccheck.ConnectAs(t, srv, user, pw)
+		}
+	}
+	if containers == 0 {
+		t.Error("no inferq container found")
 	}
 }

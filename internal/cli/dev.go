@@ -28,6 +28,9 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	redisURL := fs.String("redis", "", "Redis URL for the results store; empty uses the embedded JetStream KV store")
 	cfgPath := fs.String("config", "", "YAML config; without one the built-in test models are served")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	natsTLSCert := fs.String("nats-tls-cert", "", "PEM certificate: the embedded NATS server's clients must connect over TLS")
+	natsTLSKey := fs.String("nats-tls-key", "", "PEM key of --nats-tls-cert")
+	natsTLSCA := fs.String("nats-tls-ca", "", "PEM CA: NATS clients must also show a certificate it signed")
 	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this loopback address (profiling); empty serves none")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
@@ -77,6 +80,14 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// with auth, anonymous clients are refused, the broker connects as its
 	// own user and tenants through the auth callout with their credential.
 	natsCfg := natsembed.Config{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")}
+	if *natsTLSCert != "" || *natsTLSKey != "" || *natsTLSCA != "" {
+		if *natsTLSCert == "" || *natsTLSKey == "" {
+			return usageErr(stderr, "dev", "--nats-tls-cert and --nats-tls-key go together")
+		}
+		if natsCfg.TLS, err = natsembed.TLSFiles(*natsTLSCert, *natsTLSKey, *natsTLSCA); err != nil {
+			return fail(err)
+		}
+	}
 	var sec *devNATSAuth
 	if cfg.Auth.Enabled {
 		if sec, err = newDevNATSAuth(ctx, &cfg, log); err != nil {
@@ -103,7 +114,9 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("listen %s: %w", *httpAddr, err))
 	}
 	err = stack.Run(ctx, stack.Options{Config: &cfg, Conn: nc, Components: stack.All, IngressListener: ln, Log: log,
-		Ready: func() { printBanner(stdout, &cfg, ln.Addr().String(), natsLine(srv.ClientURL(), sec != nil), *dataDir) }})
+		Ready: func() {
+			printBanner(stdout, &cfg, ln.Addr().String(), natsLine(srv.ClientURL(), sec != nil), *dataDir)
+		}})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fail(err)
 	}
@@ -119,27 +132,32 @@ func printBanner(w io.Writer, cfg *config.Config, httpAddr, natsURL, dataDir str
 	if natsURL == "" {
 		natsURL = "in-process only (--nats-port 0)"
 	}
+	scheme := "http"
+	if cfg.Ingress.TLS.Enabled() {
+		scheme = "https"
+	}
 	store := "embedded JetStream KV"
 	if cfg.Redis.URL != "" {
 		store = "Redis"
 	}
 	fmt.Fprintf(w, `inferq dev is running
-  HTTP API  http://%s
+  HTTP API  %s://%s
   NATS      %s
   results   %s
   data      %s
   models    %s
 
 Try it:
-  curl -s -X POST http://%s/v1/models/simple/jobs -H 'Content-Type: application/json' \
+  curl -s -X POST %s://%s/v1/models/simple/jobs -H 'Content-Type: application/json' \
     -d '{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
-  curl -s 'http://%s/v1/jobs/<id>?wait=10s'
+  curl -s '%s://%s/v1/jobs/<id>?wait=10s'
 
 Ctrl-C stops it.
-`, httpAddr, natsURL, store, dataDir, strings.Join(names, ", "), httpAddr, httpAddr)
+`, scheme, httpAddr, natsURL, store, dataDir, strings.Join(names, ", "), scheme, httpAddr, scheme, httpAddr)
 }
 
-// natsLine is the banner's NATS line: the URL and who may connect.
+// natsLine is the banner's NATS line: the URL (tls:// when clients must
+// use TLS) and who may connect.
 func natsLine(url string, authenticated bool) string {
 	switch {
 	case url == "":

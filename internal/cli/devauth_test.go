@@ -42,7 +42,7 @@ func startDev(t *testing.T, args ...string) (url, line string) {
 			t.Error("inferq dev did not stop within 20s")
 		}
 	})
-	re := regexp.MustCompile(`NATS      ((nats://\S+).*)`)
+	re := regexp.MustCompile(`NATS      (((?:nats|tls)://\S+).*)`)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if m := re.FindStringSubmatch(stdout.String()); m != nil {
 			return m[2], m[1]
@@ -120,4 +120,24 @@ func TestDevNATSWithAuth(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("a tenant published to a jobs subject")
 	}
+}
+
+// TestDevNATSTLS: with --nats-tls-cert and --nats-tls-key, dev's NATS
+// admits TLS clients only, and the banner's URL says so (tls://).
+func TestDevNATSTLS(t *testing.T) {
+	ca := testutil.NewCA(t)
+	leaf := ca.Issue(t, "nats")
+	url, line := startDev(t, "--nats-tls-cert", leaf.CertFile, "--nats-tls-key", leaf.KeyFile)
+	if !strings.HasPrefix(url, "tls://127.0.0.1:") {
+		t.Errorf("banner's NATS line %q: want a tls:// URL on loopback", line)
+	}
+	if nc, err := nats.Connect(url, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("plain-text client accepted")
+	}
+	nc, err := nats.Connect(url, nats.RootCAs(ca.CertFile))
+	if err != nil {
+		t.Fatalf("TLS client: %v", err)
+	}
+	nc.Close()
 }

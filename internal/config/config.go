@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"regexp"
 	"slices"
@@ -54,7 +55,32 @@ type NATS struct {
 	// nats-server's auth callout: tenants connect to NATS with their API
 	// key or JWT as the token (internal/natsauth).
 	AuthCallout AuthCallout `yaml:"auth_callout"`
+	// TLS is how the services reach a nats-server that requires TLS.
+	TLS ClientTLS `yaml:"tls"`
 }
+
+// ClientTLS is a TLS client's trust and identity: the CA that signed the
+// server's certificate (empty: the system's roots) and, for servers that
+// verify clients, this client's certificate and key. Any of them set turns
+// TLS on.
+type ClientTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether any TLS setting is made.
+func (t ClientTLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// ServerTLS is a TLS server's certificate and key (PEM files); both empty
+// serves plain text.
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t ServerTLS) Enabled() bool { return t.CertFile != "" }
 
 // AuthCallout configures the NATS auth callout service.
 type AuthCallout struct {
@@ -84,6 +110,13 @@ type Ingress struct {
 	MaxWait      Duration `yaml:"max_wait"`       // longest ?wait= honoured; default 60s
 	MaxBodyBytes int64    `yaml:"max_body_bytes"` // default 8 MiB
 	SyncTimeout  Duration `yaml:"sync_timeout"`   // longest wait of the synchronous /v2 endpoints; default 60s
+	// TLS, when set, serves the API over HTTPS only.
+	TLS ServerTLS `yaml:"tls"`
+	// TrustedProxies are the addresses (IPs or CIDRs) of the load balancers
+	// whose X-Forwarded-For the ingress believes when it
+	// throttles failed authentications per client address. Default none:
+	// the connection's own remote address, so no client can pick its own.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Service is a back-end service with only an admin port (/healthz, /readyz, /metrics).
@@ -164,6 +197,9 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		"INFERQ_NATS_USER":       &c.NATS.User,
 		"INFERQ_NATS_PASSWORD":   &c.NATS.Password,
 		"INFERQ_NATS_NKEY_SEED":  &c.NATS.NKeySeedFile,
+		"INFERQ_NATS_TLS_CA":     &c.NATS.TLS.CAFile,
+		"INFERQ_NATS_TLS_CERT":   &c.NATS.TLS.CertFile,
+		"INFERQ_NATS_TLS_KEY":    &c.NATS.TLS.KeyFile,
 		"INFERQ_REDIS_URL":       &c.Redis.URL,
 		"INFERQ_INGRESS_LISTEN":  &c.Ingress.Listen,
 		"INFERQ_BATCHER_ADMIN":   &c.Batcher.AdminListen,
@@ -231,6 +267,7 @@ func (c *Config) Finish() error {
 		errs = append(errs, errors.New("nats.ack_wait must be positive"))
 	}
 	errs = append(errs, c.NATS.validateAuth()...)
+	errs = append(errs, c.validateTLS()...)
 	// Auth is off unless credentials are configured (as `inferq dev` runs).
 	if len(c.Auth.APIKeys) > 0 || c.Auth.JWT.HS256Secret != "" || c.Auth.JWT.HS256SecretFile != "" ||
 		c.Auth.JWT.JWKSFile != "" || c.Auth.JWT.JWKSURL != "" {
@@ -289,6 +326,39 @@ func (n *NATS) validateAuth() []error {
 		errs = append(errs, errors.New("nats.auth_callout.session_ttl must not be negative"))
 	}
 	return errs
+}
+
+// validateTLS checks that certificates come with their keys and that the
+// trusted proxies parse.
+func (c *Config) validateTLS() []error {
+	var errs []error
+	if (c.NATS.TLS.CertFile == "") != (c.NATS.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("nats.tls: cert_file and key_file go together"))
+	}
+	if (c.Ingress.TLS.CertFile == "") != (c.Ingress.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("ingress.tls: cert_file and key_file go together"))
+	}
+	if _, err := ParseTrustedProxies(c.Ingress.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("ingress.trusted_proxies: %w", err))
+	}
+	return errs
+}
+
+// ParseTrustedProxies reads IPs and CIDRs (an IP is a one-address range).
+func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an IP nor a CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // Unserved lists the configured models that worker.models leaves out: a

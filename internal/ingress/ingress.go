@@ -6,7 +6,9 @@ package ingress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -75,6 +77,7 @@ func New(opt Options) *Ingress {
 	opt.Registry.MustRegister(newQueueCollector(i))
 	e := i.echo
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = clientIP(opt.Config.Ingress.TrustedProxies)
 	e.HTTPErrorHandler = i.handleError
 	e.Use(i.observe)
 	if opt.Auth != nil {
@@ -133,6 +136,23 @@ func scope(a *auth.Authenticator, s string) echo.MiddlewareFunc {
 	return authecho.Require(s)
 }
 
+// clientIP is how the ingress tells who a client is (the failed-auth
+// throttle keys on it): the connection's remote address, unless it is one
+// of the trusted proxies, whose X-Forwarded-For is then read from the
+// right, past every trusted hop. Echo's default believes the header from
+// anyone, so a client could pick a fresh address for every guess.
+func clientIP(trusted []string) echo.IPExtractor {
+	prefixes, err := config.ParseTrustedProxies(trusted)
+	if err != nil || len(prefixes) == 0 {
+		return echo.ExtractIPDirect() // config.Finish refuses a bad list
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range prefixes {
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
 // Handler is the API as an http.Handler (for tests and embedding).
 func (i *Ingress) Handler() http.Handler { return i.echo }
 
@@ -143,13 +163,29 @@ func (i *Ingress) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	i.opt.Log.Info("ingress listening", "addr", ln.Addr().String())
+	cfg := i.opt.Config.Ingress
+	if cfg.TLS.Enabled() {
+		if ln, err = tlsListener(ln, cfg.TLS); err != nil {
+			return err
+		}
+	}
+	i.opt.Log.Info("ingress listening", "addr", ln.Addr().String(), "tls", cfg.TLS.Enabled())
 	// The write timeout outlasts the longest long-poll or synchronous wait;
 	// SSE streams extend it on every event.
-	cfg := i.opt.Config.Ingress
 	return obs.ServeListener(ctx, ln, i.echo, i.opt.Log, obs.ServeOptions{
 		WriteTimeout: max(cfg.MaxWait.D(), cfg.SyncTimeout.D()) + 30*time.Second,
 		Drain:        DrainTimeout(cfg)})
+}
+
+// tlsListener serves ln over TLS (HTTP/2 or HTTP/1.1) with the certificate
+// of ingress.tls; a plain-HTTP request to it is answered 400.
+func tlsListener(ln net.Listener, c config.ServerTLS) (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("ingress.tls: %w", err)
+	}
+	return tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+		NextProtos: []string{"h2", "http/1.1"}}), nil
 }
 
 // drainMargin is the time a request that waited its longest allowed wait

@@ -2,6 +2,10 @@ package natsauth_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/inferq/inferq/internal/config"
@@ -16,6 +21,7 @@ import (
 	"github.com/inferq/inferq/internal/natsembed"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/stack/stacktest"
+	"github.com/inferq/inferq/internal/testutil"
 )
 
 // serverPerms turns the table's form into nats-server's.
@@ -54,9 +60,16 @@ func (v *violations) list() []string {
 }
 
 // TestServicesWithinTheirPermissions runs each component as its own NATS
-// user with the table's permissions: a job goes through end to end with no
-// permission error, and no service can step outside its row.
+// user with the table's permissions, with either results store: jobs go
+// through end to end (tokens, SSE, replay, cancel, /v2 generate_stream, a
+// poison batch dead-lettered) with no permission error, and no service can
+// step outside its row.
 func TestServicesWithinTheirPermissions(t *testing.T) {
+	t.Run("kv", func(t *testing.T) { servicesWithinTheirPermissions(t, "") })
+	t.Run("redis", func(t *testing.T) { servicesWithinTheirPermissions(t, testutil.StartRedis(t).URL) })
+}
+
+func servicesWithinTheirPermissions(t *testing.T, redisURL string) {
 	issuer, _ := nkeys.CreateAccount()
 	issuerPub, _ := issuer.PublicKey()
 	cfg, err := config.Load("")
@@ -64,6 +77,16 @@ func TestServicesWithinTheirPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Auth = authConfig()
+	cfg.Redis.URL = redisURL
+	// A model whose batches always fail: its job is dead-lettered by the
+	// worker after max_deliver tries.
+	flag := filepath.Join(t.TempDir(), "fail")
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Models = append(cfg.Models, config.Model{Name: "flaky",
+		Runner: config.Runner{Builtin: "flaky", Params: map[string]any{"fail_while_exists": flag}},
+		Queue:  config.Queue{MaxDeliver: 2, Backoff: []config.Duration{config.D(50 * time.Millisecond)}}})
 	if err := cfg.Finish(); err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +175,29 @@ func TestServicesWithinTheirPermissions(t *testing.T) {
 			t.Fatalf("replayed job %s: %s", id, b)
 		}
 	}
+	if code, b := call(t, "POST", base+"/v2/models/repeat/generate_stream", acmeKey,
+		`{"text_input":"abc","parameters":{"max_tokens":3}}`); code != 200 || !strings.Contains(string(b), "text_output") {
+		t.Errorf("generate_stream: %d %s", code, b)
+	}
+	// The poison job ends failed with a dead letter.
+	code, b := call(t, "POST", base+"/v1/models/flaky/jobs", acmeKey, `{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"FP32","data":[1]}]}`)
+	var poison struct{ ID string }
+	if err := json.Unmarshal(b, &poison); err != nil || code != http.StatusAccepted {
+		t.Fatalf("submit poison job: %d %s", code, b)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, b := get(t, base, acmeKey, poison.ID); strings.Contains(string(b), `"failed"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("poison job %s did not fail", poison.ID)
+		}
+	}
+	js, _ := natsjs.New(conns[natsauth.RoleBatcher])
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		st, err := js.Stream(t.Context(), "INFERQ_DEAD")
+		return err == nil && st.CachedInfo().State.Msgs >= 1
+	}, "no dead letter for the poison job")
 	cancelID := submit(t, base, acmeKey, 2000)
 	if code, b := call(t, "DELETE", base+"/v1/jobs/"+cancelID, acmeKey, ""); code >= 300 {
 		t.Errorf("cancel: %d %s", code, b)

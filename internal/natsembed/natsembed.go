@@ -4,6 +4,7 @@
 package natsembed
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -41,6 +42,10 @@ type Config struct {
 	// by the callout service (internal/natsauth) on $SYS.REQ.USER.AUTH.
 	// Requires Users (the callout service itself is one of them).
 	CalloutIssuer string
+	// TLS, when set, makes the client port TLS only: a plain-text client is
+	// refused. With ClientAuth set to verify, clients must also show a
+	// certificate its ClientCAs signed. In-process connections skip TLS.
+	TLS *tls.Config
 }
 
 // User is one statically configured NATS user.
@@ -57,6 +62,11 @@ type ClusterConfig struct {
 	Host   string
 	Port   int      // -1 picks a free port
 	Routes []string // nats-route://host:port of the other nodes
+	// TLS, when set, encrypts the routes. Each node is both server and
+	// client of a route, so the configuration needs Certificates (valid
+	// for both), RootCAs to verify the other nodes and ClientCAs with
+	// ClientAuth to verify them when they dial in.
+	TLS *tls.Config
 }
 
 // Server is a running in-process nats-server.
@@ -96,8 +106,15 @@ func Run(cfg Config) (*Server, error) {
 	if err := setAuth(opts, &cfg); err != nil {
 		return nil, err
 	}
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, tlsTimeout
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+	}
 	if c := cfg.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
+		if c.TLS != nil {
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = c.TLS, tlsTimeout
+		}
 		if opts.Cluster.Host == "" {
 			opts.Cluster.Host = cfg.Host
 		}
@@ -164,6 +181,23 @@ func setAuth(opts *server.Options, cfg *Config) error {
 	}
 	return nil
 }
+
+// tlsTimeout is the seconds a TLS handshake may take.
+const tlsTimeout = 5
+
+// TLSFiles builds a server TLS configuration from PEM files: the
+// certificate and key, and, when caFile is set, the CA whose certificates
+// clients (or route peers) must show.
+func TLSFiles(certFile, keyFile, caFile string) (*tls.Config, error) {
+	c, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: certFile, KeyFile: keyFile, CaFile: caFile, Verify: caFile != ""})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: tls: %w", err)
+	}
+	return c, nil
+}
+
+// TLS reports whether clients must connect over TLS.
+func (e *Server) TLS() bool { return e.cfg.TLS != nil }
 
 // Authenticated reports whether anonymous clients are refused.
 func (e *Server) Authenticated() bool { return len(e.cfg.Users) > 0 }

@@ -16,7 +16,8 @@ import (
 
 // ConnectNATS connects a service as its own NATS user: nats.creds_file,
 // nats.user with a password, or nats.nkey_seed_file (none: anonymous,
-// which a server configured as inferq ships refuses).
+// which a server configured as inferq ships refuses), over TLS when
+// nats.tls is set.
 func ConnectNATS(n config.NATS, name string) (*nats.Conn, error) {
 	opts, err := NATSOptions(n)
 	if err != nil {
@@ -30,7 +31,8 @@ func ConnectNATS(n config.NATS, name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// NATSOptions turns the nats section's credentials into connect options.
+// NATSOptions turns the nats section's credentials and TLS settings into
+// connect options.
 func NATSOptions(n config.NATS) ([]nats.Option, error) {
 	var opts []nats.Option
 	switch {
@@ -55,6 +57,17 @@ func NATSOptions(n config.NATS) ([]nats.Option, error) {
 			return nil, errors.New("nats.user is set but its password is empty")
 		}
 		opts = append(opts, nats.UserInfo(n.User, pw))
+	}
+	// TLS: the server is verified against ca_file (or the system's roots)
+	// and, where it verifies clients, this service shows its certificate.
+	if n.TLS.Enabled() {
+		opts = append(opts, nats.Secure())
+		if n.TLS.CAFile != "" {
+			opts = append(opts, nats.RootCAs(n.TLS.CAFile))
+		}
+		if n.TLS.CertFile != "" {
+			opts = append(opts, nats.ClientCert(n.TLS.CertFile, n.TLS.KeyFile))
+		}
 	}
 	return opts, nil
 }

@@ -181,11 +181,27 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format st
 type Cluster struct {
 	Nodes []*natsembed.Server
 	URLs  []string // client URLs, one per node
+	// RoutePorts are the nodes' cluster (route) ports on 127.0.0.1.
+	RoutePorts []int
 }
 
 // StartCluster runs n clustered JetStream servers and waits until the
 // cluster has a meta leader.
 func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return StartClusterWith(t, n, ClusterOptions{})
+}
+
+// ClusterOptions shape a test cluster.
+type ClusterOptions struct {
+	// CA, when set, puts TLS on the routes (each node verifies the others'
+	// certificates, which CA signs) and on the client ports.
+	CA *CA
+}
+
+// StartClusterWith runs n clustered JetStream servers as opt says and
+// waits until the cluster has a meta leader.
+func StartClusterWith(t testing.TB, n int, opt ClusterOptions) *Cluster {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
@@ -195,14 +211,18 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
-	c := &Cluster{}
+	c := &Cluster{RoutePorts: ports}
 	errs := make(chan error, n)
 	nodes := make([]*natsembed.Server, n)
 	for i := range n {
 		go func() {
-			srv, err := natsembed.Run(natsembed.Config{Port: -1, StoreDir: t.TempDir(),
-				ServerName: fmt.Sprintf("n%d", i+1),
-				Cluster:    &natsembed.ClusterConfig{Name: "inferq-test", Port: ports[i], Routes: routes}})
+			cfg := natsembed.Config{Port: -1, StoreDir: t.TempDir(), ServerName: fmt.Sprintf("n%d", i+1),
+				Cluster: &natsembed.ClusterConfig{Name: "inferq-test", Port: ports[i], Routes: routes}}
+			if opt.CA != nil {
+				cfg.TLS = opt.CA.ServerConfig(t, cfg.ServerName, false)
+				cfg.Cluster.TLS = opt.CA.ServerConfig(t, cfg.ServerName+"-route", true)
+			}
+			srv, err := natsembed.Run(cfg)
 			nodes[i] = srv
 			errs <- err
 		}()

@@ -19,7 +19,7 @@ import (
 )
 
 // Start runs comps of the stack with cfg on nc until the test ends and
-// returns the API's base URL. A stack that does not start or stop within
+// returns the API's base URL (https:// when ingress.tls is set). A stack that does not start or stop within
 // 20 s fails the test.
 func Start(t testing.TB, cfg *config.Config, nc *nats.Conn, comps stack.Components) string {
 	t.Helper()
@@ -54,5 +54,8 @@ func Start(t testing.TB, cfg *config.Config, nc *nats.Conn, comps stack.Componen
 			t.Error("stack did not stop within 20s of cancel")
 		}
 	})
+	if cfg.Ingress.TLS.Enabled() {
+		return "https://" + ln.Addr().String()
+	}
 	return "http://" + ln.Addr().String()
 }
