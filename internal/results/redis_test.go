@@ -72,7 +72,7 @@ func TestRedisRestart(t *testing.T) {
 		_, err := s.Wait(wctx, old.ID, terminal, nil)
 		oldWait <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, func() bool { return results.WaitersOf(s, old.ID, false) > 0 }, "the waiter did not register")
 
 	r.Stop()
 	if err := s.Ping(ctx); err == nil {
@@ -108,7 +108,7 @@ func TestRedisRestart(t *testing.T) {
 		}
 		got <- r
 	}()
-	time.Sleep(100 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, func() bool { return results.WaitersOf(s, rec.ID, false) > 0 }, "the waiter did not register")
 	applied := time.Now()
 	if _, _, err := s.Apply(ctx, results.Update{ID: rec.ID, Status: results.Succeeded, Attempt: 1, Time: time.Now(), Result: json.RawMessage(`{"ok":true}`)}); err != nil {
 		t.Fatalf("Apply after restart: %v", err)

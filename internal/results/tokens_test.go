@@ -61,7 +61,7 @@ func TestRedisTokenLog(t *testing.T) {
 		ts, _ := s.WaitTokens(wctx, "job-1", 2, 1)
 		res <- ts
 	}()
-	time.Sleep(50 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, func() bool { return results.WaitersOf(s, "job-1", true) > 0 }, "the token waiter did not register")
 	if ok, err := s.AppendToken(ctx, "job-1", 2, results.Token{Seq: 2, Text: "B", Final: true}); !ok || err != nil {
 		t.Fatalf("append: %v %v", ok, err)
 	}
