@@ -296,32 +296,32 @@ func (c *client) get(ctx context.Context, id string, wait time.Duration) int {
 
 // watch prints a job's tokens as they come, in order, from INFERQ_TOKENS
 // (so it also replays tokens already made), after sequence `from`, until
-// the final token.
+// the final token. It connects with the same credential as the HTTP calls
+// (-token), which is how a tenant signs in to NATS when auth is on. A
+// tenant may only subscribe to its own token subject, not use JetStream:
+// then it reads the live tokens from that subject (earlier ones are
+// missed, and it says so).
 func (c *client) watch(ctx context.Context, natsURL, subject, stream string, from uint64, timeout time.Duration) int {
-	nc, err := nats.Connect(natsURL, nats.Name("inferq-watch"))
+	opts := []nats.Option{nats.Name("inferq-watch")}
+	if c.token != "" {
+		opts = append(opts, nats.Token(c.token))
+	}
+	nc, err := nats.Connect(natsURL, opts...)
 	if err != nil {
 		fmt.Fprintf(c.errw, "inferq: connect %s: %v\n", natsURL, err)
 		return ExitFailed
 	}
 	defer nc.Close()
-	js, _ := natsjs.New(nc)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	next, stopRead, err := c.tokenReader(ctx, nc, subject, stream)
 	if err != nil {
 		fmt.Fprintf(c.errw, "inferq: %v\n", err)
 		return ExitFailed
 	}
-	iter, err := cons.Messages()
-	if err != nil {
-		fmt.Fprintf(c.errw, "inferq: %v\n", err)
-		return ExitFailed
-	}
-	defer iter.Stop()
-	stop := context.AfterFunc(ctx, iter.Stop)
-	defer stop()
+	defer stopRead()
 	for {
-		msg, err := iter.Next()
+		data, err := next()
 		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				fmt.Fprintf(c.errw, "\ninferq: no final token after %v\n", timeout)
@@ -330,7 +330,7 @@ func (c *client) watch(ctx context.Context, natsURL, subject, stream string, fro
 			fmt.Fprintf(c.errw, "\ninferq: %v\n", err)
 			return ExitFailed
 		}
-		tok, err := lifecycle.DecodeTokenChunk(msg.Data())
+		tok, err := lifecycle.DecodeTokenChunk(data)
 		if err != nil || tok.Seq <= from {
 			continue
 		}
@@ -341,6 +341,54 @@ func (c *client) watch(ctx context.Context, natsURL, subject, stream string, fro
 			return ExitOK
 		}
 	}
+}
+
+// jsProbe bounds how long watch waits for JetStream before it falls back to
+// the live subject.
+const jsProbe = 3 * time.Second
+
+// tokenReader returns a function that blocks for the next token chunk of
+// subject: from the stream with an ordered consumer, or, where JetStream is
+// not allowed to this connection, from a plain subscription.
+func (c *client) tokenReader(ctx context.Context, nc *nats.Conn, subject, stream string) (func() ([]byte, error), func(), error) {
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, jsProbe)
+	cons, err := js.OrderedConsumer(pctx, stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	cancel()
+	if err == nil {
+		iter, err := cons.Messages()
+		if err != nil {
+			return nil, nil, err
+		}
+		stop := context.AfterFunc(ctx, iter.Stop)
+		next := func() ([]byte, error) {
+			msg, err := iter.Next()
+			if err != nil {
+				return nil, err
+			}
+			return msg.Data(), nil
+		}
+		return next, func() { stop(); iter.Stop() }, nil
+	}
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
+	sub, serr := nc.SubscribeSync(subject)
+	if serr != nil {
+		return nil, nil, fmt.Errorf("read %s: %w (JetStream: %v)", subject, serr, err)
+	}
+	fmt.Fprintf(c.errw, "inferq: no JetStream for this connection (%v); showing live tokens only\n", err)
+	next := func() ([]byte, error) {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return msg.Data, nil
+	}
+	return next, func() { _ = sub.Unsubscribe() }, nil
 }
 
 // modelRow is what the tables show of GET /v1/models; the JSON form

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,7 +20,7 @@ import (
 
 // startDev runs `inferq dev` with args until the test ends and returns its
 // NATS URL (from the banner) and the banner's NATS line.
-func startDev(t *testing.T, args ...string) (url, line string) {
+func startDev(t *testing.T, args ...string) (url, line, httpURL string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,9 +45,10 @@ func startDev(t *testing.T, args ...string) (url, line string) {
 		}
 	})
 	re := regexp.MustCompile(`NATS      (((?:nats|tls)://\S+).*)`)
+	reHTTP := regexp.MustCompile(`HTTP API  (\S+)`)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if m := re.FindStringSubmatch(stdout.String()); m != nil {
-			return m[2], m[1]
+			return m[2], m[1], reHTTP.FindStringSubmatch(stdout.String())[1]
 		}
 		select {
 		case code := <-exit:
@@ -61,7 +64,7 @@ func startDev(t *testing.T, args ...string) (url, line string) {
 // TestDevNATSOpenOnlyOnLoopback: without auth, dev's NATS is open as
 // before, but on loopback only, and the banner says it is unauthenticated.
 func TestDevNATSOpenOnlyOnLoopback(t *testing.T) {
-	url, line := startDev(t)
+	url, line, _ := startDev(t)
 	if !strings.Contains(line, "UNAUTHENTICATED") || !strings.Contains(line, "loopback only") {
 		t.Errorf("banner's NATS line %q does not say it is unauthenticated", line)
 	}
@@ -91,7 +94,7 @@ func TestDevNATSWithAuth(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url, line := startDev(t, "--config", path)
+	url, line, api := startDev(t, "--config", path)
 	if strings.Contains(line, "UNAUTHENTICATED") {
 		t.Errorf("banner's NATS line %q with auth on", line)
 	}
@@ -120,6 +123,27 @@ func TestDevNATSWithAuth(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("a tenant published to a jobs subject")
 	}
+
+	// `inferq watch` signs in with the tenant's key and, refused JetStream,
+	// follows the job's live token subject to the final token.
+	var out, errb bytes.Buffer
+	if code := Client(context.Background(), "submit", []string{"-url", api, "-token", "change-me", "-text", "ab",
+		"-params", `{"max_tokens":25,"interval_ms":200}`, "repeat"}, &out, &errb); code != ExitOK {
+		t.Fatalf("submit: exit %d: %s", code, errb.String())
+	}
+	var acc struct{ ID string }
+	if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &acc); err != nil || acc.ID == "" {
+		t.Fatalf("submit printed %q: %v", out.String(), err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := Client(context.Background(), "watch", []string{"-nats", url, "-token", "change-me", "-timeout", "30s", acc.ID},
+		&out, &errb); code != ExitOK {
+		t.Fatalf("watch: exit %d; stderr %s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "live tokens only") || !strings.HasSuffix(strings.TrimSpace(out.String()), "a") {
+		t.Fatalf("watch printed %q, stderr %q: want the live tokens to the last (25th: 'a')", out.String(), errb.String())
+	}
 }
 
 // TestDevNATSTLS: with --nats-tls-cert and --nats-tls-key, dev's NATS
@@ -127,7 +151,7 @@ func TestDevNATSWithAuth(t *testing.T) {
 func TestDevNATSTLS(t *testing.T) {
 	ca := testutil.NewCA(t)
 	leaf := ca.Issue(t, "nats")
-	url, line := startDev(t, "--nats-tls-cert", leaf.CertFile, "--nats-tls-key", leaf.KeyFile)
+	url, line, _ := startDev(t, "--nats-tls-cert", leaf.CertFile, "--nats-tls-key", leaf.KeyFile)
 	if !strings.HasPrefix(url, "tls://127.0.0.1:") {
 		t.Errorf("banner's NATS line %q: want a tls:// URL on loopback", line)
 	}
