@@ -14,10 +14,8 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/jobid"
 	"github.com/inferq/inferq/internal/obs"
-	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/testutil"
-	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // waitSpy is a results store that reports each Wait as it starts, so the
@@ -53,20 +51,7 @@ func TestShutdownDrainsLongPolls(t *testing.T) {
 		t.Fatalf("DrainTimeout = %v, want %v (max_wait plus the margin)", got, want)
 	}
 	ctx := testutil.Context(t)
-	topo := jetstream.DefaultTopology()
-	topo.Prefix = cfg.NATS.Prefix
-	var pol []provision.ModelPolicy
-	for _, m := range cfg.Models {
-		pol = append(pol, provision.ModelPolicy{Name: m.Name, MaxBatchSize: m.Batching.MaxBatchSize, MaxDeliver: m.Queue.MaxDeliver})
-	}
-	if err := provision.All(ctx, n.JS, topo, pol); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := results.NewKV(ctx, n.JS, results.KVConfig{Bucket: topo.ResultsBucket(), Retention: time.Hour, Replicas: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kv.Close() })
+	topo, kv := provisioned(t, n, &cfg)
 	store := &waitSpy{Store: kv, waiting: make(chan string, 8)}
 	i := New(Options{Config: &cfg, Topology: topo, JS: n.JS, Store: store,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: obs.NewRegistry()})

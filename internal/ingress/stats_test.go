@@ -21,21 +21,10 @@ import (
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
-// startIngress serves an ingress alone (no batcher, so jobs stay queued) on
-// the embedded NATS server n, with n's streams and a KV results store.
-func startIngress(t *testing.T, n *testutil.NATS, edit func(*config.Config)) (*Ingress, string) {
+// provisioned creates cfg's streams and consumers on n and a KV results
+// store, for an ingress under test.
+func provisioned(t *testing.T, n *testutil.NATS, cfg *config.Config) (jetstream.Topology, *results.KVStore) {
 	t.Helper()
-	cfg, err := config.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS.URL = n.URL
-	if edit != nil {
-		edit(&cfg)
-		if err := cfg.Finish(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx := testutil.Context(t)
 	topo := jetstream.DefaultTopology()
 	topo.Prefix = cfg.NATS.Prefix
@@ -51,6 +40,25 @@ func startIngress(t *testing.T, n *testutil.NATS, edit func(*config.Config)) (*I
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
+	return topo, store
+}
+
+// startIngress serves an ingress alone (no batcher, so jobs stay queued) on
+// the embedded NATS server n, with n's streams and a KV results store.
+func startIngress(t *testing.T, n *testutil.NATS, edit func(*config.Config)) (*Ingress, string) {
+	t.Helper()
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATS.URL = n.URL
+	if edit != nil {
+		edit(&cfg)
+		if err := cfg.Finish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topo, store := provisioned(t, n, &cfg)
 	reg := obs.NewRegistry()
 	i := New(Options{Config: &cfg, Topology: topo, JS: n.JS, Store: store,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: reg})
