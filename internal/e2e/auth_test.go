@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 
@@ -23,30 +22,7 @@ func TestAuthAndTenants(t *testing.T) {
 		c.Auth.RateLimit = auth.RateLimitConfig{PerTenantRPS: 1000, Burst: 1000,
 			Overrides: map[string]auth.TenantLimit{"tiny": {RPS: 0.5, Burst: 2}}}
 	})
-	call := func(method, path, key, body string) (int, http.Header, string) {
-		req, _ := http.NewRequest(method, s.URL+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		for {
-			n, err := resp.Body.Read(buf)
-			b.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		return resp.StatusCode, resp.Header, b.String()
-	}
+	call := bearerCaller(t, s.URL)
 	job := `{"text_input":"hi","parameters":{"max_tokens":2}}`
 	if code, h, _ := call("POST", "/v1/models/repeat/jobs", "", job); code != 401 || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
 		t.Errorf("no credentials: %d %v", code, h)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -287,4 +288,25 @@ type natsToken struct {
 	Seq   uint64 `json:"seq"`
 	Text  string `json:"text"`
 	Final bool   `json:"final"`
+}
+
+// bearerCaller sends requests to base with an optional bearer key and
+// returns the status, headers and body (as much as arrived).
+func bearerCaller(t *testing.T, base string) func(method, path, key, body string) (int, http.Header, string) {
+	return func(method, path, key, body string) (int, http.Header, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body) // a cut stream still shows what came
+		return resp.StatusCode, resp.Header, string(b)
+	}
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,22 +28,7 @@ func TestProbeFindingsHTTP(t *testing.T) {
 		}
 		c.Auth.FailedAuth = auth.FailedAuthConfig{MaxFailures: 5, Window: auth.Duration(time.Minute)}
 	})
-	call := func(method, path, key, body string) (int, http.Header, string) {
-		req, _ := http.NewRequest(method, s.URL+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(b)
-	}
+	call := bearerCaller(t, s.URL)
 	code, _, body := call("POST", "/v1/models/repeat/jobs", keys["acme"], `{"text_input":"hi","parameters":{"max_tokens":2}}`)
 	var acc struct{ ID string }
 	if err := json.Unmarshal([]byte(body), &acc); err != nil || code != http.StatusAccepted {
