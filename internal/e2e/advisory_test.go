@@ -13,8 +13,8 @@ import (
 
 	"github.com/inferq/inferq/internal/cli"
 	"github.com/inferq/inferq/internal/config"
-	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
