@@ -44,6 +44,12 @@ type NATS struct {
 	TokensMaxAge    Duration `yaml:"tokens_max_age"`   // default 15m
 	DuplicateWindow Duration `yaml:"duplicate_window"` // Nats-Msg-Id dedupe window; default 2m
 	AckWait         Duration `yaml:"ack_wait"`         // consumers' AckWait; default 30s
+	// PingInterval and MaxPingsOut decide how soon a service gives up on a
+	// server that stopped answering (a frozen node) and reconnects to
+	// another: after about PingInterval × (MaxPingsOut + 1). Defaults 2s and
+	// 2; nats.go's own (2 minutes) kept requests hanging on a frozen node.
+	PingInterval Duration `yaml:"ping_interval"`
+	MaxPingsOut  int      `yaml:"max_pings_out"`
 	// How the services authenticate to NATS: a creds file (JWT + nkey), a
 	// user and password, or an nkey seed file; at most one.
 	CredsFile    string `yaml:"creds_file"`
@@ -149,6 +155,7 @@ func Default() Config {
 			URL: "nats://127.0.0.1:4222", Prefix: "inferq", Replicas: 1,
 			JobsMaxAge: D(24 * time.Hour), TokensMaxAge: D(15 * time.Minute),
 			DuplicateWindow: D(2 * time.Minute), AckWait: D(30 * time.Second),
+			PingInterval: D(2 * time.Second), MaxPingsOut: 2,
 		},
 		Results: Results{Retention: D(24 * time.Hour)},
 		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20, SyncTimeout: D(60 * time.Second)},
@@ -265,6 +272,10 @@ func (c *Config) Finish() error {
 	}
 	if c.NATS.AckWait.D() <= 0 {
 		errs = append(errs, errors.New("nats.ack_wait must be positive"))
+	}
+	if c.NATS.PingInterval.D() <= 0 || c.NATS.MaxPingsOut < 1 {
+		errs = append(errs, fmt.Errorf("nats.ping_interval (%v) must be positive and nats.max_pings_out (%d) at least 1",
+			c.NATS.PingInterval, c.NATS.MaxPingsOut))
 	}
 	errs = append(errs, c.NATS.validateAuth()...)
 	errs = append(errs, c.validateTLS()...)

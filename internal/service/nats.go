@@ -23,7 +23,8 @@ func ConnectNATS(n config.NATS, name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, opts...)
+	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.PingInterval(n.PingInterval.D()), nats.MaxPingsOutstanding(n.MaxPingsOut)}, opts...)
 	nc, err := nats.Connect(n.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", n.URL, err)
