@@ -23,7 +23,6 @@ import (
 	"github.com/inferq/inferq/internal/jobid"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/wire"
-	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
@@ -234,11 +233,11 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 
 	// No record is written: the job stored in INFERQ_JOBS is the proof of
 	// acceptance, and its first event creates the record (lookup.go).
-	ack, err := jetstream.Publish(ctx, i.opt.JS, subject, job, job.Id)
+	seq, err := i.publishJob(ctx, subject, job)
 	if err != nil {
 		return nil, false, i.unavailable(m.Name, "publish", err)
 	}
-	i.accepts.add(queuedRecord(job, ack.Sequence))
+	i.accepts.add(queuedRecord(job, seq))
 	i.metrics.jobsSubmitted.WithLabelValues(m.Name).Inc()
 	i.opt.Log.Debug("job queued", "job", job.Id, "model", m.Name, "priority", params.priority)
 	return i.accepted(job.Id, tenant, m.Name, m.Version, string(results.Queued), now), false, nil

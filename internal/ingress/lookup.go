@@ -7,10 +7,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
@@ -40,6 +42,12 @@ func (i *Ingress) queued(ctx context.Context, id string) (*results.Record, error
 	if rec, ok := i.accepts.get(id); ok {
 		return rec, nil
 	}
+	return i.stored(ctx, id)
+}
+
+// stored is the queued record of job id as INFERQ_JOBS holds it (its latest
+// attempt); results.ErrNotFound if the stream has no such job.
+func (i *Ingress) stored(ctx context.Context, id string) (*results.Record, error) {
 	stream, err := i.jobsStream(ctx)
 	if err != nil {
 		return nil, err
@@ -112,4 +120,62 @@ func (a *acceptedJobs) get(id string) (*results.Record, bool) {
 	}
 	cp := *rec // callers may not change what the next caller reads
 	return &cp, true
+}
+
+// settleFor bounds how long the ingress tries to learn whether a job whose
+// publish failed was stored after all.
+var settleFor = 5 * time.Second
+
+// publishJob stores job on subject and returns its sequence in INFERQ_JOBS.
+// A publish can fail without saying whether the server stored the job (a
+// timeout, a dropped connection, a frozen node). Answering 503 then would
+// make a client that retries run the job twice, so an unknown outcome is
+// settled: the job is published again under the same Nats-Msg-Id, which
+// JetStream stores at most once within its duplicate window, until one
+// publish is acknowledged or settleFor has passed, and then the job is
+// looked up by its subject. Only a job found nowhere is refused.
+func (i *Ingress) publishJob(ctx context.Context, subject string, job *inferqpb.Job) (uint64, error) {
+	ack, err := jetstream.Publish(ctx, i.opt.JS, subject, job, job.Id)
+	if err == nil {
+		return ack.Sequence, nil
+	}
+	if refused(err) {
+		return 0, err
+	}
+	log := i.opt.Log.With("job", job.Id, "model", job.Model)
+	log.Warn("job publish outcome unknown; publishing it again under the same id", "err", err)
+	// The client may be gone; the job may still be stored, so finish.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleFor)
+	defer cancel()
+	for wait := 50 * time.Millisecond; sctx.Err() == nil; wait = min(2*wait, time.Second) {
+		select {
+		case <-sctx.Done():
+		case <-time.After(wait):
+		}
+		actx, acancel := context.WithTimeout(sctx, time.Second)
+		ack, err = jetstream.Publish(actx, i.opt.JS, subject, job, job.Id)
+		acancel()
+		if err == nil {
+			log.Info("job publish settled: stored", "duplicate", ack.Duplicate)
+			return ack.Sequence, nil
+		}
+		if refused(err) {
+			break // refused now; an earlier try may still have stored it
+		}
+	}
+	lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer lcancel()
+	if rec, lerr := i.stored(lctx, job.Id); lerr == nil && rec.Attempts == job.Attempt {
+		log.Info("job publish settled: found in the stream")
+		return rec.JobsSeq, nil
+	}
+	return 0, fmt.Errorf("job %s: not stored as far as can be told: %w", job.Id, err)
+}
+
+// refused reports whether a publish error means the job was not stored:
+// the server answered no, or the message never left this process.
+func refused(err error) bool {
+	var api *natsjs.APIError
+	return errors.As(err, &api) || errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrInvalidMsg)
 }
