@@ -99,6 +99,7 @@ type JobRef struct {
 	ID, Tenant, Model, Version string
 	Attempt                    uint32
 	CreatedAt                  time.Time // when it was accepted; zero if unknown
+	JobsSeq                    uint64    // its place in INFERQ_JOBS; 0 if unknown
 }
 
 // CancelRequestEvent cancels attempt ref.Attempt of a job at a client's
@@ -110,6 +111,7 @@ func CancelRequestEvent(ref JobRef, at time.Time) Event {
 	if !ref.CreatedAt.IsZero() {
 		ev.CreatedUnixNano = ref.CreatedAt.UnixNano()
 	}
+	ev.JobsSeq = ref.JobsSeq
 	return newEvent(jetstream.EventFailed, KindCancelled, Cancelled, at, ev)
 }
 

@@ -44,7 +44,7 @@ type Record struct {
 	StartedAt  *time.Time      `json:"started_at,omitempty"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
 	Attempts   uint32          `json:"attempts"`
-	JobsSeq    uint64          `json:"jobs_seq,omitempty"` // the job in INFERQ_JOBS, once a batcher has seen it
+	JobsSeq    uint64          `json:"jobs_seq,omitempty"` // the job in INFERQ_JOBS (for replay)
 	Error      *Error          `json:"error,omitempty"`
 	Result     json.RawMessage `json:"result,omitempty"` // OIP inference response
 
