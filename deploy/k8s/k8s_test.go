@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -851,5 +852,32 @@ func TestNATSAuth(t *testing.T) {
 	}
 	if containers == 0 {
 		t.Error("no inferq container found")
+	}
+}
+
+// TestIngressGracePeriod: Kubernetes kills an ingress pod only after its
+// preStop sleep and its whole drain, so no long-poll is cut. The drain is
+// internal/ingress.DrainTimeout: max(max_wait, sync_timeout) + 5s (not
+// imported: it would pull the ingress's dependencies into this module).
+func TestIngressGracePeriod(t *testing.T) {
+	m := load(t)
+	cfg := inferqConfig(t, m)
+	w, ok := m.workload("Deployment", "ingress")
+	if !ok {
+		t.Fatal("no ingress Deployment")
+	}
+	var preStop time.Duration
+	for _, c := range w.pod.Spec.Containers {
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			preStop = max(preStop, time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second)
+		}
+	}
+	grace := 30 * time.Second // the Kubernetes default
+	if g := w.pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	drain := max(cfg.Ingress.MaxWait.D(), cfg.Ingress.SyncTimeout.D()) + 5*time.Second
+	if grace <= preStop+drain {
+		t.Errorf("ingress terminationGracePeriodSeconds %v; want above preStop %v + drain %v", grace, preStop, drain)
 	}
 }
