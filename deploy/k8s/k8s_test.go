@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -36,6 +37,7 @@ import (
 	"github.com/inferq/inferq/deploy/internal/svccheck"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/natsauth"
+	"github.com/inferq/inferq/internal/scaling"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -670,9 +672,9 @@ var kedaJetStreamKeys = map[string]bool{
 	"consumer": true, "lagThreshold": true, "activationLagThreshold": false, "useHttps": false,
 }
 
-// TestScaledObject: the GPU workers scale from zero on the backlog of their
-// model's shared consumer on INFERQ_BATCHES, read from the NATS
-// monitoring port.
+// TestScaledObject: the GPU workers scale from zero on the jobs waiting
+// for their model in the batcher's consumers, woken by its shared consumer
+// on INFERQ_BATCHES, read from the NATS monitoring port.
 func TestScaledObject(t *testing.T) {
 	m := load(t)
 	cfg := inferqConfig(t, m)
@@ -717,6 +719,17 @@ func TestScaledObject(t *testing.T) {
 	nats := natsStatefulSet(t, m)
 	monitor := portOf(t, nats.Spec.Template.Spec, "monitor")
 	endpoint := net.JoinHostPort(fmt.Sprintf("%s.%s.svc.cluster.local", nats.Spec.ServiceName, so.Namespace), strconv.Itoa(int(monitor)))
+	// The triggers are internal/scaling's for every served model: its
+	// batcher consumers sized by max_batch_size, its workers consumer only
+	// to wake (docs/scaling.md).
+	var got, want []scaling.Trigger
+	for _, mod := range models {
+		mc, ok := cfg.Model(mod)
+		if !ok {
+			t.Fatalf("the scale target serves %q, which the config lacks", mod)
+		}
+		want = append(want, scaling.Triggers(topo, mod, mc.Batching.MaxBatchSize)...)
+	}
 	for _, tr := range spec.Triggers {
 		if tr.Type != "nats-jetstream" {
 			t.Errorf("trigger %q: want nats-jetstream", tr.Type)
@@ -737,12 +750,9 @@ func TestScaledObject(t *testing.T) {
 			t.Errorf("natsServerMonitoringEndpoint %q, want %q (the headless Service: KEDA finds each node under it)",
 				md["natsServerMonitoringEndpoint"], endpoint)
 		}
-		if md["stream"] != topo.BatchesStream() {
-			t.Errorf("stream %q, want %q", md["stream"], topo.BatchesStream())
-		}
-		if !slices.ContainsFunc(models, func(mod string) bool { return jetstream.WorkerConsumer(mod) == md["consumer"] }) {
-			t.Errorf("consumer %q is not workers-<model> of a model the target serves (%v)", md["consumer"], models)
-		}
+		got = append(got, scaling.Trigger{Stream: md["stream"], Consumer: md["consumer"]})
+		got[len(got)-1].LagThreshold, _ = strconv.ParseInt(md["lagThreshold"], 10, 64)
+		got[len(got)-1].ActivationLagThreshold, _ = strconv.ParseInt(md["activationLagThreshold"], 10, 64)
 		for _, k := range []string{"lagThreshold", "activationLagThreshold"} {
 			if v, ok := md[k]; ok {
 				if n, err := strconv.Atoi(v); err != nil || n < 0 || (k == "lagThreshold" && n < 1) {
@@ -753,6 +763,9 @@ func TestScaledObject(t *testing.T) {
 		if v, ok := md["useHttps"]; ok && v != "true" && v != "false" {
 			t.Errorf("useHttps %q: want true or false", v)
 		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("triggers (stream, consumer, lagThreshold, activationLagThreshold):\n got %v\nwant %v", got, want)
 	}
 }
 
@@ -839,5 +852,32 @@ func TestNATSAuth(t *testing.T) {
 	}
 	if containers == 0 {
 		t.Error("no inferq container found")
+	}
+}
+
+// TestIngressGracePeriod: Kubernetes kills an ingress pod only after its
+// preStop sleep and its whole drain, so no long-poll is cut. The drain is
+// internal/ingress.DrainTimeout: max(max_wait, sync_timeout) + 5s (not
+// imported: it would pull the ingress's dependencies into this module).
+func TestIngressGracePeriod(t *testing.T) {
+	m := load(t)
+	cfg := inferqConfig(t, m)
+	w, ok := m.workload("Deployment", "ingress")
+	if !ok {
+		t.Fatal("no ingress Deployment")
+	}
+	var preStop time.Duration
+	for _, c := range w.pod.Spec.Containers {
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			preStop = max(preStop, time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second)
+		}
+	}
+	grace := 30 * time.Second // the Kubernetes default
+	if g := w.pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	drain := max(cfg.Ingress.MaxWait.D(), cfg.Ingress.SyncTimeout.D()) + 5*time.Second
+	if grace <= preStop+drain {
+		t.Errorf("ingress terminationGracePeriodSeconds %v; want above preStop %v + drain %v", grace, preStop, drain)
 	}
 }

@@ -42,9 +42,11 @@ type Options struct {
 	// Registry is where New registers the ingress's metrics and /metrics
 	// reads them; nil keeps them where nobody reads them.
 	Registry *prometheus.Registry
-	Checks   map[string]obs.Check // readiness checks (optional)
-	Auth     *auth.Authenticator  // nil: every caller is tenant "default" with all scopes
-	Limiter  *auth.Limiter        // nil: no rate limit
+	// Ready is /readyz's and /v2/health/ready's check (service.Env's
+	// Reachable: NATS, not the results store); nil is always ready.
+	Ready   obs.Check
+	Auth    *auth.Authenticator // nil: every caller is tenant "default" with all scopes
+	Limiter *auth.Limiter       // nil: no rate limit
 }
 
 // Ingress serves the HTTP API.
@@ -112,7 +114,7 @@ func New(opt Options) *Ingress {
 	e.GET("/v2/models/:model/config", i.modelConfig, read)
 	e.GET("/v2/models/:model/versions/:version/config", i.modelConfig, read)
 
-	probes := obs.AdminMux(opt.Registry, opt.Checks)
+	probes := obs.AdminMux(opt.Registry, opt.Ready)
 	e.GET("/healthz", echo.WrapHandler(probes))
 	e.GET("/readyz", echo.WrapHandler(probes))
 	e.GET("/metrics", echo.WrapHandler(probes), admin) // admin scope when auth is on
@@ -120,7 +122,10 @@ func New(opt Options) *Ingress {
 	// Triton answers 400), unlike /readyz's 503.
 	e.GET("/v2/health/live", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 	e.GET("/v2/health/ready", func(c echo.Context) error {
-		if err := obs.Ready(c.Request().Context(), opt.Checks); err != nil {
+		if opt.Ready == nil {
+			return c.NoContent(http.StatusOK)
+		}
+		if err := opt.Ready(c.Request().Context()); err != nil {
 			return apiError(http.StatusBadRequest, "not_ready", err.Error())
 		}
 		return c.NoContent(http.StatusOK)

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/scaling"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -25,10 +26,12 @@ type Stats struct {
 	// RecentBatchSizes are the jobs in each of the model's last (up to 32)
 	// batches, oldest first, as this ingress saw them published.
 	RecentBatchSizes []int `json:"recent_batch_sizes"`
-	// DesiredReplicas is what a KEDA-style scaler should aim for: workers
-	// take one batch at a time, so one per pending or running batch, and at
-	// least one while jobs wait.
+	// DesiredReplicas is what the shipped KEDA ScaledObject asks for
+	// (internal/scaling): one worker per max_batch_size jobs waiting in the
+	// busiest priority, and one while any batch waits or runs.
 	DesiredReplicas uint64 `json:"desired_replicas"`
+	// queuedP is Queued by priority, as the scaler's triggers see it.
+	queuedP [jetstream.MaxPriority - jetstream.MinPriority + 1]uint64
 }
 
 // statsCache keeps each model's last stats so that checking max_queued
@@ -142,7 +145,7 @@ func (i *Ingress) refreshStats(model string, e *statsEntry, done chan struct{}) 
 func (i *Ingress) readStatsJS(ctx context.Context, model string) (Stats, error) {
 	var s Stats
 	t := i.opt.Topology
-	for _, name := range jetstream.BatcherConsumers(model) { // one per priority
+	for p, name := range jetstream.BatcherConsumers(model) { // one per priority
 		b, err := i.opt.JS.Consumer(ctx, t.JobsStream(), name)
 		if err != nil {
 			return s, err
@@ -151,7 +154,8 @@ func (i *Ingress) readStatsJS(ctx context.Context, model string) (Stats, error) 
 		if err != nil {
 			return s, err
 		}
-		s.Queued += bi.NumPending + uint64(bi.NumAckPending)
+		s.queuedP[p] = bi.NumPending + uint64(bi.NumAckPending)
+		s.Queued += s.queuedP[p]
 	}
 	w, err := i.opt.JS.Consumer(ctx, t.BatchesStream(), jetstream.WorkerConsumer(model))
 	if err != nil {
@@ -169,10 +173,11 @@ func (i *Ingress) readStatsJS(ctx context.Context, model string) (Stats, error) 
 			}
 		}
 	}
-	s.DesiredReplicas = s.BatchesPending + s.InFlight
-	if s.DesiredReplicas == 0 && s.Queued > 0 {
-		s.DesiredReplicas = 1
+	maxBatch := 1
+	if m, ok := i.opt.Config.Model(model); ok {
+		maxBatch = m.Batching.MaxBatchSize
 	}
+	s.DesiredReplicas = scaling.DesiredReplicas(maxBatch, s.queuedP, s.BatchesPending+s.InFlight)
 	return s, nil
 }
 

@@ -22,6 +22,10 @@ func Start(store results.Store, ln net.Listener) service.Start {
 				return nil, fmt.Errorf("results store: %w", err)
 			}
 		}
+		// Without its store the ingress still answers, 503 + Retry-After
+		// for what needs it, so it stays in its Service: a Redis restart
+		// must not turn every client's request into a refused connection.
+		env.Optional[results.StoreCheck] = true
 		if ln == nil {
 			var err error
 			if ln, err = net.Listen("tcp", cfg.Ingress.Listen); err != nil {
@@ -34,7 +38,7 @@ func Start(store results.Store, ln net.Listener) service.Start {
 		}
 		env.OnClose(func() { _ = authn.Close() })
 		in := New(Options{Config: cfg, Topology: env.Topology, JS: env.JS, Store: store,
-			Log: env.Log.With("component", "ingress"), Registry: env.Registry, Checks: env.Checks,
+			Log: env.Log.With("component", "ingress"), Registry: env.Registry, Ready: env.Reachable,
 			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit)})
 		return func(ctx context.Context) error { return in.Serve(ctx, ln) }, nil
 	}

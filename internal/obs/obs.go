@@ -64,8 +64,9 @@ func SetupTracing() {
 // Check is a readiness probe: nil when ready.
 type Check func(ctx context.Context) error
 
-// AdminMux serves /healthz (alive), /readyz (every check passes) and /metrics.
-func AdminMux(reg *prometheus.Registry, checks map[string]Check) *http.ServeMux {
+// AdminMux serves /healthz (alive), /readyz (ready passes; nil: always
+// ready) and /metrics.
+func AdminMux(reg *prometheus.Registry, ready Check) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -73,7 +74,11 @@ func AdminMux(reg *prometheus.Registry, checks map[string]Check) *http.ServeMux 
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if err := Ready(r.Context(), checks); err != nil {
+		var err error
+		if ready != nil {
+			err = ready(r.Context())
+		}
+		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = fmt.Fprintf(w, `{"status":"not ready","error":%q}`, err.Error())
 			return

@@ -6,6 +6,9 @@ import (
 	"github.com/inferq/inferq/internal/service"
 )
 
+// StoreCheck names the store's readiness check in service.Env.Checks.
+const StoreCheck = "store"
+
 // Open opens the store a process's config names: Redis when a URL is
 // configured, else the JetStream KV bucket. It is reported as the "store"
 // dependency and closed when the process ends.
@@ -24,7 +27,7 @@ func Open(ctx context.Context, env *service.Env) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	env.Checks["store"] = s.Ping
+	env.Checks[StoreCheck] = s.Ping
 	env.OnClose(func() { _ = s.Close() })
 	return s, nil
 }

@@ -42,10 +42,43 @@ type Env struct {
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 	Metrics  *obs.Metrics
-	// Checks are the dependencies /readyz and inferq_dependency_up report;
-	// a component adds its own (the results store) while it starts.
-	Checks  map[string]obs.Check
+	// Checks are the dependencies inferq_dependency_up reports; /readyz
+	// fails while one fails, unless Optional names it. A component adds
+	// its own (the results store) while it starts.
+	Checks map[string]obs.Check
+	// Optional names the dependencies the process keeps serving without,
+	// answering 503 + Retry-After for what needs them (the ingress without
+	// its results store): a Service keeps routing to it.
+	Optional map[string]bool
+	// Gates are what a pod needs besides its dependencies before it can
+	// serve (a worker's model loaded): /readyz fails while one fails. They
+	// are not dependencies, so inferq_dependency_up leaves them out.
+	Gates   map[string]obs.Check
 	closers []func()
+}
+
+// Ready is the admin port's /readyz check: every dependency that is not
+// Optional, and every gate, read when called (components add theirs while
+// starting).
+func (e *Env) Ready(ctx context.Context) error { return e.ready(ctx, true) }
+
+// Reachable is Ready without the gates: the ingress's readiness, which
+// does not depend on a model loading in the same process (inferq dev).
+func (e *Env) Reachable(ctx context.Context) error { return e.ready(ctx, false) }
+
+func (e *Env) ready(ctx context.Context, gates bool) error {
+	checks := make(map[string]obs.Check, len(e.Checks)+len(e.Gates))
+	for name, c := range e.Checks {
+		if !e.Optional[name] {
+			checks[name] = c
+		}
+	}
+	if gates {
+		for name, c := range e.Gates {
+			checks[name] = c
+		}
+	}
+	return obs.Ready(ctx, checks)
 }
 
 // NewEnv opens the JetStream handle and provisions every stream, consumer
@@ -67,6 +100,7 @@ func NewEnv(ctx context.Context, opt Options) (*Env, error) {
 	if err := provisionRetrying(ctx, js, env.Topology, opt.Config, opt.Log); err != nil {
 		return nil, err
 	}
+	env.Optional, env.Gates = map[string]bool{}, map[string]obs.Check{}
 	env.Checks = map[string]obs.Check{"nats": func(context.Context) error {
 		if !opt.Conn.IsConnected() {
 			return fmt.Errorf("not connected (%s)", opt.Conn.Status())
@@ -131,7 +165,7 @@ func (e *Env) WithAdmin(addr string, run func(context.Context) error) func(conte
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return run(gctx) })
-		g.Go(func() error { return obs.Serve(gctx, addr, obs.AdminMux(e.Registry, e.Checks), e.Log) })
+		g.Go(func() error { return obs.Serve(gctx, addr, obs.AdminMux(e.Registry, e.Ready), e.Log) })
 		return g.Wait()
 	}
 }

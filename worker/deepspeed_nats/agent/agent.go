@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -88,6 +90,28 @@ type Agent struct {
 	now   func() time.Time
 	stats map[string]*counters // by model; fixed at New
 	acks  *lifecycle.AckHolder // finished batches' acks, each held until the next (see AckHolder)
+	// runners are the models' runners once Run built them, for Ready.
+	runners atomic.Pointer[[]Runner]
+}
+
+// Ready reports whether every model's runner is built and loaded (a
+// runner that cannot say is taken as loaded): the worker's readiness gate,
+// so that a pod whose model still loads is not counted as serving.
+func (a *Agent) Ready(context.Context) error {
+	rs := a.runners.Load()
+	if rs == nil {
+		return errors.New("runners not started")
+	}
+	var loading []string
+	for i, r := range *rs {
+		if d, ok := r.(Describer); ok && !d.Describe().Ready {
+			loading = append(loading, a.opt.Models[i].Name)
+		}
+	}
+	if len(loading) > 0 {
+		return fmt.Errorf("models still loading: %s", strings.Join(loading, ", "))
+	}
+	return nil
 }
 
 // New returns an Agent; Run starts it.
@@ -156,6 +180,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		runners = append(runners, r)
 	}
+	a.runners.Store(&runners)
+	defer a.runners.Store(nil)
 	g, ctx := errgroup.WithContext(ctx)
 	for i, r := range runners {
 		m := &a.opt.Models[i]

@@ -18,6 +18,7 @@ func Start(_ context.Context, env *service.Env) (func(context.Context) error, er
 	a := New(Options{Models: servedModels(cfg), Topology: env.Topology, JS: env.JS, Name: cfg.Worker.Name,
 		MaxInflight: cfg.Worker.MaxInflight, Log: env.Log.With("component", "worker"), Metrics: env.Metrics,
 		Own: NewMetrics(env.Registry)})
+	env.Gates["model"] = a.Ready
 	return env.WithAdmin(cfg.Worker.AdminListen, a.Run), nil
 }
 

@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/stack"
+	"github.com/inferq/inferq/internal/stack/stacktest"
+	"github.com/inferq/inferq/internal/testutil"
+)
+
+// TestIngressReadyWithoutRedis: with Redis down the ingress stays ready
+// (/readyz and /v2/health/ready answer 200, so a Service keeps routing to
+// it) and answers what needs the store with 503 + Retry-After, while
+// inferq_dependency_up{dependency="store"} says 0; once Redis is back the
+// job's record answers again.
+func TestIngressReadyWithoutRedis(t *testing.T) {
+	n := testutil.StartNATS(t)
+	r := testutil.StartRedisAOF(t)
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATS.URL, cfg.Redis.URL = n.URL, r.URL
+	url := stacktest.Start(t, &cfg, n.Conn, stack.Components{Ingress: true, ResultSvc: true})
+
+	var acc struct{ ID string }
+	if code, _ := do(t, "POST", url+"/v1/models/identity/jobs", map[string]any{"inputs": []map[string]any{
+		{"name": "INPUT0", "shape": []int{1, 1}, "datatype": "FP32", "data": []float64{1}}}}, &acc); code != http.StatusAccepted {
+		t.Fatalf("submit: %d", code)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		code, _ := do(t, "GET", url+"/v1/jobs/"+acc.ID, nil, nil)
+		return code == http.StatusOK
+	}, "job %s never readable", acc.ID)
+
+	r.Stop()
+	for _, path := range []string{"/readyz", "/v2/health/ready"} {
+		if code, _ := do(t, "GET", url+path, nil, nil); code != http.StatusOK {
+			t.Errorf("%s with Redis down: %d, want 200 (the ingress still answers)", path, code)
+		}
+	}
+	code, h := do(t, "GET", url+"/v1/jobs/"+acc.ID, nil, nil)
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Errorf("GET job with Redis down: %d, Retry-After %q; want 503 with Retry-After", code, h.Get("Retry-After"))
+	}
+	if v := metricValue(t, scrape(t, url), `inferq_dependency_up{dependency="store"}`); v != 0 {
+		t.Errorf(`inferq_dependency_up{dependency="store"} = %v with Redis down, want 0`, v)
+	}
+	if body := scrape(t, url); !strings.Contains(body, `inferq_dependency_up{dependency="nats"} 1`) {
+		t.Error(`inferq_dependency_up{dependency="nats"} is not 1`)
+	}
+
+	r.Start()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		code, _ := do(t, "GET", url+"/v1/jobs/"+acc.ID, nil, nil)
+		return code == http.StatusOK
+	}, "job %s not readable after Redis came back", acc.ID)
+}
