@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -759,7 +760,7 @@ func TestComposeHAProxy(t *testing.T) {
 // variable compose.yaml interpolates (${VAR:?...}).
 type testEnv map[string]string
 
-var interpolation = regexp.MustCompile(`^\$\{(\w+)(?::?[?-][^}]*)?\}$`)
+var interpolation = regexp.MustCompile(`\$\{(\w+)(?::?[?-][^}]*)?\}`)
 
 func newTestEnv(t *testing.T) testEnv {
 	t.Helper()
@@ -768,7 +769,8 @@ func newTestEnv(t *testing.T) testEnv {
 		t.Fatal(err)
 	}
 	pub, _ := issuer.PublicKey()
-	env := testEnv{natsauth.IssuerVar: pub}
+	env := testEnv{natsauth.IssuerVar: pub, "REDIS_PASSWORD": "redis-test-password",
+		"GRAFANA_ADMIN_PASSWORD": "grafana-test-password"}
 	for _, role := range natsauth.Roles {
 		env[natsauth.PasswordVar(role)] = role + "-test-password"
 	}
@@ -778,15 +780,14 @@ func newTestEnv(t *testing.T) testEnv {
 // resolve interpolates v as Compose would with env set.
 func (e testEnv) resolve(t *testing.T, v string) string {
 	t.Helper()
-	m := interpolation.FindStringSubmatch(v)
-	if m == nil {
-		return v
-	}
-	val, ok := e[m[1]]
-	if !ok {
-		t.Errorf("compose.yaml interpolates ${%s}, which no deployment step sets", m[1])
-	}
-	return val
+	return interpolation.ReplaceAllStringFunc(v, func(ref string) string {
+		name := interpolation.FindStringSubmatch(ref)[1]
+		val, ok := e[name]
+		if !ok {
+			t.Errorf("compose.yaml interpolates ${%s}, which no deployment step sets", name)
+		}
+		return val
+	})
 }
 
 // serviceRole is the NATS user each inferq binary connects as.
@@ -836,5 +837,57 @@ func TestComposeNATSAuth(t *testing.T) {
 	svccheck.RefusesAnonymous(t, srv)
 	if got := cf.Services["ingress"].StopGracePeriod; got != "70s" {
 		t.Errorf("ingress: stop_grace_period %q, want 70s (its drain is 65s by default)", got)
+	}
+}
+
+// TestComposeLockedDown: the host sees the API and Grafana only; Grafana
+// has no anonymous access and no default admin password; Prometheus cannot
+// be reloaded or stopped over HTTP; Redis requires the password every
+// service and the exporter get.
+func TestComposeLockedDown(t *testing.T) {
+	_, cf := readCompose(t)
+	published := map[string]bool{}
+	for name, s := range cf.Services {
+		if len(s.Ports) > 0 {
+			published[name] = true
+		}
+	}
+	if want := map[string]bool{"lb": true, "grafana": true}; !maps.Equal(published, want) {
+		t.Errorf("services publishing host ports: %v, want only lb (the API) and grafana", slices.Sorted(maps.Keys(published)))
+	}
+	required := func(v string) bool { return regexp.MustCompile(`^\$\{\w+:\?[^}]+\}$`).MatchString(v) }
+	g := cf.Services["grafana"]
+	if g.Environment["GF_AUTH_ANONYMOUS_ENABLED"] != "false" {
+		t.Errorf("grafana: GF_AUTH_ANONYMOUS_ENABLED %q, want \"false\"", g.Environment["GF_AUTH_ANONYMOUS_ENABLED"])
+	}
+	if !required(g.Environment["GF_SECURITY_ADMIN_PASSWORD"]) {
+		t.Errorf("grafana: GF_SECURITY_ADMIN_PASSWORD %q: want ${VAR:?...}, set by the operator", g.Environment["GF_SECURITY_ADMIN_PASSWORD"])
+	}
+	for _, arg := range cf.Services["prometheus"].Command {
+		if strings.Contains(arg, "enable-lifecycle") || strings.Contains(arg, "enable-admin-api") {
+			t.Errorf("prometheus: %s lets anyone on the network reload or stop it", arg)
+		}
+	}
+	env := newTestEnv(t)
+	pw := env["REDIS_PASSWORD"]
+	r := cf.Services["redis"]
+	if !required(r.Environment["REDIS_PASSWORD"]) || !strings.Contains(strings.Join(r.Command, " "), "--requirepass") {
+		t.Errorf("redis: want --requirepass with REDIS_PASSWORD from the environment, got %q", r.Command)
+	}
+	if env.resolve(t, cf.Services["redis-exporter"].Environment["REDIS_PASSWORD"]) != pw {
+		t.Error("redis-exporter: REDIS_PASSWORD is not Redis's password")
+	}
+	for name, s := range cf.Services {
+		if s.Build == nil {
+			continue
+		}
+		u, err := url.Parse(env.resolve(t, s.Environment["INFERQ_REDIS_URL"]))
+		if err != nil || u.User == nil {
+			t.Errorf("service %s: INFERQ_REDIS_URL %q carries no password", name, s.Environment["INFERQ_REDIS_URL"])
+			continue
+		}
+		if got, _ := u.User.Password(); got != pw {
+			t.Errorf("service %s: Redis password %q, want REDIS_PASSWORD", name, got)
+		}
 	}
 }

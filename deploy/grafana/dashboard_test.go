@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
 	"github.com/inferq/inferq/deploy/internal/promcheck"
@@ -252,11 +254,117 @@ func TestDashboards(t *testing.T) {
 			"batch sizes":  "inferq_batch_size_bucket",
 			"latency":      "inferq_job_duration_seconds_bucket",
 			"tokens/s":     "inferq_tokens_published_total",
-			"dead letters": "inferq_jobs_finished_total",
+			"dead letters": "inferq_dead_letters_total",
+			"failed jobs":  "inferq_jobs_finished_total",
+			"oldest job":   "inferq_queue_oldest_job_age_seconds",
+			"live workers": "inferq_workers_live",
+			"dependencies": "inferq_dependency_up",
 		} {
 			if !used[metric] {
 				t.Errorf("%s: no panel shows %s (%s)", f, topic, metric)
 			}
 		}
 	}
+}
+
+// TestDashboardOneModel: with one model picked (not "All"), every consumer
+// regex still selects that model's real consumers and no other model's. The
+// queue panel once matched batcher-<model> while the consumers are
+// batcher-<model>-p0..p2, so it stayed empty unless "All" was picked.
+func TestDashboardOneModel(t *testing.T) {
+	files, _ := filepath.Glob("dashboards/*.json")
+	consumers := func(model string) []string {
+		return append(jetstream.BatcherConsumers(model), jetstream.WorkerConsumer(model))
+	}
+	p := parser.NewParser(parser.Options{})
+	for _, f := range files {
+		var d dashboard
+		if err := decodeStrictJSON(f, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, pn := range d.Panels {
+			for _, q := range pn.Targets {
+				one := strings.NewReplacer("$__rate_interval", "1m", "$model", "simple").Replace(q.Expr)
+				expr, err := p.ParseExpr(one)
+				if err != nil {
+					t.Errorf("panel %q: %v", pn.Title, err)
+					continue
+				}
+				parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+					vs, ok := n.(*parser.VectorSelector)
+					if !ok {
+						return nil
+					}
+					for _, m := range vs.LabelMatchers {
+						if m.Name != "consumer_name" || m.Type != labels.MatchRegexp {
+							continue
+						}
+						if !slices.ContainsFunc(consumers("simple"), m.Matches) {
+							t.Errorf("panel %q: %s matches none of model simple's consumers %v", pn.Title, m, consumers("simple"))
+						}
+						if slices.ContainsFunc(consumers("simple-2"), m.Matches) {
+							t.Errorf("panel %q: %s matches model simple-2's consumers too", pn.Title, m)
+						}
+					}
+					return nil
+				})
+			}
+		}
+	}
+}
+
+// TestHTTPLatencyLeavesOutWaitingRoutes: long polls and streams last as
+// long as the job, so a latency panel that mixes them in shows nothing.
+func TestHTTPLatencyLeavesOutWaitingRoutes(t *testing.T) {
+	var d dashboard
+	if err := decodeStrictJSON("dashboards/inferq.json", &d); err != nil {
+		t.Fatal(err)
+	}
+	waiting := []string{"/v1/jobs/:id", "/v1/jobs/:id/events", "/v2/models/:model/generate_stream",
+		"/v2/models/:model/versions/:version/infer", "/v2/models/:model/generate"}
+	fast := []string{"/v1/models/:model/jobs", "/v1/models", "/v2/models/:model/ready"}
+	p := parser.NewParser(parser.Options{})
+	found := false
+	for _, pn := range d.Panels {
+		for _, q := range pn.Targets {
+			expr, err := p.ParseExpr(grafanaVars.Replace(q.Expr))
+			if err != nil {
+				continue
+			}
+			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+				vs, ok := n.(*parser.VectorSelector)
+				if !ok || vs.Name != "inferq_http_request_duration_seconds_bucket" {
+					return nil
+				}
+				found = true
+				ls := func(route string) labels.Labels { return labels.FromStrings("route", route) }
+				for _, r := range waiting {
+					if matchesAll(vs.LabelMatchers, ls(r)) {
+						t.Errorf("panel %q plots the waiting route %s", pn.Title, r)
+					}
+				}
+				for _, r := range fast {
+					if !matchesAll(vs.LabelMatchers, ls(r)) {
+						t.Errorf("panel %q leaves out route %s", pn.Title, r)
+					}
+				}
+				return nil
+			})
+		}
+	}
+	if !found {
+		t.Error("no panel plots inferq_http_request_duration_seconds_bucket")
+	}
+}
+
+func matchesAll(ms []*labels.Matcher, ls labels.Labels) bool {
+	for _, m := range ms {
+		if m.Name != "route" {
+			continue
+		}
+		if !m.Matches(ls.Get(m.Name)) {
+			return false
+		}
+	}
+	return true
 }

@@ -27,6 +27,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,14 +117,15 @@ type kustomization struct {
 
 // types maps apiVersion/kind to the type a document decodes into.
 var types = map[string]func() any{
-	"v1/Namespace":                    func() any { return &corev1.Namespace{} },
-	"v1/ConfigMap":                    func() any { return &corev1.ConfigMap{} },
-	"v1/Service":                      func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":              func() any { return &appsv1.Deployment{} },
-	"apps/v1/StatefulSet":             func() any { return &appsv1.StatefulSet{} },
-	"policy/v1/PodDisruptionBudget":   func() any { return &policyv1.PodDisruptionBudget{} },
-	"keda.sh/v1alpha1/ScaledObject":   func() any { return &scaledObject{} },
-	"kustomize.config.k8s.io/v1beta1": nil, // the kustomization, decoded apart
+	"v1/Namespace":                       func() any { return &corev1.Namespace{} },
+	"v1/ConfigMap":                       func() any { return &corev1.ConfigMap{} },
+	"v1/Service":                         func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                 func() any { return &appsv1.Deployment{} },
+	"apps/v1/StatefulSet":                func() any { return &appsv1.StatefulSet{} },
+	"policy/v1/PodDisruptionBudget":      func() any { return &policyv1.PodDisruptionBudget{} },
+	"keda.sh/v1alpha1/ScaledObject":      func() any { return &scaledObject{} },
+	"networking.k8s.io/v1/NetworkPolicy": func() any { return &networkingv1.NetworkPolicy{} },
+	"kustomize.config.k8s.io/v1beta1":    nil, // the kustomization, decoded apart
 }
 
 // manifests are the decoded documents, by kind.
@@ -136,6 +138,7 @@ type manifests struct {
 	statefulSets []*appsv1.StatefulSet
 	pdbs         []*policyv1.PodDisruptionBudget
 	scaled       []*scaledObject
+	netpols      []*networkingv1.NetworkPolicy
 }
 
 var docSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
@@ -180,6 +183,8 @@ func load(t *testing.T) *manifests {
 				m.pdbs = append(m.pdbs, o)
 			case *scaledObject:
 				m.scaled = append(m.scaled, o)
+			case *networkingv1.NetworkPolicy:
+				m.netpols = append(m.netpols, o)
 			}
 		}
 	}

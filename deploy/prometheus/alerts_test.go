@@ -83,6 +83,10 @@ var templateFuncs = template.FuncMap{
 	"externalURL":        func() string { return "http://prometheus" },
 }
 
+// runbookBase is where the alerts' runbook_url annotations point: the
+// runbook on the project's default branch, one section per alert.
+const runbookBase = "https://github.com/inferq/inferq/blob/main/docs/runbook.md"
+
 func TestAlertRules(t *testing.T) {
 	rf := loadRules(t)
 	seenGroup, seenAlert := map[string]bool{}, map[string]bool{}
@@ -107,6 +111,33 @@ func TestAlertRules(t *testing.T) {
 			checkRule(t, r)
 		}
 	}
+	checkRunbook(t, seenAlert)
+}
+
+// checkRunbook: docs/runbook.md has a section "## <Alert>" for every alert
+// (its anchor is what runbook_url links) and none for an alert that is gone.
+func checkRunbook(t *testing.T, alerts map[string]bool) {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/runbook.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := map[string]bool{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if name, ok := strings.CutPrefix(line, "## "); ok && alertName.MatchString(name) && strings.HasPrefix(name, "Inferq") {
+			sections[name] = true
+		}
+	}
+	for a := range alerts {
+		if !sections[a] {
+			t.Errorf("docs/runbook.md has no section \"## %s\"", a)
+		}
+	}
+	for s := range sections {
+		if !alerts[s] {
+			t.Errorf("docs/runbook.md: section %q names no alert of alerts.yml", s)
+		}
+	}
 }
 
 func checkRule(t *testing.T, r rule) {
@@ -126,6 +157,9 @@ func checkRule(t *testing.T, r rule) {
 	}
 	if !slices.Contains(severities, r.Labels["severity"]) {
 		t.Errorf("%s: labels.severity %q: want one of %v", r.Alert, r.Labels["severity"], severities)
+	}
+	if want := runbookBase + "#" + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
+		t.Errorf("%s: annotations.runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
 	}
 	if strings.TrimSpace(r.Annotations["summary"]) == "" {
 		t.Errorf("%s: annotations.summary is empty", r.Alert)
