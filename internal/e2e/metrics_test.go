@@ -92,6 +92,18 @@ func TestOneProcessMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// Counters an alert takes a rate or increase of exist from the start, at
+	// zero, for every model: the first dead letter of a new process counts.
+	for _, zero := range []string{
+		`inferq_dead_letters_total{model="simgpu",reason="max_deliver"} 0`,
+		`inferq_jobs_dropped_total{model="repeat",reason="expired"} 0`,
+		`inferq_jobs_rejected_total{model="identity",reason="queue_full"} 0`,
+		`inferq_jobs_submitted_total{model="simgpu"} 0`,
+	} {
+		if !strings.Contains(body, zero) {
+			t.Errorf("/metrics lacks %s", zero)
+		}
+	}
 	if strings.Contains(body, "inferq_batcher_queue_wait_seconds") {
 		t.Error("/metrics still has inferq_batcher_queue_wait_seconds, which duplicates inferq_queue_wait_seconds")
 	}

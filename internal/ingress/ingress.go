@@ -76,6 +76,12 @@ func New(opt Options) *Ingress {
 	// One ingress per registry: a second would count into the first's
 	// metrics, so registering it twice panics as any duplicate does.
 	i.metrics = newMetrics(opt.Registry)
+	for _, m := range opt.Config.Models { // every model's series from the start, at zero
+		i.metrics.jobsSubmitted.WithLabelValues(m.Name)
+		for _, r := range rejectReasons {
+			i.metrics.jobsRejected.WithLabelValues(m.Name, r)
+		}
+	}
 	opt.Registry.MustRegister(newQueueCollector(i))
 	e := i.echo
 	e.HideBanner, e.HidePort = true, true

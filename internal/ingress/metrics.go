@@ -15,6 +15,9 @@ type metrics struct {
 	httpDuration  *prometheus.HistogramVec // route, code
 }
 
+// rejectReasons are the reasons of inferq_jobs_rejected_total.
+var rejectReasons = []string{"invalid", "queue_full", "store", "publish", "stream", "tokens"}
+
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		jobsSubmitted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_jobs_submitted_total",

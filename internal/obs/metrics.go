@@ -27,6 +27,27 @@ type Metrics struct {
 	BuildInfo *prometheus.GaugeVec // version, goversion
 }
 
+// Reasons of the shared counters, each created at zero for every model by
+// ForModels.
+var (
+	DropReasons       = []string{"expired", "cancelled", "invalid", "max_deliver"}
+	DeadLetterReasons = []string{"max_deliver", "permanent"}
+)
+
+// ForModels creates every model's series of the shared counters at zero, so
+// that a rate over them is defined from the process's start and the first
+// dead letter of a new process is an increase an alert can see.
+func (m *Metrics) ForModels(models []string) {
+	for _, model := range models {
+		for _, r := range DropReasons {
+			m.JobsDropped.WithLabelValues(model, r)
+		}
+		for _, r := range DeadLetterReasons {
+			m.DeadLetters.WithLabelValues(model, r)
+		}
+	}
+}
+
 // NewMetrics registers the shared metrics on reg; call it once per registry.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{

@@ -90,6 +90,11 @@ func NewEnv(ctx context.Context, opt Options) (*Env, error) {
 	}
 	env := &Env{Config: opt.Config, Conn: opt.Conn, Topology: Topology(opt.Config), Log: opt.Log,
 		Registry: reg, Metrics: obs.NewMetrics(reg)}
+	names := make([]string, len(opt.Config.Models))
+	for i, m := range opt.Config.Models {
+		names[i] = m.Name
+	}
+	env.Metrics.ForModels(names)
 	// An async publish whose ack is lost (a cluster node going away) would
 	// otherwise wait forever; failing it lets the caller retry or nak.
 	js, err := natsjs.New(opt.Conn, natsjs.WithPublishAsyncTimeout(10*time.Second))
