@@ -71,7 +71,7 @@ func (i *Ingress) submit(c echo.Context) error {
 	if wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
-		rec, err = i.opt.Store.Wait(wctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() }, i.orQueued(acc.ID))
+		rec, err = i.wait(wctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() })
 	} else {
 		rec, err = i.record(ctx, acc.ID) // wait=0: a replayed job may have ended
 	}
@@ -312,7 +312,7 @@ func (i *Ingress) getJob(c echo.Context) error {
 		// Another tenant's job ends the wait at once (404 below), so
 		// its timing does not reveal that the job exists and still runs.
 		tenant := tenantOf(c)
-		rec, err = i.opt.Store.Wait(wctx, id, func(r *results.Record) bool { return r.Tenant != tenant || r.Status.Terminal() }, i.orQueued(id))
+		rec, err = i.wait(wctx, id, func(r *results.Record) bool { return r.Tenant != tenant || r.Status.Terminal() })
 	} else {
 		rec, err = i.record(ctx, id)
 	}

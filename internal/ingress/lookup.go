@@ -32,6 +32,19 @@ func (i *Ingress) record(ctx context.Context, id string) (*results.Record, error
 	return rec, err
 }
 
+// wait waits on job id until done, from what this ingress knows of it: a
+// job it accepted is waited on from its queued record, which a store that
+// hears of every change (results.FromWaiter) takes without a first read
+// while no change of the job has come; any other job through Store.Wait.
+func (i *Ingress) wait(ctx context.Context, id string, done func(*results.Record) bool) (*results.Record, error) {
+	if fw, ok := i.opt.Store.(results.FromWaiter); ok {
+		if start, ok := i.accepts.get(id); ok {
+			return fw.WaitFrom(ctx, id, done, start)
+		}
+	}
+	return i.opt.Store.Wait(ctx, id, done, i.orQueued(id))
+}
+
 // orQueued is the fallback of a Store.Wait on job id.
 func (i *Ingress) orQueued(id string) results.Fallback {
 	return func(ctx context.Context) (*results.Record, error) { return i.queued(ctx, id) }

@@ -27,7 +27,7 @@ func (i *Ingress) waitDone(c echo.Context) (*results.Record, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), i.opt.Config.Ingress.SyncTimeout.D())
 	defer cancel()
-	rec, err := i.opt.Store.Wait(ctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() }, i.orQueued(acc.ID))
+	rec, err := i.wait(ctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() })
 	if err != nil {
 		return nil, i.unavailable(acc.Model, "store", err)
 	}

@@ -31,7 +31,7 @@ type KVStore struct {
 	notify    string             // subject prefix of change notices: <bucket>.changed.<id>
 	sub       *nats.Subscription // every change notice, to wake waiters
 	waiters   waiters
-	known     seen          // jobs with a record, as far as this store knows
+	known     seen          // jobs with a record, as far as this store knows (written, read or noticed)
 	done      chan struct{} // closed by Close; releases blocked waiters
 	closeOnce sync.Once
 }
@@ -116,6 +116,7 @@ func (s *KVStore) get(ctx context.Context, id string) (*Record, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	s.known.add(id)
 	return rec, e.Revision(), nil
 }
 
@@ -183,7 +184,11 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 // the record it carries; a notice nobody waits for is not decoded.
 func (s *KVStore) notice(m *nats.Msg) {
 	id, ok := strings.CutPrefix(m.Subject, s.notify)
-	if !ok || !s.waiters.waiting(id) {
+	if !ok {
+		return
+	}
+	s.known.add(id)
+	if !s.waiters.waiting(id) {
 		return
 	}
 	var rec *Record // an empty or unreadable notice: waiters read the bucket
@@ -217,6 +222,25 @@ func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool, 
 // seenPerGeneration bounds the memory of KVStore.known: about two
 // generations of this many job ids (some MB).
 const seenPerGeneration = 1 << 16
+
+// WaitFrom implements FromWaiter: while this store has heard of no change of
+// job id (no notice, no write or read of its record), the caller's start
+// record is taken as current and the first read is skipped. A notice lost
+// in between costs at most one re-read interval (kvRereadEvery).
+func (s *KVStore) WaitFrom(ctx context.Context, id string, done func(*Record) bool, start *Record) (*Record, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("wait for job %q: %w", id, ErrNotFound)
+	}
+	select {
+	case <-s.done:
+		return nil, ErrClosed
+	default:
+	}
+	safety := time.NewTicker(kvRereadEvery)
+	defer safety.Stop()
+	orElse := func(context.Context) (*Record, error) { return start, nil }
+	return s.waiters.waitFrom(ctx, id, done, s.Get, orElse, func() bool { return !s.known.has(id) }, s.done, safety.C)
+}
 
 // kvRereadEvery bounds how long a waiter can miss a change whose notice was
 // lost (the subscription is core NATS: at most once).

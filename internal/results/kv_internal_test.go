@@ -62,3 +62,47 @@ func TestKVReserveLegacy(t *testing.T) {
 		t.Fatalf("Reserve over a bare id: %+v, %v; want oldjob without a hash", got, err)
 	}
 }
+
+// TestKVWaitFrom: a job this store has heard nothing of is waited on from
+// the caller's record without a read; a change whose notice was lost (here:
+// written straight into the bucket) shows up at the next safety re-read,
+// and one this store noticed is read at once.
+func TestKVWaitFrom(t *testing.T) {
+	old := kvRereadEvery
+	kvRereadEvery = 300 * time.Millisecond
+	t.Cleanup(func() { kvRereadEvery = old })
+	n := testutil.StartNATS(t)
+	s, err := NewKV(t.Context(), n.JS, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	terminal := func(r *Record) bool { return r.Status.Terminal() }
+	start := &Record{ID: "silent", Model: "m", Status: Queued, CreatedAt: time.Now(), Attempts: 1}
+	done, err := encodeRecord(&Record{ID: "silent", Model: "m", Status: Succeeded, CreatedAt: start.CreatedAt, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.kv.Create(t.Context(), "silent", done); err != nil { // no notice
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	got, err := s.WaitFrom(ctx, "silent", terminal, start)
+	cancel()
+	if err != nil || got != start {
+		t.Fatalf("WaitFrom on an unnoticed job read the bucket: %+v, %v", got, err)
+	}
+	ctx, cancel = context.WithTimeout(t.Context(), 5*time.Second)
+	got, err = s.WaitFrom(ctx, "silent", terminal, start)
+	cancel()
+	if err != nil || got == nil || got.Status != Succeeded {
+		t.Fatalf("WaitFrom did not pick up the unnoticed change at the re-read: %+v, %v", got, err)
+	}
+	// Noticed (here: read) jobs are read first, whatever the caller holds.
+	ctx, cancel = context.WithTimeout(t.Context(), 100*time.Millisecond)
+	got, err = s.WaitFrom(ctx, "silent", terminal, start)
+	cancel()
+	if err != nil || got == nil || got.Status != Succeeded {
+		t.Fatalf("WaitFrom on a known job did not read it: %+v, %v", got, err)
+	}
+}

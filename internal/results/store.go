@@ -124,6 +124,14 @@ type Store interface {
 	Close() error
 }
 
+// FromWaiter is a Store that can start a Wait from a record the caller
+// already holds (the ingress that accepted a job knows it is queued), and
+// skip the first read while it has heard of no change of the job. The KV
+// store can, since it hears of every change; Redis cannot.
+type FromWaiter interface {
+	WaitFrom(ctx context.Context, id string, done func(*Record) bool, start *Record) (*Record, error)
+}
+
 // Advance applies u to rec in place if u is progress, and reports whether it
 // did. Both backends use this rule (Redis through the same logic in Lua).
 //

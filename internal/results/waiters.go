@@ -62,11 +62,27 @@ func (w *waiters) waiting(id string) bool {
 func (w *waiters) wait(ctx context.Context, id string, done func(*Record) bool,
 	get func(context.Context, string) (*Record, error), orElse Fallback,
 	closed <-chan struct{}, tick <-chan time.Time) (*Record, error) {
+	return w.waitFrom(ctx, id, done, get, orElse, nil, closed, tick)
+}
+
+// waitFrom is wait, where skipRead (checked once registered) says the
+// first read can be skipped and orElse's record taken as current.
+func (w *waiters) waitFrom(ctx context.Context, id string, done func(*Record) bool,
+	get func(context.Context, string) (*Record, error), orElse Fallback, skipRead func() bool,
+	closed <-chan struct{}, tick <-chan time.Time) (*Record, error) {
 	wake, unregister := w.add(id)
 	defer unregister()
-	rec, err := get(ctx, id)
-	if errors.Is(err, ErrNotFound) && orElse != nil {
+	var (
+		rec *Record
+		err error
+	)
+	if skipRead != nil && orElse != nil && skipRead() {
 		rec, err = orElse(ctx)
+	} else {
+		rec, err = get(ctx, id)
+		if errors.Is(err, ErrNotFound) && orElse != nil {
+			rec, err = orElse(ctx)
+		}
 	}
 	if err != nil {
 		return nil, err
