@@ -31,6 +31,9 @@ auth:
     - {name: admin, sha256: "` + adminKeyHash + `", tenant: ops, scopes: [admin, submit, read]}
 `
 
+// metricsTokenHash is the servicemonitor set's hash of Prometheus's token.
+var metricsTokenHash = strings.Repeat("ab", 32)
+
 // valueSets are the documented value sets: name -> values over base.
 var valueSets = map[string]string{
 	"defaults": ``,
@@ -58,7 +61,7 @@ keda: {enabled: false}
 serviceMonitor:
   enabled: true
   labels: {release: kube-prometheus-stack}
-  bearerTokenSHA256: "` + strings.Repeat("ab", 32) + `"
+  bearerTokenSHA256: "` + metricsTokenHash + `"
 `,
 }
 
