@@ -1,4 +1,4 @@
-package k8s
+package helm
 
 import (
 	"bufio"
@@ -40,8 +40,8 @@ var outsiders = []peer{
 // (or no policy, outside the namespace) and an ingress rule of a policy
 // selecting the destination both allow it.
 func TestNetworkPolicies(t *testing.T) {
-	m := load(t)
-	ns := m.kust.Namespace
+	m := render(t, "defaults")
+	ns := m.ns
 	var pods []peer
 	for _, w := range m.workloads() {
 		p := peer{name: w.pod.Labels["app.kubernetes.io/component"], namespace: ns,
@@ -244,50 +244,58 @@ func documentedFlows(t *testing.T, all []peer) map[string]bool {
 // services whose config names Redis) gets that Secret's password, the
 // inferq ones in INFERQ_REDIS_URL after the variable it expands.
 func TestRedisPassword(t *testing.T) {
-	m := load(t)
-	fromSecret := func(e corev1.EnvVar) bool {
-		return e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil &&
-			e.ValueFrom.SecretKeyRef.Name == "inferq-redis" && e.ValueFrom.SecretKeyRef.Key == "password"
-	}
-	users := 0
-	for _, w := range m.workloads() {
-		for _, c := range w.pod.Spec.Containers {
-			where := w.name + "/" + c.Name
-			env := map[string]int{}
-			for i, e := range c.Env {
-				env[e.Name] = i
-			}
-			pw, hasPW := env["REDIS_PASSWORD"]
-			switch {
-			case w.name == "redis" && c.Name == "redis":
-				if !hasPW || !fromSecret(c.Env[pw]) || !strings.Contains(strings.Join(c.Command, " "), `--requirepass "$REDIS_PASSWORD"`) {
-					t.Errorf("%s: want --requirepass with REDIS_PASSWORD from Secret inferq-redis", where)
+	eachSet(t, func(t *testing.T, set string, m *manifests) {
+		scheme := "redis"
+		if set == "external" {
+			scheme = "rediss" // redis.external.tls
+		}
+		fromSecret := func(e corev1.EnvVar) bool {
+			return e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil &&
+				e.ValueFrom.SecretKeyRef.Name == "inferq-redis" && e.ValueFrom.SecretKeyRef.Key == "password"
+		}
+		users := 0
+		for _, w := range m.workloads() {
+			for _, c := range w.pod.Spec.Containers {
+				where := w.name + "/" + c.Name
+				env := map[string]int{}
+				for i, e := range c.Env {
+					env[e.Name] = i
 				}
-				if i, ok := env["REDISCLI_AUTH"]; !ok || !fromSecret(c.Env[i]) {
-					t.Errorf("%s: the probes' redis-cli needs REDISCLI_AUTH from the Secret", where)
-				}
-			case w.name == "redis":
-				if !hasPW || !fromSecret(c.Env[pw]) {
-					t.Errorf("%s: the exporter needs REDIS_PASSWORD from Secret inferq-redis", where)
-				}
-			default:
-				bin, ok := inferqBinary(c)
-				if !ok || (bin != "ingress" && bin != "resultsvc") {
-					if hasPW {
-						t.Errorf("%s: does not use Redis, yet gets its password", where)
+				pw, hasPW := env["REDIS_PASSWORD"]
+				switch {
+				case w.name == "redis" && c.Name == "redis":
+					if !hasPW || !fromSecret(c.Env[pw]) || !strings.Contains(strings.Join(c.Command, " "), `--requirepass "$REDIS_PASSWORD"`) {
+						t.Errorf("%s: want --requirepass with REDIS_PASSWORD from Secret inferq-redis", where)
 					}
-					continue
-				}
-				users++
-				u, ok := env["INFERQ_REDIS_URL"]
-				if !hasPW || !fromSecret(c.Env[pw]) || !ok || u < pw ||
-					!strings.HasPrefix(c.Env[u].Value, "redis://:$(REDIS_PASSWORD)@") {
-					t.Errorf("%s: want REDIS_PASSWORD from Secret inferq-redis, then INFERQ_REDIS_URL redis://:$(REDIS_PASSWORD)@...", where)
+					if i, ok := env["REDISCLI_AUTH"]; !ok || !fromSecret(c.Env[i]) {
+						t.Errorf("%s: the probes' redis-cli needs REDISCLI_AUTH from the Secret", where)
+					}
+				case w.name == "redis":
+					if !hasPW || !fromSecret(c.Env[pw]) {
+						t.Errorf("%s: the exporter needs REDIS_PASSWORD from Secret inferq-redis", where)
+					}
+				default:
+					bin, ok := inferqBinary(c)
+					if !ok || (bin != "ingress" && bin != "resultsvc") {
+						if hasPW {
+							t.Errorf("%s: does not use Redis, yet gets its password", where)
+						}
+						continue
+					}
+					users++
+					u, ok := env["INFERQ_REDIS_URL"]
+					if !hasPW || !fromSecret(c.Env[pw]) || !ok || u < pw ||
+						!strings.HasPrefix(c.Env[u].Value, scheme+"://:$(REDIS_PASSWORD)@") {
+						t.Errorf("%s: want REDIS_PASSWORD from Secret inferq-redis, then INFERQ_REDIS_URL redis://:$(REDIS_PASSWORD)@...", where)
+					}
 				}
 			}
 		}
-	}
-	if users != 2 {
-		t.Errorf("%d ingress and resultsvc containers checked, want 2", users)
-	}
+		if users != 2 {
+			t.Errorf("%d ingress and resultsvc containers checked, want 2", users)
+		}
+		if _, ok := m.workload("StatefulSet", "redis"); ok == (set == "external") {
+			t.Errorf("Redis StatefulSet rendered %v, want it only with redis.install", ok)
+		}
+	})
 }

@@ -1,10 +1,11 @@
-// Package k8s holds the Kubernetes manifests. Its tests decode every
+// Package helm holds the Helm chart (inferq/). Its tests render the chart
+// with Helm's own Go library for each documented value set and decode every
 // document strictly into the real k8s.io/api types (an unknown or misspelt
 // field fails), the KEDA ScaledObject into a strict copy of KEDA's
 // keda.sh/v1alpha1 types, and check what the API server would not: that
 // selectors, ports and probes line up, that the inferq config loads, and
 // that the scaler watches inferq's real stream and consumer.
-package k8s
+package helm
 
 import (
 	"bytes"
@@ -96,42 +97,21 @@ type scaledObject struct {
 	} `json:"spec"`
 }
 
-// kustomization is the part of kustomize's Kustomization these manifests use.
-type kustomization struct {
-	APIVersion string   `json:"apiVersion"`
-	Kind       string   `json:"kind"`
-	Namespace  string   `json:"namespace"`
-	Resources  []string `json:"resources"`
-	Labels     []struct {
-		Pairs            map[string]string `json:"pairs"`
-		IncludeSelectors bool              `json:"includeSelectors,omitempty"`
-		IncludeTemplates bool              `json:"includeTemplates,omitempty"`
-	} `json:"labels"`
-	Images []struct {
-		Name    string `json:"name"`
-		NewName string `json:"newName,omitempty"`
-		NewTag  string `json:"newTag,omitempty"`
-		Digest  string `json:"digest,omitempty"`
-	} `json:"images"`
-}
-
 // types maps apiVersion/kind to the type a document decodes into.
 var types = map[string]func() any{
-	"v1/Namespace":                       func() any { return &corev1.Namespace{} },
-	"v1/ConfigMap":                       func() any { return &corev1.ConfigMap{} },
-	"v1/Service":                         func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":                 func() any { return &appsv1.Deployment{} },
-	"apps/v1/StatefulSet":                func() any { return &appsv1.StatefulSet{} },
-	"policy/v1/PodDisruptionBudget":      func() any { return &policyv1.PodDisruptionBudget{} },
-	"keda.sh/v1alpha1/ScaledObject":      func() any { return &scaledObject{} },
-	"networking.k8s.io/v1/NetworkPolicy": func() any { return &networkingv1.NetworkPolicy{} },
-	"kustomize.config.k8s.io/v1beta1":    nil, // the kustomization, decoded apart
+	"v1/ConfigMap":                            func() any { return &corev1.ConfigMap{} },
+	"v1/Service":                              func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                      func() any { return &appsv1.Deployment{} },
+	"apps/v1/StatefulSet":                     func() any { return &appsv1.StatefulSet{} },
+	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },
+	"keda.sh/v1alpha1/ScaledObject":           func() any { return &scaledObject{} },
+	"networking.k8s.io/v1/NetworkPolicy":      func() any { return &networkingv1.NetworkPolicy{} },
+	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &serviceMonitor{} },
 }
 
-// manifests are the decoded documents, by kind.
+// manifests are the decoded documents of one rendering, by kind.
 type manifests struct {
-	kust         kustomization
-	namespaces   []*corev1.Namespace
+	ns           string
 	configMaps   map[string]*corev1.ConfigMap
 	services     []*corev1.Service
 	deployments  []*appsv1.Deployment
@@ -139,29 +119,20 @@ type manifests struct {
 	pdbs         []*policyv1.PodDisruptionBudget
 	scaled       []*scaledObject
 	netpols      []*networkingv1.NetworkPolicy
+	monitors     []*serviceMonitor
 }
 
 var docSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
-// load decodes kustomization.yaml and every document of the files it lists,
-// each strictly into its type.
-func load(t *testing.T) *manifests {
+// decodeAll decodes every rendered document strictly into its type.
+func decodeAll(t *testing.T, ns string, files map[string]string) *manifests {
 	t.Helper()
-	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}}
-	b, err := os.ReadFile("kustomization.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict(b, &m.kust); err != nil {
-		t.Fatalf("kustomization.yaml: %v", err)
-	}
-	for _, file := range m.kust.Resources {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Errorf("kustomization.yaml: %v", err)
-			continue
+	m := &manifests{ns: ns, configMaps: map[string]*corev1.ConfigMap{}}
+	for _, file := range slices.Sorted(maps.Keys(files)) {
+		if !strings.HasSuffix(file, ".yaml") {
+			continue // NOTES.txt, helpers
 		}
-		for i, doc := range docSep.Split(string(b), -1) {
+		for i, doc := range docSep.Split(files[file], -1) {
 			obj, err := decode([]byte(doc))
 			if err != nil {
 				t.Errorf("%s: document %d: %v", file, i+1, err)
@@ -169,9 +140,10 @@ func load(t *testing.T) *manifests {
 			}
 			switch o := obj.(type) {
 			case nil: // only comments
-			case *corev1.Namespace:
-				m.namespaces = append(m.namespaces, o)
 			case *corev1.ConfigMap:
+				if m.configMaps[o.Name] != nil {
+					t.Errorf("%s: ConfigMap %s twice", file, o.Name)
+				}
 				m.configMaps[o.Name] = o
 			case *corev1.Service:
 				m.services = append(m.services, o)
@@ -185,6 +157,8 @@ func load(t *testing.T) *manifests {
 				m.scaled = append(m.scaled, o)
 			case *networkingv1.NetworkPolicy:
 				m.netpols = append(m.netpols, o)
+			case *serviceMonitor:
+				m.monitors = append(m.monitors, o)
 			}
 		}
 	}
@@ -204,7 +178,7 @@ func decode(doc []byte) (any, error) {
 	}
 	newObj := types[tm.APIVersion+"/"+tm.Kind]
 	if newObj == nil {
-		return nil, fmt.Errorf("%s %s: not a kind these manifests may use", tm.APIVersion, tm.Kind)
+		return nil, fmt.Errorf("%s %s: not a kind the chart may render", tm.APIVersion, tm.Kind)
 	}
 	obj := newObj()
 	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
@@ -285,60 +259,86 @@ func inferqBinary(c corev1.Container) (string, bool) {
 	return bin, slices.Contains(svccheck.Binaries, bin)
 }
 
-func TestKustomization(t *testing.T) {
-	m := load(t)
-	files, _ := filepath.Glob("*.yaml")
-	for _, f := range files {
-		if f != "kustomization.yaml" && !slices.Contains(m.kust.Resources, f) {
-			t.Errorf("%s is not listed in kustomization.yaml", f)
+// TestChart: every value set renders, each document decodes strictly, every
+// object is in the release's namespace under a valid name, and every inferq
+// image carries the value set's immutable tag.
+func TestChart(t *testing.T) {
+	eachSet(t, func(t *testing.T, set string, m *manifests) {
+		check := func(kind string, meta metav1.ObjectMeta) {
+			if errs := validation.IsDNS1123Subdomain(meta.Name); len(errs) > 0 {
+				t.Errorf("%s %q: %v", kind, meta.Name, errs)
+			}
+			if meta.Namespace != m.ns {
+				t.Errorf("%s %s: namespace %q, want %q", kind, meta.Name, meta.Namespace, m.ns)
+			}
+			if meta.Labels["app.kubernetes.io/instance"] != "inferq" || meta.Labels["app.kubernetes.io/component"] == "" {
+				t.Errorf("%s %s: labels %v lack the release and component", kind, meta.Name, meta.Labels)
+			}
 		}
-	}
-	check := func(kind string, meta metav1.ObjectMeta) {
-		if errs := validation.IsDNS1123Subdomain(meta.Name); len(errs) > 0 {
-			t.Errorf("%s %q: %v", kind, meta.Name, errs)
+		for _, o := range m.configMaps {
+			check("ConfigMap", o.ObjectMeta)
 		}
-		if kind != "Namespace" && meta.Namespace != m.kust.Namespace {
-			t.Errorf("%s %s: namespace %q, want %q", kind, meta.Name, meta.Namespace, m.kust.Namespace)
+		for _, o := range m.services {
+			check("Service", o.ObjectMeta)
 		}
-	}
-	if len(m.namespaces) != 1 || m.namespaces[0].Name != m.kust.Namespace {
-		t.Errorf("want one Namespace named %q", m.kust.Namespace)
-	}
-	for _, o := range m.configMaps {
-		check("ConfigMap", o.ObjectMeta)
-	}
-	for _, o := range m.services {
-		check("Service", o.ObjectMeta)
-	}
-	for _, o := range m.pdbs {
-		check("PodDisruptionBudget", o.ObjectMeta)
-	}
-	for _, o := range m.scaled {
-		check("ScaledObject", o.ObjectMeta)
-	}
-	for _, d := range m.deployments {
-		check("Deployment", d.ObjectMeta)
-	}
-	for _, s := range m.statefulSets {
-		check("StatefulSet", s.ObjectMeta)
-	}
-	// Every image kustomize may retag is used, under its plain name.
-	var images []string
-	for _, w := range m.workloads() {
-		for _, c := range w.pod.Spec.Containers {
-			images = append(images, strings.Split(c.Image, ":")[0])
+		for _, o := range m.pdbs {
+			check("PodDisruptionBudget", o.ObjectMeta)
 		}
-	}
-	for _, img := range m.kust.Images {
-		if !slices.Contains(images, img.Name) {
-			t.Errorf("kustomization.yaml: image %s is used by no container", img.Name)
+		for _, o := range m.scaled {
+			check("ScaledObject", o.ObjectMeta)
+		}
+		for _, d := range m.deployments {
+			check("Deployment", d.ObjectMeta)
+		}
+		for _, s := range m.statefulSets {
+			check("StatefulSet", s.ObjectMeta)
+		}
+		for _, o := range m.monitors {
+			check("ServiceMonitor", o.ObjectMeta)
+		}
+		inferq := 0
+		for _, w := range m.workloads() {
+			for _, c := range w.pod.Spec.Containers {
+				if _, ok := inferqBinary(c); !ok {
+					continue
+				}
+				inferq++
+				repo, tag, _ := strings.Cut(c.Image, ":")
+				if !strings.HasPrefix(repo, "inferq/inferq-") || tag != "v0.1.0" {
+					t.Errorf("%s/%s: image %s, want inferq/inferq-*:v0.1.0 (image.tag)", w.name, c.Name, c.Image)
+				}
+			}
+		}
+		if inferq != 5 {
+			t.Errorf("%d inferq containers, want 5 (ingress, batcher, resultsvc, two worker pools)", inferq)
+		}
+	})
+}
+
+// TestRequiredValues: the chart refuses, with the value to set, an install
+// without an image tag, with a moving tag, and with auth on but no
+// credential.
+func TestRequiredValues(t *testing.T) {
+	for _, tc := range []struct{ values, want string }{
+		{"image: {tag: \"\"}", "image.tag is required"},
+		{"image: {tag: latest}", "image.tag must not be latest"},
+		{"auth: {apiKeys: []}", "auth.enabled needs credentials"},
+		{"serviceMonitor: {enabled: true}", "serviceMonitor.bearerTokenSHA256 is required"},
+		{"nats: {install: false}", "nats.external.url is required"},
+		{"redis: {install: false}", "redis.external.address"},
+		{"nats: {install: false, external: {url: \"nats://n:4222\"}}", "nats.external.monitoringEndpoint"},
+		{"config: {nats: {prefix: other}}", "generated for nats.prefix inferq"},
+	} {
+		_, err := renderFiles(t, tc.values)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("values %s: error %v, want %q", tc.values, err, tc.want)
 		}
 	}
 }
 
 // TestTopology: the deployment has the contract's shape.
 func TestTopology(t *testing.T) {
-	m := load(t)
+	m := render(t, "defaults")
 	for _, want := range []struct {
 		kind, name string
 		replicas   int32 // -1: none set, an autoscaler owns it
@@ -360,39 +360,40 @@ func TestTopology(t *testing.T) {
 }
 
 func TestWorkloads(t *testing.T) {
-	m := load(t)
-	known, err := svccheck.KnownEnv("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range m.workloads() {
-		where := w.kind + " " + w.name
-		if w.selector == nil || !selects(w.selector.MatchLabels, w.pod.Labels) || len(w.selector.MatchExpressions) > 0 {
-			t.Errorf("%s: selector must be matchLabels found on the pod template", where)
+	eachSet(t, func(t *testing.T, set string, m *manifests) {
+		known, err := svccheck.KnownEnv("../..")
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, c := range w.pod.Spec.Containers {
-			cwhere := where + " container " + c.Name
-			checkResources(t, cwhere, w.name == "worker-gpu", c.Resources)
-			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
-				if p != nil && p.HTTPGet != nil {
-					if _, ok := containerPort(w.pod.Spec, p.HTTPGet.Port); !ok {
-						t.Errorf("%s: probe port %s is not a container port", cwhere, p.HTTPGet.Port.String())
+		for _, w := range m.workloads() {
+			where := w.kind + " " + w.name
+			if w.selector == nil || !selects(w.selector.MatchLabels, w.pod.Labels) || len(w.selector.MatchExpressions) > 0 {
+				t.Errorf("%s: selector must be matchLabels found on the pod template", where)
+			}
+			for _, c := range w.pod.Spec.Containers {
+				cwhere := where + " container " + c.Name
+				checkResources(t, cwhere, w.name == "worker-gpu", c.Resources)
+				for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+					if p != nil && p.HTTPGet != nil {
+						if _, ok := containerPort(w.pod.Spec, p.HTTPGet.Port); !ok {
+							t.Errorf("%s: probe port %s is not a container port", cwhere, p.HTTPGet.Port.String())
+						}
 					}
 				}
-			}
-			if c.Name != "exporter" && (c.LivenessProbe == nil || c.ReadinessProbe == nil) {
-				t.Errorf("%s: needs liveness and readiness probes", cwhere)
-			}
-			for _, e := range c.Env {
-				if strings.HasPrefix(e.Name, "INFERQ_") && !known[e.Name] {
-					t.Errorf("%s: %s is not read by inferq (known: %v)", cwhere, e.Name, svccheck.Names(known))
+				if c.Name != "exporter" && (c.LivenessProbe == nil || c.ReadinessProbe == nil) {
+					t.Errorf("%s: needs liveness and readiness probes", cwhere)
+				}
+				for _, e := range c.Env {
+					if strings.HasPrefix(e.Name, "INFERQ_") && !known[e.Name] {
+						t.Errorf("%s: %s is not read by inferq (known: %v)", cwhere, e.Name, svccheck.Names(known))
+					}
+				}
+				if bin, ok := inferqBinary(c); ok {
+					checkInferqContainer(t, m, cwhere, bin, w.pod.Spec, c)
 				}
 			}
-			if bin, ok := inferqBinary(c); ok {
-				checkInferqContainer(t, m, cwhere, bin, w.pod.Spec, c)
-			}
 		}
-	}
+	})
 }
 
 func checkResources(t *testing.T, where string, gpu bool, r corev1.ResourceRequirements) {
@@ -488,64 +489,66 @@ func configFile(t *testing.T, m *manifests, pod corev1.PodSpec, c corev1.Contain
 }
 
 func TestServices(t *testing.T) {
-	m := load(t)
-	for _, s := range m.services {
-		var matched []workload
-		for _, w := range m.workloads() {
-			if selects(s.Spec.Selector, w.pod.Labels) {
-				matched = append(matched, w)
+	eachSet(t, func(t *testing.T, set string, m *manifests) {
+		for _, s := range m.services {
+			var matched []workload
+			for _, w := range m.workloads() {
+				if selects(s.Spec.Selector, w.pod.Labels) {
+					matched = append(matched, w)
+				}
+			}
+			if len(matched) != 1 {
+				t.Errorf("Service %s selects %d workloads, want 1", s.Name, len(matched))
+				continue
+			}
+			for _, p := range s.Spec.Ports {
+				if _, ok := containerPort(matched[0].pod.Spec, p.TargetPort); !ok {
+					t.Errorf("Service %s: port %s: target %s is not a port of %s", s.Name, p.Name, p.TargetPort.String(), matched[0].name)
+				}
 			}
 		}
-		if len(matched) != 1 {
-			t.Errorf("Service %s selects %d workloads, want 1", s.Name, len(matched))
-			continue
-		}
-		for _, p := range s.Spec.Ports {
-			if _, ok := containerPort(matched[0].pod.Spec, p.TargetPort); !ok {
-				t.Errorf("Service %s: port %s: target %s is not a port of %s", s.Name, p.Name, p.TargetPort.String(), matched[0].name)
+		for _, sts := range m.statefulSets {
+			if !slices.ContainsFunc(m.services, func(s *corev1.Service) bool { return s.Name == sts.Spec.ServiceName }) {
+				t.Errorf("StatefulSet %s: serviceName %q is not a Service", sts.Name, sts.Spec.ServiceName)
 			}
 		}
-	}
-	for _, sts := range m.statefulSets {
-		if !slices.ContainsFunc(m.services, func(s *corev1.Service) bool { return s.Name == sts.Spec.ServiceName }) {
-			t.Errorf("StatefulSet %s: serviceName %q is not a Service", sts.Name, sts.Spec.ServiceName)
-		}
-	}
+	})
 }
 
 func TestPodDisruptionBudgets(t *testing.T) {
-	m := load(t)
-	covered := map[string]bool{}
-	for _, p := range m.pdbs {
-		if p.Spec.Selector == nil {
-			t.Errorf("PodDisruptionBudget %s: no selector", p.Name)
-			continue
-		}
-		n := 0
-		for _, w := range m.workloads() {
-			if !selects(p.Spec.Selector.MatchLabels, w.pod.Labels) {
+	eachSet(t, func(t *testing.T, set string, m *manifests) {
+		covered := map[string]bool{}
+		for _, p := range m.pdbs {
+			if p.Spec.Selector == nil {
+				t.Errorf("PodDisruptionBudget %s: no selector", p.Name)
 				continue
 			}
-			n++
-			covered[w.name] = true
-			// A budget that allows no eviction blocks every node drain.
-			if p.Spec.MinAvailable != nil && w.replicas != nil && p.Spec.MinAvailable.IntValue() >= int(*w.replicas) {
-				t.Errorf("PodDisruptionBudget %s: minAvailable %s leaves %s (%d replicas) no eviction",
-					p.Name, p.Spec.MinAvailable.String(), w.name, *w.replicas)
+			n := 0
+			for _, w := range m.workloads() {
+				if !selects(p.Spec.Selector.MatchLabels, w.pod.Labels) {
+					continue
+				}
+				n++
+				covered[w.name] = true
+				// A budget that allows no eviction blocks every node drain.
+				if p.Spec.MinAvailable != nil && w.replicas != nil && p.Spec.MinAvailable.IntValue() >= int(*w.replicas) {
+					t.Errorf("PodDisruptionBudget %s: minAvailable %s leaves %s (%d replicas) no eviction",
+						p.Name, p.Spec.MinAvailable.String(), w.name, *w.replicas)
+				}
+				if p.Spec.MaxUnavailable != nil && p.Spec.MaxUnavailable.IntValue() < 1 {
+					t.Errorf("PodDisruptionBudget %s: maxUnavailable below 1 blocks every drain", p.Name)
+				}
 			}
-			if p.Spec.MaxUnavailable != nil && p.Spec.MaxUnavailable.IntValue() < 1 {
-				t.Errorf("PodDisruptionBudget %s: maxUnavailable below 1 blocks every drain", p.Name)
+			if n != 1 {
+				t.Errorf("PodDisruptionBudget %s covers %d workloads, want 1", p.Name, n)
 			}
 		}
-		if n != 1 {
-			t.Errorf("PodDisruptionBudget %s covers %d workloads, want 1", p.Name, n)
+		for _, w := range m.workloads() {
+			if (w.replicas == nil || *w.replicas > 1) && !covered[w.name] {
+				t.Errorf("%s %s runs several replicas without a PodDisruptionBudget", w.kind, w.name)
+			}
 		}
-	}
-	for _, w := range m.workloads() {
-		if (w.replicas == nil || *w.replicas > 1) && !covered[w.name] {
-			t.Errorf("%s %s runs several replicas without a PodDisruptionBudget", w.kind, w.name)
-		}
-	}
+	})
 }
 
 // inferqConfig loads the ConfigMap's inferq.yaml with config.Load.
@@ -588,7 +591,7 @@ func portOf(t *testing.T, pod corev1.PodSpec, name string) int32 {
 // would, and checks it against the StatefulSet, its Service and inferq's
 // config.
 func TestNATS(t *testing.T) {
-	m := load(t)
+	m := render(t, "defaults")
 	cfg := inferqConfig(t, m)
 	w, ok := m.workload("StatefulSet", "nats")
 	if !ok {
@@ -681,97 +684,112 @@ var kedaJetStreamKeys = map[string]bool{
 // for their model in the batcher's consumers, woken by its shared consumer
 // on INFERQ_BATCHES, read from the NATS monitoring port.
 func TestScaledObject(t *testing.T) {
-	m := load(t)
-	cfg := inferqConfig(t, m)
-	if len(m.scaled) != 1 {
-		t.Fatalf("%d ScaledObjects, want 1 (the GPU workers)", len(m.scaled))
-	}
-	so := m.scaled[0]
-	spec := so.Spec
-	// The CRD's validation markers.
-	switch {
-	case spec.ScaleTargetRef == nil || spec.ScaleTargetRef.Name == "":
-		t.Fatal("scaleTargetRef.name is required")
-	case len(spec.Triggers) == 0:
-		t.Fatal("triggers: at least one is required")
-	case spec.PollingInterval != nil && *spec.PollingInterval < 1,
-		spec.CooldownPeriod != nil && *spec.CooldownPeriod < 0,
-		spec.MaxReplicaCount == nil || *spec.MaxReplicaCount < 1:
-		t.Errorf("pollingInterval must be >= 1, cooldownPeriod >= 0 and maxReplicaCount >= 1")
-	}
-	if spec.MinReplicaCount == nil || *spec.MinReplicaCount != 0 {
-		t.Error("minReplicaCount: want 0 (GPU workers scale from zero)")
-	}
-	ref := spec.ScaleTargetRef
-	target, ok := m.workload(ref.Kind, ref.Name)
-	if ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || !ok {
-		t.Fatalf("scaleTargetRef %s %s %s is not a Deployment of the manifests", ref.APIVersion, ref.Kind, ref.Name)
-	}
-	if target.replicas != nil {
-		t.Errorf("Deployment %s sets replicas, which would fight the autoscaler on every apply", ref.Name)
-	}
-	var models []string
-	for _, c := range target.pod.Spec.Containers {
-		for _, e := range c.Env {
-			if e.Name == "INFERQ_WORKER_MODELS" {
-				models = strings.Split(e.Value, ",")
+	eachSet(t, func(t *testing.T, set string, m *manifests) {
+		cfg := inferqConfig(t, m)
+		if set == "keda-off" {
+			// Without KEDA the GPU pool has a fixed size, and no object
+			// needs KEDA's CRDs.
+			w, ok := m.workload("Deployment", "worker-gpu")
+			if len(m.scaled) != 0 || !ok || w.replicas == nil || *w.replicas < 1 {
+				t.Errorf("keda.enabled false: %d ScaledObjects, worker-gpu replicas %v; want none and a fixed count", len(m.scaled), w.replicas)
 			}
+			return
 		}
-		checkResources(t, "scale target "+ref.Name, true, c.Resources)
-	}
-	topo := jetstream.DefaultTopology()
-	topo.Prefix = cfg.NATS.Prefix
-	nats := natsStatefulSet(t, m)
-	monitor := portOf(t, nats.Spec.Template.Spec, "monitor")
-	endpoint := net.JoinHostPort(fmt.Sprintf("%s.%s.svc.cluster.local", nats.Spec.ServiceName, so.Namespace), strconv.Itoa(int(monitor)))
-	// The triggers are internal/scaling's for every served model: its
-	// batcher consumers sized by max_batch_size, its workers consumer only
-	// to wake (docs/scaling.md).
-	var got, want []scaling.Trigger
-	for _, mod := range models {
-		mc, ok := cfg.Model(mod)
-		if !ok {
-			t.Fatalf("the scale target serves %q, which the config lacks", mod)
+		if len(m.scaled) != 1 {
+			t.Fatalf("%d ScaledObjects, want 1 (the GPU workers)", len(m.scaled))
 		}
-		want = append(want, scaling.Triggers(topo, mod, mc.Batching.MaxBatchSize)...)
-	}
-	for _, tr := range spec.Triggers {
-		if tr.Type != "nats-jetstream" {
-			t.Errorf("trigger %q: want nats-jetstream", tr.Type)
-			continue
+		so := m.scaled[0]
+		spec := so.Spec
+		// The CRD's validation markers.
+		switch {
+		case spec.ScaleTargetRef == nil || spec.ScaleTargetRef.Name == "":
+			t.Fatal("scaleTargetRef.name is required")
+		case len(spec.Triggers) == 0:
+			t.Fatal("triggers: at least one is required")
+		case spec.PollingInterval != nil && *spec.PollingInterval < 1,
+			spec.CooldownPeriod != nil && *spec.CooldownPeriod < 0,
+			spec.MaxReplicaCount == nil || *spec.MaxReplicaCount < 1:
+			t.Errorf("pollingInterval must be >= 1, cooldownPeriod >= 0 and maxReplicaCount >= 1")
 		}
-		for k := range tr.Metadata {
-			if _, ok := kedaJetStreamKeys[k]; !ok {
-				t.Errorf("trigger metadata %q is not a nats-jetstream parameter", k)
-			}
+		if spec.MinReplicaCount == nil || *spec.MinReplicaCount != 0 {
+			t.Error("minReplicaCount: want 0 (GPU workers scale from zero)")
 		}
-		for k, required := range kedaJetStreamKeys {
-			if required && tr.Metadata[k] == "" {
-				t.Errorf("trigger metadata %q is required", k)
-			}
+		ref := spec.ScaleTargetRef
+		target, ok := m.workload(ref.Kind, ref.Name)
+		if ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || !ok {
+			t.Fatalf("scaleTargetRef %s %s %s is not a Deployment of the manifests", ref.APIVersion, ref.Kind, ref.Name)
 		}
-		md := tr.Metadata
-		if md["natsServerMonitoringEndpoint"] != endpoint {
-			t.Errorf("natsServerMonitoringEndpoint %q, want %q (the headless Service: KEDA finds each node under it)",
-				md["natsServerMonitoringEndpoint"], endpoint)
+		if target.replicas != nil {
+			t.Errorf("Deployment %s sets replicas, which would fight the autoscaler on every apply", ref.Name)
 		}
-		got = append(got, scaling.Trigger{Stream: md["stream"], Consumer: md["consumer"]})
-		got[len(got)-1].LagThreshold, _ = strconv.ParseInt(md["lagThreshold"], 10, 64)
-		got[len(got)-1].ActivationLagThreshold, _ = strconv.ParseInt(md["activationLagThreshold"], 10, 64)
-		for _, k := range []string{"lagThreshold", "activationLagThreshold"} {
-			if v, ok := md[k]; ok {
-				if n, err := strconv.Atoi(v); err != nil || n < 0 || (k == "lagThreshold" && n < 1) {
-					t.Errorf("%s %q: want a positive integer", k, v)
+		var models []string
+		for _, c := range target.pod.Spec.Containers {
+			for _, e := range c.Env {
+				if e.Name == "INFERQ_WORKER_MODELS" {
+					models = strings.Split(e.Value, ",")
 				}
 			}
+			checkResources(t, "scale target "+ref.Name, true, c.Resources)
 		}
-		if v, ok := md["useHttps"]; ok && v != "true" && v != "false" {
-			t.Errorf("useHttps %q: want true or false", v)
+		topo := jetstream.DefaultTopology()
+		topo.Prefix = cfg.NATS.Prefix
+		// The installed NATS's headless Service (KEDA finds each node under
+		// it), or the external server's monitoring endpoint.
+		endpoint := "nats.messaging.svc.cluster.local:8222"
+		if set != "external" {
+			nats := natsStatefulSet(t, m)
+			monitor := portOf(t, nats.Spec.Template.Spec, "monitor")
+			endpoint = net.JoinHostPort(fmt.Sprintf("%s.%s.svc.cluster.local", nats.Spec.ServiceName, so.Namespace), strconv.Itoa(int(monitor)))
 		}
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("triggers (stream, consumer, lagThreshold, activationLagThreshold):\n got %v\nwant %v", got, want)
-	}
+		// The triggers are internal/scaling's for every served model: its
+		// batcher consumers sized by max_batch_size, its workers consumer only
+		// to wake (docs/scaling.md).
+		var got, want []scaling.Trigger
+		for _, mod := range models {
+			mc, ok := cfg.Model(mod)
+			if !ok {
+				t.Fatalf("the scale target serves %q, which the config lacks", mod)
+			}
+			want = append(want, scaling.Triggers(topo, mod, mc.Batching.MaxBatchSize)...)
+		}
+		for _, tr := range spec.Triggers {
+			if tr.Type != "nats-jetstream" {
+				t.Errorf("trigger %q: want nats-jetstream", tr.Type)
+				continue
+			}
+			for k := range tr.Metadata {
+				if _, ok := kedaJetStreamKeys[k]; !ok {
+					t.Errorf("trigger metadata %q is not a nats-jetstream parameter", k)
+				}
+			}
+			for k, required := range kedaJetStreamKeys {
+				if required && tr.Metadata[k] == "" {
+					t.Errorf("trigger metadata %q is required", k)
+				}
+			}
+			md := tr.Metadata
+			if md["natsServerMonitoringEndpoint"] != endpoint {
+				t.Errorf("natsServerMonitoringEndpoint %q, want %q (the headless Service: KEDA finds each node under it)",
+					md["natsServerMonitoringEndpoint"], endpoint)
+			}
+			got = append(got, scaling.Trigger{Stream: md["stream"], Consumer: md["consumer"]})
+			got[len(got)-1].LagThreshold, _ = strconv.ParseInt(md["lagThreshold"], 10, 64)
+			got[len(got)-1].ActivationLagThreshold, _ = strconv.ParseInt(md["activationLagThreshold"], 10, 64)
+			for _, k := range []string{"lagThreshold", "activationLagThreshold"} {
+				if v, ok := md[k]; ok {
+					if n, err := strconv.Atoi(v); err != nil || n < 0 || (k == "lagThreshold" && n < 1) {
+						t.Errorf("%s %q: want a positive integer", k, v)
+					}
+				}
+			}
+			if v, ok := md["useHttps"]; ok && v != "true" && v != "false" {
+				t.Errorf("useHttps %q: want true or false", v)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("triggers (stream, consumer, lagThreshold, activationLagThreshold):\n got %v\nwant %v", got, want)
+		}
+	})
 }
 
 // secretValues stand in for Secret inferq-nats, which the operator creates
@@ -810,7 +828,7 @@ var workerRole = map[string]string{"ingress": natsauth.RoleIngress, "batcher": n
 // Secret's values it refuses anonymous clients and admits each inferq
 // container with the user and password its env gives it.
 func TestNATSAuth(t *testing.T) {
-	m := load(t)
+	m := render(t, "defaults")
 	cfg := inferqConfig(t, m)
 	w, ok := m.workload("StatefulSet", "nats")
 	if !ok {
@@ -865,7 +883,7 @@ func TestNATSAuth(t *testing.T) {
 // internal/ingress.DrainTimeout: max(max_wait, sync_timeout) + 5s (not
 // imported: it would pull the ingress's dependencies into this module).
 func TestIngressGracePeriod(t *testing.T) {
-	m := load(t)
+	m := render(t, "defaults")
 	cfg := inferqConfig(t, m)
 	w, ok := m.workload("Deployment", "ingress")
 	if !ok {
