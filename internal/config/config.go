@@ -44,6 +44,13 @@ type NATS struct {
 	TokensMaxAge    Duration `yaml:"tokens_max_age"`   // default 15m
 	DuplicateWindow Duration `yaml:"duplicate_window"` // Nats-Msg-Id dedupe window; default 2m
 	AckWait         Duration `yaml:"ack_wait"`         // consumers' AckWait; default 30s
+	// Sync is when the embedded nats-server (`inferq dev`) flushes
+	// JetStream's files to disk: "always" (before every acknowledgement,
+	// so an accepted job survives power loss) or a Go duration (a
+	// background fsync every interval; an acknowledged write may be lost
+	// with the machine's power within it). Default always. A standalone
+	// nats-server takes jetstream { sync_interval } from its own config.
+	Sync string `yaml:"sync"`
 	// How the services authenticate to NATS: a creds file (JWT + nkey), a
 	// user and password, or an nkey seed file; at most one.
 	CredsFile    string `yaml:"creds_file"`
@@ -149,6 +156,7 @@ func Default() Config {
 			URL: "nats://127.0.0.1:4222", Prefix: "inferq", Replicas: 1,
 			JobsMaxAge: D(24 * time.Hour), TokensMaxAge: D(15 * time.Minute),
 			DuplicateWindow: D(2 * time.Minute), AckWait: D(30 * time.Second),
+			Sync: SyncAlways,
 		},
 		Results: Results{Retention: D(24 * time.Hour)},
 		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20, SyncTimeout: D(60 * time.Second)},
@@ -200,6 +208,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		"INFERQ_NATS_TLS_CA":     &c.NATS.TLS.CAFile,
 		"INFERQ_NATS_TLS_CERT":   &c.NATS.TLS.CertFile,
 		"INFERQ_NATS_TLS_KEY":    &c.NATS.TLS.KeyFile,
+		"INFERQ_NATS_SYNC":       &c.NATS.Sync,
 		"INFERQ_REDIS_URL":       &c.Redis.URL,
 		"INFERQ_INGRESS_LISTEN":  &c.Ingress.Listen,
 		"INFERQ_BATCHER_ADMIN":   &c.Batcher.AdminListen,
@@ -266,6 +275,9 @@ func (c *Config) Finish() error {
 	if c.NATS.AckWait.D() <= 0 {
 		errs = append(errs, errors.New("nats.ack_wait must be positive"))
 	}
+	if _, _, err := c.NATS.SyncPolicy(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.NATS.validateAuth()...)
 	errs = append(errs, c.validateTLS()...)
 	// Auth is off unless credentials are configured (as `inferq dev` runs).
@@ -301,6 +313,22 @@ func (c *Config) Finish() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SyncAlways is the nats.sync value that fsyncs before every acknowledgement.
+const SyncAlways = "always"
+
+// SyncPolicy reads nats.sync: always (also when empty, the default), or
+// the positive interval between background fsyncs.
+func (n *NATS) SyncPolicy() (always bool, interval time.Duration, err error) {
+	if s := strings.TrimSpace(n.Sync); s == "" || strings.EqualFold(s, SyncAlways) {
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(n.Sync))
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf("nats.sync %q: want %q or a positive duration such as 1s or 2m", n.Sync, SyncAlways)
+	}
+	return false, d, nil
 }
 
 // validateAuth checks the NATS credentials: one kind at most, a password

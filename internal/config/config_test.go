@@ -275,3 +275,34 @@ func TestParameterCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSSync: nats.sync defaults to always, takes a positive duration
+// (from the file or INFERQ_NATS_SYNC) and rejects anything else.
+func TestNATSSync(t *testing.T) {
+	cfg := Default()
+	if always, _, err := cfg.NATS.SyncPolicy(); err != nil || !always {
+		t.Errorf("default nats.sync %q: always %v, %v", cfg.NATS.Sync, always, err)
+	}
+	if err := Parse([]byte("nats:\n  sync: 1s\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if always, d, err := cfg.NATS.SyncPolicy(); err != nil || always || d != time.Second {
+		t.Errorf("nats.sync 1s: always %v interval %v, %v", always, d, err)
+	}
+	env := func(k string) (string, bool) {
+		return map[string]string{"INFERQ_NATS_SYNC": "ALWAYS"}[k], k == "INFERQ_NATS_SYNC"
+	}
+	if err := cfg.ApplyEnv(env); err != nil {
+		t.Fatal(err)
+	}
+	if always, _, err := cfg.NATS.SyncPolicy(); err != nil || !always {
+		t.Errorf("INFERQ_NATS_SYNC=ALWAYS: always %v, %v", always, err)
+	}
+	for _, bad := range []string{"sometimes", "0s", "-1s", "5"} {
+		c := Default()
+		c.NATS.Sync = bad
+		if err := c.Finish(); err == nil || !strings.Contains(err.Error(), "nats.sync") {
+			t.Errorf("nats.sync %q: err %v, want a nats.sync error", bad, err)
+		}
+	}
+}
