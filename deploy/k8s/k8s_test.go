@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -616,6 +617,9 @@ func TestNATS(t *testing.T) {
 	opts, err := server.ProcessConfigFile(file)
 	if err != nil {
 		t.Fatalf("nats.conf: %v", err)
+	}
+	if !opts.SyncAlways && (opts.SyncInterval <= 0 || opts.SyncInterval > time.Second) {
+		t.Errorf("nats.conf: jetstream sync_interval %v: want it named, always or at most 1s", opts.SyncInterval)
 	}
 	pod := w.pod.Spec
 	if !opts.JetStream || opts.ServerName != "nats-0" {
