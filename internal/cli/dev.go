@@ -142,7 +142,7 @@ func printBanner(w io.Writer, cfg *config.Config, httpAddr, natsURL, sync, dataD
 		scheme = "https"
 	}
 	store := "embedded JetStream KV"
-	if cfg.Redis.URL != "" {
+	if cfg.Redis.Enabled() {
 		store = "Redis"
 	}
 	fmt.Fprintf(w, `inferq dev is running

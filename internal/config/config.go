@@ -101,10 +101,21 @@ type AuthCallout struct {
 	SessionTTL Duration `yaml:"session_ttl"`
 }
 
-// Redis is the results store; empty URL means the JetStream KV store.
+// Redis is the results store: one node by URL, a Redis Cluster by its seed
+// addrs, or a Sentinel-watched master by master_name and the Sentinels'
+// addrs. None set means the JetStream KV store.
 type Redis struct {
-	URL string `yaml:"url"`
+	URL        string   `yaml:"url"`
+	Addrs      []string `yaml:"addrs"`
+	MasterName string   `yaml:"master_name"`
+	// Username and Password authenticate to the nodes named by addrs (a
+	// URL carries its own); Sentinels get the same password.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 }
+
+// Enabled reports whether results go to Redis rather than JetStream KV.
+func (r Redis) Enabled() bool { return r.URL != "" || len(r.Addrs) > 0 }
 
 // Results configures job records.
 type Results struct {
@@ -210,6 +221,8 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		"INFERQ_NATS_TLS_KEY":    &c.NATS.TLS.KeyFile,
 		"INFERQ_NATS_SYNC":       &c.NATS.Sync,
 		"INFERQ_REDIS_URL":       &c.Redis.URL,
+		"INFERQ_REDIS_MASTER":    &c.Redis.MasterName,
+		"INFERQ_REDIS_PASSWORD":  &c.Redis.Password,
 		"INFERQ_INGRESS_LISTEN":  &c.Ingress.Listen,
 		"INFERQ_BATCHER_ADMIN":   &c.Batcher.AdminListen,
 		"INFERQ_RESULTSVC_ADMIN": &c.ResultSvc.AdminListen,
@@ -243,6 +256,9 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 			return fmt.Errorf("config: INFERQ_NATS_REPLICAS=%q: %w", v, err)
 		}
 		c.NATS.Replicas = n
+	}
+	if v, ok := lookup("INFERQ_REDIS_ADDRS"); ok {
+		c.Redis.Addrs = splitList(v)
 	}
 	if v, ok := lookup("INFERQ_WORKER_MODELS"); ok {
 		c.Worker.Models = splitList(v)
@@ -279,6 +295,12 @@ func (c *Config) Finish() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.NATS.validateAuth()...)
+	if c.Redis.URL != "" && len(c.Redis.Addrs) > 0 {
+		errs = append(errs, errors.New("redis: set url (one node) or addrs (cluster or sentinels), not both"))
+	}
+	if c.Redis.MasterName != "" && len(c.Redis.Addrs) == 0 {
+		errs = append(errs, errors.New("redis.master_name needs addrs: the Sentinels"))
+	}
 	errs = append(errs, c.validateTLS()...)
 	// Auth is off unless credentials are configured (as `inferq dev` runs).
 	if len(c.Auth.APIKeys) > 0 || c.Auth.JWT.HS256Secret != "" || c.Auth.JWT.HS256SecretFile != "" ||
