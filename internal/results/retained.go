@@ -10,7 +10,8 @@ import (
 
 // Retainer is a store that can say how much it keeps, for the retained
 // entries gauge (inferq_results_retained) and capacity planning: memory and
-// disk grow with it until retention expires entries (docs/capacity.md).
+// disk grow with it until retention expires entries (sizes per entry:
+// docs/capacity.md).
 type Retainer interface {
 	// Retained is the number of entries the store holds now: job records
 	// and idempotency keys; on Redis every key of its database, so token
