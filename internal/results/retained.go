@@ -8,9 +8,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Retainer is a store that can say how much it keeps, for the retained
-// entries gauge (inferq_results_retained) and capacity planning: memory and
-// disk grow with it until retention expires entries (sizes per entry:
+// Retainer is a store that can say how much it keeps, for the gauge
+// inferq_results_retained_entries and capacity planning: memory and disk
+// grow with it until retention expires entries (sizes per entry:
 // docs/capacity.md).
 type Retainer interface {
 	// Retained is the number of entries the store holds now: job records

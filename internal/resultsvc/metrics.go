@@ -27,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Jobs that reached a terminal status."}, []string{"model", "status"}),
 		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_job_duration_seconds",
 			Help: "Time from job creation to its terminal status.", Buckets: obs.LatencyBuckets()}, []string{"model", "status"}),
-		Retained: prometheus.NewGauge(prometheus.GaugeOpts{Name: "inferq_results_retained",
+		Retained: prometheus.NewGauge(prometheus.GaugeOpts{Name: "inferq_results_retained_entries",
 			Help: "Entries the results store keeps (job records and idempotency keys; on Redis every key of its database), read every 15s."}),
 	}
 	reg.MustRegister(m.EventsApplied, m.JobsFinished, m.JobDuration, m.Retained)

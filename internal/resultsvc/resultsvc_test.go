@@ -363,7 +363,7 @@ func int32s(v ...int32) []byte {
 }
 
 // TestRetainedGauge: resultsvc reads how much the store keeps into
-// inferq_results_retained, for both stores.
+// inferq_results_retained_entries, for both stores.
 func TestRetainedGauge(t *testing.T) {
 	for _, withRedis := range []bool{false, true} {
 		t.Run(map[bool]string{false: "kv", true: "redis"}[withRedis], func(t *testing.T) {
@@ -372,7 +372,7 @@ func TestRetainedGauge(t *testing.T) {
 				e.queued(t, id)
 			}
 			testutil.Eventually(t, 5*time.Second, func() bool { return promtest.ToFloat64(e.metrics.Retained) == 3 },
-				"inferq_results_retained %v, want 3", promtest.ToFloat64(e.metrics.Retained))
+				"inferq_results_retained_entries %v, want 3", promtest.ToFloat64(e.metrics.Retained))
 		})
 	}
 }
