@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/schema"
 	"github.com/nats-io/nats-server/v2/server"
@@ -419,6 +420,9 @@ func TestComposeNATS(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: %s: %v", name, src, err)
 			continue
+		}
+		if !opts.SyncAlways && (opts.SyncInterval <= 0 || opts.SyncInterval > time.Second) {
+			t.Errorf("%s: jetstream sync_interval %v: want it named, always or at most 1s", name, opts.SyncInterval)
 		}
 		if opts.ServerName != name || !opts.JetStream || opts.HTTPPort != 8222 {
 			t.Errorf("%s: server_name %q, jetstream %v, monitoring port %d: want %s, true, 8222",

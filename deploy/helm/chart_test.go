@@ -627,6 +627,9 @@ func TestNATS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nats.conf: %v", err)
 	}
+	if !opts.SyncAlways && (opts.SyncInterval <= 0 || opts.SyncInterval > time.Second) {
+		t.Errorf("nats.conf: jetstream sync_interval %v: want it named, always or at most 1s", opts.SyncInterval)
+	}
 	pod := w.pod.Spec
 	if !opts.JetStream || opts.ServerName != "nats-0" {
 		t.Errorf("nats.conf: jetstream %v, server_name %q: want JetStream and the pod's name", opts.JetStream, opts.ServerName)

@@ -80,6 +80,11 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// with auth, anonymous clients are refused, the broker connects as its
 	// own user and tenants through the auth callout with their credential.
 	natsCfg := natsembed.Config{Port: *natsPort, StoreDir: filepath.Join(*dataDir, "nats")}
+	// nats.sync says what "accepted" means on power loss; config.Load has
+	// validated it.
+	if natsCfg.SyncAlways, natsCfg.SyncInterval, err = cfg.NATS.SyncPolicy(); err != nil {
+		return fail(err)
+	}
 	if *natsTLSCert != "" || *natsTLSKey != "" || *natsTLSCA != "" {
 		if *natsTLSCert == "" || *natsTLSKey == "" {
 			return usageErr(stderr, "dev", "--nats-tls-cert and --nats-tls-key go together")
@@ -115,7 +120,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	err = stack.Run(ctx, stack.Options{Config: &cfg, Conn: nc, Components: stack.All, IngressListener: ln, Log: log,
 		Ready: func() {
-			printBanner(stdout, &cfg, ln.Addr().String(), natsLine(srv.ClientURL(), sec != nil), *dataDir)
+			printBanner(stdout, &cfg, ln.Addr().String(), natsLine(srv.ClientURL(), sec != nil), srv.Sync(), *dataDir)
 		}})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fail(err)
@@ -124,7 +129,7 @@ func Dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func printBanner(w io.Writer, cfg *config.Config, httpAddr, natsURL, dataDir string) {
+func printBanner(w io.Writer, cfg *config.Config, httpAddr, natsURL, sync, dataDir string) {
 	names := make([]string, len(cfg.Models))
 	for i, m := range cfg.Models {
 		names[i] = m.Name
@@ -137,12 +142,13 @@ func printBanner(w io.Writer, cfg *config.Config, httpAddr, natsURL, dataDir str
 		scheme = "https"
 	}
 	store := "embedded JetStream KV"
-	if cfg.Redis.URL != "" {
+	if cfg.Redis.Enabled() {
 		store = "Redis"
 	}
 	fmt.Fprintf(w, `inferq dev is running
   HTTP API  %s://%s
   NATS      %s
+  sync      %s
   results   %s
   data      %s
   models    %s
@@ -153,7 +159,7 @@ Try it:
   curl -s '%s://%s/v1/jobs/<id>?wait=10s'
 
 Ctrl-C stops it.
-`, scheme, httpAddr, natsURL, store, dataDir, strings.Join(names, ", "), scheme, httpAddr, scheme, httpAddr)
+`, scheme, httpAddr, natsURL, sync, store, dataDir, strings.Join(names, ", "), scheme, httpAddr, scheme, httpAddr)
 }
 
 // natsLine is the banner's NATS line: the URL (tls:// when clients must

@@ -22,6 +22,15 @@ import (
 // NATS URL (from the banner) and the banner's NATS line.
 func startDev(t *testing.T, args ...string) (url, line, httpURL string) {
 	t.Helper()
+	banner := devBanner(t, args...)
+	m := regexp.MustCompile(`NATS      (((?:nats|tls)://\S+).*)`).FindStringSubmatch(banner)
+	return m[2], m[1], regexp.MustCompile(`HTTP API  (\S+)`).FindStringSubmatch(banner)[1]
+}
+
+// devBanner runs `inferq dev` with args until the test ends and returns
+// what it printed once serving (its banner).
+func devBanner(t *testing.T, args ...string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -44,11 +53,10 @@ func startDev(t *testing.T, args ...string) (url, line, httpURL string) {
 			t.Error("inferq dev did not stop within 20s")
 		}
 	})
-	re := regexp.MustCompile(`NATS      (((?:nats|tls)://\S+).*)`)
-	reHTTP := regexp.MustCompile(`HTTP API  (\S+)`)
+	re := regexp.MustCompile(`NATS      (?:nats|tls)://\S+`)
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if m := re.FindStringSubmatch(stdout.String()); m != nil {
-			return m[2], m[1], reHTTP.FindStringSubmatch(stdout.String())[1]
+		if out := stdout.String(); re.MatchString(out) && strings.Contains(out, "Ctrl-C stops it.") {
+			return out
 		}
 		select {
 		case code := <-exit:
@@ -164,4 +172,18 @@ func TestDevNATSTLS(t *testing.T) {
 		t.Fatalf("TLS client: %v", err)
 	}
 	nc.Close()
+}
+
+// TestDevBannerSync: the banner says which JetStream sync policy is in
+// force: always by default (a single node), the interval nats.sync names
+// otherwise.
+func TestDevBannerSync(t *testing.T) {
+	re := regexp.MustCompile(`\n  sync      (.*)\n`)
+	if m := re.FindStringSubmatch(devBanner(t)); m == nil || !strings.HasPrefix(m[1], "always") {
+		t.Errorf("default banner's sync line %q: want always", m)
+	}
+	t.Setenv("INFERQ_NATS_SYNC", "30s")
+	if m := re.FindStringSubmatch(devBanner(t)); m == nil || !strings.HasPrefix(m[1], "every 30s") {
+		t.Errorf("banner's sync line with nats.sync 30s: %q", m)
+	}
 }

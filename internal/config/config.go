@@ -50,6 +50,13 @@ type NATS struct {
 	// 2; nats.go's own (2 minutes) kept requests hanging on a frozen node.
 	PingInterval Duration `yaml:"ping_interval"`
 	MaxPingsOut  int      `yaml:"max_pings_out"`
+	// Sync is when the embedded nats-server (`inferq dev`) flushes
+	// JetStream's files to disk: "always" (before every acknowledgement,
+	// so an accepted job survives power loss) or a Go duration (a
+	// background fsync every interval; an acknowledged write may be lost
+	// with the machine's power within it). Default always. A standalone
+	// nats-server takes jetstream { sync_interval } from its own config.
+	Sync string `yaml:"sync"`
 	// How the services authenticate to NATS: a creds file (JWT + nkey), a
 	// user and password, or an nkey seed file; at most one.
 	CredsFile    string `yaml:"creds_file"`
@@ -100,10 +107,21 @@ type AuthCallout struct {
 	SessionTTL Duration `yaml:"session_ttl"`
 }
 
-// Redis is the results store; empty URL means the JetStream KV store.
+// Redis is the results store: one node by URL, a Redis Cluster by its seed
+// addrs, or a Sentinel-watched master by master_name and the Sentinels'
+// addrs. None set means the JetStream KV store.
 type Redis struct {
-	URL string `yaml:"url"`
+	URL        string   `yaml:"url"`
+	Addrs      []string `yaml:"addrs"`
+	MasterName string   `yaml:"master_name"`
+	// Username and Password authenticate to the nodes named by addrs (a
+	// URL carries its own); Sentinels get the same password.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 }
+
+// Enabled reports whether results go to Redis rather than JetStream KV.
+func (r Redis) Enabled() bool { return r.URL != "" || len(r.Addrs) > 0 }
 
 // Results configures job records.
 type Results struct {
@@ -156,6 +174,7 @@ func Default() Config {
 			JobsMaxAge: D(24 * time.Hour), TokensMaxAge: D(15 * time.Minute),
 			DuplicateWindow: D(2 * time.Minute), AckWait: D(30 * time.Second),
 			PingInterval: D(2 * time.Second), MaxPingsOut: 2,
+			Sync: SyncAlways,
 		},
 		Results: Results{Retention: D(24 * time.Hour)},
 		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20, SyncTimeout: D(60 * time.Second)},
@@ -207,7 +226,10 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		"INFERQ_NATS_TLS_CA":     &c.NATS.TLS.CAFile,
 		"INFERQ_NATS_TLS_CERT":   &c.NATS.TLS.CertFile,
 		"INFERQ_NATS_TLS_KEY":    &c.NATS.TLS.KeyFile,
+		"INFERQ_NATS_SYNC":       &c.NATS.Sync,
 		"INFERQ_REDIS_URL":       &c.Redis.URL,
+		"INFERQ_REDIS_MASTER":    &c.Redis.MasterName,
+		"INFERQ_REDIS_PASSWORD":  &c.Redis.Password,
 		"INFERQ_INGRESS_LISTEN":  &c.Ingress.Listen,
 		"INFERQ_BATCHER_ADMIN":   &c.Batcher.AdminListen,
 		"INFERQ_RESULTSVC_ADMIN": &c.ResultSvc.AdminListen,
@@ -241,6 +263,9 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 			return fmt.Errorf("config: INFERQ_NATS_REPLICAS=%q: %w", v, err)
 		}
 		c.NATS.Replicas = n
+	}
+	if v, ok := lookup("INFERQ_REDIS_ADDRS"); ok {
+		c.Redis.Addrs = splitList(v)
 	}
 	if v, ok := lookup("INFERQ_WORKER_MODELS"); ok {
 		c.Worker.Models = splitList(v)
@@ -277,7 +302,16 @@ func (c *Config) Finish() error {
 		errs = append(errs, fmt.Errorf("nats.ping_interval (%v) must be positive and nats.max_pings_out (%d) at least 1",
 			c.NATS.PingInterval, c.NATS.MaxPingsOut))
 	}
+	if _, _, err := c.NATS.SyncPolicy(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.NATS.validateAuth()...)
+	if c.Redis.URL != "" && len(c.Redis.Addrs) > 0 {
+		errs = append(errs, errors.New("redis: set url (one node) or addrs (cluster or sentinels), not both"))
+	}
+	if c.Redis.MasterName != "" && len(c.Redis.Addrs) == 0 {
+		errs = append(errs, errors.New("redis.master_name needs addrs: the Sentinels"))
+	}
 	errs = append(errs, c.validateTLS()...)
 	// Auth is off unless credentials are configured (as `inferq dev` runs).
 	if len(c.Auth.APIKeys) > 0 || c.Auth.JWT.HS256Secret != "" || c.Auth.JWT.HS256SecretFile != "" ||
@@ -312,6 +346,22 @@ func (c *Config) Finish() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SyncAlways is the nats.sync value that fsyncs before every acknowledgement.
+const SyncAlways = "always"
+
+// SyncPolicy reads nats.sync: always (also when empty, the default), or
+// the positive interval between background fsyncs.
+func (n *NATS) SyncPolicy() (always bool, interval time.Duration, err error) {
+	if s := strings.TrimSpace(n.Sync); s == "" || strings.EqualFold(s, SyncAlways) {
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(n.Sync))
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf("nats.sync %q: want %q or a positive duration such as 1s or 2m", n.Sync, SyncAlways)
+	}
+	return false, d, nil
 }
 
 // validateAuth checks the NATS credentials: one kind at most, a password

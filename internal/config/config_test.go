@@ -275,3 +275,71 @@ func TestParameterCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSSync: nats.sync defaults to always, takes a positive duration
+// (from the file or INFERQ_NATS_SYNC) and rejects anything else.
+func TestNATSSync(t *testing.T) {
+	cfg := Default()
+	if always, _, err := cfg.NATS.SyncPolicy(); err != nil || !always {
+		t.Errorf("default nats.sync %q: always %v, %v", cfg.NATS.Sync, always, err)
+	}
+	if err := Parse([]byte("nats:\n  sync: 1s\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if always, d, err := cfg.NATS.SyncPolicy(); err != nil || always || d != time.Second {
+		t.Errorf("nats.sync 1s: always %v interval %v, %v", always, d, err)
+	}
+	env := func(k string) (string, bool) {
+		return map[string]string{"INFERQ_NATS_SYNC": "ALWAYS"}[k], k == "INFERQ_NATS_SYNC"
+	}
+	if err := cfg.ApplyEnv(env); err != nil {
+		t.Fatal(err)
+	}
+	if always, _, err := cfg.NATS.SyncPolicy(); err != nil || !always {
+		t.Errorf("INFERQ_NATS_SYNC=ALWAYS: always %v, %v", always, err)
+	}
+	for _, bad := range []string{"sometimes", "0s", "-1s", "5"} {
+		c := Default()
+		c.NATS.Sync = bad
+		if err := c.Finish(); err == nil || !strings.Contains(err.Error(), "nats.sync") {
+			t.Errorf("nats.sync %q: err %v, want a nats.sync error", bad, err)
+		}
+	}
+}
+
+// TestRedisSettings: redis.url (one node) and redis.addrs (Cluster seeds,
+// or Sentinels with master_name) exclude each other; master_name needs the
+// Sentinels' addrs; INFERQ_REDIS_ADDRS is a comma-separated list.
+func TestRedisSettings(t *testing.T) {
+	for _, tc := range []struct {
+		yaml, err string
+		enabled   bool
+	}{
+		{"redis:\n  url: redis://r:6379/0\n", "", true},
+		{"redis:\n  addrs: [a:1, b:2, c:3]\n", "", true},
+		{"redis:\n  addrs: [s1:26379, s2:26379]\n  master_name: inferq\n  password: p\n", "", true},
+		{"redis:\n  url: redis://r:6379/0\n  addrs: [a:1]\n", "not both", true},
+		{"redis:\n  master_name: inferq\n", "needs addrs", false},
+		{"", "", false},
+	} {
+		cfg := Default()
+		if err := Parse([]byte(tc.yaml), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		err := cfg.Finish()
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: err %v, want %q", tc.yaml, err, tc.err)
+		}
+		if cfg.Redis.Enabled() != tc.enabled {
+			t.Errorf("%q: Enabled %v", tc.yaml, cfg.Redis.Enabled())
+		}
+	}
+	cfg := Default()
+	env := map[string]string{"INFERQ_REDIS_ADDRS": "a:1, b:2", "INFERQ_REDIS_MASTER": "m"}
+	if err := cfg.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Redis.Addrs, ",") != "a:1,b:2" || cfg.Redis.MasterName != "m" {
+		t.Errorf("from the environment: %+v", cfg.Redis)
+	}
+}

@@ -145,7 +145,7 @@ func testEventsResume(t *testing.T, withRedis bool) {
 		rc := redis.NewClient(opt)
 		defer rc.Close()
 		testutil.Eventually(t, 5*time.Second, func() bool {
-			return rc.XLen(t.Context(), "inferq:job:"+acc.ID+":tokens").Val() == n
+			return rc.XLen(t.Context(), "inferq:job:{"+acc.ID+"}:tokens").Val() == n
 		}, "token log holds every token")
 	}
 }

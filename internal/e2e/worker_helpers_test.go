@@ -280,7 +280,8 @@ func watchApplied(t *testing.T, s *Stack) *appliedTerminal {
 		ch := ps.Channel(redis.WithChannelSize(1 << 16))
 		go func() {
 			for m := range ch {
-				id := strings.TrimSuffix(strings.TrimPrefix(m.Channel, prefix), ":notify")
+				// <prefix>:job:{<id>}:notify: the id is the hash tag.
+				id := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(m.Channel, prefix), ":notify"), "{}")
 				a.add(id, m.Payload)
 			}
 		}()

@@ -29,6 +29,12 @@ type Config struct {
 	Logs bool
 	// MaxMemory and MaxStore bound JetStream; zero lets the server choose.
 	MaxMemory, MaxStore int64
+	// SyncAlways makes JetStream fsync before it acknowledges each write,
+	// so an acknowledged message survives power loss. Otherwise files are
+	// synced every SyncInterval (zero: nats-server's default, 2m) and an
+	// acknowledged write can sit in the page cache until then.
+	SyncAlways   bool
+	SyncInterval time.Duration
 	// MonitorPort exposes /varz, /jsz... when > 0 (-1 picks a free port).
 	MonitorPort int
 	// Cluster makes this server one node of a cluster. Optional.
@@ -96,6 +102,8 @@ func Run(cfg Config) (*Server, error) {
 		StoreDir:           cfg.StoreDir,
 		JetStreamMaxMemory: cfg.MaxMemory,
 		JetStreamMaxStore:  cfg.MaxStore,
+		SyncAlways:         cfg.SyncAlways,
+		SyncInterval:       cfg.SyncInterval,
 		NoSigs:             true,
 		NoLog:              !cfg.Logs,
 	}
@@ -155,6 +163,20 @@ func (e *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to embedded nats: %w", err)
 	}
 	return nc, nil
+}
+
+// Sync describes the sync policy the running server applies, for banners
+// and logs: "always (fsync before every acknowledgement)" or "every 2m0s
+// (...)".
+func (e *Server) Sync() string {
+	jsc := e.Server.JetStreamConfig()
+	if jsc == nil {
+		return "JetStream off"
+	}
+	if jsc.SyncAlways {
+		return "always (fsync before every acknowledgement)"
+	}
+	return fmt.Sprintf("every %s (an acknowledged write may be lost on power loss within it)", jsc.SyncInterval)
 }
 
 // Shutdown stops the server and waits for it to finish.

@@ -3,9 +3,11 @@ package natsembed_test
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +151,55 @@ func routeHandshake(addr string, ca *testutil.CA, cert tls.Certificate) error {
 		return fmt.Errorf("unexpected first line %q", line)
 	}
 	return nil
+}
+
+// TestSyncPolicy: SyncAlways and SyncInterval reach the running server, as
+// its JetStream config and its /varz say; unset keeps nats-server's
+// default interval.
+func TestSyncPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		always   bool
+		interval time.Duration
+		want     time.Duration // expected interval when not always
+		desc     string
+	}{
+		{"always", true, 0, 0, "always"},
+		{"interval", false, 5 * time.Second, 5 * time.Second, "every 5s"},
+		{"default", false, 0, 2 * time.Minute, "every 2m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := natsembed.Run(natsembed.Config{Port: -1, MonitorPort: -1, StoreDir: t.TempDir(), SyncAlways: tc.always, SyncInterval: tc.interval})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Shutdown()
+			jsc := srv.Server.JetStreamConfig()
+			if jsc.SyncAlways != tc.always || (!tc.always && jsc.SyncInterval != tc.want) {
+				t.Errorf("JetStreamConfig: sync always %v interval %v", jsc.SyncAlways, jsc.SyncInterval)
+			}
+			if got := srv.Sync(); !strings.HasPrefix(got, tc.desc) {
+				t.Errorf("Sync() %q, want %q...", got, tc.desc)
+			}
+			resp, err := http.Get("http://" + srv.Server.MonitorAddr().String() + "/varz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var v struct {
+				JetStream struct {
+					Config struct {
+						SyncAlways   bool          `json:"sync_always"`
+						SyncInterval time.Duration `json:"sync_interval"`
+					} `json:"config"`
+				} `json:"jetstream"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+				t.Fatal(err)
+			}
+			if c := v.JetStream.Config; c.SyncAlways != tc.always || (!tc.always && c.SyncInterval != tc.want) {
+				t.Errorf("/varz: sync always %v interval %v", c.SyncAlways, c.SyncInterval)
+			}
+		})
+	}
 }

@@ -3,11 +3,21 @@ package results
 import (
 	"context"
 
+	"github.com/inferq/inferq/internal/config"
+
 	"github.com/inferq/inferq/internal/service"
 )
 
 // StoreCheck names the store's readiness check in service.Env.Checks.
 const StoreCheck = "store"
+
+// RedisConfigOf is the Redis store's configuration from inferq's: one node
+// by redis.url, or redis.addrs (with redis.master_name for Sentinel).
+func RedisConfigOf(cfg *config.Config) RedisConfig {
+	r := cfg.Redis
+	return RedisConfig{URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName, Username: r.Username, Password: r.Password,
+		Prefix: cfg.NATS.Prefix, Retention: cfg.Results.Retention.D()}
+}
 
 // Open opens the store a process's config names: Redis when a URL is
 // configured, else the JetStream KV bucket. It is reported as the "store"
@@ -18,8 +28,8 @@ func Open(ctx context.Context, env *service.Env) (Store, error) {
 		s   Store
 		err error
 	)
-	if cfg.Redis.URL != "" {
-		s, err = NewRedis(ctx, RedisConfig{URL: cfg.Redis.URL, Prefix: cfg.NATS.Prefix, Retention: cfg.Results.Retention.D()})
+	if cfg.Redis.Enabled() {
+		s, err = NewRedis(ctx, RedisConfigOf(cfg))
 	} else {
 		s, err = NewKV(ctx, env.JS, KVConfig{
 			Bucket: env.Topology.ResultsBucket(), Retention: cfg.Results.Retention.D(), Replicas: cfg.NATS.Replicas})

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,12 +16,30 @@ import (
 	"github.com/inferq/inferq/internal/lifecycle"
 )
 
-// RedisConfig configures NewRedis.
+// RedisConfig configures NewRedis: one node by URL, or, with Addrs, a
+// Redis Cluster (its seed nodes) or, with MasterName too, the Sentinels
+// that name the current master of a replicated set.
 type RedisConfig struct {
-	URL       string        // redis://[user:pass@]host:port/db
-	Prefix    string        // key prefix; default "inferq"
-	Retention time.Duration // how long a record lives after its last change; default 24h
+	URL        string   // redis://[user:pass@]host:port/db
+	Addrs      []string // Cluster seed nodes, or Sentinels with MasterName
+	MasterName string   // the Sentinels' name of the master
+	// Username and Password authenticate to the data nodes with Addrs
+	// (the URL carries its own); Sentinels get the same password.
+	Username, Password string
+	Prefix             string        // key prefix; default "inferq"
+	Retention          time.Duration // how long a record lives after its last change; default 24h
 }
+
+// Replication wait with Sentinel: each write waits (Redis WAIT) until one
+// replica has it, or this long, so a failover promotes a replica that holds
+// what resultsvc was told is stored.
+// When a wait times out (no replica, as right after a failover), writes
+// stop waiting for sentinelWaitPause, then try again.
+const (
+	sentinelWaitReplicas = 1
+	sentinelWaitTimeout  = time.Second
+	sentinelWaitPause    = 5 * time.Second
+)
 
 // Defaults shared by both backends.
 const (
@@ -136,11 +155,20 @@ func luaRankTable() string {
 // RedisStore is the production Store: records are Redis hashes with a TTL,
 // updates go through a Lua script, and waiters share one pattern subscription.
 type RedisStore struct {
-	client    *redis.Client
-	prefix    string
-	retention time.Duration
-	pubsub    *redis.PubSub
-	waiters   waiters
+	client redis.UniversalClient
+	prefix string
+	// legacy: one node by URL, where records of versions before hash tags
+	// may still live under <prefix>:job:<id>; Get reads them too.
+	legacy bool
+	// waitReplicas > 0 makes every write wait for that many replicas.
+	waitReplicas int
+	// unreplicated counts writes that WAIT reported on fewer replicas;
+	// until waitPausedUntil (unix ns) writes do not wait.
+	unreplicated    atomic.Int64
+	waitPausedUntil atomic.Int64
+	retention       time.Duration
+	pubsub          *redis.PubSub
+	waiters         waiters
 
 	ctx        context.Context // cancelled by Close; stops the subscriber
 	cancel     context.CancelFunc
@@ -163,27 +191,32 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 	if cfg.Retention < time.Millisecond {
 		return nil, fmt.Errorf("redis results store: retention %v is too short", cfg.Retention)
 	}
-	opt, err := redis.ParseURL(cfg.URL)
+	client, where, err := newRedisClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("redis results store: parse url: %w", err)
+		return nil, err
 	}
-	client := redis.NewClient(opt)
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("redis results store: ping %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("redis results store: ping %s: %w", where, err)
 	}
 	s := &RedisStore{
 		client:     client,
 		prefix:     cfg.Prefix,
+		legacy:     cfg.URL != "",
 		retention:  cfg.Retention,
 		waiters:    newWaiters(),
 		listenDone: make(chan struct{}),
+	}
+	if cfg.MasterName != "" {
+		s.waitReplicas = sentinelWaitReplicas
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	// One pattern subscription serves every waiter of this store. Wait for
 	// its confirmation so that a Wait right after NewRedis cannot miss a
-	// notification.
+	// notification. On a Cluster it is held on one node (the master of the
+	// pattern's slot) and still sees every job: the scripts notify with
+	// PUBLISH, which Redis Cluster forwards to every node.
 	s.pubsub = client.PSubscribe(ctx, s.pattern())
 	msg, err := s.pubsub.Receive(ctx)
 	if err == nil {
@@ -201,8 +234,35 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 	return s, nil
 }
 
-func (s *RedisStore) key(id string) string     { return s.prefix + ":job:" + id }
-func (s *RedisStore) channel(id string) string { return s.prefix + ":job:" + id + ":notify" }
+// newRedisClient builds the client cfg names and says where it points.
+func newRedisClient(cfg RedisConfig) (redis.UniversalClient, string, error) {
+	switch {
+	case cfg.URL != "" && len(cfg.Addrs) > 0:
+		return nil, "", errors.New("redis results store: set url or addrs, not both")
+	case cfg.URL != "":
+		opt, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, "", fmt.Errorf("redis results store: parse url: %w", err)
+		}
+		return redis.NewClient(opt), opt.Addr, nil
+	case len(cfg.Addrs) == 0:
+		return nil, "", errors.New("redis results store: no url and no addrs")
+	}
+	opt := &redis.UniversalOptions{Addrs: cfg.Addrs, MasterName: cfg.MasterName, Username: cfg.Username, Password: cfg.Password}
+	if cfg.MasterName != "" {
+		opt.SentinelPassword = cfg.Password
+		return redis.NewUniversalClient(opt), fmt.Sprintf("master %q via sentinels %v", cfg.MasterName, cfg.Addrs), nil
+	}
+	// Addrs without a master name are a Cluster's seeds, even just one.
+	opt.IsClusterMode = true
+	return redis.NewUniversalClient(opt), fmt.Sprintf("cluster %v", cfg.Addrs), nil
+}
+
+// Keys and channels of a job carry its id as a hash tag ({id}), so a
+// Cluster keeps them in one slot and each script touches one slot only.
+func (s *RedisStore) key(id string) string       { return s.prefix + ":job:{" + id + "}" }
+func (s *RedisStore) legacyKey(id string) string { return s.prefix + ":job:" + id }
+func (s *RedisStore) channel(id string) string   { return s.key(id) + ":notify" }
 
 // pattern matches every job's notify channel; the prefix is escaped so glob
 // characters in it are taken literally.
@@ -217,13 +277,24 @@ func (s *RedisStore) pattern() string {
 	return b.String() + ":job:*:notify"
 }
 
-// jobOfChannel extracts the job id from a notify channel name.
+// jobOfChannel extracts the waiters key from a notify channel name:
+// <prefix>:job:{<id>}:notify is the record of id, <prefix>:job:{<id>}:tokens:notify
+// its tokens (id:tokens). The form without braces is what versions before
+// hash tags publish, read during an upgrade.
 func (s *RedisStore) jobOfChannel(ch string) (string, bool) {
 	rest, ok := strings.CutPrefix(ch, s.prefix+":job:")
 	if !ok {
 		return "", false
 	}
-	return strings.CutSuffix(rest, ":notify")
+	rest, ok = strings.CutSuffix(rest, ":notify")
+	if !ok {
+		return "", false
+	}
+	if tagged, ok := strings.CutPrefix(rest, "{"); ok {
+		id, tail, ok := strings.Cut(tagged, "}")
+		return id + tail, ok
+	}
+	return rest, true
 }
 
 // listen fans notifications out to waiters until Close. go-redis reconnects
@@ -275,7 +346,7 @@ func (s *RedisStore) Create(ctx context.Context, rec *Record) error {
 		return err
 	}
 	args := append([]any{s.retention.Milliseconds()}, encodeHash(r)...)
-	n, err := createScript.Run(ctx, s.client, []string{s.key(r.ID)}, args...).Int()
+	n, err := s.run(ctx, createScript, []string{s.key(r.ID)}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("create job %s: %w", r.ID, err)
 	}
@@ -290,7 +361,7 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Record, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("get job %q: %w", id, ErrNotFound)
 	}
-	h, err := s.client.HGetAll(ctx, s.key(id)).Result()
+	h, err := s.hgetall(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("get job %s: %w", id, err)
 	}
@@ -324,7 +395,7 @@ func (s *RedisStore) Apply(ctx context.Context, u Update) (*Record, bool, error)
 	if u.creates() {
 		creates = "1"
 	}
-	reply, err := applyScript.Run(ctx, s.client, []string{s.key(u.ID)},
+	reply, err := s.run(ctx, applyScript, []string{s.key(u.ID)},
 		string(u.Status), u.Attempt, u.Time.Format(time.RFC3339Nano),
 		hasResult, []byte(u.Result), hasErr, code, msg,
 		s.retention.Milliseconds(), s.channel(u.ID), strconv.FormatUint(u.JobsSeq, 10),
@@ -341,6 +412,57 @@ func (s *RedisStore) Apply(ctx context.Context, u Update) (*Record, bool, error)
 	}
 	return rec, changed, nil
 }
+
+// hgetall reads a record's hash; on one node by URL it also reads the key
+// of versions before hash tags, in the same round trip, and takes it when
+// the new key is missing (a job in flight across the upgrade).
+func (s *RedisStore) hgetall(ctx context.Context, id string) (map[string]string, error) {
+	if !s.legacy {
+		return s.client.HGetAll(ctx, s.key(id)).Result()
+	}
+	pipe := s.client.Pipeline()
+	cur, old := pipe.HGetAll(ctx, s.key(id)), pipe.HGetAll(ctx, s.legacyKey(id))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	if h := cur.Val(); len(h) > 0 {
+		return h, nil
+	}
+	return old.Val(), nil
+}
+
+// run runs a write script. With waitReplicas it sends WAIT on the same
+// connection right after it, so the write is on a replica (or the wait
+// timed out, counted in unreplicated) before the caller is told it is
+// stored.
+func (s *RedisStore) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if s.waitReplicas == 0 || time.Now().UnixNano() < s.waitPausedUntil.Load() {
+		return sc.Run(ctx, s.client, keys, args...)
+	}
+	for loaded := false; ; loaded = true {
+		pipe := s.client.Pipeline()
+		cmd := sc.EvalSha(ctx, pipe, keys, args...)
+		wait := pipe.Do(ctx, "WAIT", s.waitReplicas, sentinelWaitTimeout.Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		if err := cmd.Err(); err != nil && !loaded && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// A new master (after a failover) has not cached the script yet.
+			if err := sc.Load(ctx, s.client).Err(); err != nil {
+				return cmd
+			}
+			continue
+		}
+		if n, err := wait.Int(); cmd.Err() == nil && (err != nil || n < s.waitReplicas) {
+			s.unreplicated.Add(1)
+			s.waitPausedUntil.Store(time.Now().Add(sentinelWaitPause).UnixNano())
+		}
+		return cmd
+	}
+}
+
+// Unreplicated is how many writes were stored on the master without a
+// replica confirming them within the wait (Sentinel only): those are the
+// writes a failover at that moment could lose.
+func (s *RedisStore) Unreplicated() int64 { return s.unreplicated.Load() }
 
 // Wait implements Store. The waiter registers with the shared subscriber
 // before reading, so a change between the read and the registration cannot

@@ -20,11 +20,17 @@ import (
 // newRedisFactory returns a factory of stores on one redis-server, each
 // under its own key prefix so parallel subtests do not see each other.
 func newRedisFactory(t *testing.T, url string) storetest.Factory {
+	return newRedisFactoryWith(t, results.RedisConfig{URL: url})
+}
+
+// newRedisFactoryWith is newRedisFactory for any connection settings (a
+// Cluster's or Sentinels' addrs).
+func newRedisFactoryWith(t *testing.T, base results.RedisConfig) storetest.Factory {
 	var n atomic.Int64
 	return func(t *testing.T, retention time.Duration) results.Store {
-		s, err := results.NewRedis(testutil.Context(t), results.RedisConfig{
-			URL: url, Prefix: fmt.Sprintf("test%d", n.Add(1)), Retention: retention,
-		})
+		cfg := base
+		cfg.Prefix, cfg.Retention = fmt.Sprintf("test%d", n.Add(1)), retention
+		s, err := results.NewRedis(testutil.Context(t), cfg)
 		if err != nil {
 			t.Fatalf("NewRedis: %v", err)
 		}
@@ -152,5 +158,54 @@ func TestRedisReserveLegacy(t *testing.T) {
 	}
 	if v, _ := raw.Get(ctx, "legacy:idem:abc123").Result(); v != "oldjob" {
 		t.Errorf("stored value became %q", v)
+	}
+}
+
+// TestRedisReadsPreHashTagRecords: on one node, a record stored by a
+// version before hash tags (<prefix>:job:<id>) still reads back, and its
+// change notices (on the old channel) still wake waiters, so jobs in
+// flight across an upgrade are not lost to readers.
+func TestRedisReadsPreHashTagRecords(t *testing.T) {
+	r := testutil.StartRedis(t)
+	ctx := testutil.Context(t)
+	s, err := results.NewRedis(ctx, results.RedisConfig{URL: r.URL, Prefix: "old", Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	opt, _ := redis.ParseURL(r.URL)
+	raw := redis.NewClient(opt)
+	t.Cleanup(func() { _ = raw.Close() })
+	created := time.Now().UTC().Format(time.RFC3339Nano)
+	if err := raw.HSet(ctx, "old:job:j1", "id", "j1", "tenant", "t", "model", "m", "version", "1",
+		"status", "running", "created_at", created, "attempts", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Get(ctx, "j1")
+	if err != nil || rec.Status != results.Running || rec.Model != "m" {
+		t.Fatalf("pre-hash-tag record: %+v, %v", rec, err)
+	}
+	done := make(chan *results.Record, 1)
+	go func() {
+		rec, _ := s.Wait(ctx, "j1", func(r *results.Record) bool { return r.Status.Terminal() }, nil)
+		done <- rec
+	}()
+	testutil.Eventually(t, 5*time.Second, func() bool { return results.WaitersOf(s, "j1", false) > 0 }, "waiter registered")
+	raw.HSet(ctx, "old:job:j1", "status", "succeeded", "finished_at", created)
+	raw.Publish(ctx, "old:job:j1:notify", "succeeded")
+	select {
+	case rec := <-done:
+		if rec == nil || rec.Status != results.Succeeded {
+			t.Errorf("waiter got %+v", rec)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("old-style notice did not wake the waiter")
+	}
+	// New writes use the hash-tagged key.
+	if err := s.Create(ctx, &results.Record{ID: "j2", Status: results.Queued, CreatedAt: time.Now(), Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := raw.Exists(ctx, "old:job:{j2}").Val(); n != 1 {
+		t.Errorf("new record not under old:job:{j2}")
 	}
 }

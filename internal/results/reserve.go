@@ -64,7 +64,7 @@ func (s *RedisStore) Reserve(ctx context.Context, key string, r Reservation) (Re
 	if !validReserveKey(key) || !r.valid() {
 		return Reservation{}, fmt.Errorf("%w: idempotency key, id or hash", ErrInvalid)
 	}
-	got, err := reserveScript.Run(ctx, s.client, []string{s.prefix + ":idem:" + key}, r.encode(), s.retention.Milliseconds()).Text()
+	got, err := s.run(ctx, reserveScript, []string{s.prefix + ":idem:" + key}, r.encode(), s.retention.Milliseconds()).Text()
 	if err != nil {
 		return Reservation{}, fmt.Errorf("redis reserve: %w", err)
 	}

@@ -60,10 +60,13 @@ redis.call('PUBLISH', KEYS[2], '')
 return 1
 `)
 
-func (s *RedisStore) tokensKey(id string) string { return s.prefix + ":job:" + id + ":tokens" }
+func (s *RedisStore) tokensKey(id string) string { return s.key(id) + ":tokens" }
 
-// tokenWaiters is the waiters key of a job's tokens: the channel
-// <prefix>:job:<id>:tokens:notify matches the store's pattern and maps to it.
+// tokensChannel notifies a job's token waiters: <prefix>:job:{<id>}:tokens:notify,
+// in the job's slot, matches the store's pattern and maps to tokenWaiters(id).
+func (s *RedisStore) tokensChannel(id string) string { return s.tokensKey(id) + ":notify" }
+
+// tokenWaiters is the waiters key of a job's tokens.
 func tokenWaiters(id string) string { return id + ":tokens" }
 
 // AppendToken implements TokenLog.
@@ -75,7 +78,7 @@ func (s *RedisStore) AppendToken(ctx context.Context, id string, attempt uint32,
 	if t.Final {
 		final = "1"
 	}
-	n, err := appendTokenScript.Run(ctx, s.client, []string{s.tokensKey(id), s.channel(tokenWaiters(id))},
+	n, err := s.run(ctx, appendTokenScript, []string{s.tokensKey(id), s.tokensChannel(id)},
 		attempt, t.Seq, t.Text, t.TokenID, final, s.retention.Milliseconds()).Int()
 	switch {
 	case err != nil:

@@ -13,6 +13,9 @@ type Metrics struct {
 	EventsApplied *prometheus.CounterVec   // status, outcome (applied, duplicate, unknown)
 	JobsFinished  *prometheus.CounterVec   // model, status
 	JobDuration   *prometheus.HistogramVec // model, status: created → terminal
+	// Retained is what the results store keeps (results.Retainer): memory
+	// and disk grow with it until retention expires entries.
+	Retained prometheus.Gauge
 }
 
 // NewMetrics registers resultsvc's metrics on reg; call it once per registry.
@@ -24,7 +27,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Jobs that reached a terminal status."}, []string{"model", "status"}),
 		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_job_duration_seconds",
 			Help: "Time from job creation to its terminal status.", Buckets: obs.LatencyBuckets()}, []string{"model", "status"}),
+		Retained: prometheus.NewGauge(prometheus.GaugeOpts{Name: "inferq_results_retained_entries",
+			Help: "Entries the results store keeps (job records and idempotency keys; on Redis every key of its database), read every 15s."}),
 	}
-	reg.MustRegister(m.EventsApplied, m.JobsFinished, m.JobDuration)
+	reg.MustRegister(m.EventsApplied, m.JobsFinished, m.JobDuration, m.Retained)
 	return m
 }

@@ -41,6 +41,9 @@ type Options struct {
 	// Concurrency is how many events are applied at once; default 32.
 	// Order across events does not matter: the store's rule is forward-only.
 	Concurrency int
+	// RetainedEvery is how often the store's retained entries are read
+	// into Own.Retained; default 15s.
+	RetainedEvery time.Duration
 }
 
 // Service applies job events to the results store.
@@ -59,6 +62,9 @@ func New(opt Options) *Service {
 	}
 	if opt.Own == nil {
 		opt.Own = NewMetrics(prometheus.NewRegistry())
+	}
+	if opt.RetainedEvery <= 0 {
+		opt.RetainedEvery = 15 * time.Second
 	}
 	s := &Service{opt: opt}
 	s.acks = lifecycle.NewAckHolder(0, func(msg natsjs.Msg) {
@@ -106,6 +112,9 @@ func (s *Service) Run(ctx context.Context) error {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watchAdvisories(ctx, adv) })
+	if r, ok := s.opt.Store.(results.Retainer); ok {
+		wg.Go(func() { s.watchRetained(ctx, r) })
+	}
 	if keepsTokens {
 		wg.Go(func() { s.copyTokens(ctx, tokenLog, toks) })
 	}
@@ -130,6 +139,29 @@ func (s *Service) Run(ctx context.Context) error {
 	s.acks.Flush()
 	s.opt.Log.Info("resultsvc stopped")
 	return nil
+}
+
+// watchRetained reads how much the store keeps into the retained gauge
+// until ctx ends. A failed read leaves the last figure and is retried at
+// the next tick.
+func (s *Service) watchRetained(ctx context.Context, r results.Retainer) {
+	tick := time.NewTicker(s.opt.RetainedEvery)
+	defer tick.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := r.Retained(rctx)
+		cancel()
+		if err == nil {
+			s.opt.Own.Retained.Set(float64(n))
+		} else if ctx.Err() == nil {
+			s.opt.Log.Debug("reading the store's retained entries failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // handle applies one message of the events stream: one job's event, or a

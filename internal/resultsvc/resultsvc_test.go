@@ -59,7 +59,7 @@ func start(t *testing.T, withRedis bool) *env {
 	t.Cleanup(func() { _ = store.Close() })
 	e := &env{n: n, topo: topo, store: store, metrics: resultsvc.NewMetrics(obs.NewRegistry()), log: &testutil.Buffer{}}
 	svc := resultsvc.New(resultsvc.Options{Topology: topo, JS: n.JS, Store: store, Own: e.metrics,
-		Log: slog.New(slog.NewTextHandler(e.log, nil)), Concurrency: 4})
+		Log: slog.New(slog.NewTextHandler(e.log, nil)), Concurrency: 4, RetainedEvery: 50 * time.Millisecond})
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
@@ -360,4 +360,19 @@ func int32s(v ...int32) []byte {
 		b = binary.LittleEndian.AppendUint32(b, uint32(x))
 	}
 	return b
+}
+
+// TestRetainedGauge: resultsvc reads how much the store keeps into
+// inferq_results_retained_entries, for both stores.
+func TestRetainedGauge(t *testing.T) {
+	for _, withRedis := range []bool{false, true} {
+		t.Run(map[bool]string{false: "kv", true: "redis"}[withRedis], func(t *testing.T) {
+			e := start(t, withRedis)
+			for _, id := range []string{"g1", "g2", "g3"} {
+				e.queued(t, id)
+			}
+			testutil.Eventually(t, 5*time.Second, func() bool { return promtest.ToFloat64(e.metrics.Retained) == 3 },
+				"inferq_results_retained_entries %v, want 3", promtest.ToFloat64(e.metrics.Retained))
+		})
+	}
 }

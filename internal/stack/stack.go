@@ -54,10 +54,10 @@ func Topology(cfg *config.Config) jetstream.Topology { return service.Topology(c
 // Policies lists what provisioning needs of each model.
 func Policies(cfg *config.Config) []provision.ModelPolicy { return service.Policies(cfg) }
 
-// OpenStore opens Redis when a URL is configured, else the JetStream KV store.
+// OpenStore opens Redis when one is configured, else the JetStream KV store.
 func OpenStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (results.Store, error) {
-	if cfg.Redis.URL != "" {
-		return results.NewRedis(ctx, results.RedisConfig{URL: cfg.Redis.URL, Prefix: cfg.NATS.Prefix, Retention: cfg.Results.Retention.D()})
+	if cfg.Redis.Enabled() {
+		return results.NewRedis(ctx, results.RedisConfigOf(cfg))
 	}
 	return results.NewKV(ctx, js, results.KVConfig{
 		Bucket: Topology(cfg).ResultsBucket(), Retention: cfg.Results.Retention.D(), Replicas: cfg.NATS.Replicas})

@@ -58,6 +58,7 @@ type Redis struct {
 	bin  string
 	dir  string
 	aof  bool
+	args []string // extra server arguments (cluster, replication)
 	cmd  *exec.Cmd
 	exit chan struct{}
 }
@@ -73,13 +74,13 @@ func StartRedis(t testing.TB) *Redis { t.Helper(); return startRedis(t, false) }
 // write, as production runs it: data survives Stop and Start.
 func StartRedisAOF(t testing.TB) *Redis { t.Helper(); return startRedis(t, true) }
 
-func startRedis(t testing.TB, aof bool) *Redis {
+func startRedis(t testing.TB, aof bool, args ...string) *Redis {
 	t.Helper()
 	bin, err := RedisServerPath()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Redis{t: t, bin: bin, dir: t.TempDir(), aof: aof}
+	r := &Redis{t: t, bin: bin, dir: t.TempDir(), aof: aof, args: args}
 	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	r.URL = "redis://" + r.Addr + "/0"
 	r.Start()
@@ -97,6 +98,7 @@ func (r *Redis) Start() {
 	}
 	r.cmd = exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", aof,
 		"--appendfsync", "always", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	r.cmd.Args = append(r.cmd.Args, r.args...)
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
