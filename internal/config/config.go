@@ -118,6 +118,10 @@ type Redis struct {
 	// URL carries its own); Sentinels get the same password.
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// Timeout bounds every Redis call (dial, read, write, no retry), so a
+	// hung Redis gets a 503 in about this long instead of stalling
+	// requests for go-redis's defaults (up to about 10s). Default 1s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Enabled reports whether results go to Redis rather than JetStream KV.
@@ -176,6 +180,7 @@ func Default() Config {
 			PingInterval: D(2 * time.Second), MaxPingsOut: 2,
 			Sync: SyncAlways,
 		},
+		Redis:   Redis{Timeout: D(time.Second)},
 		Results: Results{Retention: D(24 * time.Hour)},
 		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20, SyncTimeout: D(60 * time.Second)},
 		Worker:  Worker{MaxInflight: 2},
@@ -308,6 +313,9 @@ func (c *Config) Finish() error {
 	errs = append(errs, c.NATS.validateAuth()...)
 	if c.Redis.URL != "" && len(c.Redis.Addrs) > 0 {
 		errs = append(errs, errors.New("redis: set url (one node) or addrs (cluster or sentinels), not both"))
+	}
+	if c.Redis.Timeout.D() <= 0 {
+		errs = append(errs, errors.New("redis.timeout must be positive"))
 	}
 	if c.Redis.MasterName != "" && len(c.Redis.Addrs) == 0 {
 		errs = append(errs, errors.New("redis.master_name needs addrs: the Sentinels"))

@@ -60,3 +60,59 @@ func TestIngressReadyWithoutRedis(t *testing.T) {
 		return code == http.StatusOK
 	}, "job %s not readable after Redis came back", acc.ID)
 }
+
+// TestRedisPausedAnswersWithinBound: with Redis frozen (SIGSTOP), calls that
+// need the results store answer 503 with Retry-After within redis.timeout,
+// a submission without an Idempotency-Key does not touch the store and is
+// accepted, and once Redis runs again that job ends succeeded, exactly once.
+func TestRedisPausedAnswersWithinBound(t *testing.T) {
+	n := testutil.StartNATS(t)
+	r := testutil.StartRedis(t)
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATS.URL, cfg.Redis.URL = n.URL, r.URL
+	cfg.Redis.Timeout = config.D(500 * time.Millisecond)
+	url := stacktest.Start(t, &cfg, n.Conn, stack.All)
+	body := map[string]any{"inputs": []map[string]any{{"name": "INPUT0", "shape": []int{1, 1}, "datatype": "FP32", "data": []float64{2}}}}
+
+	r.Pause()
+	var acc struct{ ID string }
+	if code, _ := do(t, "POST", url+"/v1/models/identity/jobs", body, &acc); code != http.StatusAccepted {
+		t.Fatalf("submit without Idempotency-Key while Redis is paused: %d, want 202 (no store call)", code)
+	}
+	timed := func(what string, req func() (int, http.Header)) {
+		start := time.Now()
+		code, h := req()
+		if el := time.Since(start); code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || el > 1500*time.Millisecond {
+			t.Errorf("%s while Redis is paused: %d (Retry-After %q) after %v; want 503 with Retry-After within about 0.5s",
+				what, code, h.Get("Retry-After"), el)
+		}
+	}
+	timed("GET job", func() (int, http.Header) { return do(t, "GET", url+"/v1/jobs/"+acc.ID, nil, nil) })
+	timed("submit with Idempotency-Key", func() (int, http.Header) {
+		req, _ := http.NewRequest("POST", url+"/v1/models/identity/jobs", strings.NewReader(`{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"FP32","data":[3]}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "paused-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	})
+
+	r.Resume()
+	var rec struct {
+		Status   string
+		Attempts int
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		code, _ := do(t, "GET", url+"/v1/jobs/"+acc.ID, nil, &rec)
+		return code == http.StatusOK && rec.Status == "succeeded"
+	}, "job %s did not end after Redis resumed", acc.ID)
+	if rec.Attempts != 1 {
+		t.Errorf("job ran %d attempts, want 1", rec.Attempts)
+	}
+}

@@ -28,7 +28,14 @@ type RedisConfig struct {
 	Username, Password string
 	Prefix             string        // key prefix; default "inferq"
 	Retention          time.Duration // how long a record lives after its last change; default 24h
+	// Timeout bounds each call: dial, read and write, with no retry; a hung
+	// Redis costs a caller about this long, not go-redis's defaults (3s
+	// reads, 3 retries). Default DefaultRedisTimeout.
+	Timeout time.Duration
 }
+
+// DefaultRedisTimeout is RedisConfig.Timeout's default.
+const DefaultRedisTimeout = time.Second
 
 // Replication wait with Sentinel: each write waits (Redis WAIT) until one
 // replica has it, or this long, so a failover promotes a replica that holds
@@ -244,11 +251,15 @@ func newRedisClient(cfg RedisConfig) (redis.UniversalClient, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("redis results store: parse url: %w", err)
 		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeouts(cfg)
+		opt.MaxRetries, opt.ContextTimeoutEnabled = -1, true
 		return redis.NewClient(opt), opt.Addr, nil
 	case len(cfg.Addrs) == 0:
 		return nil, "", errors.New("redis results store: no url and no addrs")
 	}
-	opt := &redis.UniversalOptions{Addrs: cfg.Addrs, MasterName: cfg.MasterName, Username: cfg.Username, Password: cfg.Password}
+	opt := &redis.UniversalOptions{Addrs: cfg.Addrs, MasterName: cfg.MasterName, Username: cfg.Username, Password: cfg.Password,
+		MaxRetries: -1, ContextTimeoutEnabled: true}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeouts(cfg)
 	if cfg.MasterName != "" {
 		opt.SentinelPassword = cfg.Password
 		return redis.NewUniversalClient(opt), fmt.Sprintf("master %q via sentinels %v", cfg.MasterName, cfg.Addrs), nil
@@ -256,6 +267,20 @@ func newRedisClient(cfg RedisConfig) (redis.UniversalClient, string, error) {
 	// Addrs without a master name are a Cluster's seeds, even just one.
 	opt.IsClusterMode = true
 	return redis.NewUniversalClient(opt), fmt.Sprintf("cluster %v", cfg.Addrs), nil
+}
+
+// timeouts are the client's dial, read, write and pool timeouts for cfg.
+// A read under Sentinel also covers the WAIT for a replica.
+func timeouts(cfg RedisConfig) (dial, read, write, pool time.Duration) {
+	t := cfg.Timeout
+	if t <= 0 {
+		t = DefaultRedisTimeout
+	}
+	read = t
+	if cfg.MasterName != "" {
+		read += sentinelWaitTimeout
+	}
+	return t, read, t, t
 }
 
 // Keys and channels of a job carry its id as a hash tag ({id}), so a

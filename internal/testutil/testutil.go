@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,6 +118,22 @@ func (r *Redis) Start() {
 		}
 	}
 	r.t.Fatalf("redis-server on %s not ready after 10s", r.Addr)
+}
+
+// Pause freezes the server (SIGSTOP: it holds its connections and answers
+// nothing, as a hung or swapped-out server does) until Resume.
+func (r *Redis) Pause() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Signal(syscall.SIGSTOP)
+		r.t.Cleanup(r.Resume) // a stopped server must not outlive the test frozen
+	}
+}
+
+// Resume lets a paused server run again.
+func (r *Redis) Resume() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Signal(syscall.SIGCONT)
+	}
 }
 
 // Stop kills the server (as a crash would) and waits for it to exit.
