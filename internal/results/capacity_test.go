@@ -80,45 +80,19 @@ func BenchmarkRetained(b *testing.B) {
 		})
 	}
 	b.Run("redis", func(b *testing.B) {
-		r := testutil.StartRedisAOF(b)
-		ctx := testutil.Context(b)
-		s, err := results.NewRedis(ctx, results.RedisConfig{URL: r.URL, Retention: time.Hour})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = s.Close() })
-		raw := rawRedis(b, r.URL)
-		mem0, aof0 := redisMemory(b, raw), aofBytes(b, raw)
-		b.ResetTimer()
-		for i := range b.N {
+		redisRetained(b, "job", func(ctx context.Context, s *results.RedisStore, i int) {
 			storeJob(b, s, fmt.Sprintf("j%08d", i), result)
-		}
-		b.StopTimer()
-		report(b, "redis-B/job", redisMemory(b, raw)-mem0)
-		report(b, "aof-B/job", aofBytes(b, raw)-aof0)
+		})
 	})
 	// Tokens: 32 per job, as a short generation streams them.
 	const perJob = 32
 	b.Run("redis-tokens", func(b *testing.B) {
-		r := testutil.StartRedisAOF(b)
-		ctx := testutil.Context(b)
-		s, err := results.NewRedis(ctx, results.RedisConfig{URL: r.URL, Retention: time.Hour})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = s.Close() })
-		raw := rawRedis(b, r.URL)
-		mem0, aof0 := redisMemory(b, raw), aofBytes(b, raw)
-		b.ResetTimer()
-		for i := range b.N {
+		redisRetained(b, "token", func(ctx context.Context, s *results.RedisStore, i int) {
 			id := fmt.Sprintf("j%08d", i/perJob)
 			if _, err := s.AppendToken(ctx, id, 1, results.Token{Seq: uint64(i%perJob + 1), Text: " word", TokenID: 1234, Final: i%perJob == perJob-1}); err != nil {
 				b.Fatal(err)
 			}
-		}
-		b.StopTimer()
-		report(b, "redis-B/token", redisMemory(b, raw)-mem0)
-		report(b, "aof-B/token", aofBytes(b, raw)-aof0)
+		})
 	})
 	b.Run("jetstream-tokens", func(b *testing.B) {
 		n := testutil.StartNATS(b)
@@ -255,4 +229,25 @@ func infoField(b *testing.B, c *redis.Client, section, field string) int64 {
 
 func report(b *testing.B, unit string, total int64) {
 	b.ReportMetric(float64(total)/float64(b.N), unit)
+}
+
+// redisRetained runs add b.N times on a fresh Redis store with an
+// append-only file and reports Redis's memory and AOF growth per unit.
+func redisRetained(b *testing.B, unit string, add func(ctx context.Context, s *results.RedisStore, i int)) {
+	r := testutil.StartRedisAOF(b)
+	ctx := testutil.Context(b)
+	s, err := results.NewRedis(ctx, results.RedisConfig{URL: r.URL, Retention: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	raw := rawRedis(b, r.URL)
+	mem0, aof0 := redisMemory(b, raw), aofBytes(b, raw)
+	b.ResetTimer()
+	for i := range b.N {
+		add(ctx, s, i)
+	}
+	b.StopTimer()
+	report(b, "redis-B/"+unit, redisMemory(b, raw)-mem0)
+	report(b, "aof-B/"+unit, aofBytes(b, raw)-aof0)
 }
