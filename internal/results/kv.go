@@ -206,6 +206,12 @@ func (s *KVStore) notice(m *nats.Msg) {
 // The waiter registers before reading, so a change in between is not
 // missed; a re-read every few seconds covers notices lost to a reconnect.
 func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool, orElse Fallback) (*Record, error) {
+	return s.wait(ctx, id, done, orElse, nil)
+}
+
+// wait is Wait and WaitFrom: skipRead (nil: never) says the first read may
+// be left out.
+func (s *KVStore) wait(ctx context.Context, id string, done func(*Record) bool, orElse Fallback, skipRead func() bool) (*Record, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("wait for job %q: %w", id, ErrNotFound)
 	}
@@ -216,7 +222,7 @@ func (s *KVStore) Wait(ctx context.Context, id string, done func(*Record) bool, 
 	}
 	safety := time.NewTicker(kvRereadEvery)
 	defer safety.Stop()
-	return s.waiters.wait(ctx, id, done, s.Get, orElse, s.done, safety.C)
+	return s.waiters.waitFrom(ctx, id, done, s.Get, orElse, skipRead, s.done, safety.C)
 }
 
 // seenPerGeneration bounds the memory of KVStore.known: about two
@@ -228,18 +234,8 @@ const seenPerGeneration = 1 << 16
 // record is taken as current and the first read is skipped. A notice lost
 // in between costs at most one re-read interval (kvRereadEvery).
 func (s *KVStore) WaitFrom(ctx context.Context, id string, done func(*Record) bool, start *Record) (*Record, error) {
-	if !validID(id) {
-		return nil, fmt.Errorf("wait for job %q: %w", id, ErrNotFound)
-	}
-	select {
-	case <-s.done:
-		return nil, ErrClosed
-	default:
-	}
-	safety := time.NewTicker(kvRereadEvery)
-	defer safety.Stop()
 	orElse := func(context.Context) (*Record, error) { return start, nil }
-	return s.waiters.waitFrom(ctx, id, done, s.Get, orElse, func() bool { return !s.known.has(id) }, s.done, safety.C)
+	return s.wait(ctx, id, done, orElse, func() bool { return !s.known.has(id) })
 }
 
 // kvRereadEvery bounds how long a waiter can miss a change whose notice was
