@@ -107,6 +107,7 @@ var types = map[string]func() any{
 	"keda.sh/v1alpha1/ScaledObject":           func() any { return &scaledObject{} },
 	"networking.k8s.io/v1/NetworkPolicy":      func() any { return &networkingv1.NetworkPolicy{} },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &serviceMonitor{} },
+	"autoscaling/v2/HorizontalPodAutoscaler":  func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 }
 
 // manifests are the decoded documents of one rendering, by kind.
@@ -120,6 +121,7 @@ type manifests struct {
 	scaled       []*scaledObject
 	netpols      []*networkingv1.NetworkPolicy
 	monitors     []*serviceMonitor
+	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 }
 
 var docSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
@@ -159,6 +161,8 @@ func decodeAll(t *testing.T, ns string, files map[string]string) *manifests {
 				m.netpols = append(m.netpols, o)
 			case *serviceMonitor:
 				m.monitors = append(m.monitors, o)
+			case *autoscalingv2.HorizontalPodAutoscaler:
+				m.hpas = append(m.hpas, o)
 			}
 		}
 	}
@@ -343,7 +347,7 @@ func TestTopology(t *testing.T) {
 		kind, name string
 		replicas   int32 // -1: none set, an autoscaler owns it
 	}{
-		{"StatefulSet", "nats", 3}, {"StatefulSet", "redis", 1}, {"Deployment", "ingress", 2},
+		{"StatefulSet", "nats", 3}, {"StatefulSet", "redis", 1}, {"Deployment", "ingress", -1},
 		{"Deployment", "batcher", 2}, {"Deployment", "resultsvc", 1}, {"Deployment", "worker-cpu", 2},
 		{"Deployment", "worker-gpu", -1},
 	} {
@@ -905,5 +909,44 @@ func TestIngressGracePeriod(t *testing.T) {
 	drain := max(cfg.Ingress.MaxWait.D(), cfg.Ingress.SyncTimeout.D()) + 5*time.Second
 	if grace <= preStop+drain {
 		t.Errorf("ingress terminationGracePeriodSeconds %v; want above preStop %v + drain %v", grace, preStop, drain)
+	}
+}
+
+// TestIngressAutoscaling: by default the ingress Deployment leaves its
+// replica count to an HPA on CPU with a slow scale-down (a leaving pod drains
+// long polls); with autoscaling off it has a fixed count and no HPA.
+func TestIngressAutoscaling(t *testing.T) {
+	m := render(t, "defaults")
+	if len(m.hpas) != 1 {
+		t.Fatalf("%d HorizontalPodAutoscalers, want 1 (the ingress)", len(m.hpas))
+	}
+	h := m.hpas[0]
+	if h.Spec.ScaleTargetRef.Kind != "Deployment" || h.Spec.ScaleTargetRef.Name != "ingress" ||
+		h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 || h.Spec.MaxReplicas <= *h.Spec.MinReplicas {
+		t.Errorf("ingress HPA %+v", h.Spec)
+	}
+	if len(h.Spec.Metrics) != 1 || h.Spec.Metrics[0].Resource == nil || h.Spec.Metrics[0].Resource.Name != corev1.ResourceCPU {
+		t.Errorf("ingress HPA metrics %+v, want CPU", h.Spec.Metrics)
+	}
+	if b := h.Spec.Behavior; b == nil || b.ScaleDown == nil || b.ScaleDown.StabilizationWindowSeconds == nil || *b.ScaleDown.StabilizationWindowSeconds < 60 {
+		t.Errorf("ingress HPA scale-down %+v, want a stabilization window", h.Spec.Behavior)
+	}
+	for _, d := range m.deployments {
+		if d.Name == "ingress" && d.Spec.Replicas != nil {
+			t.Errorf("ingress Deployment sets replicas %d under an HPA", *d.Spec.Replicas)
+		}
+	}
+	files, err := renderFiles(t, "ingress: {autoscaling: {enabled: false}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := decodeAll(t, "inferq", files)
+	if len(off.hpas) != 0 {
+		t.Errorf("autoscaling off: %d HPAs", len(off.hpas))
+	}
+	for _, d := range off.deployments {
+		if d.Name == "ingress" && (d.Spec.Replicas == nil || *d.Spec.Replicas != 2) {
+			t.Errorf("autoscaling off: ingress replicas %v, want 2", d.Spec.Replicas)
+		}
 	}
 }
