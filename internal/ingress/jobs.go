@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,11 +15,13 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/jobid"
 	"github.com/inferq/inferq/internal/results"
@@ -234,6 +237,13 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	// No record is written: the job stored in INFERQ_JOBS is the proof of
 	// acceptance, and its first event creates the record (lookup.go).
 	seq, err := i.publishJob(ctx, subject, job)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// Permanent: a retry would be refused the same way, so not a 503.
+		i.metrics.jobsRejected.WithLabelValues(m.Name, "too_large").Inc()
+		return nil, false, apiError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf(
+			"the job is %d bytes as stored; the broker takes at most %d bytes per job (NATS max_payload)",
+			proto.Size(job), i.opt.JS.Conn().MaxPayload()))
+	}
 	if err != nil {
 		return nil, false, i.unavailable(m.Name, "publish", err)
 	}

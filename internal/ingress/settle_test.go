@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,43 @@ func TestAmbiguousPublishSettled(t *testing.T) {
 	}
 	if stored != 1 {
 		t.Fatalf("job %s stored %d times, want once", id, stored)
+	}
+}
+
+// TestJobOverMaxPayloadIs413: a job larger than the server's max payload can
+// never be stored, so it gets 413 too_large naming the limit, without
+// Retry-After (a 503 sent obeying clients into retrying forever), and
+// nothing is stored.
+func TestJobOverMaxPayloadIs413(t *testing.T) {
+	n := testutil.StartNATS(t)
+	i, url := startIngress(t, n, nil)
+	limit := n.Conn.MaxPayload()
+	values := make([]string, limit/4+1024) // FP32: 4 bytes each in the stored job
+	for k := range values {
+		values[k] = "1"
+	}
+	body := `{"inputs":[{"name":"INPUT0","shape":[1,` + strconv.Itoa(len(values)) + `],"datatype":"FP32","data":[` +
+		strings.Join(values, ",") + `]}]}`
+	resp, err := http.Post(url+"/v1/models/identity/jobs", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&answer)
+	e := answer.Error
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || e.Code != "too_large" || resp.Header.Get("Retry-After") != "" ||
+		!strings.Contains(e.Message, strconv.FormatInt(limit, 10)) {
+		t.Fatalf("job over max payload: %d %+v (Retry-After %q); want 413 too_large naming %d", resp.StatusCode, e,
+			resp.Header.Get("Retry-After"), limit)
+	}
+	s, err := n.JS.Stream(testutil.Context(t), i.opt.Topology.JobsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(testutil.Context(t)); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("jobs stream holds %d messages after a refused job (%v)", info.State.Msgs, err)
 	}
 }

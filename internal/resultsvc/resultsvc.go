@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
@@ -192,9 +193,13 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 	// The message's trace context is the parent of a lone event's span; the
 	// events of a batch carry their jobs' own in their bodies.
 	ctx = jetstream.ExtractTrace(ctx, msg.Headers())
+	delivered := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		delivered = md.NumDelivered
+	}
 	retry := false
 	if len(events) == 1 {
-		retry = !s.apply(ctx, msg.Subject(), events[0])
+		retry = !s.apply(ctx, msg.Subject(), events[0], delivered)
 	} else {
 		var (
 			wg     sync.WaitGroup
@@ -202,7 +207,7 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 		)
 		for _, ev := range events {
 			wg.Go(func() {
-				if !s.apply(ctx, msg.Subject(), ev) {
+				if !s.apply(ctx, msg.Subject(), ev, delivered) {
 					failed.Store(true)
 				}
 			})
@@ -220,7 +225,7 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 // apply applies one event to the store. It reports false when the event
 // must be tried again (the store is down or slow); an event no store should
 // take is logged and counts as done.
-func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEvent) bool {
+func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEvent, delivered uint64) bool {
 	// The event carries its job's trace context: applying it is the last
 	// span of the job's trace.
 	if len(ev.TraceContext) > 0 {
@@ -249,10 +254,20 @@ func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEve
 		s.opt.Own.EventsApplied.WithLabelValues(string(st), "unknown").Inc()
 		log.Warn("event for unknown job dropped", "status", st)
 		return true
+	case err != nil && (errors.Is(err, nats.ErrMaxPayload) || delivered >= maxEventTries):
+		// The change itself cannot be stored (a result larger than the
+		// store takes), or has failed too often: end the job failed with a
+		// small record instead, so that it still ends. With the store down
+		// this fails too, and the event waits as below.
+		if s.unstorable(ctx, ev, u, err, log) {
+			return true
+		}
+		span.SetStatus(codes.Error, "event not applied")
+		return false
 	case err != nil:
 		// Store down or slow: leave the event in JetStream and try again.
 		span.SetStatus(codes.Error, "event not applied")
-		log.Warn("event not applied; will retry", "status", st, "err", err)
+		log.Warn("event not applied; will retry", "status", st, "err", err, "delivery", delivered)
 		return false
 	}
 	if !changed {
@@ -267,6 +282,48 @@ func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEve
 		}
 		log.Info("job finished", "status", rec.Status, "attempt", rec.Attempts)
 	}
+	return true
+}
+
+// maxEventTries bounds the deliveries of an event that cannot be applied
+// while the store otherwise works; see unstorable.
+const maxEventTries = 5
+
+// codeUnstorable ends a job whose change could not be stored.
+const codeUnstorable = "result_unstorable"
+
+// unstorable ends job ev failed with codeUnstorable and a dead letter,
+// because its update u could not be stored (err). It reports whether the
+// job's record now says so.
+func (s *Service) unstorable(ctx context.Context, ev *inferqpb.JobEvent, u results.Update, err error, log *slog.Logger) bool {
+	why := "the job's new state could not be stored: " + err.Error()
+	// The job's end first: with the store down that fails and nothing is
+	// written (no dead letter for a job that will still succeed). The event
+	// is acked only once the dead letter is stored too, so a crash in
+	// between brings it back, and the letter's id makes a copy a duplicate.
+	fail := u
+	fail.Status, fail.Result, fail.Error = results.Failed, nil, &results.Error{Code: codeUnstorable, Message: why}
+	rec, changed, ferr := s.opt.Store.Apply(ctx, fail)
+	if ferr != nil {
+		log.Warn("event not applied and the job not failed either; will retry", "err", err, "fail_err", ferr)
+		return false
+	}
+	b := &inferqpb.Batch{Id: ev.BatchId, Model: ev.Model, Version: ev.Version}
+	j := &inferqpb.BatchJob{Id: ev.JobId, Tenant: ev.Tenant, Attempt: ev.Attempt, JobsSeq: ev.JobsSeq}
+	msg, derr := lifecycle.DeadLetterMsg(s.opt.Topology, b, j, 0, codeUnstorable+": "+why, time.Now())
+	if derr == nil {
+		_, derr = s.opt.JS.PublishMsg(ctx, msg)
+	}
+	if derr != nil {
+		log.Warn("dead letter for an unstorable change not stored; will retry", "err", derr)
+		return false
+	}
+	s.opt.Metrics.DeadLetters.WithLabelValues(ev.Model, "permanent").Inc()
+	if changed {
+		s.opt.Own.EventsApplied.WithLabelValues(string(fail.Status), "applied").Inc()
+		s.opt.Own.JobsFinished.WithLabelValues(rec.Model, string(rec.Status)).Inc()
+	}
+	log.Error("job failed: its new state could not be stored", "status", u.Status, "err", err)
 	return true
 }
 

@@ -376,3 +376,36 @@ func TestRetainedGauge(t *testing.T) {
 		})
 	}
 }
+
+// TestUnstorableResultEndsJob: a result whose record is larger than the KV
+// store takes (a 600 kB tensor renders as about 1.8 MB of JSON) cannot be
+// stored, however often it is tried; the job ends failed with
+// result_unstorable and a dead letter, instead of staying queued while
+// resultsvc retries for ever.
+func TestUnstorableResultEndsJob(t *testing.T) {
+	e := start(t, false)
+	e.queued(t, "huge")
+	vals := make([]int32, 150_000)
+	for i := range vals {
+		vals[i] = -2_000_000_000
+	}
+	big := []*inferqpb.Tensor{{Name: "OUTPUT0", Datatype: "INT32", Shape: []int64{1, int64(len(vals))}, Data: int32s(vals...)}}
+	e.publish(t, lifecycle.SucceededEvent(batch, job("huge"), "w1", time.Now(), big), "")
+	var rec *results.Record
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		r, err := e.store.Get(t.Context(), "huge")
+		rec = r
+		return err == nil && r.Status.Terminal()
+	}, "the job with an unstorable result never ended")
+	if rec.Status != results.Failed || rec.Error == nil || rec.Error.Code != "result_unstorable" {
+		t.Fatalf("job ended %+v, want failed with result_unstorable", rec)
+	}
+	e.drained(t)
+	dead, err := e.n.JS.Stream(t.Context(), e.topo.DeadStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := dead.Info(t.Context()); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("dead letters: %d (%v), want 1", info.State.Msgs, err)
+	}
+}
