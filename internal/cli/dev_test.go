@@ -19,9 +19,13 @@ func TestDevStartsWithShippedConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := &testutil.Buffer{}, &testutil.Buffer{}
 	exit := make(chan int, 1)
+	// The data directory is made here, before the cleanup below: cleanups
+	// run last-in first-out, so dev stops before its directory is removed.
+	// (Made inside the goroutine it was removed under a running server.)
+	data := t.TempDir()
 	go func() {
 		exit <- Dev(ctx, []string{"--config", "../../docs/inferq.yaml", "--http", "127.0.0.1:0", "--nats-port", "0",
-			"--data", t.TempDir()}, stdout, stderr)
+			"--data", data}, stdout, stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
