@@ -259,6 +259,16 @@ jetstream_server_max_storage{ {{T "nats-exporter" 0}}, server_id="NB", server_na
 	{name: "JetStream without file storage", alert: "InferqJetStreamStorageHigh",
 		series: `jetstream_server_total_message_bytes{ {{T "nats-exporter" 0}}, server_id="NA", server_name="nats-0"} 1e6x30
 jetstream_server_max_storage{ {{T "nats-exporter" 0}}, server_id="NA", server_name="nats-0"} 0x30`, at: 20 * time.Minute},
+	{name: "Redis at 85% of maxmemory", alert: "InferqResultsStoreNearLimit",
+		series: `redis_memory_used_bytes{ {{T "redis-exporter" 0}} } 8.5e8x30
+redis_memory_max_bytes{ {{T "redis-exporter" 0}} } 1e9x30`,
+		at: 20 * time.Minute, want: []map[string]string{{}}},
+	{name: "Redis without maxmemory", alert: "InferqResultsStoreNearLimit",
+		series: `redis_memory_used_bytes{ {{T "redis-exporter" 0}} } 8.5e8x30
+redis_memory_max_bytes{ {{T "redis-exporter" 0}} } 0x30`, at: 20 * time.Minute},
+	{name: "Redis at half its maxmemory", alert: "InferqResultsStoreNearLimit",
+		series: `redis_memory_used_bytes{ {{T "redis-exporter" 0}} } 5e8x30
+redis_memory_max_bytes{ {{T "redis-exporter" 0}} } 1e9x30`, at: 20 * time.Minute},
 	{name: "resultsvc behind", alert: "InferqResultsBacklog",
 		series: `jetstream_consumer_num_pending{ {{T "nats-exporter" 0}}, stream_name="INFERQ_EVENTS", consumer_name="resultsvc", is_consumer_leader="true"} 5000x10
 jetstream_consumer_num_ack_pending{ {{T "nats-exporter" 0}}, stream_name="INFERQ_EVENTS", consumer_name="resultsvc", is_consumer_leader="true"} 1x10
