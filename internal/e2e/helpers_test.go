@@ -310,3 +310,23 @@ func bearerCaller(t *testing.T, base string) func(method, path, key, body string
 		return resp.StatusCode, resp.Header, string(b)
 	}
 }
+
+// natsAndRedis starts a NATS server and a redis-server (with its
+// append-only file when aof, as in production) and returns the default
+// config pointed at both.
+func natsAndRedis(t *testing.T, aof bool) (*testutil.NATS, *testutil.Redis, config.Config) {
+	t.Helper()
+	n := testutil.StartNATS(t)
+	var r *testutil.Redis
+	if aof {
+		r = testutil.StartRedisAOF(t)
+	} else {
+		r = testutil.StartRedis(t)
+	}
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATS.URL, cfg.Redis.URL = n.URL, r.URL
+	return n, r, cfg
+}

@@ -18,13 +18,7 @@ import (
 // inferq_dependency_up{dependency="store"} says 0; once Redis is back the
 // job's record answers again.
 func TestIngressReadyWithoutRedis(t *testing.T) {
-	n := testutil.StartNATS(t)
-	r := testutil.StartRedisAOF(t)
-	cfg, err := config.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS.URL, cfg.Redis.URL = n.URL, r.URL
+	n, r, cfg := natsAndRedis(t, true)
 	url := stacktest.Start(t, &cfg, n.Conn, stack.Components{Ingress: true, ResultSvc: true})
 
 	var acc struct{ ID string }
@@ -66,13 +60,7 @@ func TestIngressReadyWithoutRedis(t *testing.T) {
 // a submission without an Idempotency-Key does not touch the store and is
 // accepted, and once Redis runs again that job ends succeeded, exactly once.
 func TestRedisPausedAnswersWithinBound(t *testing.T) {
-	n := testutil.StartNATS(t)
-	r := testutil.StartRedis(t)
-	cfg, err := config.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS.URL, cfg.Redis.URL = n.URL, r.URL
+	n, r, cfg := natsAndRedis(t, false)
 	cfg.Redis.Timeout = config.D(500 * time.Millisecond)
 	url := stacktest.Start(t, &cfg, n.Conn, stack.All)
 	body := map[string]any{"inputs": []map[string]any{{"name": "INPUT0", "shape": []int{1, 1}, "datatype": "FP32", "data": []float64{2}}}}

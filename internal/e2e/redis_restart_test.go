@@ -4,10 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/stack"
 	"github.com/inferq/inferq/internal/stack/stacktest"
-	"github.com/inferq/inferq/internal/testutil"
 )
 
 // TestRedisRestartLosesNoJob: Redis (with its append-only file, as in
@@ -15,13 +13,7 @@ import (
 // answered 202 still ends succeeded with its correct result: events wait in
 // JetStream while the store is down and are applied when it returns.
 func TestRedisRestartLosesNoJob(t *testing.T) {
-	n := testutil.StartNATS(t)
-	r := testutil.StartRedisAOF(t)
-	cfg, err := config.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS.URL, cfg.Redis.URL = n.URL, r.URL
+	n, r, cfg := natsAndRedis(t, true)
 	s := &Stack{URL: stacktest.Start(t, &cfg, n.Conn, stack.All), NATS: n, Cfg: &cfg}
 
 	stop := make(chan struct{})
