@@ -16,8 +16,11 @@ import (
 	"github.com/inferq/inferq/internal/testutil"
 )
 
-// TestMain removes the binaries built for the tests.
+// TestMain removes the binaries built for the tests. A copy of the test
+// binary started as a cluster node (testutil.StartProcessCluster) runs
+// only that node.
 func TestMain(m *testing.M) {
+	testutil.RunNodeIfChild()
 	code := m.Run()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)

@@ -139,6 +139,12 @@ func (a *acceptedJobs) get(id string) (*results.Record, bool) {
 // publish failed was stored after all.
 var settleFor = 5 * time.Second
 
+// publishTry bounds one publish attempt. An acknowledgement normally comes
+// in milliseconds; one still missing after a second was most likely sent
+// to a server that froze before it was dropped, and waiting out nats.go's
+// 5 s default only delays the re-publish that settles it on another node.
+var publishTry = time.Second
+
 // publishJob stores job on subject and returns its sequence in INFERQ_JOBS.
 // A publish can fail without saying whether the server stored the job (a
 // timeout, a dropped connection, a frozen node). Answering 503 then would
@@ -148,7 +154,9 @@ var settleFor = 5 * time.Second
 // publish is acknowledged or settleFor has passed, and then the job is
 // looked up by its subject. Only a job found nowhere is refused.
 func (i *Ingress) publishJob(ctx context.Context, subject string, job *inferqpb.Job) (uint64, error) {
-	ack, err := jetstream.Publish(ctx, i.opt.JS, subject, job, job.Id)
+	tctx, tcancel := context.WithTimeout(ctx, publishTry)
+	ack, err := jetstream.Publish(tctx, i.opt.JS, subject, job, job.Id)
+	tcancel()
 	if err == nil {
 		return ack.Sequence, nil
 	}

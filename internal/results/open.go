@@ -16,7 +16,8 @@ const StoreCheck = "store"
 func RedisConfigOf(cfg *config.Config) RedisConfig {
 	r := cfg.Redis
 	return RedisConfig{URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName, Username: r.Username, Password: r.Password,
-		Prefix: cfg.NATS.Prefix, Retention: cfg.Results.Retention.D(), Timeout: r.Timeout.D()}
+		Prefix: cfg.NATS.Prefix, Retention: cfg.Results.Retention.D(), TokensRetention: cfg.NATS.TokensMaxAge.D(),
+		Timeout: r.Timeout.D()}
 }
 
 // Open opens the store a process's config names: Redis when a URL is

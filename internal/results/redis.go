@@ -28,6 +28,11 @@ type RedisConfig struct {
 	Username, Password string
 	Prefix             string        // key prefix; default "inferq"
 	Retention          time.Duration // how long a record lives after its last change; default 24h
+	// TokensRetention is how long a job's token log lives after its last
+	// token; default Retention. inferq sets nats.tokens_max_age, the age
+	// of INFERQ_TOKENS: a log is for streaming and resuming a job's text,
+	// and the finished text stays in the record.
+	TokensRetention time.Duration
 	// Timeout bounds each call: dial, read and write, with no retry; a hung
 	// Redis costs a caller about this long, not go-redis's defaults (3s
 	// reads, 3 retries). Default DefaultRedisTimeout.
@@ -174,6 +179,7 @@ type RedisStore struct {
 	unreplicated    atomic.Int64
 	waitPausedUntil atomic.Int64
 	retention       time.Duration
+	tokensRetention time.Duration
 	pubsub          *redis.PubSub
 	waiters         waiters
 
@@ -195,8 +201,11 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 	if cfg.Retention == 0 {
 		cfg.Retention = DefaultRetention
 	}
-	if cfg.Retention < time.Millisecond {
-		return nil, fmt.Errorf("redis results store: retention %v is too short", cfg.Retention)
+	if cfg.TokensRetention == 0 {
+		cfg.TokensRetention = cfg.Retention
+	}
+	if cfg.Retention < time.Millisecond || cfg.TokensRetention < time.Millisecond {
+		return nil, fmt.Errorf("redis results store: retention %v or tokens retention %v is too short", cfg.Retention, cfg.TokensRetention)
 	}
 	client, where, err := newRedisClient(cfg)
 	if err != nil {
@@ -207,12 +216,13 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 		return nil, fmt.Errorf("redis results store: ping %s: %w", where, err)
 	}
 	s := &RedisStore{
-		client:     client,
-		prefix:     cfg.Prefix,
-		legacy:     cfg.URL != "",
-		retention:  cfg.Retention,
-		waiters:    newWaiters(),
-		listenDone: make(chan struct{}),
+		client:          client,
+		prefix:          cfg.Prefix,
+		legacy:          cfg.URL != "",
+		retention:       cfg.Retention,
+		tokensRetention: cfg.TokensRetention,
+		waiters:         newWaiters(),
+		listenDone:      make(chan struct{}),
 	}
 	if cfg.MasterName != "" {
 		s.waitReplicas = sentinelWaitReplicas

@@ -79,7 +79,7 @@ func (s *RedisStore) AppendToken(ctx context.Context, id string, attempt uint32,
 		final = "1"
 	}
 	n, err := s.run(ctx, appendTokenScript, []string{s.tokensKey(id), s.tokensChannel(id)},
-		attempt, t.Seq, t.Text, t.TokenID, final, s.retention.Milliseconds()).Int()
+		attempt, t.Seq, t.Text, t.TokenID, final, s.tokensRetention.Milliseconds()).Int()
 	switch {
 	case err != nil:
 		return false, fmt.Errorf("append token %d of job %s: %w", t.Seq, id, err)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/testutil"
 )
@@ -67,5 +69,34 @@ func TestRedisTokenLog(t *testing.T) {
 	}
 	if ts := <-res; len(ts) != 1 || ts[0].Text != "B" || !ts[0].Final {
 		t.Fatalf("woken waiter got %+v", ts)
+	}
+}
+
+// TestRedisTokenLogRetention: a token log expires after TokensRetention
+// (inferq sets nats.tokens_max_age), not after the record's Retention, so a
+// generating workload is not sized by a day of tokens.
+func TestRedisTokenLogRetention(t *testing.T) {
+	r := testutil.StartRedis(t)
+	s, err := results.NewRedis(testutil.Context(t), results.RedisConfig{URL: r.URL, Retention: time.Hour, TokensRetention: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := testutil.Context(t)
+	if ok, err := s.AppendToken(ctx, "job-1", 1, results.Token{Seq: 1, Text: "a"}); !ok || err != nil {
+		t.Fatalf("append: %v %v", ok, err)
+	}
+	opt, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	ttl, err := c.PTTL(ctx, results.DefaultRedisPrefix+":job:{job-1}:tokens").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 0 || ttl > time.Minute {
+		t.Errorf("token log TTL %v, want at most TokensRetention (1m) and above zero", ttl)
 	}
 }
