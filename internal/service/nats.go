@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -25,6 +26,23 @@ func ConnectNATS(n config.NATS, name string) (*nats.Conn, error) {
 	}
 	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.PingInterval(n.PingInterval.D()), nats.MaxPingsOutstanding(n.MaxPingsOut)}, opts...)
+	// Connection events go to the structured log, not to nats.go's default
+	// of printing on stderr.
+	log := slog.Default().With("nats_client", name)
+	opts = append(opts,
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("nats asynchronous error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("nats asynchronous error", "err", err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }))
 	nc, err := nats.Connect(n.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", n.URL, err)
