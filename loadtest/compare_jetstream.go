@@ -40,6 +40,11 @@ type jetstreamTarget struct {
 	waiters *waiters
 	ids     *jobIDs
 	gpu     *simGPU
+	// durable, when set before start, makes each worker store its answer
+	// in a KV bucket (file storage) before it replies and acks: the
+	// jetstream-kv-http peer, whose results survive a restart as inferq's do.
+	durable bool
+	kv      jetstream.KeyValue
 }
 
 const (
@@ -88,6 +93,12 @@ func (t *jetstreamTarget) start(ctx context.Context, o options, results func(id 
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
 		return fail(fmt.Errorf("create stream: %w", err))
 	}
+	if t.durable {
+		if t.kv, err = wjs.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "LOADTEST_RESULTS",
+			Storage: jetstream.FileStorage, TTL: asynqRetention}); err != nil {
+			return fail(fmt.Errorf("create results bucket: %w", err))
+		}
+	}
 	cons, err := wjs.CreateOrUpdateConsumer(ctx, jsStream, jetstream.ConsumerConfig{Durable: jsConsumer,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: 3, MaxAckPending: 100000})
 	if err != nil {
@@ -128,6 +139,12 @@ func (t *jetstreamTarget) work(it jetstream.MessagesContext) {
 		answer, err := peerRun(context.Background(), t.gpu, strings.TrimPrefix(msg.Subject(), jsWork), msg.Data())
 		if err != nil {
 			answer = mustJSON(map[string]string{"error": err.Error()})
+		}
+		if t.kv != nil {
+			if _, err := t.kv.Put(context.Background(), id, answer); err != nil {
+				_ = msg.Nak()
+				continue
+			}
 		}
 		if err := t.wnc.Publish(jsResults+id, answer); err != nil {
 			_ = msg.Nak() // let another try reply
@@ -218,6 +235,20 @@ func startJetStreamHTTP(ctx context.Context, o options) (target, error) {
 	}
 	b.stop = b.boxes.expireEvery(asynqRetention) // as long as asynq keeps a result
 	return startHTTPPeer("jetstream-http", o, b)
+}
+
+// startJetStreamKVHTTP is jetstream-http whose workers also store each
+// answer in a KV bucket before replying: two stream writes per job (the job,
+// the result), the least a pipeline that keeps results durably pays. The
+// front door still answers the GET from the reply it kept in memory, so the
+// peer pays for the write and not for a read.
+func startJetStreamKVHTTP(ctx context.Context, o options) (target, error) {
+	b := &jetstreamFront{js: &jetstreamTarget{ids: newJobIDs("jetstream-kv-http"), durable: true}, boxes: newMailboxes()}
+	if err := b.js.start(ctx, o, b.boxes.deliver); err != nil {
+		return nil, err
+	}
+	b.stop = b.boxes.expireEvery(asynqRetention)
+	return startHTTPPeer("jetstream-kv-http", o, b)
 }
 
 // enqueue opens the job's mailbox before publishing, so an answer that

@@ -120,7 +120,7 @@ func TestCompare(t *testing.T) {
 	url := startInferq(t)
 	out := runTool(t, "-url", url, "-compare", "-c", "8", "-d", "1s", "-peer-workers", "8")
 	checkRun(t, out.Summary, "inferq")
-	names := []string{"asynq", "asynq-http", "jetstream", "jetstream-http"}
+	names := []string{"asynq", "asynq-http", "jetstream", "jetstream-http", "jetstream-kv-http"}
 	if len(out.Peers) != len(names) || len(out.Compare) != len(names)+1 || len(out.Notes) == 0 {
 		t.Fatalf("peers %d, compare rows %d, want %d peers %v", len(out.Peers), len(out.Compare), len(names), names)
 	}

@@ -326,7 +326,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatalf("streaming default model %v, %v", o.models, err)
 	}
 	o, err = parseFlags([]string{"-compare"}, io.Discard)
-	if err != nil || !slices.Equal(o.peers, []string{"asynq", "asynq-http", "jetstream", "jetstream-http"}) {
+	if err != nil || !slices.Equal(o.peers, []string{"asynq", "asynq-http", "jetstream", "jetstream-http", "jetstream-kv-http"}) {
 		t.Fatalf("-compare peers %v, %v", o.peers, err)
 	}
 	o, err = parseFlags([]string{"-peers", "jetstream-http,asynq"}, io.Discard)

@@ -186,6 +186,7 @@ var comparePeers = []peer{
 	{name: "asynq-http", http: true, kept: "task result in Redis (ResultWriter)", start: startAsynqHTTP},
 	{name: "jetstream", kept: "not stored (core NATS reply)", start: startJetStream},
 	{name: "jetstream-http", http: true, kept: "in the HTTP front door's memory until read", start: startJetStreamHTTP},
+	{name: "jetstream-kv-http", http: true, kept: "in a JetStream KV bucket (file storage), and in memory until read", start: startJetStreamKVHTTP},
 }
 
 // peerNames lists the -compare baselines for flag help and errors.

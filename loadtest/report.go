@@ -113,6 +113,9 @@ func compareNotes(o options) []string {
 	if ran("jetstream", "jetstream-http") {
 		notes = append(notes, fmt.Sprintf("jetstream: WorkQueue stream (file storage), %d workers pulling one message at a time, answer on core NATS, not stored", o.peerWorkers))
 	}
+	if ran("jetstream-kv-http") {
+		notes = append(notes, "jetstream-kv-http: jetstream-http whose workers also Put each answer in a JetStream KV bucket (file storage) before replying: the job and its result both stored")
+	}
 	if ran("asynq-http", "jetstream-http") {
 		notes = append(notes, "asynq-http, jetstream-http: the same pipelines behind a net/http front door in this process on a loopback port (POST /jobs?model= -> 202 {id}; GET /jobs/{id}?wait=30s, woken by the pipeline's completion notice); jetstream-http's front door holds each answer in memory until its GET")
 	}
@@ -162,16 +165,16 @@ func writeOutputs(out *Output, o options, stdout, stderr io.Writer) error {
 
 // printTable writes one line per system; with -compare, the ratios to inferq.
 func printTable(w io.Writer, out *Output) {
-	fmt.Fprintf(w, "%-14s %8s %9s %9s %9s %9s %9s %9s %7s\n", "system", "jobs", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors")
+	fmt.Fprintf(w, "%-17s %8s %9s %9s %9s %9s %9s %9s %7s\n", "system", "jobs", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors")
 	for _, s := range append([]Summary{out.Summary}, out.Peers...) {
 		p := s.LatencyMS
 		if p == nil {
 			p = &Percentiles{}
 		}
-		fmt.Fprintf(w, "%-14s %8d %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f %7d\n", s.System, s.Jobs, s.JobsPerS, p.P50, p.P90, p.P99, p.P999, p.Max, s.Errors)
+		fmt.Fprintf(w, "%-17s %8d %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f %7d\n", s.System, s.Jobs, s.JobsPerS, p.P50, p.P90, p.P99, p.P999, p.Max, s.Errors)
 	}
 	if len(out.Compare) > 0 {
-		fmt.Fprintf(w, "\n%-14s %5s %9s %9s %9s %9s %9s %9s  %s\n", "system", "http", "jobs/s", "p50 ms", "p99 ms", "jobs/s ×", "p50 ×", "p99 ×", "(× = versus inferq)")
+		fmt.Fprintf(w, "\n%-17s %5s %9s %9s %9s %9s %9s %9s  %s\n", "system", "http", "jobs/s", "p50 ms", "p99 ms", "jobs/s ×", "p50 ×", "p99 ×", "(× = versus inferq)")
 		for _, r := range out.Compare {
 			viaHTTP, note := "no", "batching"
 			if r.HTTP {
@@ -180,7 +183,7 @@ func printTable(w io.Writer, out *Output) {
 			if !r.Batching {
 				note = "no batching"
 			}
-			fmt.Fprintf(w, "%-14s %5s %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f  %s; result %s\n", r.System, viaHTTP, r.JobsPerS, r.P50MS, r.P99MS, r.JobsPerSX, r.P50X, r.P99X, note, r.ResultKept)
+			fmt.Fprintf(w, "%-17s %5s %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f  %s; result %s\n", r.System, viaHTTP, r.JobsPerS, r.P50MS, r.P99MS, r.JobsPerSX, r.P50X, r.P99X, note, r.ResultKept)
 		}
 	}
 	if s := out.Stream; s != nil && s.TTFTMS != nil {
