@@ -6,6 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -326,5 +329,46 @@ func TestNew(t *testing.T) {
 	}
 	if _, err := client.New("http://h/prefix/", client.WithAPIKey("k"), client.WithRetry(client.RetryPolicy{Attempts: 2})); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestExampleProgram builds examples/goclient and runs it against a live
+// stack, as docs/clients.md tells a user to.
+func TestExampleProgram(t *testing.T) {
+	url := startStack(t, false, stack.All, nil)
+	bin := filepath.Join(t.TempDir(), "goclient")
+	build := exec.Command("go", "build", "-o", bin, "../../examples/goclient")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build examples/goclient: %v\n%s", err, out)
+	}
+	ctx := ctxFor(t, 60*time.Second)
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(os.Environ(), "INFERQ_URL="+url)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("examples/goclient: %v\n%s", err, out)
+	}
+	want := "hello hello \njob "
+	if !strings.HasPrefix(string(out), want) || !strings.Contains(string(out), " succeeded\n") ||
+		!strings.Contains(string(out), "identity FP32 [1 3] [1.5,-2,3.25]\n") {
+		t.Errorf("examples/goclient printed:\n%s", out)
+	}
+}
+
+// TestDependencies: pkg/client links the standard library and pkg/tensor
+// only, so that importing it pulls in nothing else.
+func TestDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/inferq/inferq/pkg/client").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{"github.com/inferq/inferq/pkg/client": true, "github.com/inferq/inferq/pkg/tensor": true,
+		"github.com/inferq/inferq/internal/jsonstr": true} // pkg/tensor's
+	for _, dep := range strings.Fields(string(out)) {
+		first, _, _ := strings.Cut(dep, "/")
+		if !strings.Contains(first, ".") || strings.HasPrefix(dep, "vendor/") || allowed[dep] {
+			continue // the standard library
+		}
+		t.Errorf("pkg/client links %s", dep)
 	}
 }
