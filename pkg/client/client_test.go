@@ -372,3 +372,38 @@ func TestDependencies(t *testing.T) {
 		t.Errorf("pkg/client links %s", dep)
 	}
 }
+
+// TestDocsExample runs the Go program of docs/clients.md as written against
+// a live stack, so that the documented example keeps compiling and working.
+func TestDocsExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/clients.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, goSection, ok := strings.Cut(string(doc), "\n## Go\n")
+	_, code, ok2 := strings.Cut(goSection, "```go\n")
+	code, _, ok3 := strings.Cut(code, "\n```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/clients.md: no ```go block in its ## Go section")
+	}
+	// Inside the module, so that the program builds against this checkout.
+	dir, err := os.MkdirTemp("../../examples", "docs-example-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(code+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "example")
+	if out, err := exec.Command("go", "build", "-o", bin, "./"+dir).CombinedOutput(); err != nil {
+		t.Fatalf("the example of docs/clients.md does not build: %v\n%s", err, out)
+	}
+	url := startStack(t, false, stack.All, nil)
+	cmd := exec.CommandContext(ctxFor(t, 60*time.Second), bin)
+	cmd.Env = append(os.Environ(), "INFERQ_URL="+url)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "hi hi \n") || !strings.HasSuffix(string(out), " succeeded: \"hi hi \"\n") {
+		t.Errorf("the example of docs/clients.md: %v\n%s", err, out)
+	}
+}
