@@ -221,7 +221,7 @@ func (c *Client) do(ctx context.Context, k call) (*answer, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%w (waiting to retry after: %v)", ctx.Err(), err)
+			return nil, fmt.Errorf("%w (while waiting to retry after: %w)", ctx.Err(), err)
 		case <-t.C:
 		}
 	}

@@ -68,7 +68,7 @@ func TestVerbs(t *testing.T) {
 	// Submit, then Wait for the record.
 	gen := client.Generate{Text: "abc", Parameters: map[string]any{"max_tokens": 5}}
 	sub, err := c.Submit(ctx, "repeat", gen, client.WithIdempotencyKey("verbs-1"), client.WithPriority(0),
-		client.WithDeadline(time.Now().Add(time.Minute)))
+		client.WithJobTimeout(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestVerbs(t *testing.T) {
 	}
 	// The same key and request: the same job, nothing queued.
 	again, err := c.Submit(ctx, "repeat", gen, client.WithIdempotencyKey("verbs-1"), client.WithPriority(0),
-		client.WithDeadline(time.Now().Add(time.Minute)))
+		client.WithJobTimeout(time.Minute))
 	if err != nil || again.ID != sub.ID {
 		t.Fatalf("idempotent resubmission: %+v, %v; want job %s", again, err, sub.ID)
 	}
@@ -105,7 +105,7 @@ func TestVerbs(t *testing.T) {
 
 	// Prefer: wait answers the ended job in one round trip.
 	sub2, err := c.Submit(ctx, "repeat", client.Generate{Text: "xy", Parameters: map[string]any{"max_tokens": 3}},
-		client.WithPreferWait(20*time.Second))
+		client.WithPreferWait(20*time.Second), client.WithDeadline(time.Now().Add(time.Minute)))
 	if err != nil || sub2.Job == nil || sub2.Job.Status != client.Succeeded || sub2.Job.Result.Text() != "xyx" {
 		t.Fatalf("prefer wait: %+v, %v", sub2, err)
 	}

@@ -171,6 +171,10 @@ func WithJobTimeout(d time.Duration) SubmitOption {
 
 // WithDeadline is WithJobTimeout counted to a point in time: a job not
 // batched by t ends `expired`. A deadline already past is refused here.
+// The timeout is counted when Submit is called, so submitting again with
+// the same idempotency key is another request (ErrIdempotencyKeyReused);
+// use WithJobTimeout for submissions you may repeat. (Submit's own
+// retries send the same request.)
 func WithDeadline(t time.Time) SubmitOption {
 	return func(o *submitOpts) error {
 		if t.IsZero() {
