@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -18,6 +16,8 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/inferq/inferq/internal/lifecycle"
+	"github.com/inferq/inferq/internal/version"
+	apiclient "github.com/inferq/inferq/pkg/client"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -39,11 +39,22 @@ func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 	fs := newFlags(cmd)
 	api := fs.String("url", envOr("INFERQ_URL", "http://127.0.0.1:8080"), "ingress base URL (env INFERQ_URL)")
 	token := fs.String("token", os.Getenv("INFERQ_TOKEN"), "bearer token or API key (env INFERQ_TOKEN)")
-	c := &client{out: stdout, errw: stderr, hc: &http.Client{}}
-	// parsed reads the flags and the API address and says whether to go on.
+	c := &client{out: stdout, errw: stderr}
+	// parsed reads the flags, makes the API client and says whether to go on.
 	parsed := func() (int, bool) {
 		code, ok := parse(fs, args, stdout, stderr)
-		c.api, c.token = strings.TrimRight(*api, "/"), *token
+		if !ok {
+			return code, ok
+		}
+		c.token = *token
+		if cmd == "watch" {
+			return code, ok // NATS only
+		}
+		var err error
+		c.api, err = apiclient.New(*api, apiclient.WithToken(*token), apiclient.WithUserAgent("inferq-cli/"+version.String()))
+		if err != nil {
+			return usageErr(stderr, cmd, "-url: "+err.Error()), false
+		}
 		return code, ok
 	}
 	switch cmd {
@@ -94,11 +105,7 @@ func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 		if *format != "table" && *format != "json" {
 			return usageErr(stderr, cmd, fmt.Sprintf("-o %q: want table or json", *format))
 		}
-		path := "/v1/models"
-		if fs.NArg() == 1 {
-			path += "/" + url.PathEscape(fs.Arg(0))
-		}
-		return c.show(ctx, path, cmd == "stats", *format == "json")
+		return c.show(ctx, fs.Arg(0), cmd == "stats", *format == "json")
 	case "replay":
 		model := fs.String("model", "", "replay the model's failed jobs (dead letters) instead of one job")
 		since := fs.String("since", "", "with -model: only jobs failed since this time (RFC 3339) or this long ago (e.g. 1h)")
@@ -110,19 +117,18 @@ func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 			return usageErr(stderr, cmd, "want one JOB_ID or -model M")
 		}
 		if *model == "" {
-			return c.replay(ctx, "/v1/jobs/"+fs.Arg(0)+"/replay", nil)
+			return c.replay(ctx, fs.Arg(0), "", apiclient.ReplayFilter{})
 		}
-		req := map[string]any{"status": "failed", "limit": *limit}
+		f := apiclient.ReplayFilter{Limit: *limit}
 		if *since != "" {
 			t, err := parseSince(*since, time.Now())
 			if err != nil {
 				fmt.Fprintf(stderr, "inferq replay: -since: %v\n", err)
 				return ExitUsage
 			}
-			req["since"] = t
+			f.Since = t
 		}
-		body, _ := json.Marshal(req)
-		return c.replay(ctx, "/v1/models/"+*model+"/replay", body)
+		return c.replay(ctx, "", *model, f)
 	}
 	fmt.Fprintf(stderr, "inferq: unknown command %q\n", cmd)
 	return ExitUsage
@@ -142,23 +148,29 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 // replay asks the broker to run jobs again (admin scope) and prints its
 // answer: the job's new attempt, or how many jobs of the model went again.
-func (c *client) replay(ctx context.Context, path string, body []byte) int {
-	status, resp, err := c.call(ctx, "POST", path, body, nil)
+func (c *client) replay(ctx context.Context, id, model string, f apiclient.ReplayFilter) int {
+	if model == "" {
+		r, err := c.api.ReplayJob(ctx, id)
+		if err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintln(c.out, string(bytes.TrimSpace(r.Raw)))
+		return ExitOK
+	}
+	n, err := c.api.ReplayModel(ctx, model, f)
 	if err != nil {
-		fmt.Fprintf(c.errw, "inferq: %v\n", err)
-		return ExitFailed
+		return c.fail(err)
 	}
-	if status != http.StatusAccepted && status != http.StatusOK {
-		return c.apiFail(status, resp)
-	}
-	fmt.Fprintln(c.out, string(bytes.TrimSpace(resp)))
+	fmt.Fprintf(c.out, "{\"count\":%d}\n", n)
 	return ExitOK
 }
 
+// client runs the client commands with pkg/client; it only parses flags
+// and prints.
 type client struct {
-	api, token string
-	hc         *http.Client
-	out, errw  io.Writer
+	api       *apiclient.Client
+	token     string // also the NATS credential of watch
+	out, errw io.Writer
 }
 
 func envOr(k, def string) string {
@@ -168,130 +180,95 @@ func envOr(k, def string) string {
 	return def
 }
 
-// call sends a request and returns the status and body; transport errors
-// are reported and mapped to ExitFailed by the caller.
-func (c *client) call(ctx context.Context, method, path string, body []byte, hdr map[string]string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.api+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, err
+// fail prints a failed call (the API's status, code and message, or the
+// transport's error) and returns ExitFailed.
+func (c *client) fail(err error) int {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "inferq") {
+		msg = "inferq: " + msg
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-// apiFail prints the API's error body and returns ExitFailed.
-func (c *client) apiFail(status int, body []byte) int {
-	var e struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
-		fmt.Fprintf(c.errw, "inferq: %d %s: %s\n", status, e.Error.Code, e.Error.Message)
-	} else {
-		fmt.Fprintf(c.errw, "inferq: HTTP %d: %s\n", status, bytes.TrimSpace(body))
-	}
+	fmt.Fprintln(c.errw, msg)
 	return ExitFailed
 }
 
 func (c *client) submit(ctx context.Context, model, file, text, params, key string, wait time.Duration) int {
-	var body []byte
-	var err error
+	var req apiclient.Request
 	switch {
-	case file == "-":
-		body, err = io.ReadAll(os.Stdin)
 	case file != "":
-		body, err = os.ReadFile(file)
+		var body []byte
+		var err error
+		if file == "-" {
+			body, err = io.ReadAll(os.Stdin)
+		} else {
+			body, err = os.ReadFile(file)
+		}
+		if err != nil {
+			fmt.Fprintf(c.errw, "inferq: %v\n", err)
+			return ExitUsage
+		}
+		req = apiclient.RawJSON(body)
 	case text != "" || params != "":
-		req := map[string]any{"text_input": text}
+		g := apiclient.Generate{Text: text}
 		if params != "" {
-			var p map[string]any
-			if err := json.Unmarshal([]byte(params), &p); err != nil {
+			if err := json.Unmarshal([]byte(params), &g.Parameters); err != nil {
 				fmt.Fprintf(c.errw, "inferq: -params: %v\n", err)
 				return ExitUsage
 			}
-			req["parameters"] = p
 		}
-		body, _ = json.Marshal(req)
+		req = g
 	default:
 		fmt.Fprintln(c.errw, "inferq submit: give -f FILE or -text TEXT")
 		return ExitUsage
 	}
-	if err != nil {
-		fmt.Fprintf(c.errw, "inferq: %v\n", err)
-		return ExitUsage
-	}
-	hdr := map[string]string{}
+	var opts []apiclient.SubmitOption
 	if key != "" {
-		hdr["Idempotency-Key"] = key
+		opts = append(opts, apiclient.WithIdempotencyKey(key))
 	}
-	status, resp, err := c.call(ctx, "POST", "/v1/models/"+model+"/jobs", body, hdr)
+	sub, err := c.api.Submit(ctx, model, req, opts...)
 	if err != nil {
-		fmt.Fprintf(c.errw, "inferq: %v\n", err)
-		return ExitFailed
-	}
-	if status != http.StatusAccepted && status != http.StatusOK {
-		return c.apiFail(status, resp)
+		return c.fail(err)
 	}
 	if wait <= 0 {
-		fmt.Fprintln(c.out, string(bytes.TrimSpace(resp)))
+		fmt.Fprintln(c.out, string(bytes.TrimSpace(sub.Raw)))
 		return ExitOK
 	}
-	var acc struct{ ID string }
-	_ = json.Unmarshal(resp, &acc)
-	return c.get(ctx, acc.ID, wait)
+	return c.get(ctx, sub.ID, wait)
 }
 
 // get prints the job record; with wait it long-polls until the job ends.
 // The exit code says how the job ended.
 func (c *client) get(ctx context.Context, id string, wait time.Duration) int {
-	deadline := time.Now().Add(wait)
-	for {
-		path := "/v1/jobs/" + id
-		left := time.Until(deadline)
-		if wait > 0 && left > 0 {
-			path += "?wait=" + left.Round(time.Millisecond).String()
+	var job *apiclient.Job
+	var err error
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		job, err = c.api.Wait(wctx, id)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			if job == nil { // a wait too short for one long-poll
+				if job, err = c.api.Get(ctx, id); err != nil {
+					return c.fail(err)
+				}
+			}
+			if !job.Status.Terminal() {
+				fmt.Fprintln(c.out, string(bytes.TrimSpace(job.Raw)))
+				fmt.Fprintf(c.errw, "inferq: job %s still %s after %v\n", id, job.Status, wait)
+				return ExitTimeout
+			}
+			err = nil
 		}
-		status, body, err := c.call(ctx, "GET", path, nil, nil)
-		if err != nil {
-			fmt.Fprintf(c.errw, "inferq: %v\n", err)
-			return ExitFailed
-		}
-		if status != http.StatusOK {
-			return c.apiFail(status, body)
-		}
-		var rec struct{ Status string }
-		_ = json.Unmarshal(body, &rec)
-		switch rec.Status {
-		case "succeeded":
-			fmt.Fprintln(c.out, string(bytes.TrimSpace(body)))
-			return ExitOK
-		case "failed", "cancelled", "expired":
-			fmt.Fprintln(c.out, string(bytes.TrimSpace(body)))
-			return ExitFailed
-		}
-		if wait <= 0 {
-			fmt.Fprintln(c.out, string(bytes.TrimSpace(body)))
-			return ExitOK
-		}
-		if time.Now().After(deadline) {
-			fmt.Fprintln(c.out, string(bytes.TrimSpace(body)))
-			fmt.Fprintf(c.errw, "inferq: job %s still %s after %v\n", id, rec.Status, wait)
-			return ExitTimeout
-		}
+	} else {
+		job, err = c.api.Get(ctx, id)
 	}
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintln(c.out, string(bytes.TrimSpace(job.Raw)))
+	switch job.Status {
+	case apiclient.Failed, apiclient.Cancelled, apiclient.Expired:
+		return ExitFailed
+	}
+	return ExitOK
 }
 
 // watch prints a job's tokens as they come, in order, from INFERQ_TOKENS
@@ -391,56 +368,34 @@ func (c *client) tokenReader(ctx context.Context, nc *nats.Conn, subject, stream
 	return next, func() { _ = sub.Unsubscribe() }, nil
 }
 
-// modelRow is what the tables show of GET /v1/models; the JSON form
-// (-o json) prints the API's answer as it is.
-type modelRow struct {
-	Name     string `json:"name"`
-	Version  string `json:"version"`
-	Kind     string `json:"kind"`
-	Test     bool   `json:"test_model"`
-	Batching struct {
-		MaxBatchSize  int    `json:"max_batch_size"`
-		MaxQueueDelay string `json:"max_queue_delay"`
-	} `json:"batching"`
-	Stats *struct {
-		Queued          uint64 `json:"queued"`
-		BatchesPending  uint64 `json:"batches_pending"`
-		InFlight        uint64 `json:"in_flight"`
-		LiveWorkers     int    `json:"live_workers"`
-		DesiredReplicas uint64 `json:"desired_replicas"`
-	} `json:"stats"`
-}
-
 // show prints models (config and live stats) or just their stats, as a
-// table or (asJSON) as JSON.
-func (c *client) show(ctx context.Context, path string, statsOnly, asJSON bool) int {
-	status, body, err := c.call(ctx, "GET", path, nil, nil)
-	if err != nil {
-		fmt.Fprintf(c.errw, "inferq: %v\n", err)
-		return ExitFailed
-	}
-	if status != http.StatusOK {
-		return c.apiFail(status, body)
-	}
-	var rows []modelRow
-	var many struct {
-		Models []modelRow `json:"models"`
-	}
-	if err := json.Unmarshal(body, &many); err == nil && many.Models != nil {
-		rows = many.Models
-	} else {
-		var one modelRow
-		if err := json.Unmarshal(body, &one); err != nil {
-			fmt.Fprintf(c.errw, "inferq: unreadable answer from %s: %v\n", path, err)
-			return ExitFailed
+// table or (asJSON) as the API's JSON.
+func (c *client) show(ctx context.Context, name string, statsOnly, asJSON bool) int {
+	var models []apiclient.Model
+	if name == "" {
+		ms, err := c.api.Models(ctx)
+		if err != nil {
+			return c.fail(err)
 		}
-		rows = []modelRow{one}
+		models = ms
+	} else {
+		m, err := c.api.Model(ctx, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		models = []apiclient.Model{*m}
 	}
 	if asJSON {
-		var v any
-		if err := json.Unmarshal(body, &v); err != nil {
-			fmt.Fprintf(c.errw, "inferq: unreadable answer from %s: %v\n", path, err)
-			return ExitFailed
+		list := make([]any, len(models))
+		for k, m := range models {
+			if err := json.Unmarshal(m.Raw, &list[k]); err != nil {
+				fmt.Fprintf(c.errw, "inferq: unreadable model %q: %v\n", m.Name, err)
+				return ExitFailed
+			}
+		}
+		var v any = map[string]any{"models": list}
+		if name != "" {
+			v = list[0]
 		}
 		if statsOnly {
 			v = statsJSON(v)
@@ -455,7 +410,7 @@ func (c *client) show(ctx context.Context, path string, statsOnly, asJSON bool) 
 	} else {
 		fmt.Fprintln(tw, "MODEL\tVERSION\tKIND\tMAX BATCH\tMAX DELAY\tQUEUED\tIN FLIGHT\tWORKERS\tDESIRED REPLICAS")
 	}
-	for _, m := range rows {
+	for _, m := range models {
 		st := []string{"-", "-", "-", "-", "-"}
 		if s := m.Stats; s != nil {
 			st = []string{fmt.Sprint(s.Queued), fmt.Sprint(s.BatchesPending), fmt.Sprint(s.InFlight), fmt.Sprint(s.LiveWorkers), fmt.Sprint(s.DesiredReplicas)}

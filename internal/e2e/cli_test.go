@@ -41,6 +41,11 @@ func TestCLI(t *testing.T) {
 	if code = cli.Client(context.Background(), "watch", []string{"-nats", s.NATS.URL, "-from", "3", id}, &wout, &werr); code != cli.ExitOK || wout.String() != "ab\n" {
 		t.Errorf("watch -from 3: %d %q", code, wout.String())
 	}
+	code, out, _ = run("submit", "-text", "z", "-params", `{"max_tokens":100,"interval_ms":100}`, "repeat")
+	slow := out[strings.Index(out, `"id":"`)+6:][:26]
+	if code, out, errs := run("get", "-wait", "1s", slow); code != cli.ExitTimeout || !strings.Contains(out, slow) || !strings.Contains(errs, "still") {
+		t.Errorf("get -wait past the job: %d %s %s; want exit 3 with the record", code, out, errs)
+	}
 	if code, _, errs := run("get", "0000000000000000000000000a"); code != cli.ExitFailed || !strings.Contains(errs, "404 not_found") {
 		t.Errorf("get unknown: %d %s", code, errs)
 	}
