@@ -172,6 +172,9 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 	for p := jetstream.MinPriority; p <= jetstream.MaxPriority; p++ {
 		cons, err := b.opt.JS.Consumer(ctx, b.opt.Topology.JobsStream(), jetstream.BatcherPriorityConsumer(m.Name, p))
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting: a shutdown, not a failure
+			}
 			return fmt.Errorf("batcher %s: consumer p%d: %w", m.Name, p, err)
 		}
 		// The iterator pre-fetches at most max_batch_size jobs per priority.
