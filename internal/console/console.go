@@ -70,6 +70,9 @@ type Console struct {
 	e       *echo.Echo
 	pages   map[string]*template.Template
 	sampler *sampler
+	// stopping is closed when Run ends (the ingress is shutting down), so
+	// that overview streams end instead of holding the drain open.
+	stopping chan struct{}
 }
 
 // New builds the console's routes and templates.
@@ -77,7 +80,7 @@ func New(opt Options) (*Console, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{opt: opt, e: echo.New(), sampler: newSampler(opt.Gatherer, opt.Models)}
+	c := &Console{opt: opt, e: echo.New(), sampler: newSampler(opt.Gatherer, opt.Models), stopping: make(chan struct{})}
 	if err := c.parse(); err != nil {
 		return nil, err
 	}
@@ -107,8 +110,11 @@ func New(opt Options) (*Console, error) {
 // ServeHTTP serves a request under /ui.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.e.ServeHTTP(w, r) }
 
-// Run samples the charts' figures until ctx ends.
-func (c *Console) Run(ctx context.Context) { c.sampler.run(ctx) }
+// Run samples the charts' figures until ctx ends; call it once.
+func (c *Console) Run(ctx context.Context) {
+	defer close(c.stopping)
+	c.sampler.run(ctx)
+}
 
 // Owns reports whether the console serves path.
 func Owns(path string) bool { return path == Prefix || strings.HasPrefix(path, Prefix+"/") }

@@ -99,6 +99,8 @@ func (c *Console) overviewStream(ec echo.Context) error {
 		select {
 		case <-ec.Request().Context().Done():
 			return nil
+		case <-c.stopping:
+			return nil // the browser reconnects, to this ingress's successor
 		case <-t.C:
 		}
 	}
