@@ -133,13 +133,14 @@ func gauge(f *dto.MetricFamily, m string) float64 {
 	return math.NaN()
 }
 
+// counter is a model's counter; a series not created yet has counted 0.
 func counter(f *dto.MetricFamily, m string) float64 {
 	for _, x := range f.GetMetric() {
 		if labelsMatch(x, m, false) {
 			return x.GetCounter().GetValue()
 		}
 	}
-	return math.NaN()
+	return 0
 }
 
 func histogram(f *dto.MetricFamily, m string) ([]float64, []uint64) {
@@ -162,6 +163,9 @@ func histogram(f *dto.MetricFamily, m string) ([]float64, []uint64) {
 // cumulative snapshots, interpolating inside a bucket as Prometheus's
 // histogram_quantile does; NaN when none was observed.
 func quantile(q float64, bounds []float64, from, to []uint64) float64 {
+	if len(from) == 0 && len(to) > 0 {
+		from = make([]uint64, len(to)) // the series appeared in the window: it started at zero
+	}
 	if len(to) == 0 || len(to) != len(from) || len(to) != len(bounds)+1 {
 		return math.NaN()
 	}
