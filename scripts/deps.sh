@@ -8,6 +8,8 @@ have_redis() { command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-se
 have_redis || missing+=(redis-server)
 # The README test runs the README's curl commands with bash.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The web console's browser tests drive Debian's Chromium (headless) with chromedp.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The model runner's tests use Debian's PyTorch (CPU) and protobuf for /usr/bin/python3.
 py="${INFERQ_PYTHON:-/usr/bin/python3}"
 "$py" -c 'import torch, google.protobuf' >/dev/null 2>&1 || missing+=(python3 python3-torch python3-protobuf)

@@ -145,6 +145,17 @@ type Ingress struct {
 	// throttles failed authentications per client address. Default none:
 	// the connection's own remote address, so no client can pick its own.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Console is the web console the ingress serves at /ui.
+	Console Console `yaml:"console"`
+}
+
+// Console configures the web console at /ui (docs/console.md).
+type Console struct {
+	Disabled bool `yaml:"disabled"` // true: no /ui
+	// TraceURL links a job's trace id to a tracing UI: "{trace_id}" in it
+	// is replaced by the id (e.g. http://jaeger:16686/trace/{trace_id});
+	// empty shows the id without a link.
+	TraceURL string `yaml:"trace_url"`
 }
 
 // Service is a back-end service with only an admin port (/healthz, /readyz, /metrics).

@@ -24,6 +24,7 @@ import (
 	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/auth/authecho"
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/internal/console"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -63,6 +64,7 @@ type Ingress struct {
 	// readStats reads a model's stats from JetStream (readStatsJS); a test
 	// may wrap it to make it slow.
 	readStats func(ctx context.Context, model string) (Stats, error)
+	ui        *console.Console // the web console at /ui; nil when disabled
 }
 
 // New builds the ingress and its routes.
@@ -87,6 +89,9 @@ func New(opt Options) *Ingress {
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = clientIP(opt.Config.Ingress.TrustedProxies)
 	e.HTTPErrorHandler = i.handleError
+	if !opt.Config.Ingress.Console.Disabled {
+		i.mountConsole() // before the API's middleware: /ui has its own sessions
+	}
 	e.Use(i.observe)
 	if opt.Auth != nil {
 		e.Use(authecho.Chain(opt.Auth, opt.Limiter, opt.Log)...)
@@ -174,6 +179,9 @@ func (i *Ingress) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	if i.ui != nil {
+		go i.ui.Run(ctx) // samples the console's charts; ends with ctx
+	}
 	cfg := i.opt.Config.Ingress
 	if cfg.TLS.Enabled() {
 		if ln, err = tlsListener(ln, cfg.TLS); err != nil {
