@@ -172,8 +172,11 @@ type Job struct {
 	Stream           bool                   `protobuf:"varint,11,opt,name=stream,proto3" json:"stream,omitempty"`
 	Attempt          uint32                 `protobuf:"varint,12,opt,name=attempt,proto3" json:"attempt,omitempty"`                     // 1 for the first run, +1 per replay
 	RequestId        string                 `protobuf:"bytes,13,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // the client's OIP "id", echoed in the result
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Where the job's terminal status is POSTed as a signed webhook (the
+	// request's callback_url parameter or the tenant's default); empty: none.
+	CallbackUrl   string `protobuf:"bytes,14,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -297,6 +300,13 @@ func (x *Job) GetRequestId() string {
 	return ""
 }
 
+func (x *Job) GetCallbackUrl() string {
+	if x != nil {
+		return x.CallbackUrl
+	}
+	return ""
+}
+
 // BatchJob says which rows of a batch belong to one job.
 type BatchJob struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -318,6 +328,7 @@ type BatchJob struct {
 	// spans in the worker continue that job's own trace.
 	TraceContext    map[string]string `protobuf:"bytes,13,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	CreatedUnixNano int64             `protobuf:"varint,14,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"` // when the job was accepted: a record created by its first event shows it
+	CallbackUrl     string            `protobuf:"bytes,15,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`                // Job.callback_url, carried to the job's events
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -448,6 +459,13 @@ func (x *BatchJob) GetCreatedUnixNano() int64 {
 		return x.CreatedUnixNano
 	}
 	return 0
+}
+
+func (x *BatchJob) GetCallbackUrl() string {
+	if x != nil {
+		return x.CallbackUrl
+	}
+	return ""
 }
 
 type Shape struct {
@@ -671,7 +689,10 @@ type JobEvent struct {
 	CreatedUnixNano int64 `protobuf:"varint,14,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	// The job's W3C trace context, for events that travel with others in one
 	// JobEvents message (whose headers carry one trace context).
-	TraceContext  map[string]string `protobuf:"bytes,15,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TraceContext map[string]string `protobuf:"bytes,15,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Job.callback_url: a terminal event with one sets the record's webhook
+	// state pending, and resultsvc queues the delivery.
+	CallbackUrl   string `protobuf:"bytes,16,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -809,6 +830,13 @@ func (x *JobEvent) GetTraceContext() map[string]string {
 		return x.TraceContext
 	}
 	return nil
+}
+
+func (x *JobEvent) GetCallbackUrl() string {
+	if x != nil {
+		return x.CallbackUrl
+	}
+	return ""
 }
 
 // JobEvents is the terminal events of one batch's jobs in one message, which
@@ -1520,7 +1548,7 @@ const file_inferq_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatatype\x18\x02 \x01(\tR\bdatatype\x12\x14\n" +
 	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"\x92\x03\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"\xb5\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -1536,7 +1564,8 @@ const file_inferq_proto_rawDesc = "" +
 	"\x06stream\x18\v \x01(\bR\x06stream\x12\x18\n" +
 	"\aattempt\x18\f \x01(\rR\aattempt\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\r \x01(\tR\trequestId\"\xb3\x04\n" +
+	"request_id\x18\r \x01(\tR\trequestId\x12!\n" +
+	"\fcallback_url\x18\x0e \x01(\tR\vcallbackUrl\"\xd6\x04\n" +
 	"\bBatchJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1b\n" +
@@ -1553,7 +1582,8 @@ const file_inferq_proto_rawDesc = "" +
 	"\finput_shapes\x18\v \x03(\v2\x10.inferq.v1.ShapeR\vinputShapes\x12\x19\n" +
 	"\bjobs_seq\x18\f \x01(\x04R\ajobsSeq\x12J\n" +
 	"\rtrace_context\x18\r \x03(\v2%.inferq.v1.BatchJob.TraceContextEntryR\ftraceContext\x12*\n" +
-	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x1a?\n" +
+	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x12!\n" +
+	"\fcallback_url\x18\x0f \x01(\tR\vcallbackUrl\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1b\n" +
@@ -1570,7 +1600,7 @@ const file_inferq_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
-	"\tretryable\x18\x03 \x01(\bR\tretryable\"\xcf\x04\n" +
+	"\tretryable\x18\x03 \x01(\bR\tretryable\"\xf2\x04\n" +
 	"\bJobEvent\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -1588,7 +1618,8 @@ const file_inferq_proto_rawDesc = "" +
 	"request_id\x18\f \x01(\tR\trequestId\x12\x19\n" +
 	"\bjobs_seq\x18\r \x01(\x04R\ajobsSeq\x12*\n" +
 	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x12J\n" +
-	"\rtrace_context\x18\x0f \x03(\v2%.inferq.v1.JobEvent.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\rtrace_context\x18\x0f \x03(\v2%.inferq.v1.JobEvent.TraceContextEntryR\ftraceContext\x12!\n" +
+	"\fcallback_url\x18\x10 \x01(\tR\vcallbackUrl\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
