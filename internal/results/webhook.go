@@ -228,3 +228,11 @@ func (s *RedisStore) SetWebhook(ctx context.Context, u WebhookUpdate) (*Record, 
 	}
 	return rec, code == 1, nil
 }
+
+// WithoutWebhook is a copy of r without its webhook: the job as its
+// completion webhook tells it, the same bytes on every delivery attempt.
+func (r *Record) WithoutWebhook() *Record {
+	c := *r
+	c.Webhook, c.raw = nil, nil
+	return &c
+}

@@ -1539,6 +1539,111 @@ func (x *Health) GetTimeUnixNano() int64 {
 	return 0
 }
 
+// WebhookDelivery is one webhook to deliver, published on
+// inferq.webhooks.<model> (stream INFERQ_WEBHOOKS) with Nats-Msg-Id
+// "webhook:" + id. A job's completion names the job, whose record is the
+// payload and keeps the delivery state; other senders (batches) give the
+// payload itself.
+type WebhookDelivery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`         // the webhook-id header: the same on every retry, no "."
+	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"` // whose signing secret
+	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	Type          string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`                // the event type, e.g. job.succeeded
+	Payload       []byte                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`          // the body's "data", when no job is named
+	JobId         string                 `protobuf:"bytes,6,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"` // the job whose record is the data
+	JobAttempt    uint32                 `protobuf:"varint,7,opt,name=job_attempt,json=jobAttempt,proto3" json:"job_attempt,omitempty"`
+	TimeUnixNano  int64                  `protobuf:"varint,8,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"` // when the event happened
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookDelivery) Reset() {
+	*x = WebhookDelivery{}
+	mi := &file_inferq_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookDelivery) ProtoMessage() {}
+
+func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_inferq_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
+func (*WebhookDelivery) Descriptor() ([]byte, []int) {
+	return file_inferq_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *WebhookDelivery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetJobAttempt() uint32 {
+	if x != nil {
+		return x.JobAttempt
+	}
+	return 0
+}
+
+func (x *WebhookDelivery) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
 var File_inferq_proto protoreflect.FileDescriptor
 
 const file_inferq_proto_rawDesc = "" +
@@ -1666,7 +1771,17 @@ const file_inferq_proto_rawDesc = "" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\".\n" +
 	"\x06Health\x12$\n" +
-	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano*\x9a\x01\n" +
+	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\"\xd7\x01\n" +
+	"\x0fWebhookDelivery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\x12\x15\n" +
+	"\x06job_id\x18\x06 \x01(\tR\x05jobId\x12\x1f\n" +
+	"\vjob_attempt\x18\a \x01(\rR\n" +
+	"jobAttempt\x12$\n" +
+	"\x0etime_unix_nano\x18\b \x01(\x03R\ftimeUnixNano*\x9a\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_QUEUED\x10\x01\x12\x12\n" +
@@ -1689,40 +1804,41 @@ func file_inferq_proto_rawDescGZIP() []byte {
 }
 
 var file_inferq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_inferq_proto_goTypes = []any{
-	(Status)(0),         // 0: inferq.v1.Status
-	(*Tensor)(nil),      // 1: inferq.v1.Tensor
-	(*Job)(nil),         // 2: inferq.v1.Job
-	(*BatchJob)(nil),    // 3: inferq.v1.BatchJob
-	(*Shape)(nil),       // 4: inferq.v1.Shape
-	(*Batch)(nil),       // 5: inferq.v1.Batch
-	(*Error)(nil),       // 6: inferq.v1.Error
-	(*JobEvent)(nil),    // 7: inferq.v1.JobEvent
-	(*JobEvents)(nil),   // 8: inferq.v1.JobEvents
-	(*TokenChunk)(nil),  // 9: inferq.v1.TokenChunk
-	(*RunnerFrame)(nil), // 10: inferq.v1.RunnerFrame
-	(*Load)(nil),        // 11: inferq.v1.Load
-	(*Ready)(nil),       // 12: inferq.v1.Ready
-	(*JobResult)(nil),   // 13: inferq.v1.JobResult
-	(*BatchResult)(nil), // 14: inferq.v1.BatchResult
-	(*RunnerError)(nil), // 15: inferq.v1.RunnerError
-	(*Cancel)(nil),      // 16: inferq.v1.Cancel
-	(*Health)(nil),      // 17: inferq.v1.Health
-	nil,                 // 18: inferq.v1.BatchJob.TraceContextEntry
-	nil,                 // 19: inferq.v1.JobEvent.TraceContextEntry
+	(Status)(0),             // 0: inferq.v1.Status
+	(*Tensor)(nil),          // 1: inferq.v1.Tensor
+	(*Job)(nil),             // 2: inferq.v1.Job
+	(*BatchJob)(nil),        // 3: inferq.v1.BatchJob
+	(*Shape)(nil),           // 4: inferq.v1.Shape
+	(*Batch)(nil),           // 5: inferq.v1.Batch
+	(*Error)(nil),           // 6: inferq.v1.Error
+	(*JobEvent)(nil),        // 7: inferq.v1.JobEvent
+	(*JobEvents)(nil),       // 8: inferq.v1.JobEvents
+	(*TokenChunk)(nil),      // 9: inferq.v1.TokenChunk
+	(*RunnerFrame)(nil),     // 10: inferq.v1.RunnerFrame
+	(*Load)(nil),            // 11: inferq.v1.Load
+	(*Ready)(nil),           // 12: inferq.v1.Ready
+	(*JobResult)(nil),       // 13: inferq.v1.JobResult
+	(*BatchResult)(nil),     // 14: inferq.v1.BatchResult
+	(*RunnerError)(nil),     // 15: inferq.v1.RunnerError
+	(*Cancel)(nil),          // 16: inferq.v1.Cancel
+	(*Health)(nil),          // 17: inferq.v1.Health
+	(*WebhookDelivery)(nil), // 18: inferq.v1.WebhookDelivery
+	nil,                     // 19: inferq.v1.BatchJob.TraceContextEntry
+	nil,                     // 20: inferq.v1.JobEvent.TraceContextEntry
 }
 var file_inferq_proto_depIdxs = []int32{
 	1,  // 0: inferq.v1.Job.inputs:type_name -> inferq.v1.Tensor
 	4,  // 1: inferq.v1.BatchJob.input_shapes:type_name -> inferq.v1.Shape
-	18, // 2: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
+	19, // 2: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
 	3,  // 3: inferq.v1.Batch.jobs:type_name -> inferq.v1.BatchJob
 	1,  // 4: inferq.v1.Batch.inputs:type_name -> inferq.v1.Tensor
 	1,  // 5: inferq.v1.Batch.masks:type_name -> inferq.v1.Tensor
 	0,  // 6: inferq.v1.JobEvent.status:type_name -> inferq.v1.Status
 	1,  // 7: inferq.v1.JobEvent.outputs:type_name -> inferq.v1.Tensor
 	6,  // 8: inferq.v1.JobEvent.error:type_name -> inferq.v1.Error
-	19, // 9: inferq.v1.JobEvent.trace_context:type_name -> inferq.v1.JobEvent.TraceContextEntry
+	20, // 9: inferq.v1.JobEvent.trace_context:type_name -> inferq.v1.JobEvent.TraceContextEntry
 	7,  // 10: inferq.v1.JobEvents.events:type_name -> inferq.v1.JobEvent
 	11, // 11: inferq.v1.RunnerFrame.load:type_name -> inferq.v1.Load
 	12, // 12: inferq.v1.RunnerFrame.ready:type_name -> inferq.v1.Ready
@@ -1764,7 +1880,7 @@ func file_inferq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inferq_proto_rawDesc), len(file_inferq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -279,5 +279,25 @@ class TokenChunk(_message.Message):
     token_id: int
     def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., text: _Optional[str] = ..., token_id: _Optional[int] = ..., final: bool = ...) -> None: ...
 
+class WebhookDelivery(_message.Message):
+    __slots__ = ["id", "job_attempt", "job_id", "payload", "tenant", "time_unix_nano", "type", "url"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    job_attempt: int
+    job_id: str
+    payload: bytes
+    tenant: str
+    time_unix_nano: int
+    type: str
+    url: str
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., url: _Optional[str] = ..., type: _Optional[str] = ..., payload: _Optional[bytes] = ..., job_id: _Optional[str] = ..., job_attempt: _Optional[int] = ..., time_unix_nano: _Optional[int] = ...) -> None: ...
+
 class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
