@@ -601,7 +601,7 @@ func pack(m *config.Model, es []*entry, now time.Time) (batch *inferqpb.Batch, f
 					DeadlineUnixNano: e.job.DeadlineUnixNano, ParametersJson: e.job.ParametersJson,
 					Stream: e.job.Stream, Attempt: e.job.Attempt, RequestId: e.job.RequestId,
 					Outputs: e.job.Outputs, JobsSeq: e.seq, TraceContext: jobTrace(e),
-					CreatedUnixNano: e.job.CreatedUnixNano,
+					CreatedUnixNano: e.job.CreatedUnixNano, CallbackUrl: e.job.CallbackUrl,
 				})
 			}
 		}

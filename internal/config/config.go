@@ -32,7 +32,76 @@ type Config struct {
 	Worker    Worker      `yaml:"worker"`
 	Log       Log         `yaml:"log"`
 	Auth      auth.Config `yaml:"auth"`
+	Webhooks  Webhooks    `yaml:"webhooks"`
 	Models    []Model     `yaml:"models"`
+}
+
+// Webhooks configures signed completion webhooks (internal/webhook): the
+// signing secret, which callback URLs are allowed, and the retry policy.
+// Without a secret, callback URLs are refused.
+type Webhooks struct {
+	// Secret signs every webhook (Standard Webhooks, HMAC-SHA256), in the
+	// whsec_<base64> form; SecretFile holds it instead (newline trimmed).
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	// AllowPrivate lets callback URLs reach loopback, private, link-local
+	// and other internal addresses; Allow lets only the listed IPs, CIDRs
+	// and host names. Default neither: public addresses only.
+	AllowPrivate bool     `yaml:"allow_private"`
+	Allow        []string `yaml:"allow"`
+	// Timeout bounds each POST (default 15s); it must stay below
+	// nats.ack_wait, so a slow receiver never gets a duplicate.
+	Timeout Duration `yaml:"timeout"`
+	// MaxAttempts POSTs before the webhook is failed (default 8); Backoff
+	// is the wait after each failed one, the last repeating (default 5s,
+	// 30s, 2m, 10m, 30m, 1h, 2h).
+	MaxAttempts int        `yaml:"max_attempts"`
+	Backoff     []Duration `yaml:"backoff"`
+	// Tenants gives a tenant a default callback URL, used when a job names
+	// none, and its own signing secret.
+	Tenants map[string]WebhookTenant `yaml:"tenants"`
+}
+
+// WebhookTenant is one tenant's webhook settings.
+type WebhookTenant struct {
+	CallbackURL string `yaml:"callback_url"`
+	Secret      string `yaml:"secret"` // whsec_<base64>; default webhooks.secret
+}
+
+// Enabled reports whether webhooks can be signed, hence sent.
+func (w *Webhooks) Enabled() bool {
+	if w.Secret != "" || w.SecretFile != "" {
+		return true
+	}
+	for _, t := range w.Tenants {
+		if t.Secret != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// validate checks what needs no webhook code; the secrets and the
+// allow-list are parsed when the services start (webhook.FromConfig).
+func (w *Webhooks) validate(ackWait time.Duration) []error {
+	var errs []error
+	if w.Timeout.D() <= 0 || w.Timeout.D() >= ackWait {
+		errs = append(errs, fmt.Errorf("webhooks.timeout %v must be positive and below nats.ack_wait %v", w.Timeout, ackWait))
+	}
+	if w.MaxAttempts < 1 || w.MaxAttempts > 100 {
+		errs = append(errs, fmt.Errorf("webhooks.max_attempts %d must be 1..100", w.MaxAttempts))
+	}
+	for _, b := range w.Backoff {
+		if b.D() <= 0 {
+			errs = append(errs, fmt.Errorf("webhooks.backoff: %v is not positive", b))
+		}
+	}
+	for name := range w.Tenants {
+		if !NameRE.MatchString(name) {
+			errs = append(errs, fmt.Errorf("webhooks.tenants: %q is not a tenant name (%s)", name, NameRE))
+		}
+	}
+	return errs
 }
 
 // NATS says where JetStream is and how inferq's streams are shaped.
@@ -195,7 +264,10 @@ func Default() Config {
 		Results: Results{Retention: D(24 * time.Hour)},
 		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20, SyncTimeout: D(60 * time.Second)},
 		Worker:  Worker{MaxInflight: 2},
-		Log:     Log{Level: "info", Format: "text"},
+		Webhooks: Webhooks{Timeout: D(15 * time.Second), MaxAttempts: 8,
+			Backoff: []Duration{D(5 * time.Second), D(30 * time.Second), D(2 * time.Minute), D(10 * time.Minute),
+				D(30 * time.Minute), D(time.Hour), D(2 * time.Hour)}},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -332,6 +404,7 @@ func (c *Config) Finish() error {
 		errs = append(errs, errors.New("redis.master_name needs addrs: the Sentinels"))
 	}
 	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.Webhooks.validate(c.NATS.AckWait.D())...)
 	// Auth is off unless credentials are configured (as `inferq dev` runs).
 	if len(c.Auth.APIKeys) > 0 || c.Auth.JWT.HS256Secret != "" || c.Auth.JWT.HS256SecretFile != "" ||
 		c.Auth.JWT.JWKSFile != "" || c.Auth.JWT.JWKSURL != "" {

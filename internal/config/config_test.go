@@ -49,7 +49,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if cfg.Redis.URL == "" || cfg.Log.Format != "json" || len(cfg.Worker.Models) != 2 {
 		t.Errorf("config %+v", cfg)
 	}
-	if got := strings.Join(g.AcceptedParams(), ","); got != "max_tokens,temperature,top_p,top_k,seed,stop,priority,timeout_ms,stream" {
+	if got := strings.Join(g.AcceptedParams(), ","); got != "max_tokens,temperature,top_p,top_k,seed,stop,priority,timeout_ms,stream,callback_url" {
 		t.Errorf("tiny-gpt accepts %s", got)
 	}
 	if mt, _ := g.Param("max_tokens"); *mt.Max != 4096 || string(mt.DefaultJSON()) != "16" {
@@ -217,9 +217,9 @@ func TestGenerateModelsTakeMaxTokens(t *testing.T) {
 		accepted, max, def string
 	}
 	for name, w := range map[string]want{
-		"r":     {"max_tokens,interval_ms,priority,timeout_ms,stream", "4096", "16"},
-		"small": {"max_tokens,interval_ms,priority,timeout_ms,stream", "8", "8"},
-		"own":   {"max_tokens,mode,interval_ms,priority,timeout_ms,stream", "4096", "3"},
+		"r":     {"max_tokens,interval_ms,priority,timeout_ms,stream,callback_url", "4096", "16"},
+		"small": {"max_tokens,interval_ms,priority,timeout_ms,stream,callback_url", "8", "8"},
+		"own":   {"max_tokens,mode,interval_ms,priority,timeout_ms,stream,callback_url", "4096", "3"},
 	} {
 		m, _ := cfg.Model(name)
 		mt, _ := m.Param("max_tokens")
@@ -231,7 +231,7 @@ func TestGenerateModelsTakeMaxTokens(t *testing.T) {
 		t.Errorf("interval_ms %+v", iv)
 	}
 	s, _ := cfg.Model("s")
-	if got := strings.Join(s.AcceptedParams(), ","); got != "priority,timeout_ms,stream" {
+	if got := strings.Join(s.AcceptedParams(), ","); got != "priority,timeout_ms,stream,callback_url" {
 		t.Errorf("simple accepts %s", got)
 	}
 	// Finishing twice (tests edit a loaded config) adds nothing.

@@ -46,14 +46,17 @@ const DefaultMaxTokensLimit = 4096
 const DefaultMaxTokens = 16
 
 // BrokerParameters are read by the broker itself and accepted by every
-// model: queue priority (0 highest), a deadline in milliseconds, and whether
-// tokens are streamed. They have no Default: an absent one means the
+// model: queue priority (0 highest), a deadline in milliseconds, whether
+// tokens are streamed, and the completion webhook's URL. They have no Default: an absent one means the
 // broker's own default (priority 1, the model's queue.default_timeout, no
 // streaming), and is not added to the job.
 var BrokerParameters = []Parameter{
 	{Name: "priority", Type: ParamInt, Min: ptr(jetstream.MinPriority), Max: ptr(jetstream.MaxPriority)},
 	{Name: "timeout_ms", Type: ParamInt, Min: ptr(0), Max: ptr(7 * 24 * 3600 * 1000)},
 	{Name: "stream", Type: ParamBool},
+	// callback_url: where the job's end is POSTed as a signed webhook
+	// (internal/webhook); the broker keeps it out of the model's parameters.
+	{Name: "callback_url", Type: ParamString},
 }
 
 func ptr(f float64) *float64 { return &f }

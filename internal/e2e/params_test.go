@@ -37,7 +37,7 @@ func TestRequestParametersValidated(t *testing.T) {
 	bad := []struct{ params, msg string }{
 		{`{"max_tokens":-3}`, `parameter "max_tokens": -3 is below the minimum 1`},
 		{`{"max_tokens":100000000}`, `parameter "max_tokens": 100000000 is above the maximum 4096`},
-		{`{"max_tokenz":8}`, `parameter "max_tokenz" is not accepted by model "repeat"; accepted: max_tokens, interval_ms, priority, timeout_ms, stream`},
+		{`{"max_tokenz":8}`, `parameter "max_tokenz" is not accepted by model "repeat"; accepted: max_tokens, interval_ms, priority, timeout_ms, stream, callback_url`},
 		{`{"max_tokens":"8"}`, `parameter "max_tokens": want an integer, got "8"`},
 		{`{"max_tokens":1.5}`, `parameter "max_tokens": want an integer, got 1.5`},
 		{`{"interval_ms":3600000}`, `parameter "interval_ms": 3600000 is above the maximum 10000`},

@@ -28,7 +28,11 @@ func (i *Ingress) cancel(c echo.Context) error {
 		return apiError(http.StatusConflict, "conflict", "job "+strconv.Quote(rec.ID)+" already ended: "+string(rec.Status))
 	}
 	ctx := c.Request().Context()
-	ev := lifecycle.CancelRequestEvent(lifecycle.JobRef{ID: rec.ID, Tenant: rec.Tenant, Model: rec.Model, Version: rec.Version, Attempt: rec.Attempts, CreatedAt: rec.CreatedAt, JobsSeq: rec.JobsSeq}, i.now())
+	ref := lifecycle.JobRef{ID: rec.ID, Tenant: rec.Tenant, Model: rec.Model, Version: rec.Version, Attempt: rec.Attempts, CreatedAt: rec.CreatedAt, JobsSeq: rec.JobsSeq}
+	if rec.Webhook != nil {
+		ref.CallbackURL = rec.Webhook.URL
+	}
+	ev := lifecycle.CancelRequestEvent(ref, i.now())
 	if _, err := ev.Publish(ctx, i.opt.JS, i.opt.Topology); err != nil {
 		return i.unavailable(rec.Model, "publish", err)
 	}

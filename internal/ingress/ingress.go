@@ -27,6 +27,7 @@ import (
 	"github.com/inferq/inferq/internal/console"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/internal/webhook"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -48,6 +49,10 @@ type Options struct {
 	Ready   obs.Check
 	Auth    *auth.Authenticator // nil: every caller is tenant "default" with all scopes
 	Limiter *auth.Limiter       // nil: no rate limit
+	// Webhooks checks callback URLs and holds the tenants' defaults; nil
+	// parses the config's webhooks section (an invalid one refuses every
+	// callback URL).
+	Webhooks *webhook.Settings
 }
 
 // Ingress serves the HTTP API.
@@ -75,6 +80,14 @@ func New(opt Options) *Ingress {
 	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond, wait: 100 * time.Millisecond},
 		recent: recentBatches{keep: 32}, accepts: acceptedJobs{perGen: 1 << 15}}
 	i.readStats = i.readStatsJS
+	if i.opt.Webhooks == nil {
+		s, err := webhook.FromConfig(opt.Config.Webhooks)
+		if err != nil {
+			opt.Log.Error("webhooks section invalid; callback URLs are refused", "err", err)
+			s = webhook.Disabled()
+		}
+		i.opt.Webhooks = s
+	}
 	// One ingress per registry: a second would count into the first's
 	// metrics, so registering it twice panics as any duplicate does.
 	i.metrics = newMetrics(opt.Registry)

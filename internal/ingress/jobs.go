@@ -169,6 +169,11 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 		return nil, false, err
 	}
 	tenant := tenantOf(c)
+	callback, err := i.opt.Webhooks.CallbackURL(ctx, tenant, params.callbackURL)
+	if err != nil {
+		i.metrics.jobsRejected.WithLabelValues(m.Name, "invalid").Inc()
+		return nil, false, invalid("%v", err)
+	}
 	now := i.now().UTC()
 	id := jobid.At(now)
 	if key := c.Request().Header.Get("Idempotency-Key"); key != "" {
@@ -212,7 +217,7 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	job := &inferqpb.Job{
 		Id: id, Tenant: tenant, Model: m.Name, Version: m.Version,
 		Priority: int32(params.priority), CreatedUnixNano: now.UnixNano(),
-		Stream: params.stream, Attempt: 1, RequestId: req.ID,
+		Stream: params.stream, Attempt: 1, RequestId: req.ID, CallbackUrl: callback,
 	}
 	timeout := time.Duration(params.timeoutMS) * time.Millisecond
 	if timeout == 0 {

@@ -82,8 +82,12 @@ func (i *Ingress) stored(ctx context.Context, id string) (*results.Record, error
 // queuedRecord is job as accepted, with jobsSeq its place in INFERQ_JOBS (0
 // if not known yet).
 func queuedRecord(job *inferqpb.Job, jobsSeq uint64) *results.Record {
-	return &results.Record{ID: job.Id, Tenant: job.Tenant, Model: job.Model, Version: job.Version,
+	rec := &results.Record{ID: job.Id, Tenant: job.Tenant, Model: job.Model, Version: job.Version,
 		Status: results.Queued, CreatedAt: time.Unix(0, job.CreatedUnixNano).UTC(), Attempts: job.Attempt, JobsSeq: jobsSeq}
+	if job.CallbackUrl != "" {
+		rec.Webhook = &results.Webhook{URL: job.CallbackUrl}
+	}
+	return rec
 }
 
 // jobsStream is INFERQ_JOBS's handle, read once (its info call is a round

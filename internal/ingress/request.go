@@ -31,9 +31,10 @@ type outputRequest struct {
 
 // jobParams are the parameters the broker itself reads.
 type jobParams struct {
-	priority  int
-	timeoutMS int64
-	stream    bool
+	priority    int
+	timeoutMS   int64
+	stream      bool
+	callbackURL string // checked against the webhook policy by the caller
 }
 
 func invalid(format string, args ...any) *Error {
@@ -183,6 +184,11 @@ func readParams(req *inferRequest, m *config.Model) (jobParams, error) {
 	}
 	if raw, ok := req.Parameters["stream"]; ok {
 		_ = json.Unmarshal(raw, &p.stream)
+	}
+	if raw, ok := req.Parameters["callback_url"]; ok {
+		_ = json.Unmarshal(raw, &p.callbackURL)
+		// The broker's, not the model's: it travels in Job.callback_url.
+		delete(req.Parameters, "callback_url")
 	}
 	return p, nil
 }

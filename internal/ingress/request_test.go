@@ -114,15 +114,15 @@ func TestRequestParameters(t *testing.T) {
 	}{
 		{"repeat", `{"max_tokens":-3}`, `parameter "max_tokens": -3 is below the minimum 1`},
 		{"repeat", `{"max_tokens":100000000}`, `parameter "max_tokens": 100000000 is above the maximum 4096`},
-		{"repeat", `{"max_tokenz":8}`, `parameter "max_tokenz" is not accepted by model "repeat"; accepted: max_tokens, interval_ms, priority, timeout_ms, stream`},
+		{"repeat", `{"max_tokenz":8}`, `parameter "max_tokenz" is not accepted by model "repeat"; accepted: max_tokens, interval_ms, priority, timeout_ms, stream, callback_url`},
 		{"repeat", `{"max_tokens":"8"}`, `parameter "max_tokens": want an integer, got "8"`},
 		{"repeat", `{"max_tokens":1.5}`, `parameter "max_tokens": want an integer, got 1.5`},
 		{"repeat", `{"interval_ms":60000}`, `parameter "interval_ms": 60000 is above the maximum 10000`},
 		{"repeat", `{"priority":3}`, `parameter "priority": 3 is above the maximum 2`},
 		{"repeat", `{"timeout_ms":1.5}`, `parameter "timeout_ms": want an integer, got 1.5`},
 		{"repeat", `{"stream":"yes"}`, `parameter "stream": want true or false, got "yes"`},
-		{"repeat", `{"b":1,"a":1}`, `parameter "a" is not accepted by model "repeat"; accepted: max_tokens, interval_ms, priority, timeout_ms, stream`}, // the same one every time
-		{"identity", `{"max_tokens":8}`, `parameter "max_tokens" is not accepted by model "identity"; accepted: priority, timeout_ms, stream`},
+		{"repeat", `{"b":1,"a":1}`, `parameter "a" is not accepted by model "repeat"; accepted: max_tokens, interval_ms, priority, timeout_ms, stream, callback_url`}, // the same one every time
+		{"identity", `{"max_tokens":8}`, `parameter "max_tokens" is not accepted by model "identity"; accepted: priority, timeout_ms, stream, callback_url`},
 	} {
 		body := `{"text_input":"hi","parameters":` + c.params + `}`
 		if c.model == "identity" {
@@ -155,7 +155,7 @@ func TestRequestParameters(t *testing.T) {
 		t.Errorf("tiny-gpt sampling parameters: %v, %v", err, req.Parameters)
 	}
 	if _, _, _, err = decodeRequest(strings.NewReader(`{"text_input":"hi","parameters":{"max_new_tokens":8}}`), &gpt); err == nil ||
-		!strings.Contains(err.Error(), `accepted: max_tokens, temperature, top_p, top_k, seed, stop, priority, timeout_ms, stream`) {
+		!strings.Contains(err.Error(), `accepted: max_tokens, temperature, top_p, top_k, seed, stop, priority, timeout_ms, stream, callback_url`) {
 		t.Errorf("tiny-gpt max_new_tokens: %v", err)
 	}
 	req, _, _, err = decodeRequest(strings.NewReader(`{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"INT32","data":[1]}]}`), models["identity"])

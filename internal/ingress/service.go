@@ -8,6 +8,7 @@ import (
 	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/service"
+	"github.com/inferq/inferq/internal/webhook"
 )
 
 // Start is the ingress as a component of a process, serving on ln (nil
@@ -37,9 +38,13 @@ func Start(store results.Store, ln net.Listener) service.Start {
 			return nil, fmt.Errorf("ingress: %w", err)
 		}
 		env.OnClose(func() { _ = authn.Close() })
+		hooks, err := webhook.FromConfig(cfg.Webhooks)
+		if err != nil {
+			return nil, fmt.Errorf("ingress: %w", err)
+		}
 		in := New(Options{Config: cfg, Topology: env.Topology, JS: env.JS, Store: store,
 			Log: env.Log.With("component", "ingress"), Registry: env.Registry, Ready: env.Reachable,
-			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit)})
+			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit), Webhooks: hooks})
 		return func(ctx context.Context) error { return in.Serve(ctx, ln) }, nil
 	}
 }

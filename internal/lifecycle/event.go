@@ -71,7 +71,7 @@ func newEvent(kind, idKind string, st Status, at time.Time, ev *inferqpb.JobEven
 
 func ofJob(job *inferqpb.Job, jobsSeq uint64) *inferqpb.JobEvent {
 	return &inferqpb.JobEvent{JobId: job.Id, Tenant: job.Tenant, Model: job.Model, Version: job.Version,
-		Attempt: job.Attempt, JobsSeq: jobsSeq, CreatedUnixNano: job.CreatedUnixNano}
+		Attempt: job.Attempt, JobsSeq: jobsSeq, CreatedUnixNano: job.CreatedUnixNano, CallbackUrl: job.CallbackUrl}
 }
 
 // ReplayEvent queues job again as its attempt job.Attempt (a replay).
@@ -100,6 +100,7 @@ type JobRef struct {
 	Attempt                    uint32
 	CreatedAt                  time.Time // when it was accepted; zero if unknown
 	JobsSeq                    uint64    // its place in INFERQ_JOBS; 0 if unknown
+	CallbackURL                string    // where its end is sent as a webhook; empty: nowhere
 }
 
 // CancelRequestEvent cancels attempt ref.Attempt of a job at a client's
@@ -111,7 +112,7 @@ func CancelRequestEvent(ref JobRef, at time.Time) Event {
 	if !ref.CreatedAt.IsZero() {
 		ev.CreatedUnixNano = ref.CreatedAt.UnixNano()
 	}
-	ev.JobsSeq = ref.JobsSeq
+	ev.JobsSeq, ev.CallbackUrl = ref.JobsSeq, ref.CallbackURL
 	return newEvent(jetstream.EventFailed, KindCancelled, Cancelled, at, ev)
 }
 
@@ -121,7 +122,7 @@ func CancelRequestEvent(ref JobRef, at time.Time) Event {
 func ofBatchJob(b *inferqpb.Batch, j *inferqpb.BatchJob, worker string) *inferqpb.JobEvent {
 	return &inferqpb.JobEvent{JobId: j.Id, Tenant: j.Tenant, Model: b.Model, Version: b.Version, Attempt: j.Attempt,
 		BatchId: b.Id, Worker: worker, RequestId: j.RequestId, JobsSeq: j.JobsSeq, CreatedUnixNano: j.CreatedUnixNano,
-		TraceContext: j.TraceContext}
+		TraceContext: j.TraceContext, CallbackUrl: j.CallbackUrl}
 }
 
 // RunningEvent reports that a worker started job j of batch b.

@@ -30,7 +30,7 @@ type Perms struct {
 func Streams(prefix string) []string {
 	P := strings.ToUpper(prefix)
 	out := []string{}
-	for _, k := range []string{"JOBS", "BATCHES", "EVENTS", "TOKENS", "DEAD", "ADVISORIES"} {
+	for _, k := range []string{"JOBS", "BATCHES", "EVENTS", "TOKENS", "DEAD", "ADVISORIES", "WEBHOOKS"} {
 		out = append(out, P+"_"+k)
 	}
 	for _, b := range []string{"models", "workers", "results"} {
@@ -92,8 +92,8 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 		out.PubAllow = append(out.PubAllow, kvRead(workers)...)
 		out.SubAllow = append(out.SubAllow, p+".cancel.>", p+".taken.>")
 	case RoleResultSvc:
-		out.PubAllow = append(js, kvWrite(results), p+"_results.changed.>", p+".events.>", p+".dead.>", "$JS.API.STREAM.MSG.GET."+P+"_BATCHES")
-		for _, s := range []string{P + "_EVENTS", P + "_ADVISORIES", P + "_TOKENS"} {
+		out.PubAllow = append(js, kvWrite(results), p+"_results.changed.>", p+".events.>", p+".dead.>", p+".webhooks.>", "$JS.API.STREAM.MSG.GET."+P+"_BATCHES")
+		for _, s := range []string{P + "_EVENTS", P + "_ADVISORIES", P + "_TOKENS", P + "_WEBHOOKS"} {
 			out.PubAllow = append(out.PubAllow, next(s)...)
 		}
 		out.PubAllow = append(out.PubAllow, kvRead(results)...)

@@ -40,6 +40,9 @@ func All(ctx context.Context, js natsjs.JetStream, t jetstream.Topology, models 
 	if _, err := AdvisoryConsumer(ctx, js, t); err != nil {
 		return err
 	}
+	if _, err := WebhookConsumer(ctx, js, t); err != nil {
+		return err
+	}
 	for _, kv := range []natsjs.KeyValueConfig{
 		{Bucket: t.ModelsBucket(), Description: "inferq model registry", History: 1},
 		{Bucket: t.WorkersBucket(), Description: "inferq worker heartbeats", History: 1, TTL: t.WorkerTTL},
@@ -131,6 +134,25 @@ func AdvisoryConsumer(ctx context.Context, js natsjs.JetStream, t jetstream.Topo
 	return c, nil
 }
 
+// WebhookConsumer creates or updates the webhook deliverers' consumer. It
+// has no MaxDeliver: the deliverer counts attempts and gives up itself
+// (webhooks.max_attempts), after recording the failure in the job record.
+func WebhookConsumer(ctx context.Context, js natsjs.JetStream, t jetstream.Topology) (natsjs.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, t.WebhooksStream(), natsjs.ConsumerConfig{
+		Durable:       jetstream.WebhookConsumer,
+		Description:   "inferq resultsvc: completion webhooks to deliver",
+		AckPolicy:     natsjs.AckExplicitPolicy,
+		AckWait:       t.AckWait,
+		MaxAckPending: 1024,
+		Replicas:      t.Replicas,
+		MemoryStorage: t.MemoryStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", jetstream.WebhookConsumer, err)
+	}
+	return c, nil
+}
+
 // storage is the stream and bucket storage the topology asks for.
 func storage(t jetstream.Topology) natsjs.StorageType {
 	if t.MemoryStorage {
@@ -176,5 +198,8 @@ func Streams(t jetstream.Topology) []natsjs.StreamConfig {
 	adv := base(t.AdvisoriesStream(), "inferq: batches that exhausted max_deliver", t.MaxDeliveriesSubject())
 	adv.Retention = natsjs.WorkQueuePolicy
 	adv.MaxAge = t.JobsMaxAge
-	return []natsjs.StreamConfig{jobs, batches, events, tokens, dead, adv}
+	hooks := base(t.WebhooksStream(), "inferq: completion webhooks waiting for delivery", t.Prefix+".webhooks.>")
+	hooks.Retention = natsjs.WorkQueuePolicy
+	hooks.MaxAge = t.JobsMaxAge
+	return []natsjs.StreamConfig{jobs, batches, events, tokens, dead, adv, hooks}
 }

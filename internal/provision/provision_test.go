@@ -26,7 +26,7 @@ func TestProvisionIsIdempotent(t *testing.T) {
 	want := map[string]natsjs.RetentionPolicy{
 		"INFERQ_JOBS": natsjs.LimitsPolicy, "INFERQ_BATCHES": natsjs.WorkQueuePolicy,
 		"INFERQ_EVENTS": natsjs.WorkQueuePolicy, "INFERQ_TOKENS": natsjs.LimitsPolicy, "INFERQ_DEAD": natsjs.LimitsPolicy,
-		"INFERQ_ADVISORIES": natsjs.WorkQueuePolicy,
+		"INFERQ_ADVISORIES": natsjs.WorkQueuePolicy, "INFERQ_WEBHOOKS": natsjs.WorkQueuePolicy,
 	}
 	for name, ret := range want {
 		s, err := n.JS.Stream(ctx, name)

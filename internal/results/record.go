@@ -73,6 +73,10 @@ func prepareRecord(rec *Record) (*Record, error) {
 		e := *r.Error
 		r.Error = &e
 	}
+	if r.Webhook != nil {
+		w := *r.Webhook
+		r.Webhook = &w
+	}
 	res, err := normalizeResult(r.Result)
 	if err != nil {
 		return nil, err

@@ -84,6 +84,12 @@ const (
 	fErrMessage = "error_message"
 	fResult     = "result" // raw JSON, absent when empty
 	fJobsSeq    = "jobs_seq"
+	// The webhook: its URL from the job's first event on, the rest once
+	// the job has ended (see Webhook).
+	fWebhookURL      = "webhook_url"
+	fWebhookStatus   = "webhook_status"
+	fWebhookAttempts = "webhook_attempts"
+	fWebhookError    = "webhook_error"
 )
 
 // createScript sets the record only if the key is free, with its TTL, in one
@@ -102,7 +108,8 @@ return 1
 // ARGV: 1 status, 2 attempt, 3 time, 4 has result, 5 result, 6 has error,
 // 7 error code, 8 error message, 9 TTL ms, 10 notify channel, 11 jobs_seq
 // (0: unknown), 12 creates ("1": the job's identity follows, to create a
-// missing record), 13 id, 14 tenant, 15 model, 16 version, 17 created_at.
+// missing record), 13 id, 14 tenant, 15 model, 16 version, 17 created_at,
+// 18 callback URL (empty: none given).
 // Returns false if the record is missing and not created, else
 // {changed, HGETALL}.
 var applyScript = redis.NewScript(luaRankTable() + fmt.Sprintf(`
@@ -111,6 +118,7 @@ if redis.call('EXISTS', key) == 0 then
   if ARGV[12] ~= '1' then return false end
   redis.call('HSET', key, %[12]q, ARGV[13], %[13]q, ARGV[14], %[14]q, ARGV[15], %[15]q, ARGV[16],
     %[1]q, %[16]q, %[17]q, ARGV[17], %[2]q, '0')
+  if ARGV[18] ~= '' then redis.call('HSET', key, %[18]q, ARGV[18]) end
 end
 local cur = redis.call('HMGET', key, %[1]q, %[2]q)
 local cur_rank = rank[cur[1]] or -1
@@ -122,9 +130,10 @@ if new_rank == nil or att == nil then return redis.error_reply('ERR inferq: bad 
 local changed = 0
 if att > cur_att or (att == cur_att and new_rank > cur_rank) then
   changed = 1
+  if ARGV[18] ~= '' then redis.call('HSET', key, %[18]q, ARGV[18]) end
   if att > cur_att then
     redis.call('HSET', key, %[2]q, ARGV[2])
-    redis.call('HDEL', key, %[3]q, %[4]q, %[5]q, %[6]q, %[7]q)
+    redis.call('HDEL', key, %[3]q, %[4]q, %[5]q, %[6]q, %[7]q, %[19]q, %[20]q, %[21]q)
   end
   redis.call('HSET', key, %[1]q, st)
   if st == %[8]q then
@@ -144,6 +153,10 @@ if att > cur_att or (att == cur_att and new_rank > cur_rank) then
     else
       redis.call('HDEL', key, %[6]q, %[7]q)
     end
+    if redis.call('HEXISTS', key, %[18]q) == 1 then
+      redis.call('HSET', key, %[19]q, %[22]q, %[20]q, '0')
+      redis.call('HDEL', key, %[21]q)
+    end
   end
   if ARGV[11] ~= '0' then redis.call('HSET', key, %[11]q, ARGV[11]) end
   redis.call('PEXPIRE', key, ARGV[9])
@@ -152,7 +165,8 @@ end
 return {changed, redis.call('HGETALL', key)}
 `, fStatus, fAttempts, fStartedAt, fFinishedAt, fResult, fErrCode, fErrMessage,
 	Running, Succeeded, lifecycle.TerminalRank, fJobsSeq,
-	fID, fTenant, fModel, fVersion, Queued, fCreatedAt))
+	fID, fTenant, fModel, fVersion, Queued, fCreatedAt,
+	fWebhookURL, fWebhookStatus, fWebhookAttempts, fWebhookError, WebhookPending))
 
 func luaRankTable() string {
 	var b strings.Builder
@@ -434,7 +448,7 @@ func (s *RedisStore) Apply(ctx context.Context, u Update) (*Record, bool, error)
 		string(u.Status), u.Attempt, u.Time.Format(time.RFC3339Nano),
 		hasResult, []byte(u.Result), hasErr, code, msg,
 		s.retention.Milliseconds(), s.channel(u.ID), strconv.FormatUint(u.JobsSeq, 10),
-		creates, u.ID, u.Tenant, u.Model, u.Version, u.CreatedAt.UTC().Format(time.RFC3339Nano)).Slice()
+		creates, u.ID, u.Tenant, u.Model, u.Version, u.CreatedAt.UTC().Format(time.RFC3339Nano), u.CallbackURL).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, ErrNotFound)
 	}
@@ -558,6 +572,15 @@ func encodeHash(r *Record) []any {
 	if r.JobsSeq != 0 {
 		kv = append(kv, fJobsSeq, strconv.FormatUint(r.JobsSeq, 10))
 	}
+	if w := r.Webhook; w != nil {
+		kv = append(kv, fWebhookURL, w.URL)
+		if w.Status != "" {
+			kv = append(kv, fWebhookStatus, string(w.Status), fWebhookAttempts, strconv.FormatUint(uint64(w.Attempts), 10))
+		}
+		if w.LastError != "" {
+			kv = append(kv, fWebhookError, w.LastError)
+		}
+	}
 	return kv
 }
 
@@ -596,6 +619,16 @@ func decodeHash(h map[string]string) (*Record, error) {
 	if q, ok := h[fJobsSeq]; ok {
 		if rec.JobsSeq, err = strconv.ParseUint(q, 10, 64); err != nil {
 			return nil, fmt.Errorf("%w: jobs_seq: %w", errCorrupt, err)
+		}
+	}
+	if u, ok := h[fWebhookURL]; ok {
+		rec.Webhook = &Webhook{URL: u, Status: WebhookStatus(h[fWebhookStatus]), LastError: h[fWebhookError]}
+		if a, ok := h[fWebhookAttempts]; ok {
+			n, err := strconv.ParseUint(a, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("%w: webhook_attempts: %w", errCorrupt, err)
+			}
+			rec.Webhook.Attempts = uint32(n)
 		}
 	}
 	return rec, nil

@@ -47,6 +47,8 @@ type Record struct {
 	JobsSeq    uint64          `json:"jobs_seq,omitempty"` // the job in INFERQ_JOBS (for replay)
 	Error      *Error          `json:"error,omitempty"`
 	Result     json.RawMessage `json:"result,omitempty"` // OIP inference response
+	// Webhook is the job's completion webhook, when it has a callback URL.
+	Webhook *Webhook `json:"webhook,omitempty"`
 
 	raw []byte // the record's JSON as stored, when it was read unchanged
 }
@@ -78,6 +80,10 @@ type Update struct {
 	// update of a job with no record is ErrNotFound.
 	Tenant, Model, Version string
 	CreatedAt              time.Time
+	// CallbackURL is where the job's end goes as a webhook; every event
+	// of the job carries it, so whichever creates the record keeps it, and
+	// a terminal update makes the webhook pending.
+	CallbackURL string
 }
 
 // creates reports whether u carries what a new record needs.
@@ -86,8 +92,12 @@ func (u Update) creates() bool { return u.Model != "" && !u.CreatedAt.IsZero() }
 // newRecord is the record u creates for a job that has none: the job as
 // accepted (queued, attempt 0), to which u is then applied.
 func (u Update) newRecord() *Record {
-	return &Record{ID: u.ID, Tenant: u.Tenant, Model: u.Model, Version: u.Version, Status: Queued,
+	rec := &Record{ID: u.ID, Tenant: u.Tenant, Model: u.Model, Version: u.Version, Status: Queued,
 		CreatedAt: u.CreatedAt.UTC()}
+	if u.CallbackURL != "" {
+		rec.Webhook = &Webhook{URL: u.CallbackURL}
+	}
+	return rec
 }
 
 // Sentinel errors, checked with errors.Is.
@@ -119,6 +129,12 @@ type Store interface {
 	// a retry (same hash) from a reuse of the key for another request.
 	// key is an opaque token of [a-f0-9] (callers hash tenant and key).
 	Reserve(ctx context.Context, key string, r Reservation) (Reservation, error)
+	// SetWebhook records a delivery attempt of the job's completion
+	// webhook (see AdvanceWebhook) and touches nothing else of the record.
+	// It returns the record after the call and whether u changed it;
+	// ErrNotFound without a record, ErrNoWebhook without a webhook of
+	// u.Attempt.
+	SetWebhook(ctx context.Context, u WebhookUpdate) (*Record, bool, error)
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	Close() error
@@ -146,6 +162,7 @@ func Advance(rec *Record, u Update) bool {
 		return false
 	}
 	rec.raw = nil
+	advanceWebhookOnUpdate(rec, u, u.Attempt > rec.Attempts)
 	if u.Attempt > rec.Attempts {
 		rec.Attempts = u.Attempt
 		rec.StartedAt, rec.FinishedAt, rec.Error, rec.Result = nil, nil, nil, nil

@@ -26,6 +26,7 @@ import (
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/internal/webhook"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -270,6 +271,10 @@ func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEve
 		log.Warn("event not applied; will retry", "status", st, "err", err, "delivery", delivered)
 		return false
 	}
+	if !s.queueWebhook(ctx, rec, log) {
+		span.SetStatus(codes.Error, "webhook not queued")
+		return false
+	}
 	if !changed {
 		s.opt.Own.EventsApplied.WithLabelValues(string(st), "duplicate").Inc()
 		return true
@@ -281,6 +286,24 @@ func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEve
 			s.opt.Own.JobDuration.WithLabelValues(rec.Model, string(rec.Status)).Observe(rec.FinishedAt.Sub(rec.CreatedAt).Seconds())
 		}
 		log.Info("job finished", "status", rec.Status, "attempt", rec.Attempts)
+	}
+	return true
+}
+
+// queueWebhook queues the completion webhook of a job whose record says it
+// is pending and not yet tried, and reports false if that failed (the
+// event is then tried again). It runs for a duplicate event too: a crash
+// between applying the end and queueing its webhook must not lose it, and
+// the message id makes a second queueing within the duplicate window a
+// no-op (the deliverer skips a webhook whose record says it is settled).
+func (s *Service) queueWebhook(ctx context.Context, rec *results.Record, log *slog.Logger) bool {
+	w := rec.Webhook
+	if !rec.Status.Terminal() || w == nil || w.Status != results.WebhookPending || w.Attempts > 0 {
+		return true
+	}
+	if err := webhook.Enqueue(ctx, s.opt.JS, s.opt.Topology, rec.Model, webhook.JobDelivery(rec)); err != nil {
+		log.Warn("webhook not queued; will retry", "err", err)
+		return false
 	}
 	return true
 }
@@ -306,6 +329,9 @@ func (s *Service) unstorable(ctx context.Context, ev *inferqpb.JobEvent, u resul
 	rec, changed, ferr := s.opt.Store.Apply(ctx, fail)
 	if ferr != nil {
 		log.Warn("event not applied and the job not failed either; will retry", "err", err, "fail_err", ferr)
+		return false
+	}
+	if !s.queueWebhook(ctx, rec, log) {
 		return false
 	}
 	b := &inferqpb.Batch{Id: ev.BatchId, Model: ev.Model, Version: ev.Version}
@@ -341,7 +367,7 @@ func updateOf(ev *inferqpb.JobEvent) (results.Update, error) {
 		return results.Update{}, fmt.Errorf("event status %v: %w", ev.Status, results.ErrInvalid)
 	}
 	u := results.Update{ID: ev.JobId, Status: st, Attempt: ev.Attempt, Time: time.Unix(0, ev.TimeUnixNano), JobsSeq: ev.JobsSeq,
-		Tenant: ev.Tenant, Model: ev.Model, Version: ev.Version}
+		Tenant: ev.Tenant, Model: ev.Model, Version: ev.Version, CallbackURL: ev.CallbackUrl}
 	if ev.CreatedUnixNano != 0 {
 		u.CreatedAt = time.Unix(0, ev.CreatedUnixNano)
 	}

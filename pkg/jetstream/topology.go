@@ -115,6 +115,13 @@ func (t Topology) TokenSubject(tenant, job string) string {
 // DeadSubject records a dead-lettered job.
 func (t Topology) DeadSubject(model string) string { return t.Prefix + ".dead." + model }
 
+// WebhooksStream holds completion webhooks waiting for delivery (a work
+// queue: a delivered or abandoned webhook leaves it).
+func (t Topology) WebhooksStream() string { return t.stream("WEBHOOKS") }
+
+// WebhookSubject is where the webhooks of a model's jobs wait.
+func (t Topology) WebhookSubject(model string) string { return t.Prefix + ".webhooks." + model }
+
 // Durable consumer names.
 func BatcherConsumer(model string) string { return "batcher-" + model }
 func WorkerConsumer(model string) string  { return "workers-" + model }
@@ -138,6 +145,10 @@ func BatcherConsumers(model string) []string {
 
 // ResultsConsumer is resultsvc's durable consumer on the events stream.
 const ResultsConsumer = "resultsvc"
+
+// WebhookConsumer is the webhook deliverers' durable consumer on the
+// webhooks stream (they run in resultsvc).
+const WebhookConsumer = "webhooks"
 
 // AdvisoryConsumer is resultsvc's durable consumer on the advisories stream.
 const AdvisoryConsumer = "resultsvc-advisories"

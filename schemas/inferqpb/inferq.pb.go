@@ -172,8 +172,11 @@ type Job struct {
 	Stream           bool                   `protobuf:"varint,11,opt,name=stream,proto3" json:"stream,omitempty"`
 	Attempt          uint32                 `protobuf:"varint,12,opt,name=attempt,proto3" json:"attempt,omitempty"`                     // 1 for the first run, +1 per replay
 	RequestId        string                 `protobuf:"bytes,13,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // the client's OIP "id", echoed in the result
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Where the job's terminal status is POSTed as a signed webhook (the
+	// request's callback_url parameter or the tenant's default); empty: none.
+	CallbackUrl   string `protobuf:"bytes,14,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -297,6 +300,13 @@ func (x *Job) GetRequestId() string {
 	return ""
 }
 
+func (x *Job) GetCallbackUrl() string {
+	if x != nil {
+		return x.CallbackUrl
+	}
+	return ""
+}
+
 // BatchJob says which rows of a batch belong to one job.
 type BatchJob struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -318,6 +328,7 @@ type BatchJob struct {
 	// spans in the worker continue that job's own trace.
 	TraceContext    map[string]string `protobuf:"bytes,13,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	CreatedUnixNano int64             `protobuf:"varint,14,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"` // when the job was accepted: a record created by its first event shows it
+	CallbackUrl     string            `protobuf:"bytes,15,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`                // Job.callback_url, carried to the job's events
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -448,6 +459,13 @@ func (x *BatchJob) GetCreatedUnixNano() int64 {
 		return x.CreatedUnixNano
 	}
 	return 0
+}
+
+func (x *BatchJob) GetCallbackUrl() string {
+	if x != nil {
+		return x.CallbackUrl
+	}
+	return ""
 }
 
 type Shape struct {
@@ -671,7 +689,10 @@ type JobEvent struct {
 	CreatedUnixNano int64 `protobuf:"varint,14,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	// The job's W3C trace context, for events that travel with others in one
 	// JobEvents message (whose headers carry one trace context).
-	TraceContext  map[string]string `protobuf:"bytes,15,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TraceContext map[string]string `protobuf:"bytes,15,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Job.callback_url: a terminal event with one sets the record's webhook
+	// state pending, and resultsvc queues the delivery.
+	CallbackUrl   string `protobuf:"bytes,16,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -809,6 +830,13 @@ func (x *JobEvent) GetTraceContext() map[string]string {
 		return x.TraceContext
 	}
 	return nil
+}
+
+func (x *JobEvent) GetCallbackUrl() string {
+	if x != nil {
+		return x.CallbackUrl
+	}
+	return ""
 }
 
 // JobEvents is the terminal events of one batch's jobs in one message, which
@@ -1511,6 +1539,111 @@ func (x *Health) GetTimeUnixNano() int64 {
 	return 0
 }
 
+// WebhookDelivery is one webhook to deliver, published on
+// inferq.webhooks.<model> (stream INFERQ_WEBHOOKS) with Nats-Msg-Id
+// "webhook:" + id. A job's completion names the job, whose record is the
+// payload and keeps the delivery state; other senders (batches) give the
+// payload itself.
+type WebhookDelivery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`         // the webhook-id header: the same on every retry, no "."
+	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"` // whose signing secret
+	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	Type          string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`                // the event type, e.g. job.succeeded
+	Payload       []byte                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`          // the body's "data", when no job is named
+	JobId         string                 `protobuf:"bytes,6,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"` // the job whose record is the data
+	JobAttempt    uint32                 `protobuf:"varint,7,opt,name=job_attempt,json=jobAttempt,proto3" json:"job_attempt,omitempty"`
+	TimeUnixNano  int64                  `protobuf:"varint,8,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"` // when the event happened
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookDelivery) Reset() {
+	*x = WebhookDelivery{}
+	mi := &file_inferq_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookDelivery) ProtoMessage() {}
+
+func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_inferq_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
+func (*WebhookDelivery) Descriptor() ([]byte, []int) {
+	return file_inferq_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *WebhookDelivery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetJobAttempt() uint32 {
+	if x != nil {
+		return x.JobAttempt
+	}
+	return 0
+}
+
+func (x *WebhookDelivery) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
 var File_inferq_proto protoreflect.FileDescriptor
 
 const file_inferq_proto_rawDesc = "" +
@@ -1520,7 +1653,7 @@ const file_inferq_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatatype\x18\x02 \x01(\tR\bdatatype\x12\x14\n" +
 	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"\x92\x03\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"\xb5\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -1536,7 +1669,8 @@ const file_inferq_proto_rawDesc = "" +
 	"\x06stream\x18\v \x01(\bR\x06stream\x12\x18\n" +
 	"\aattempt\x18\f \x01(\rR\aattempt\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\r \x01(\tR\trequestId\"\xb3\x04\n" +
+	"request_id\x18\r \x01(\tR\trequestId\x12!\n" +
+	"\fcallback_url\x18\x0e \x01(\tR\vcallbackUrl\"\xd6\x04\n" +
 	"\bBatchJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1b\n" +
@@ -1553,7 +1687,8 @@ const file_inferq_proto_rawDesc = "" +
 	"\finput_shapes\x18\v \x03(\v2\x10.inferq.v1.ShapeR\vinputShapes\x12\x19\n" +
 	"\bjobs_seq\x18\f \x01(\x04R\ajobsSeq\x12J\n" +
 	"\rtrace_context\x18\r \x03(\v2%.inferq.v1.BatchJob.TraceContextEntryR\ftraceContext\x12*\n" +
-	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x1a?\n" +
+	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x12!\n" +
+	"\fcallback_url\x18\x0f \x01(\tR\vcallbackUrl\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1b\n" +
@@ -1570,7 +1705,7 @@ const file_inferq_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
-	"\tretryable\x18\x03 \x01(\bR\tretryable\"\xcf\x04\n" +
+	"\tretryable\x18\x03 \x01(\bR\tretryable\"\xf2\x04\n" +
 	"\bJobEvent\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -1588,7 +1723,8 @@ const file_inferq_proto_rawDesc = "" +
 	"request_id\x18\f \x01(\tR\trequestId\x12\x19\n" +
 	"\bjobs_seq\x18\r \x01(\x04R\ajobsSeq\x12*\n" +
 	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x12J\n" +
-	"\rtrace_context\x18\x0f \x03(\v2%.inferq.v1.JobEvent.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\rtrace_context\x18\x0f \x03(\v2%.inferq.v1.JobEvent.TraceContextEntryR\ftraceContext\x12!\n" +
+	"\fcallback_url\x18\x10 \x01(\tR\vcallbackUrl\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
@@ -1635,7 +1771,17 @@ const file_inferq_proto_rawDesc = "" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\".\n" +
 	"\x06Health\x12$\n" +
-	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano*\x9a\x01\n" +
+	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\"\xd7\x01\n" +
+	"\x0fWebhookDelivery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\x12\x15\n" +
+	"\x06job_id\x18\x06 \x01(\tR\x05jobId\x12\x1f\n" +
+	"\vjob_attempt\x18\a \x01(\rR\n" +
+	"jobAttempt\x12$\n" +
+	"\x0etime_unix_nano\x18\b \x01(\x03R\ftimeUnixNano*\x9a\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_QUEUED\x10\x01\x12\x12\n" +
@@ -1658,40 +1804,41 @@ func file_inferq_proto_rawDescGZIP() []byte {
 }
 
 var file_inferq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_inferq_proto_goTypes = []any{
-	(Status)(0),         // 0: inferq.v1.Status
-	(*Tensor)(nil),      // 1: inferq.v1.Tensor
-	(*Job)(nil),         // 2: inferq.v1.Job
-	(*BatchJob)(nil),    // 3: inferq.v1.BatchJob
-	(*Shape)(nil),       // 4: inferq.v1.Shape
-	(*Batch)(nil),       // 5: inferq.v1.Batch
-	(*Error)(nil),       // 6: inferq.v1.Error
-	(*JobEvent)(nil),    // 7: inferq.v1.JobEvent
-	(*JobEvents)(nil),   // 8: inferq.v1.JobEvents
-	(*TokenChunk)(nil),  // 9: inferq.v1.TokenChunk
-	(*RunnerFrame)(nil), // 10: inferq.v1.RunnerFrame
-	(*Load)(nil),        // 11: inferq.v1.Load
-	(*Ready)(nil),       // 12: inferq.v1.Ready
-	(*JobResult)(nil),   // 13: inferq.v1.JobResult
-	(*BatchResult)(nil), // 14: inferq.v1.BatchResult
-	(*RunnerError)(nil), // 15: inferq.v1.RunnerError
-	(*Cancel)(nil),      // 16: inferq.v1.Cancel
-	(*Health)(nil),      // 17: inferq.v1.Health
-	nil,                 // 18: inferq.v1.BatchJob.TraceContextEntry
-	nil,                 // 19: inferq.v1.JobEvent.TraceContextEntry
+	(Status)(0),             // 0: inferq.v1.Status
+	(*Tensor)(nil),          // 1: inferq.v1.Tensor
+	(*Job)(nil),             // 2: inferq.v1.Job
+	(*BatchJob)(nil),        // 3: inferq.v1.BatchJob
+	(*Shape)(nil),           // 4: inferq.v1.Shape
+	(*Batch)(nil),           // 5: inferq.v1.Batch
+	(*Error)(nil),           // 6: inferq.v1.Error
+	(*JobEvent)(nil),        // 7: inferq.v1.JobEvent
+	(*JobEvents)(nil),       // 8: inferq.v1.JobEvents
+	(*TokenChunk)(nil),      // 9: inferq.v1.TokenChunk
+	(*RunnerFrame)(nil),     // 10: inferq.v1.RunnerFrame
+	(*Load)(nil),            // 11: inferq.v1.Load
+	(*Ready)(nil),           // 12: inferq.v1.Ready
+	(*JobResult)(nil),       // 13: inferq.v1.JobResult
+	(*BatchResult)(nil),     // 14: inferq.v1.BatchResult
+	(*RunnerError)(nil),     // 15: inferq.v1.RunnerError
+	(*Cancel)(nil),          // 16: inferq.v1.Cancel
+	(*Health)(nil),          // 17: inferq.v1.Health
+	(*WebhookDelivery)(nil), // 18: inferq.v1.WebhookDelivery
+	nil,                     // 19: inferq.v1.BatchJob.TraceContextEntry
+	nil,                     // 20: inferq.v1.JobEvent.TraceContextEntry
 }
 var file_inferq_proto_depIdxs = []int32{
 	1,  // 0: inferq.v1.Job.inputs:type_name -> inferq.v1.Tensor
 	4,  // 1: inferq.v1.BatchJob.input_shapes:type_name -> inferq.v1.Shape
-	18, // 2: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
+	19, // 2: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
 	3,  // 3: inferq.v1.Batch.jobs:type_name -> inferq.v1.BatchJob
 	1,  // 4: inferq.v1.Batch.inputs:type_name -> inferq.v1.Tensor
 	1,  // 5: inferq.v1.Batch.masks:type_name -> inferq.v1.Tensor
 	0,  // 6: inferq.v1.JobEvent.status:type_name -> inferq.v1.Status
 	1,  // 7: inferq.v1.JobEvent.outputs:type_name -> inferq.v1.Tensor
 	6,  // 8: inferq.v1.JobEvent.error:type_name -> inferq.v1.Error
-	19, // 9: inferq.v1.JobEvent.trace_context:type_name -> inferq.v1.JobEvent.TraceContextEntry
+	20, // 9: inferq.v1.JobEvent.trace_context:type_name -> inferq.v1.JobEvent.TraceContextEntry
 	7,  // 10: inferq.v1.JobEvents.events:type_name -> inferq.v1.JobEvent
 	11, // 11: inferq.v1.RunnerFrame.load:type_name -> inferq.v1.Load
 	12, // 12: inferq.v1.RunnerFrame.ready:type_name -> inferq.v1.Ready
@@ -1733,7 +1880,7 @@ func file_inferq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inferq_proto_rawDesc), len(file_inferq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -53,6 +53,9 @@ func Run(t *testing.T, newStore Factory) {
 		{"Retention", testRetention},
 		{"Ping", testPing},
 		{"Reserve", testReserve},
+		{"WebhookLifecycle", testWebhookLifecycle},
+		{"WebhookFirstEventCreates", testWebhookFirstEventCreates},
+		{"WebhookInvalid", testWebhookInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,6 +142,9 @@ func diff(got, want *results.Record) string {
 	}
 	if !bytes.Equal(got.Result, want.Result) {
 		add("result", string(got.Result), string(want.Result))
+	}
+	if (got.Webhook == nil) != (want.Webhook == nil) || got.Webhook != nil && *got.Webhook != *want.Webhook {
+		add("webhook", got.Webhook, want.Webhook)
 	}
 	if len(d) == 0 {
 		return ""

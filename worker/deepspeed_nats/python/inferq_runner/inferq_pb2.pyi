@@ -32,7 +32,7 @@ class Batch(_message.Message):
     def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., created_unix_nano: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[BatchJob, _Mapping]]] = ..., inputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., masks: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
 
 class BatchJob(_message.Message):
-    __slots__ = ["attempt", "created_unix_nano", "deadline_unix_nano", "id", "input_shapes", "jobs_seq", "outputs", "parameters_json", "request_id", "row_end", "row_start", "stream", "tenant", "trace_context"]
+    __slots__ = ["attempt", "callback_url", "created_unix_nano", "deadline_unix_nano", "id", "input_shapes", "jobs_seq", "outputs", "parameters_json", "request_id", "row_end", "row_start", "stream", "tenant", "trace_context"]
     class TraceContextEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class BatchJob(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_URL_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +56,7 @@ class BatchJob(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     attempt: int
+    callback_url: str
     created_unix_nano: int
     deadline_unix_nano: int
     id: str
@@ -68,7 +70,7 @@ class BatchJob(_message.Message):
     stream: bool
     tenant: str
     trace_context: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., row_start: _Optional[int] = ..., row_end: _Optional[int] = ..., deadline_unix_nano: _Optional[int] = ..., parameters_json: _Optional[bytes] = ..., stream: bool = ..., attempt: _Optional[int] = ..., request_id: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., input_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., jobs_seq: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., created_unix_nano: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., row_start: _Optional[int] = ..., row_end: _Optional[int] = ..., deadline_unix_nano: _Optional[int] = ..., parameters_json: _Optional[bytes] = ..., stream: bool = ..., attempt: _Optional[int] = ..., request_id: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., input_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., jobs_seq: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., created_unix_nano: _Optional[int] = ..., callback_url: _Optional[str] = ...) -> None: ...
 
 class BatchResult(_message.Message):
     __slots__ = ["batch_id", "jobs"]
@@ -103,8 +105,9 @@ class Health(_message.Message):
     def __init__(self, time_unix_nano: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ["attempt", "created_unix_nano", "deadline_unix_nano", "id", "inputs", "model", "outputs", "parameters_json", "priority", "request_id", "stream", "tenant", "version"]
+    __slots__ = ["attempt", "callback_url", "created_unix_nano", "deadline_unix_nano", "id", "inputs", "model", "outputs", "parameters_json", "priority", "request_id", "stream", "tenant", "version"]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_URL_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +121,7 @@ class Job(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     attempt: int
+    callback_url: str
     created_unix_nano: int
     deadline_unix_nano: int
     id: str
@@ -130,10 +134,10 @@ class Job(_message.Message):
     stream: bool
     tenant: str
     version: str
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., priority: _Optional[int] = ..., created_unix_nano: _Optional[int] = ..., deadline_unix_nano: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., parameters_json: _Optional[bytes] = ..., stream: bool = ..., attempt: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., priority: _Optional[int] = ..., created_unix_nano: _Optional[int] = ..., deadline_unix_nano: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., parameters_json: _Optional[bytes] = ..., stream: bool = ..., attempt: _Optional[int] = ..., request_id: _Optional[str] = ..., callback_url: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ["attempt", "batch_id", "created_unix_nano", "error", "job_id", "jobs_seq", "model", "outputs", "request_id", "status", "tenant", "time_unix_nano", "trace_context", "version", "worker"]
+    __slots__ = ["attempt", "batch_id", "callback_url", "created_unix_nano", "error", "job_id", "jobs_seq", "model", "outputs", "request_id", "status", "tenant", "time_unix_nano", "trace_context", "version", "worker"]
     class TraceContextEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +147,7 @@ class JobEvent(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_URL_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     JOBS_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +163,7 @@ class JobEvent(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     attempt: int
     batch_id: str
+    callback_url: str
     created_unix_nano: int
     error: Error
     job_id: str
@@ -171,7 +177,7 @@ class JobEvent(_message.Message):
     trace_context: _containers.ScalarMap[str, str]
     version: str
     worker: str
-    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., attempt: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., batch_id: _Optional[str] = ..., worker: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., request_id: _Optional[str] = ..., jobs_seq: _Optional[int] = ..., created_unix_nano: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., attempt: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., batch_id: _Optional[str] = ..., worker: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., request_id: _Optional[str] = ..., jobs_seq: _Optional[int] = ..., created_unix_nano: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., callback_url: _Optional[str] = ...) -> None: ...
 
 class JobEvents(_message.Message):
     __slots__ = ["events"]
@@ -272,6 +278,26 @@ class TokenChunk(_message.Message):
     text: str
     token_id: int
     def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., text: _Optional[str] = ..., token_id: _Optional[int] = ..., final: bool = ...) -> None: ...
+
+class WebhookDelivery(_message.Message):
+    __slots__ = ["id", "job_attempt", "job_id", "payload", "tenant", "time_unix_nano", "type", "url"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    job_attempt: int
+    job_id: str
+    payload: bytes
+    tenant: str
+    time_unix_nano: int
+    type: str
+    url: str
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., url: _Optional[str] = ..., type: _Optional[str] = ..., payload: _Optional[bytes] = ..., job_id: _Optional[str] = ..., job_attempt: _Optional[int] = ..., time_unix_nano: _Optional[int] = ...) -> None: ...
 
 class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
