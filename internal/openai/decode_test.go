@@ -25,7 +25,7 @@ func TestDecodeToJob(t *testing.T) {
 	cfg := testConfig(t)
 	cases := []struct {
 		name, endpoint, body, job string
-		maxTokens               int
+		maxTokens                 int
 	}{
 		{"completion", EndpointCompletions, `{"model":"repeat","prompt":"abc","max_tokens":5}`,
 			`{"text_input":"abc","parameters":{"max_tokens":5,"priority":1}}`, 5},
