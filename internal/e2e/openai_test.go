@@ -48,9 +48,15 @@ func chatModels(c *config.Config) {
 
 // TestOpenAISDK drives /openai/v1 with the official OpenAI Go SDK against
 // a real stack: models, completions and chat completions, plain and
-// streamed, usage and finish reasons, and the errors the SDK maps.
+// streamed, usage and finish reasons, and the errors the SDK maps; with
+// either results store (tokens come from INFERQ_TOKENS or Redis).
 func TestOpenAISDK(t *testing.T) {
-	s := startStack(t, false, chatModels)
+	t.Run("kv", func(t *testing.T) { testOpenAISDK(t, false) })
+	t.Run("redis", func(t *testing.T) { testOpenAISDK(t, true) })
+}
+
+func testOpenAISDK(t *testing.T, withRedis bool) {
+	s := startStack(t, withRedis, chatModels)
 	client := openaiClient(s.URL)
 	ctx := t.Context()
 
