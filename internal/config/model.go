@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"text/template"
 	"time"
 
 	"github.com/inferq/inferq/pkg/tensor"
@@ -28,6 +29,44 @@ type Model struct {
 	// MaxTokensLimit is the largest max_tokens a generate model accepts;
 	// default DefaultMaxTokensLimit.
 	MaxTokensLimit int `yaml:"max_tokens_limit"`
+	// ChatTemplate turns the messages of an OpenAI chat completions request
+	// into the prompt of a generate model: a Go text/template over
+	// ChatTemplateData. Empty is DefaultChatTemplate.
+	ChatTemplate string `yaml:"chat_template"`
+}
+
+// DefaultChatTemplate is the chat template of a generate model whose config
+// sets none: one "role: content" line per message, then "assistant:" for the
+// model to continue. Models trained on another format (ChatML, Llama's)
+// should set their own.
+const DefaultChatTemplate = "{{range .Messages}}{{.Role}}: {{.Content}}\n{{end}}assistant:"
+
+// ChatMessage is one message of a chat, as a chat template sees it.
+type ChatMessage struct {
+	Role    string // system, developer, user, assistant or tool
+	Name    string // the participant's name, when the client gave one
+	Content string // the message's text (text parts joined)
+}
+
+// ChatTemplateData is what a chat template is executed with.
+type ChatTemplateData struct {
+	Messages []ChatMessage
+	Model    string // the model's name
+}
+
+// ParseChatTemplate parses the model's chat template (DefaultChatTemplate
+// when it sets none). Templates fail on a missing key rather than print
+// "<no value>" into a prompt.
+func (m *Model) ParseChatTemplate() (*template.Template, error) {
+	src := m.ChatTemplate
+	if src == "" {
+		src = DefaultChatTemplate
+	}
+	t, err := template.New(m.Name).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, fmt.Errorf("model %q: chat_template: %w", m.Name, err)
+	}
+	return t, nil
 }
 
 // Runner says what executes the model's batches: a built-in test model of the
@@ -231,6 +270,13 @@ func (m *Model) finish() error {
 	}
 	if m.Queue.MaxDeliver < 1 {
 		bad("queue.max_deliver must be positive")
+	}
+	if m.ChatTemplate != "" {
+		if m.Kind != KindGenerate {
+			bad("chat_template applies to generate models only")
+		} else if _, err := m.ParseChatTemplate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, err := range m.finishParams(builtinParams) {
 		bad("%w", err)

@@ -1,7 +1,9 @@
 package ingress
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -28,21 +30,31 @@ func (i *Ingress) cancel(c echo.Context) error {
 		return apiError(http.StatusConflict, "conflict", "job "+strconv.Quote(rec.ID)+" already ended: "+string(rec.Status))
 	}
 	ctx := c.Request().Context()
+	if err := i.cancelJob(ctx, rec); err != nil {
+		return i.unavailable(rec.Model, "publish", err)
+	}
+	i.awaitApplied(ctx, rec.ID, func(r *results.Record) bool { return r.Status.Terminal() || r.Attempts > rec.Attempts })
+	return c.JSON(http.StatusAccepted, map[string]string{"id": rec.ID, "status": "cancelling"})
+}
+
+// cancelJob publishes the cancellation of rec's job (a no-op for a job
+// that has ended meanwhile: statuses only move forward) and tells batchers
+// and workers to drop it.
+func (i *Ingress) cancelJob(ctx context.Context, rec *results.Record) error {
 	ref := lifecycle.JobRef{ID: rec.ID, Tenant: rec.Tenant, Model: rec.Model, Version: rec.Version, Attempt: rec.Attempts, CreatedAt: rec.CreatedAt, JobsSeq: rec.JobsSeq}
 	if rec.Webhook != nil {
 		ref.CallbackURL = rec.Webhook.URL
 	}
 	ev := lifecycle.CancelRequestEvent(ref, i.now())
 	if _, err := ev.Publish(ctx, i.opt.JS, i.opt.Topology); err != nil {
-		return i.unavailable(rec.Model, "publish", err)
+		return fmt.Errorf("publish the cancel of job %s: %w", rec.ID, err)
 	}
 	notice, _ := proto.Marshal(&inferqpb.Cancel{JobId: rec.ID})
 	if err := i.opt.JS.Conn().Publish(i.opt.Topology.CancelSubject(rec.Model), notice); err != nil {
 		i.opt.Log.Warn("cancel notice not sent", "job", rec.ID, "model", rec.Model, "err", err)
 	}
 	i.opt.Log.Info("job cancelled", "job", rec.ID, "model", rec.Model)
-	i.awaitApplied(ctx, rec.ID, func(r *results.Record) bool { return r.Status.Terminal() || r.Attempts > rec.Attempts })
-	return c.JSON(http.StatusAccepted, map[string]string{"id": rec.ID, "status": "cancelling"})
+	return nil
 }
 
 // lookup reads the job named in the path, answering 404 for unknown ids and

@@ -137,6 +137,7 @@ func New(opt Options) *Ingress {
 	e.GET("/v2/models/:model/versions/:version/ready", i.modelReady, read)
 	e.GET("/v2/models/:model/config", i.modelConfig, read)
 	e.GET("/v2/models/:model/versions/:version/config", i.modelConfig, read)
+	i.openaiRoutes(e, submit, read) // /openai/v1 (openai.go)
 
 	probes := obs.AdminMux(opt.Registry, opt.Ready)
 	e.GET("/healthz", echo.WrapHandler(probes))
@@ -268,6 +269,10 @@ func apiError(status int, code, msg string) *Error {
 
 func (i *Ingress) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
+		return
+	}
+	if isOpenAI(c.Request().URL.Path) {
+		i.openaiError(c, err) // OpenAI's error shape (openai.go)
 		return
 	}
 	var ae *Error

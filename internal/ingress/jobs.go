@@ -134,16 +134,38 @@ func splitUnquoted(s string, sep byte) []string {
 	return append(out, s[start:])
 }
 
-// accept validates a submission, writes its queued record and publishes the
-// job. With an Idempotency-Key already used by the tenant it returns the
-// original job instead (replayed true) and queues nothing.
+// accept validates the submission of the request in c (the model and
+// version in its path, the /v1 job body) and queues it (acceptJob).
 func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err error) {
+	hr := c.Request()
+	return i.acceptJob(hr.Context(), submission{
+		Model: c.Param("model"), Version: c.Param("version"), Tenant: tenantOf(c),
+		Body:           http.MaxBytesReader(c.Response(), hr.Body, i.opt.Config.Ingress.MaxBodyBytes),
+		IdempotencyKey: hr.Header.Get("Idempotency-Key"), Header: hr.Header, Method: hr.Method, Route: c.Path()})
+}
+
+// submission is one job request in the form POST /v1/models/{model}/jobs
+// takes, from whichever face received it (the /v1 and /v2 routes, the
+// OpenAI-compatible face), so that every job is checked and queued by the
+// one path below.
+type submission struct {
+	Model, Version string    // version "": the model's
+	Body           io.Reader // the job body (an OIP request or the text_input shorthand), bounded by the caller
+	Tenant         string
+	IdempotencyKey string      // "" for none
+	Header         http.Header // the trace context is read from it; may be nil
+	Method, Route  string      // of the HTTP request, for the span
+}
+
+// acceptJob validates a submission and publishes the job; no record is
+// written. With an Idempotency-Key already used by the tenant it returns
+// the original job instead (replayed true) and queues nothing.
+func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, replayed bool, err error) {
 	// The job's trace starts here, or continues the client's traceparent;
 	// its message to the batcher carries this span's context.
-	hr := c.Request()
-	ctx := otel.GetTextMapPropagator().Extract(hr.Context(), propagation.HeaderCarrier(hr.Header))
+	ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(s.Header))
 	ctx, span := tracer().Start(ctx, "ingress submit", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.request.method", hr.Method), attribute.String("http.route", c.Path())))
+		trace.WithAttributes(attribute.String("http.request.method", s.Method), attribute.String("http.route", s.Route)))
 	defer func() {
 		var ae *Error
 		if errors.As(err, &ae) && ae.Status >= 500 {
@@ -151,24 +173,23 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 		}
 		span.End()
 	}()
-	name := c.Param("model")
+	name := s.Model
 	m, ok := i.opt.Config.Model(name)
 	if !ok {
 		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" not found")
 	}
-	if v := c.Param("version"); v != "" && v != m.Version {
+	if v := s.Version; v != "" && v != m.Version {
 		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
 	}
 	// raw keeps what the decoder read, for the idempotency hash: the whole
 	// JSON object once decoding succeeded.
 	var raw bytes.Buffer
-	body := io.TeeReader(http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes), &raw)
-	req, inputs, params, err := decodeRequest(body, m)
+	req, inputs, params, err := decodeRequest(io.TeeReader(s.Body, &raw), m)
 	if err != nil {
 		i.metrics.jobsRejected.WithLabelValues(m.Name, "invalid").Inc()
 		return nil, false, err
 	}
-	tenant := tenantOf(c)
+	tenant := s.Tenant
 	callback, err := i.opt.Webhooks.CallbackURL(ctx, tenant, params.callbackURL)
 	if err != nil {
 		i.metrics.jobsRejected.WithLabelValues(m.Name, "invalid").Inc()
@@ -176,7 +197,7 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	}
 	now := i.now().UTC()
 	id := jobid.At(now)
-	if key := c.Request().Header.Get("Idempotency-Key"); key != "" {
+	if key := s.IdempotencyKey; key != "" {
 		if len(key) > 255 {
 			return nil, false, invalid("Idempotency-Key: longer than 255 characters")
 		}
