@@ -61,16 +61,17 @@ func headerLength(v string, bodyLen int) (int, error) {
 	return int(n), nil
 }
 
-// readBinary reads a whole body in the binary form through body, which
-// copies it into raw, and decodes it. On success raw holds the JSON part
-// only (for the idempotency hash) and tail is the binary part; the inputs'
-// tensors share raw's memory, so nothing may write to raw afterwards.
+// readBinary reads a whole body in the binary form into raw, sized by size
+// (the expected length, at most the body limit), and decodes it. On
+// success raw holds the JSON part only (for the idempotency hash) and tail
+// is the binary part; the inputs' tensors share raw's memory, so nothing
+// may write to raw afterwards.
 func readBinary(body io.Reader, headerValue string, size int64, raw *bytes.Buffer, m *config.Model) (
 	*inferRequest, []*tensor.Tensor, jobParams, []byte, error) {
 	if size > 0 {
-		raw.Grow(int(size)) // one allocation; MaxBytesReader bounds what is read
+		raw.Grow(int(size) + bytes.MinRead) // one allocation (ReadFrom wants MinRead spare to see EOF); MaxBytesReader bounds what is read
 	}
-	if _, err := io.Copy(io.Discard, body); err != nil {
+	if _, err := raw.ReadFrom(body); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, nil, jobParams{}, nil, apiError(http.StatusRequestEntityTooLarge, "too_large",

@@ -166,7 +166,7 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	// JSON object once decoding succeeded; tail the binary inputs' bytes.
 	var raw bytes.Buffer
 	var tail []byte
-	body := io.TeeReader(http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes), &raw)
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, i.opt.Config.Ingress.MaxBodyBytes)
 	var req *inferRequest
 	var inputs []*tensor.Tensor
 	var params jobParams
@@ -174,7 +174,7 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 		size := min(c.Request().ContentLength, i.opt.Config.Ingress.MaxBodyBytes) // never more than the limit
 		req, inputs, params, tail, err = readBinary(body, hl, size, &raw, m)
 	} else {
-		req, inputs, params, err = decodeRequest(body, m)
+		req, inputs, params, err = decodeRequest(io.TeeReader(body, &raw), m)
 	}
 	if err != nil {
 		i.metrics.jobsRejected.WithLabelValues(m.Name, "invalid").Inc()
