@@ -326,20 +326,26 @@ func (i *Ingress) answerResult(c echo.Context, code int, rec *results.Record, as
 	if asRecord {
 		c.Response().Header().Add("Vary", echo.HeaderAccept)
 	}
-	result := rec.Result
-	// Outputs stored by reference become bytes here, before rendering.
-	if !w.wanted() || (len(result) == 0 && !w.framed) {
+	// Outputs stored by reference are to be resolved here, before any
+	// rendering: rec replaced by a copy whose result holds their data.
+	plain := func() error {
 		if asRecord {
 			return recordJSON(c, code, rec)
 		}
-		return c.JSONBlob(code, result)
+		return c.JSONBlob(code, rec.Result)
 	}
-	head, tail := result, [][]byte(nil)
-	if len(result) > 0 {
+	if !w.wanted() || (len(rec.Result) == 0 && !w.framed) {
+		return plain()
+	}
+	head, tail := rec.Result, [][]byte(nil)
+	if len(rec.Result) > 0 {
 		var err error
-		if head, tail, err = binaryOutputs(result, w); err != nil {
+		if head, tail, err = binaryOutputs(rec.Result, w); err != nil {
 			return fmt.Errorf("job %s: %w", rec.ID, err)
 		}
+	}
+	if len(tail) == 0 && !w.framed {
+		return plain() // asked for, but no output is binary
 	}
 	if asRecord {
 		cp := *rec
@@ -349,9 +355,6 @@ func (i *Ingress) answerResult(c echo.Context, code int, rec *results.Record, as
 			return fmt.Errorf("job %s: encode record: %w", rec.ID, err)
 		}
 		head = b
-	}
-	if len(tail) == 0 && !w.framed {
-		return c.JSONBlob(code, head)
 	}
 	size := len(head)
 	for _, t := range tail {
