@@ -40,3 +40,29 @@ func readsAsJSON(r *http.Request) bool {
 	}
 	return false
 }
+
+// tensorBody is jsonBody for the routes that take an inference request,
+// which may also come in the binary tensor data extension's form: with the
+// Inference-Header-Content-Length header the body is JSON and then raw
+// bytes, sent as application/octet-stream (or with a type jsonBody takes,
+// as some clients send). application/octet-stream without that header is a
+// 400 naming it: the body cannot be split without it.
+func tensorBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		binary := r.Header.Get(headerInferLen) != ""
+		if isOctetStream(r) {
+			if !binary {
+				return invalid("Content-Type %s needs the %s header (the binary tensor data extension)", mimeOctetStream, headerInferLen)
+			}
+			return next(c)
+		}
+		return jsonBody(next)(c)
+	}
+}
+
+// isOctetStream reports whether r's Content-Type is application/octet-stream.
+func isOctetStream(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
+	return err == nil && mt == mimeOctetStream
+}

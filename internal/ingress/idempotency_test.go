@@ -8,7 +8,7 @@ func TestRequestHash(t *testing.T) {
 	base := `{"text_input":"a","parameters":{"max_tokens":1,"priority":1}}`
 	h := func(model, version, body string) string {
 		t.Helper()
-		s, err := requestHash(model, version, []byte(body))
+		s, err := requestHash(model, version, []byte(body), nil)
 		if err != nil {
 			t.Fatalf("hash of %s: %v", body, err)
 		}
@@ -34,7 +34,19 @@ func TestRequestHash(t *testing.T) {
 			t.Errorf("%s: same hash as the base request", name)
 		}
 	}
-	if _, err := requestHash("m", "1", []byte(`{"a":`)); err == nil {
+	// A binary request's tensor bytes count, and a JSON request's hash is
+	// what it was before the binary form existed.
+	bin := func(tail string) string {
+		s, err := requestHash("identity", "1", []byte(base), []byte(tail))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if bin("") != h("identity", "1", base) || bin("\x01\x02") == bin("\x01\x03") || bin("\x01") == h("identity", "1", base) {
+		t.Error("binary tensor bytes do not count in the hash, or change a JSON request's")
+	}
+	if _, err := requestHash("m", "1", []byte(`{"a":`), nil); err == nil {
 		t.Error("a truncated body hashed")
 	}
 }

@@ -112,9 +112,10 @@ func New(opt Options) *Ingress {
 	submit, read, admin := scope(opt.Auth, auth.ScopeSubmit), scope(opt.Auth, auth.ScopeRead), scope(opt.Auth, auth.ScopeAdmin)
 
 	// Every route that takes a body runs jsonBody after the scope check:
-	// one Content-Type rule for the whole API.
-	e.POST("/v1/models/:model/jobs", i.submit, submit, jsonBody)
-	e.POST("/v1/models/:model/versions/:version/jobs", i.submit, submit, jsonBody)
+	// one Content-Type rule for the whole API; tensorBody adds the binary
+	// tensor data extension's form to it where inference requests come.
+	e.POST("/v1/models/:model/jobs", i.submit, submit, tensorBody)
+	e.POST("/v1/models/:model/versions/:version/jobs", i.submit, submit, tensorBody)
 	e.GET("/v1/jobs/:id", i.getJob, read)
 	e.DELETE("/v1/jobs/:id", i.cancel, submit)
 	e.GET("/v1/jobs/:id/events", i.events, read)
@@ -123,8 +124,8 @@ func New(opt Options) *Ingress {
 	e.GET("/v1/models", i.listModels, read)
 	e.GET("/v1/models/:model", i.getModel, read)
 
-	e.POST("/v2/models/:model/infer", i.infer, submit, jsonBody)
-	e.POST("/v2/models/:model/versions/:version/infer", i.infer, submit, jsonBody)
+	e.POST("/v2/models/:model/infer", i.infer, submit, tensorBody)
+	e.POST("/v2/models/:model/versions/:version/infer", i.infer, submit, tensorBody)
 	e.POST("/v2/models/:model/generate", i.generate, submit, jsonBody)
 	e.POST("/v2/models/:model/versions/:version/generate", i.generate, submit, jsonBody)
 	e.POST("/v2/models/:model/generate_stream", i.generateStream, submit, jsonBody)

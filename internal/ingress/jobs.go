@@ -26,6 +26,7 @@ import (
 	"github.com/inferq/inferq/internal/jobid"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/wire"
+	"github.com/inferq/inferq/pkg/tensor"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
@@ -38,6 +39,8 @@ type Accepted struct {
 	CreatedAt     time.Time `json:"created_at"`
 	Links         Links     `json:"links"`
 	StreamSubject string    `json:"stream_subject"`
+
+	wish outputWish // the outputs the request asked for as binary data
 }
 
 // Links point at a job's resources.
@@ -79,7 +82,7 @@ func (i *Ingress) submit(c echo.Context) error {
 		rec, err = i.record(ctx, acc.ID) // wait=0: a replayed job may have ended
 	}
 	if err == nil && rec.Status.Terminal() {
-		return recordJSON(c, http.StatusOK, rec)
+		return i.answerResult(c, http.StatusOK, rec, true, acc.wish.withAccept(c.Request().Header))
 	}
 	if err != nil && ctx.Err() == nil {
 		// The job is queued: a failed read while waiting is no reason to
@@ -141,7 +144,8 @@ func (i *Ingress) accept(c echo.Context) (acc *Accepted, replayed bool, err erro
 	return i.acceptJob(hr.Context(), submission{
 		Model: c.Param("model"), Version: c.Param("version"), Tenant: tenantOf(c),
 		Body:           http.MaxBytesReader(c.Response(), hr.Body, i.opt.Config.Ingress.MaxBodyBytes),
-		IdempotencyKey: hr.Header.Get("Idempotency-Key"), Header: hr.Header, Method: hr.Method, Route: c.Path()})
+		IdempotencyKey: hr.Header.Get("Idempotency-Key"), Header: hr.Header, ContentLength: hr.ContentLength,
+		Method: hr.Method, Route: c.Path()})
 }
 
 // submission is one job request in the form POST /v1/models/{model}/jobs
@@ -153,7 +157,8 @@ type submission struct {
 	Body           io.Reader // the job body (an OIP request or the text_input shorthand), bounded by the caller
 	Tenant         string
 	IdempotencyKey string      // "" for none
-	Header         http.Header // the trace context is read from it; may be nil
+	Header         http.Header // the trace context and the binary extension's header are read from it; may be nil
+	ContentLength  int64       // of the HTTP body, -1 if unknown (sizes a binary-extension body)
 	Method, Route  string      // of the HTTP request, for the span
 }
 
@@ -182,9 +187,18 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
 	}
 	// raw keeps what the decoder read, for the idempotency hash: the whole
-	// JSON object once decoding succeeded.
+	// JSON object once decoding succeeded; tail the binary inputs' bytes.
 	var raw bytes.Buffer
-	req, inputs, params, err := decodeRequest(io.TeeReader(s.Body, &raw), m)
+	var tail []byte
+	var req *inferRequest
+	var inputs []*tensor.Tensor
+	var params jobParams
+	if hl := s.Header.Get(headerInferLen); hl != "" {
+		size := min(s.ContentLength, i.opt.Config.Ingress.MaxBodyBytes) // never more than the limit
+		req, inputs, params, tail, err = readBinary(s.Body, hl, size, &raw, m)
+	} else {
+		req, inputs, params, err = decodeRequest(io.TeeReader(s.Body, &raw), m)
+	}
 	if err != nil {
 		i.metrics.jobsRejected.WithLabelValues(m.Name, "invalid").Inc()
 		return nil, false, err
@@ -201,7 +215,7 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 		if len(key) > 255 {
 			return nil, false, invalid("Idempotency-Key: longer than 255 characters")
 		}
-		hash, err := requestHash(m.Name, m.Version, raw.Bytes())
+		hash, err := requestHash(m.Name, m.Version, raw.Bytes(), tail)
 		if err != nil {
 			return nil, false, invalid("request body: %v", err)
 		}
@@ -221,7 +235,9 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 				if rec.Model != m.Name {
 					return nil, false, keyReused()
 				}
-				return i.accepted(rec.ID, rec.Tenant, rec.Model, rec.Version, string(rec.Status), rec.CreatedAt), true, nil
+				acc := i.accepted(rec.ID, rec.Tenant, rec.Model, rec.Version, string(rec.Status), rec.CreatedAt)
+				acc.wish = req.wish
+				return acc, true, nil
 			}
 			if !errors.Is(err, results.ErrNotFound) {
 				return nil, false, i.unavailable(m.Name, "store", err)
@@ -276,7 +292,9 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 	i.accepts.add(queuedRecord(job, seq))
 	i.metrics.jobsSubmitted.WithLabelValues(m.Name).Inc()
 	i.opt.Log.Debug("job queued", "job", job.Id, "model", m.Name, "priority", params.priority)
-	return i.accepted(job.Id, tenant, m.Name, m.Version, string(results.Queued), now), false, nil
+	acc = i.accepted(job.Id, tenant, m.Name, m.Version, string(results.Queued), now)
+	acc.wish = req.wish
+	return acc, false, nil
 }
 
 // keyReused is the answer to an Idempotency-Key sent again with another
@@ -289,8 +307,10 @@ func keyReused() error {
 // requestHash is the hex SHA-256 of the normalized request: model, version
 // and the body re-encoded canonically (object keys sorted, no whitespace,
 // numbers as written), so that a retry that reorders keys or reformats the
-// body still matches, and any change of content does not.
-func requestHash(model, version string, body []byte) (string, error) {
+// body still matches, and any change of content does not. tail is a binary
+// request's tensor bytes after its JSON (nil for a JSON request, whose hash
+// is then what it always was).
+func requestHash(model, version string, body, tail []byte) (string, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
@@ -304,6 +324,10 @@ func requestHash(model, version string, body []byte) (string, error) {
 	h := sha256.New()
 	h.Write([]byte(model + "\x00" + version + "\x00"))
 	h.Write(canon)
+	if len(tail) > 0 {
+		h.Write([]byte("\x00binary\x00"))
+		h.Write(tail)
+	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
@@ -360,7 +384,7 @@ func (i *Ingress) getJob(c echo.Context) error {
 	case rec.Tenant != tenantOf(c):
 		return notFound
 	}
-	return recordJSON(c, http.StatusOK, rec)
+	return i.answerResult(c, http.StatusOK, rec, true, outputWish{}.withAccept(c.Request().Header))
 }
 
 // recordJSON answers with rec as the API shows it: the bytes as stored

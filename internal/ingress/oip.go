@@ -20,11 +20,17 @@ import (
 
 // waitDone accepts the request as a job and waits until it ends or the
 // synchronous timeout passes (504, with the job's address to poll).
-func (i *Ingress) waitDone(c echo.Context) (*results.Record, error) {
+func (i *Ingress) waitDone(c echo.Context) (*results.Record, outputWish, error) {
 	acc, _, err := i.accept(c)
 	if err != nil {
-		return nil, err
+		return nil, outputWish{}, err
 	}
+	rec, err := i.waitAccepted(c, acc)
+	return rec, acc.wish, err
+}
+
+// waitAccepted is waitDone's wait, once the job is accepted.
+func (i *Ingress) waitAccepted(c echo.Context, acc *Accepted) (*results.Record, error) {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), i.opt.Config.Ingress.SyncTimeout.D())
 	defer cancel()
 	rec, err := i.wait(ctx, acc.ID, func(r *results.Record) bool { return r.Status.Terminal() })
@@ -51,11 +57,11 @@ func (i *Ingress) waitDone(c echo.Context) (*results.Record, error) {
 // infer handles POST /v2/models/{model}[/versions/{v}]/infer: the KServe v2
 // inference request, answered with the inference response.
 func (i *Ingress) infer(c echo.Context) error {
-	rec, err := i.waitDone(c)
+	rec, wish, err := i.waitDone(c)
 	if err != nil {
 		return err
 	}
-	return c.JSONBlob(http.StatusOK, rec.Result)
+	return i.answerResult(c, http.StatusOK, rec, false, wish.withAccept(c.Request().Header))
 }
 
 // generateResponse is the answer of the generate extension.
@@ -69,7 +75,7 @@ type generateResponse struct {
 // generate handles POST /v2/models/{model}[/versions/{v}]/generate
 // ({text_input, parameters}).
 func (i *Ingress) generate(c echo.Context) error {
-	rec, err := i.waitDone(c)
+	rec, _, err := i.waitDone(c)
 	if err != nil {
 		return err
 	}
@@ -161,10 +167,6 @@ func writeData(w *echo.Response, v any) error {
 	w.Flush()
 	return nil
 }
-
-// oipExtensions are the OIP extensions the server metadata announces:
-// Triton's model configuration endpoint and its generate endpoints.
-var oipExtensions = []string{"model_configuration", "generate"}
 
 // serverMetadata handles GET /v2 (OIP server metadata).
 func (i *Ingress) serverMetadata(c echo.Context) error {

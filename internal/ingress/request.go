@@ -22,6 +22,8 @@ type inferRequest struct {
 	Outputs    []outputRequest            `json:"outputs"`
 	Parameters map[string]json.RawMessage `json:"parameters"`
 	TextInput  *string                    `json:"text_input"`
+
+	wish outputWish // the outputs to answer as binary data (binary.go)
 }
 
 type outputRequest struct {
@@ -45,6 +47,12 @@ func invalid(format string, args ...any) *Error {
 // returns the job's inputs in raw form and the parameters; any error is an
 // *Error with the status to answer.
 func decodeRequest(body io.Reader, m *config.Model) (*inferRequest, []*tensor.Tensor, jobParams, error) {
+	return decode(body, nil, false, m)
+}
+
+// decode reads the JSON request from body; with the binary form (binary
+// true) tail holds the bytes of the inputs that carry binary_data_size.
+func decode(body io.Reader, tail []byte, binary bool, m *config.Model) (*inferRequest, []*tensor.Tensor, jobParams, error) {
 	var req inferRequest
 	var p jobParams
 	dec := json.NewDecoder(body)
@@ -73,8 +81,15 @@ func decodeRequest(body io.Reader, m *config.Model) (*inferRequest, []*tensor.Te
 		}
 		req.Inputs = []*tensor.JSON{{Name: in, Shape: []int64{1, 1}, Datatype: "BYTES", Data: mustJSON([]string{*req.TextInput})}}
 	}
-	inputs, err := checkInputs(req.Inputs, m)
+	bin, err := binaryInputs(req.Inputs, tail, binary)
 	if err != nil {
+		return nil, nil, p, err
+	}
+	inputs, err := checkInputs(req.Inputs, bin, m)
+	if err != nil {
+		return nil, nil, p, err
+	}
+	if req.wish, err = takeOutputWish(&req); err != nil {
 		return nil, nil, p, err
 	}
 	for _, o := range req.Outputs {
@@ -103,9 +118,9 @@ func declared(ts []config.Tensor, name string) bool {
 	return false
 }
 
-// checkInputs decodes each input and checks it against the model's
-// declaration, in the model's order.
-func checkInputs(in []*tensor.JSON, m *config.Model) ([]*tensor.Tensor, error) {
+// checkInputs decodes each input, from JSON or from its bytes in bin, and
+// checks it against the model's declaration, in the model's order.
+func checkInputs(in []*tensor.JSON, bin map[string][]byte, m *config.Model) ([]*tensor.Tensor, error) {
 	byName := make(map[string]*tensor.JSON, len(in))
 	for _, j := range in {
 		if j == nil {
@@ -126,8 +141,13 @@ func checkInputs(in []*tensor.JSON, m *config.Model) ([]*tensor.Tensor, error) {
 		if j == nil {
 			return nil, invalid("input %q: missing", spec.Name)
 		}
-		t, err := tensor.FromJSON(j)
-		if err != nil {
+		var t *tensor.Tensor
+		var err error
+		if data, ok := bin[spec.Name]; ok {
+			if t, err = fromBinary(j, data); err != nil {
+				return nil, err
+			}
+		} else if t, err = tensor.FromJSON(j); err != nil {
 			return nil, invalid("input %q: %v", spec.Name, err)
 		}
 		if err := spec.Spec().Check(t); err != nil {
