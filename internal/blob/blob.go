@@ -54,8 +54,7 @@ type Store struct {
 // connection's max payload (bigger chunks are fewer round trips than the
 // client's default 128 KiB).
 func New(js natsjs.JetStream, bucket string) *Store {
-	chunk := min(max(int(js.Conn().MaxPayload())/2, 128<<10), 1<<20)
-	return &Store{js: js, bucket: bucket, chunk: chunk}
+	return &Store{js: js, bucket: bucket}
 }
 
 // open returns the bucket, opening it on first use; a failed open is
@@ -71,6 +70,7 @@ func (s *Store) open(ctx context.Context) (natsjs.ObjectStore, error) {
 		return nil, fmt.Errorf("object store %s: %w", s.bucket, err)
 	}
 	s.obs = obs
+	s.chunk = min(max(int(s.js.Conn().MaxPayload())/2, 128<<10), 1<<20)
 	return obs, nil
 }
 
@@ -130,6 +130,18 @@ func (s *Store) Get(ctx context.Context, ref *inferqpb.BlobRef) ([]byte, error) 
 		return nil, fmt.Errorf("blob %s: sha256 %s, its reference says %s: %w", ref.Name, got, ref.Sha256, ErrCorrupt)
 	}
 	return data, nil
+}
+
+// Delete removes the blob name; a blob already gone is no error.
+func (s *Store) Delete(ctx context.Context, name string) error {
+	obs, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	if err := obs.Delete(ctx, name); err != nil && !errors.Is(err, natsjs.ErrObjectNotFound) {
+		return fmt.Errorf("delete blob %s: %w", name, err)
+	}
+	return nil
 }
 
 // Offload moves t's bytes to the bucket under name when they are more than

@@ -55,6 +55,9 @@ func (i *Ingress) infer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if rec, err = i.resolved(c.Request().Context(), rec); err != nil {
+		return err
+	}
 	return c.JSONBlob(http.StatusOK, rec.Result)
 }
 
@@ -71,6 +74,9 @@ type generateResponse struct {
 func (i *Ingress) generate(c echo.Context) error {
 	rec, err := i.waitDone(c)
 	if err != nil {
+		return err
+	}
+	if rec, err = i.resolved(c.Request().Context(), rec); err != nil {
 		return err
 	}
 	var res struct {
