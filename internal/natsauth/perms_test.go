@@ -188,7 +188,7 @@ func servicesWithinTheirPermissions(t *testing.T, redisURL string) {
 	if err := json.Unmarshal(b, &large); err != nil || code != http.StatusAccepted {
 		t.Fatalf("submit a job over the max payload: %d %.300s", code, b)
 	}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		_, b := get(t, base, acmeKey, large.ID)
 		if strings.Contains(string(b), `"succeeded"`) && strings.Count(string(b), "1.5") == 300_000 {
 			break
