@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inferq/inferq/internal/blob"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
@@ -572,6 +573,14 @@ func (b *Batcher) fail(ctx context.Context, e *entry, code, msg string, log *slo
 // pack concatenates the jobs' inputs along dimension 0. fill is the real
 // elements over the packed (padded) elements, over all inputs.
 func pack(m *config.Model, es []*entry, now time.Time) (batch *inferqpb.Batch, fill float64, err error) {
+	for _, e := range es {
+		if blob.HasRef(e.job.Inputs) {
+			if len(es) > 1 { // compatKey keeps it apart; publish then sends each alone
+				return nil, 0, fmt.Errorf("job %s: inputs by reference are batched alone", e.job.Id)
+			}
+			return packAlone(m, e, now)
+		}
+	}
 	batch = &inferqpb.Batch{Model: m.Name, Version: es[0].job.Version, CreatedUnixNano: now.UnixNano()}
 	parts := make([]*tensor.Tensor, len(es))
 	var real, padded int64
@@ -615,6 +624,38 @@ func pack(m *config.Model, es []*entry, now time.Time) (batch *inferqpb.Batch, f
 		fill = float64(real) / float64(padded)
 	}
 	return batch, fill, nil
+}
+
+// packAlone is the batch of one job whose inputs include references to the
+// blobs bucket: its inputs as they are, references and all (the worker
+// resolves them), with no padding.
+func packAlone(m *config.Model, e *entry, now time.Time) (*inferqpb.Batch, float64, error) {
+	job := e.job
+	batch := &inferqpb.Batch{Model: m.Name, Version: job.Version, CreatedUnixNano: now.UnixNano()}
+	bj := &inferqpb.BatchJob{
+		Id: job.Id, Tenant: job.Tenant, DeadlineUnixNano: job.DeadlineUnixNano, ParametersJson: job.ParametersJson,
+		Stream: job.Stream, Attempt: job.Attempt, RequestId: job.RequestId, Outputs: job.Outputs, JobsSeq: e.seq,
+		TraceContext: jobTrace(e), CreatedUnixNano: job.CreatedUnixNano,
+	}
+	for k, spec := range m.Inputs {
+		if k >= len(job.Inputs) || job.Inputs[k].Name != spec.Name {
+			return nil, 0, fmt.Errorf("job %s: input %q missing or out of order", job.Id, spec.Name)
+		}
+		in := job.Inputs[k]
+		if len(in.Shape) == 0 {
+			return nil, 0, fmt.Errorf("job %s: input %q is a scalar, need rank >= 1", job.Id, spec.Name)
+		}
+		if k == 0 {
+			bj.RowEnd = in.Shape[0]
+		} else if in.Shape[0] != bj.RowEnd {
+			return nil, 0, fmt.Errorf("job %s: input %q has %d rows, input %q has %d", job.Id, spec.Name, in.Shape[0], m.Inputs[0].Name, bj.RowEnd)
+		}
+		batch.Inputs = append(batch.Inputs, in)
+		bj.InputShapes = append(bj.InputShapes, &inferqpb.Shape{Dims: in.Shape})
+	}
+	batch.Jobs = []*inferqpb.BatchJob{bj}
+	batch.Id = lifecycle.BatchID(batch.Jobs)
+	return batch, 1, nil
 }
 
 // jobTrace is the trace context of a job's message, kept per job in the

@@ -967,3 +967,47 @@ func TestGateHeldPastAckWaitNoRedelivery(t *testing.T) {
 		}
 	}
 }
+
+// TestJobWithBlobInputBatchedAlone: a job whose input is a reference to the
+// blobs bucket goes out as a batch of its own whose input is that same
+// reference; the jobs around it are still batched together.
+func TestJobWithBlobInputBatchedAlone(t *testing.T) {
+	h := newHarness(t, testModel("m", 32, 300*time.Millisecond, false), 30*time.Second, nil)
+	h.start()
+	h.job(1, "a", 4, time.Time{})
+	ref := &inferqpb.BlobRef{Name: "big/in/0", Size: 4 << 20, Sha256: "00"}
+	big := &inferqpb.Job{Id: "big", Tenant: "default", Model: h.m.Name, Version: "1", Priority: 1,
+		CreatedUnixNano: time.Now().UnixNano(), Attempt: 1,
+		Inputs: []*inferqpb.Tensor{{Name: "INPUT0", Datatype: "INT32", Shape: []int64{1, 1 << 20}, Ref: ref}}}
+	if _, err := jetstream.Publish(context.Background(), h.n.JS, h.topo.JobSubject(h.m.Name, 1, "big"), big, "big"); err != nil {
+		t.Fatal(err)
+	}
+	h.job(1, "b", 4, time.Time{})
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		n := 0
+		for _, b := range h.batches {
+			n += len(b.Jobs)
+		}
+		return n == 3
+	}, "all jobs batched")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var alone, together bool
+	for _, b := range h.batches {
+		ids := jobIDs(b)
+		switch {
+		case slices.Contains(ids, "big"):
+			in := b.Inputs[0]
+			alone = len(ids) == 1 && proto.Equal(in.Ref, ref) && len(in.Data) == 0 &&
+				slices.Equal(in.Shape, []int64{1, 1 << 20}) && b.Jobs[0].RowEnd == 1 && len(b.Masks) == 0
+		case len(ids) == 2:
+			together = true
+		}
+		t.Logf("batch %v", ids)
+	}
+	if !alone || !together {
+		t.Fatalf("the job by reference alone with its reference: %v; the others together: %v", alone, together)
+	}
+}

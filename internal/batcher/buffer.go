@@ -11,6 +11,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/inferq/inferq/internal/blob"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
@@ -297,9 +298,18 @@ func preferredSize(preferred []int, rows int64) int64 {
 // input's name and datatype and, per non-batch dim, the exact size or, when
 // the model pads ragged inputs, the size's power-of-two bucket, so that a
 // batch pads each job by less than 2× per dim.
+//
+// A job with an input by reference (in the blobs bucket) shares its key with
+// no other job: it is batched alone, its inputs staying references (see
+// packAlone), since joining it to others would mean fetching its bytes here
+// and publishing a batch too large for a message.
 func compatKey(job *inferqpb.Job, ragged bool) string {
 	var sb strings.Builder
 	sb.WriteString(job.Version)
+	if blob.HasRef(job.Inputs) {
+		sb.WriteString("|blob:")
+		sb.WriteString(job.Id)
+	}
 	for _, in := range job.Inputs {
 		sb.WriteString("|")
 		sb.WriteString(in.Name)

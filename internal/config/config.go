@@ -26,6 +26,7 @@ type Config struct {
 	NATS      NATS        `yaml:"nats"`
 	Redis     Redis       `yaml:"redis"`
 	Results   Results     `yaml:"results"`
+	Blobs     Blobs       `yaml:"blobs"`
 	Ingress   Ingress     `yaml:"ingress"`
 	Batcher   Service     `yaml:"batcher"`
 	ResultSvc Service     `yaml:"resultsvc"`
@@ -201,11 +202,22 @@ type Results struct {
 	Retention Duration `yaml:"retention"` // default 24h
 }
 
+// Blobs configures the inferq_blobs object store, where tensors too large to
+// travel inside a NATS message go (its TTL is results.retention, so a blob
+// never outlives its job record).
+type Blobs struct {
+	// ThresholdBytes: an input or output tensor with more raw bytes than
+	// this is stored in the bucket and its message carries a reference.
+	// Default 256 KiB: well under NATS's 1 MB max payload, so that a job or
+	// batch message with several tensors still fits.
+	ThresholdBytes int64 `yaml:"threshold_bytes"`
+}
+
 // Ingress is the public HTTP API.
 type Ingress struct {
 	Listen       string   `yaml:"listen"`         // default 127.0.0.1:8080
 	MaxWait      Duration `yaml:"max_wait"`       // longest ?wait= honoured; default 60s
-	MaxBodyBytes int64    `yaml:"max_body_bytes"` // default 8 MiB
+	MaxBodyBytes int64    `yaml:"max_body_bytes"` // default 64 MiB; above it 413 too_large
 	SyncTimeout  Duration `yaml:"sync_timeout"`   // longest wait of the synchronous /v2 endpoints; default 60s
 	// TLS, when set, serves the API over HTTPS only.
 	TLS ServerTLS `yaml:"tls"`
@@ -262,7 +274,8 @@ func Default() Config {
 		},
 		Redis:   Redis{Timeout: D(time.Second)},
 		Results: Results{Retention: D(24 * time.Hour)},
-		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 8 << 20, SyncTimeout: D(60 * time.Second)},
+		Blobs:   Blobs{ThresholdBytes: 256 << 10},
+		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 64 << 20, SyncTimeout: D(60 * time.Second)},
 		Worker:  Worker{MaxInflight: 2},
 		Webhooks: Webhooks{Timeout: D(15 * time.Second), MaxAttempts: 8,
 			Backoff: []Duration{D(5 * time.Second), D(30 * time.Second), D(2 * time.Minute), D(10 * time.Minute),
@@ -396,6 +409,9 @@ func (c *Config) Finish() error {
 	errs = append(errs, c.NATS.validateAuth()...)
 	if c.Redis.URL != "" && len(c.Redis.Addrs) > 0 {
 		errs = append(errs, errors.New("redis: set url (one node) or addrs (cluster or sentinels), not both"))
+	}
+	if c.Blobs.ThresholdBytes <= 0 {
+		errs = append(errs, fmt.Errorf("blobs.threshold_bytes %d must be positive", c.Blobs.ThresholdBytes))
 	}
 	if c.Redis.Timeout.D() <= 0 {
 		errs = append(errs, errors.New("redis.timeout must be positive"))

@@ -237,7 +237,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if code, _ := do(t, "GET", s.URL+"/v1/jobs/..%2f..%2fetc", nil, nil); code != http.StatusNotFound {
 		t.Errorf("odd job id: status %d", code)
 	}
-	if code, _ := do(t, "POST", s.URL+"/v1/models/simple/jobs", strings.Repeat(" ", 9<<20)+"{}", nil); code != http.StatusRequestEntityTooLarge {
+	if code, _ := do(t, "POST", s.URL+"/v1/models/simple/jobs", strings.Repeat(" ", int(s.Cfg.Ingress.MaxBodyBytes)+1)+"{}", nil); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("huge body: status %d", code)
 	}
 }

@@ -326,11 +326,15 @@ func (i *Ingress) answerResult(c echo.Context, code int, rec *results.Record, as
 	if asRecord {
 		c.Response().Header().Add("Vary", echo.HeaderAccept)
 	}
-	// Outputs stored by reference are to be resolved here, before any
-	// rendering: rec replaced by a copy whose result holds their data.
+	// Outputs stored by reference are resolved here, before any rendering:
+	// rec replaced by a copy whose result holds their data.
+	rec, err := i.resolved(c.Request().Context(), rec)
+	if err != nil {
+		return err
+	}
 	plain := func() error {
 		if asRecord {
-			return recordJSON(c, code, rec)
+			return writeRecord(c, code, rec)
 		}
 		return c.JSONBlob(code, rec.Result)
 	}

@@ -94,7 +94,15 @@ func (i *Ingress) events(c echo.Context) error {
 				f.drain(ctx, &cur, send)
 			}
 			if f.rec.Status == results.Succeeded {
-				_ = send("result", cursor{lifecycle.TerminalRank, cur.seq}, f.rec)
+				rec, err := i.resolved(ctx, f.rec)
+				if err != nil {
+					var ae *Error
+					if !errors.As(err, &ae) {
+						ae = apiError(http.StatusServiceUnavailable, "unavailable", err.Error())
+					}
+					return i.sseError(w, cur, ae.Code, ae.Message)
+				}
+				_ = send("result", cursor{lifecycle.TerminalRank, cur.seq}, rec)
 			} else {
 				_ = send("error", cursor{lifecycle.TerminalRank, cur.seq}, map[string]any{"status": f.rec.Status, "error": f.rec.Error})
 			}

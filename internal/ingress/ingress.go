@@ -23,6 +23,7 @@ import (
 
 	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/auth/authecho"
+	"github.com/inferq/inferq/internal/blob"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/console"
 	"github.com/inferq/inferq/internal/obs"
@@ -40,7 +41,10 @@ type Options struct {
 	Topology jetstream.Topology
 	JS       natsjs.JetStream
 	Store    results.Store
-	Log      *slog.Logger
+	// Blobs keeps inputs over blobs.threshold_bytes and resolves outputs
+	// kept by reference; nil is the topology's bucket on JS.
+	Blobs *blob.Store
+	Log   *slog.Logger
 	// Registry is where New registers the ingress's metrics and /metrics
 	// reads them; nil keeps them where nobody reads them.
 	Registry *prometheus.Registry
@@ -76,6 +80,9 @@ type Ingress struct {
 func New(opt Options) *Ingress {
 	if opt.Registry == nil {
 		opt.Registry = prometheus.NewRegistry()
+	}
+	if opt.Blobs == nil && opt.JS != nil {
+		opt.Blobs = blob.New(opt.JS, opt.Topology.BlobsBucket())
 	}
 	i := &Ingress{opt: opt, echo: echo.New(), now: time.Now, cache: statsCache{ttl: 250 * time.Millisecond, wait: 100 * time.Millisecond},
 		recent: recentBatches{keep: 32}, accepts: acceptedJobs{perGen: 1 << 15}}

@@ -276,17 +276,30 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 	span.SetAttributes(attribute.String("inferq.job_id", job.Id), attribute.String("inferq.model", m.Name),
 		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
 
+	// Inputs over blobs.threshold_bytes go to the blobs bucket first, so
+	// that the job message fits NATS's max payload; a failed put is
+	// transient (503) and leaves no job.
+	blobs, err := i.offloadInputs(ctx, job)
+	if err != nil {
+		return nil, false, i.unavailable(m.Name, "blob", err)
+	}
 	// No record is written: the job stored in INFERQ_JOBS is the proof of
 	// acceptance, and its first event creates the record (lookup.go).
 	seq, err := i.publishJob(ctx, subject, job)
 	if errors.Is(err, nats.ErrMaxPayload) {
 		// Permanent: a retry would be refused the same way, so not a 503.
+		// Large tensors travel by reference; what is left is many small
+		// ones (each at most blobs.threshold_bytes) that together do not fit.
+		i.dropBlobs(blobs)
 		i.metrics.jobsRejected.WithLabelValues(m.Name, "too_large").Inc()
 		return nil, false, apiError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf(
-			"the job is %d bytes as stored; the broker takes at most %d bytes per job (NATS max_payload)",
-			proto.Size(job), i.opt.JS.Conn().MaxPayload()))
+			"the job is %d bytes as stored, with tensors over %d bytes kept apart; the broker takes at most %d bytes per job message (NATS max_payload)",
+			proto.Size(job), i.threshold(), i.opt.JS.Conn().MaxPayload()))
 	}
 	if err != nil {
+		// Not dropped: a publish whose outcome is unknown may have stored
+		// the job, which then needs its blobs (the bucket's TTL removes them
+		// otherwise).
 		return nil, false, i.unavailable(m.Name, "publish", err)
 	}
 	i.accepts.add(queuedRecord(job, seq))
@@ -387,9 +400,19 @@ func (i *Ingress) getJob(c echo.Context) error {
 	return i.answerResult(c, http.StatusOK, rec, true, outputWish{}.withAccept(c.Request().Header))
 }
 
-// recordJSON answers with rec as the API shows it: the bytes as stored
-// when the store handed them over unchanged.
-func recordJSON(c echo.Context, code int, rec *results.Record) error {
+// recordJSON answers with rec as the API shows it, outputs kept by
+// reference resolved: the bytes as stored when the store handed them over
+// unchanged and there was nothing to resolve.
+func (i *Ingress) recordJSON(c echo.Context, code int, rec *results.Record) error {
+	rec, err := i.resolved(c.Request().Context(), rec)
+	if err != nil {
+		return err
+	}
+	return writeRecord(c, code, rec)
+}
+
+// writeRecord answers with rec's JSON as it is (references not resolved).
+func writeRecord(c echo.Context, code int, rec *results.Record) error {
 	b, err := rec.JSON()
 	if err != nil {
 		return err

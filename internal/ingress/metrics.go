@@ -16,7 +16,7 @@ type metrics struct {
 }
 
 // rejectReasons are the reasons of inferq_jobs_rejected_total.
-var rejectReasons = []string{"invalid", "too_large", "queue_full", "store", "publish", "stream", "tokens"}
+var rejectReasons = []string{"invalid", "too_large", "queue_full", "store", "publish", "stream", "tokens", "blob"}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{

@@ -79,6 +79,9 @@ func (i *Ingress) generate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if rec, err = i.resolved(c.Request().Context(), rec); err != nil {
+		return err
+	}
 	var res struct {
 		Outputs []struct {
 			Name string          `json:"name"`

@@ -182,6 +182,9 @@ func (i *Ingress) openaiWait(c echo.Context, req *openai.Request, acc *Accepted)
 	if err := jobFailure(rec); err != nil {
 		return err
 	}
+	if rec, err = i.resolved(ctx, rec); err != nil {
+		return err
+	}
 	text := textOutput(rec)
 	n := i.tokenCount(ctx, rec)
 	finish := openai.FinishReason(n, req.MaxTokens)
@@ -302,7 +305,11 @@ func (i *Ingress) openaiStream(c echo.Context, req *openai.Request, acc *Accepte
 				s.write(oe.Body())
 				return nil
 			}
-			if rest, ok := strings.CutPrefix(textOutput(f.rec), s.sent.String()); ok {
+			final, err := i.resolved(ctx, f.rec)
+			if err != nil {
+				final = f.rec // the text held by reference cannot be read: only what was streamed
+			}
+			if rest, ok := strings.CutPrefix(textOutput(final), s.sent.String()); ok {
 				s.text(rest)
 			} else {
 				i.opt.Log.Warn("openai stream: streamed tokens differ from the result", "job", rec.ID)

@@ -84,13 +84,15 @@ func TestAmbiguousPublishSettled(t *testing.T) {
 	}
 }
 
-// TestJobOverMaxPayloadIs413: a job larger than the server's max payload can
-// never be stored, so it gets 413 too_large naming the limit, without
+// TestJobOverMaxPayloadIs413: a job whose message is still larger than the
+// server's max payload once its large tensors are kept apart (here: the
+// threshold above the payload, as many small tensors would be) can never
+// be stored, so it gets 413 too_large naming the limit, without
 // Retry-After (a 503 sent obeying clients into retrying forever), and
-// nothing is stored.
+// nothing is stored, not even a blob.
 func TestJobOverMaxPayloadIs413(t *testing.T) {
 	n := testutil.StartNATS(t)
-	i, url := startIngress(t, n, nil)
+	i, url := startIngress(t, n, func(c *config.Config) { c.Blobs.ThresholdBytes = 4 << 20 })
 	limit := n.Conn.MaxPayload()
 	values := make([]string, limit/4+1024) // FP32: 4 bytes each in the stored job
 	for k := range values {

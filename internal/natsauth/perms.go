@@ -26,7 +26,8 @@ type Perms struct {
 	Responses bool
 }
 
-// Streams are inferq's streams, the key-value buckets' included.
+// Streams are inferq's streams, the key-value buckets' and the blobs object
+// store's included.
 func Streams(prefix string) []string {
 	P := strings.ToUpper(prefix)
 	out := []string{}
@@ -36,7 +37,7 @@ func Streams(prefix string) []string {
 	for _, b := range []string{"models", "workers", "results"} {
 		out = append(out, "KV_"+prefix+"_"+b)
 	}
-	return out
+	return append(out, "OBJ_"+prefix+"_blobs")
 }
 
 // ServicePermissions is the least-privilege table of docs/architecture.md
@@ -70,6 +71,15 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 			"$JS.API.CONSUMER.MSG.NEXT." + bucket + ".*", "$JS.FC." + bucket + ".>"}
 	}
 	kvWrite := func(bucket string) string { return "$KV." + strings.TrimPrefix(bucket, "KV_") + ".>" }
+	// The blobs object store (large tensors): writing chunks and metadata,
+	// reading metadata, and the ordered consumer a read creates, flows and
+	// deletes; replacing or deleting a blob purges its old chunks.
+	blobsRW := func() []string {
+		b := p + "_blobs"
+		o := "OBJ_" + b
+		return []string{"$O." + b + ".>", "$JS.API.DIRECT.GET." + o, "$JS.API.DIRECT.GET." + o + ".>",
+			"$JS.API.STREAM.MSG.GET." + o, "$JS.API.STREAM.PURGE." + o, "$JS.API.CONSUMER.DELETE." + o + ".*", "$JS.FC." + o + ".>"}
+	}
 
 	var out Perms
 	out.SubAllow = []string{"_INBOX.>"}
@@ -84,6 +94,7 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 			"$JS.API.CONSUMER.DELETE."+results+".*")
 		out.PubAllow = append(out.PubAllow, kvRead(results)...)
 		out.PubAllow = append(out.PubAllow, kvRead(workers)...)
+		out.PubAllow = append(out.PubAllow, blobsRW()...) // stores large inputs, reads large outputs
 		out.SubAllow = append(out.SubAllow, p+"_results.changed.>", p+".batched.>", CalloutSubject)
 		out.Responses = true // answers the auth callout
 	case RoleBatcher:
@@ -102,6 +113,7 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 		out.PubAllow = append(js, p+".events.>", p+".tokens.>", p+".dead.>", p+".taken.>", kvWrite(workers))
 		out.PubAllow = append(out.PubAllow, next(P+"_BATCHES")...)
 		out.PubAllow = append(out.PubAllow, kvRead(workers)...)
+		out.PubAllow = append(out.PubAllow, blobsRW()...) // reads large inputs, stores large outputs
 		out.SubAllow = append(out.SubAllow, p+".cancel.>")
 	default:
 		return Perms{}, fmt.Errorf("natsauth: unknown role %q (want one of %s)", role, strings.Join(Roles, ", "))

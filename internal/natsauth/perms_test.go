@@ -179,8 +179,26 @@ func servicesWithinTheirPermissions(t *testing.T, redisURL string) {
 		`{"text_input":"abc","parameters":{"max_tokens":3}}`); code != 200 || !strings.Contains(string(b), "text_output") {
 		t.Errorf("generate_stream: %d %s", code, b)
 	}
+	// A job larger than NATS's max payload: its input and output travel
+	// through the blobs object store (ingress and worker).
+	values := strings.TrimSuffix(strings.Repeat("1.5,", 300_000), ",")
+	code, b := call(t, "POST", base+"/v1/models/identity/jobs", acmeKey,
+		`{"inputs":[{"name":"INPUT0","shape":[1,300000],"datatype":"FP32","data":[`+values+`]}]}`)
+	var large struct{ ID string }
+	if err := json.Unmarshal(b, &large); err != nil || code != http.StatusAccepted {
+		t.Fatalf("submit a job over the max payload: %d %.300s", code, b)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, b := get(t, base, acmeKey, large.ID)
+		if strings.Contains(string(b), `"succeeded"`) && strings.Count(string(b), "1.5") == 300_000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job over the max payload %s: %.300s", large.ID, b)
+		}
+	}
 	// The poison job ends failed with a dead letter.
-	code, b := call(t, "POST", base+"/v1/models/flaky/jobs", acmeKey, `{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"FP32","data":[1]}]}`)
+	code, b = call(t, "POST", base+"/v1/models/flaky/jobs", acmeKey, `{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"FP32","data":[1]}]}`)
 	var poison struct{ ID string }
 	if err := json.Unmarshal(b, &poison); err != nil || code != http.StatusAccepted {
 		t.Fatalf("submit poison job: %d %s", code, b)

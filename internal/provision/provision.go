@@ -53,7 +53,22 @@ func All(ctx context.Context, js natsjs.JetStream, t jetstream.Topology, models 
 			return fmt.Errorf("provision bucket %s: %w", kv.Bucket, err)
 		}
 	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, BlobsConfig(t)); err != nil {
+		return fmt.Errorf("provision object store %s: %w", t.BlobsBucket(), err)
+	}
 	return nil
+}
+
+// BlobsConfig is the object store of large tensors: replicated like the
+// streams, and expiring with the job records that refer to them.
+func BlobsConfig(t jetstream.Topology) natsjs.ObjectStoreConfig {
+	return natsjs.ObjectStoreConfig{
+		Bucket:      t.BlobsBucket(),
+		Description: "inferq: tensors too large to travel inside a message",
+		TTL:         t.BlobsTTL,
+		Replicas:    t.Replicas,
+		Storage:     storage(t),
+	}
 }
 
 // Model creates or updates a model's batcher and worker consumers: one

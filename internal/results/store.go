@@ -63,6 +63,14 @@ func (r *Record) JSON() ([]byte, error) {
 	return encodeRecord(r)
 }
 
+// WithResult is a copy of r with result in place of its result (the
+// ingress's, once blob references are resolved); its JSON is encoded anew.
+func (r *Record) WithResult(result json.RawMessage) *Record {
+	c := *r
+	c.Result, c.raw = result, nil
+	return &c
+}
+
 // Update moves a job forward. It is applied only if it is progress: a later
 // attempt, or a higher-ranked status in the same attempt.
 type Update struct {

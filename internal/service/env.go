@@ -184,6 +184,7 @@ func Topology(cfg *config.Config) jetstream.Topology {
 	t.TokensMaxAge = cfg.NATS.TokensMaxAge.D()
 	t.DuplicateWindow = cfg.NATS.DuplicateWindow.D()
 	t.AckWait = cfg.NATS.AckWait.D()
+	t.BlobsTTL = cfg.Results.Retention.D() // a blob never outlives its job record
 	return t
 }
 

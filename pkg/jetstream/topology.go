@@ -21,6 +21,7 @@ type Topology struct {
 	DuplicateWindow time.Duration // Nats-Msg-Id dedupe window
 	AckWait         time.Duration
 	WorkerTTL       time.Duration // heartbeat lifetime in the workers bucket
+	BlobsTTL        time.Duration // lifetime of large tensors in the blobs bucket: the results retention; 0 keeps them
 	MemoryStorage   bool          // tests only: keep streams in memory
 }
 
@@ -30,7 +31,7 @@ func DefaultTopology() Topology {
 		Prefix: "inferq", Replicas: 1,
 		JobsMaxAge: 24 * time.Hour, TokensMaxAge: 15 * time.Minute,
 		DuplicateWindow: 2 * time.Minute, AckWait: 30 * time.Second,
-		WorkerTTL: 15 * time.Second,
+		WorkerTTL: 15 * time.Second, BlobsTTL: 24 * time.Hour,
 	}
 }
 
@@ -59,6 +60,10 @@ func (t Topology) MaxDeliveriesSubject() string {
 func (t Topology) ModelsBucket() string  { return t.Prefix + "_models" }
 func (t Topology) WorkersBucket() string { return t.Prefix + "_workers" }
 func (t Topology) ResultsBucket() string { return t.Prefix + "_results" }
+
+// BlobsBucket is the object store of tensors too large to travel inside a
+// message (blobs.threshold_bytes); messages carry a reference to them.
+func (t Topology) BlobsBucket() string { return t.Prefix + "_blobs" }
 
 // Priority levels: p0 is served first.
 const (

@@ -89,11 +89,15 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 // Tensor is an OIP tensor in raw form: row-major little-endian bytes; BYTES
 // elements are a 4-byte little-endian length followed by the bytes.
 type Tensor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Datatype      string                 `protobuf:"bytes,2,opt,name=datatype,proto3" json:"datatype,omitempty"`
-	Shape         []int64                `protobuf:"varint,3,rep,packed,name=shape,proto3" json:"shape,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Datatype string                 `protobuf:"bytes,2,opt,name=datatype,proto3" json:"datatype,omitempty"`
+	Shape    []int64                `protobuf:"varint,3,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	Data     []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// ref, when set, names the bytes in the inferq_blobs object store instead
+	// of data (empty then): tensors above blobs.threshold_bytes travel by
+	// reference, so a message stays under NATS's max payload.
+	Ref           *BlobRef `protobuf:"bytes,5,opt,name=ref,proto3" json:"ref,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -156,6 +160,74 @@ func (x *Tensor) GetData() []byte {
 	return nil
 }
 
+func (x *Tensor) GetRef() *BlobRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+// BlobRef names a tensor's raw bytes in the inferq_blobs object store.
+type BlobRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // e.g. <job>/in/0 or <job>/<attempt>/out/OUTPUT0
+	Size          uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`    // bytes
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex digest of the bytes, checked on every read
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobRef) Reset() {
+	*x = BlobRef{}
+	mi := &file_inferq_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobRef) ProtoMessage() {}
+
+func (x *BlobRef) ProtoReflect() protoreflect.Message {
+	mi := &file_inferq_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
+func (*BlobRef) Descriptor() ([]byte, []int) {
+	return file_inferq_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BlobRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BlobRef) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BlobRef) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 // Job is one accepted request, published on inferq.jobs.<model>.<prio>.
 type Job struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -181,7 +253,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_inferq_proto_msgTypes[1]
+	mi := &file_inferq_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -193,7 +265,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[1]
+	mi := &file_inferq_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -206,7 +278,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{1}
+	return file_inferq_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Job) GetId() string {
@@ -335,7 +407,7 @@ type BatchJob struct {
 
 func (x *BatchJob) Reset() {
 	*x = BatchJob{}
-	mi := &file_inferq_proto_msgTypes[2]
+	mi := &file_inferq_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +419,7 @@ func (x *BatchJob) String() string {
 func (*BatchJob) ProtoMessage() {}
 
 func (x *BatchJob) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[2]
+	mi := &file_inferq_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +432,7 @@ func (x *BatchJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJob.ProtoReflect.Descriptor instead.
 func (*BatchJob) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{2}
+	return file_inferq_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BatchJob) GetId() string {
@@ -477,7 +549,7 @@ type Shape struct {
 
 func (x *Shape) Reset() {
 	*x = Shape{}
-	mi := &file_inferq_proto_msgTypes[3]
+	mi := &file_inferq_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +561,7 @@ func (x *Shape) String() string {
 func (*Shape) ProtoMessage() {}
 
 func (x *Shape) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[3]
+	mi := &file_inferq_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +574,7 @@ func (x *Shape) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shape.ProtoReflect.Descriptor instead.
 func (*Shape) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{3}
+	return file_inferq_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Shape) GetDims() []int64 {
@@ -528,7 +600,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_inferq_proto_msgTypes[4]
+	mi := &file_inferq_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +612,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[4]
+	mi := &file_inferq_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +625,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{4}
+	return file_inferq_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Batch) GetId() string {
@@ -616,7 +688,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_inferq_proto_msgTypes[5]
+	mi := &file_inferq_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +700,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[5]
+	mi := &file_inferq_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +713,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{5}
+	return file_inferq_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Error) GetCode() string {
@@ -699,7 +771,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_inferq_proto_msgTypes[6]
+	mi := &file_inferq_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +783,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[6]
+	mi := &file_inferq_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +796,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{6}
+	return file_inferq_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JobEvent) GetJobId() string {
@@ -851,7 +923,7 @@ type JobEvents struct {
 
 func (x *JobEvents) Reset() {
 	*x = JobEvents{}
-	mi := &file_inferq_proto_msgTypes[7]
+	mi := &file_inferq_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +935,7 @@ func (x *JobEvents) String() string {
 func (*JobEvents) ProtoMessage() {}
 
 func (x *JobEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[7]
+	mi := &file_inferq_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +948,7 @@ func (x *JobEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvents.ProtoReflect.Descriptor instead.
 func (*JobEvents) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{7}
+	return file_inferq_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JobEvents) GetEvents() []*JobEvent {
@@ -900,7 +972,7 @@ type TokenChunk struct {
 
 func (x *TokenChunk) Reset() {
 	*x = TokenChunk{}
-	mi := &file_inferq_proto_msgTypes[8]
+	mi := &file_inferq_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +984,7 @@ func (x *TokenChunk) String() string {
 func (*TokenChunk) ProtoMessage() {}
 
 func (x *TokenChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[8]
+	mi := &file_inferq_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +997,7 @@ func (x *TokenChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenChunk.ProtoReflect.Descriptor instead.
 func (*TokenChunk) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{8}
+	return file_inferq_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TokenChunk) GetJobId() string {
@@ -983,7 +1055,7 @@ type RunnerFrame struct {
 
 func (x *RunnerFrame) Reset() {
 	*x = RunnerFrame{}
-	mi := &file_inferq_proto_msgTypes[9]
+	mi := &file_inferq_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1067,7 @@ func (x *RunnerFrame) String() string {
 func (*RunnerFrame) ProtoMessage() {}
 
 func (x *RunnerFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[9]
+	mi := &file_inferq_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1080,7 @@ func (x *RunnerFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerFrame.ProtoReflect.Descriptor instead.
 func (*RunnerFrame) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{9}
+	return file_inferq_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RunnerFrame) GetFrame() isRunnerFrame_Frame {
@@ -1154,7 +1226,7 @@ type Load struct {
 
 func (x *Load) Reset() {
 	*x = Load{}
-	mi := &file_inferq_proto_msgTypes[10]
+	mi := &file_inferq_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1238,7 @@ func (x *Load) String() string {
 func (*Load) ProtoMessage() {}
 
 func (x *Load) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[10]
+	mi := &file_inferq_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1251,7 @@ func (x *Load) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Load.ProtoReflect.Descriptor instead.
 func (*Load) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{10}
+	return file_inferq_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Load) GetModel() string {
@@ -1221,7 +1293,7 @@ type Ready struct {
 
 func (x *Ready) Reset() {
 	*x = Ready{}
-	mi := &file_inferq_proto_msgTypes[11]
+	mi := &file_inferq_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1305,7 @@ func (x *Ready) String() string {
 func (*Ready) ProtoMessage() {}
 
 func (x *Ready) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[11]
+	mi := &file_inferq_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1318,7 @@ func (x *Ready) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ready.ProtoReflect.Descriptor instead.
 func (*Ready) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{11}
+	return file_inferq_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Ready) GetModel() string {
@@ -1282,7 +1354,7 @@ type JobResult struct {
 
 func (x *JobResult) Reset() {
 	*x = JobResult{}
-	mi := &file_inferq_proto_msgTypes[12]
+	mi := &file_inferq_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1366,7 @@ func (x *JobResult) String() string {
 func (*JobResult) ProtoMessage() {}
 
 func (x *JobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[12]
+	mi := &file_inferq_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1379,7 @@ func (x *JobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
 func (*JobResult) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{12}
+	return file_inferq_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobResult) GetJobId() string {
@@ -1341,7 +1413,7 @@ type BatchResult struct {
 
 func (x *BatchResult) Reset() {
 	*x = BatchResult{}
-	mi := &file_inferq_proto_msgTypes[13]
+	mi := &file_inferq_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1425,7 @@ func (x *BatchResult) String() string {
 func (*BatchResult) ProtoMessage() {}
 
 func (x *BatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[13]
+	mi := &file_inferq_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1438,7 @@ func (x *BatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
 func (*BatchResult) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{13}
+	return file_inferq_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BatchResult) GetBatchId() string {
@@ -1394,7 +1466,7 @@ type RunnerError struct {
 
 func (x *RunnerError) Reset() {
 	*x = RunnerError{}
-	mi := &file_inferq_proto_msgTypes[14]
+	mi := &file_inferq_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1478,7 @@ func (x *RunnerError) String() string {
 func (*RunnerError) ProtoMessage() {}
 
 func (x *RunnerError) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[14]
+	mi := &file_inferq_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1491,7 @@ func (x *RunnerError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerError.ProtoReflect.Descriptor instead.
 func (*RunnerError) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{14}
+	return file_inferq_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunnerError) GetBatchId() string {
@@ -1453,7 +1525,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_inferq_proto_msgTypes[15]
+	mi := &file_inferq_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1537,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[15]
+	mi := &file_inferq_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1550,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{15}
+	return file_inferq_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Cancel) GetBatchId() string {
@@ -1504,7 +1576,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_inferq_proto_msgTypes[16]
+	mi := &file_inferq_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1588,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[16]
+	mi := &file_inferq_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1601,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{16}
+	return file_inferq_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Health) GetTimeUnixNano() int64 {
@@ -1560,7 +1632,7 @@ type WebhookDelivery struct {
 
 func (x *WebhookDelivery) Reset() {
 	*x = WebhookDelivery{}
-	mi := &file_inferq_proto_msgTypes[17]
+	mi := &file_inferq_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1644,7 @@ func (x *WebhookDelivery) String() string {
 func (*WebhookDelivery) ProtoMessage() {}
 
 func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_inferq_proto_msgTypes[17]
+	mi := &file_inferq_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1657,7 @@ func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
 func (*WebhookDelivery) Descriptor() ([]byte, []int) {
-	return file_inferq_proto_rawDescGZIP(), []int{17}
+	return file_inferq_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WebhookDelivery) GetId() string {
@@ -1648,12 +1720,17 @@ var File_inferq_proto protoreflect.FileDescriptor
 
 const file_inferq_proto_rawDesc = "" +
 	"\n" +
-	"\finferq.proto\x12\tinferq.v1\"b\n" +
+	"\finferq.proto\x12\tinferq.v1\"\x88\x01\n" +
 	"\x06Tensor\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatatype\x18\x02 \x01(\tR\bdatatype\x12\x14\n" +
 	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"\xb5\x03\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12$\n" +
+	"\x03ref\x18\x05 \x01(\v2\x12.inferq.v1.BlobRefR\x03ref\"I\n" +
+	"\aBlobRef\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\xb5\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -1804,59 +1881,61 @@ func file_inferq_proto_rawDescGZIP() []byte {
 }
 
 var file_inferq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_inferq_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_inferq_proto_goTypes = []any{
 	(Status)(0),             // 0: inferq.v1.Status
 	(*Tensor)(nil),          // 1: inferq.v1.Tensor
-	(*Job)(nil),             // 2: inferq.v1.Job
-	(*BatchJob)(nil),        // 3: inferq.v1.BatchJob
-	(*Shape)(nil),           // 4: inferq.v1.Shape
-	(*Batch)(nil),           // 5: inferq.v1.Batch
-	(*Error)(nil),           // 6: inferq.v1.Error
-	(*JobEvent)(nil),        // 7: inferq.v1.JobEvent
-	(*JobEvents)(nil),       // 8: inferq.v1.JobEvents
-	(*TokenChunk)(nil),      // 9: inferq.v1.TokenChunk
-	(*RunnerFrame)(nil),     // 10: inferq.v1.RunnerFrame
-	(*Load)(nil),            // 11: inferq.v1.Load
-	(*Ready)(nil),           // 12: inferq.v1.Ready
-	(*JobResult)(nil),       // 13: inferq.v1.JobResult
-	(*BatchResult)(nil),     // 14: inferq.v1.BatchResult
-	(*RunnerError)(nil),     // 15: inferq.v1.RunnerError
-	(*Cancel)(nil),          // 16: inferq.v1.Cancel
-	(*Health)(nil),          // 17: inferq.v1.Health
-	(*WebhookDelivery)(nil), // 18: inferq.v1.WebhookDelivery
-	nil,                     // 19: inferq.v1.BatchJob.TraceContextEntry
-	nil,                     // 20: inferq.v1.JobEvent.TraceContextEntry
+	(*BlobRef)(nil),         // 2: inferq.v1.BlobRef
+	(*Job)(nil),             // 3: inferq.v1.Job
+	(*BatchJob)(nil),        // 4: inferq.v1.BatchJob
+	(*Shape)(nil),           // 5: inferq.v1.Shape
+	(*Batch)(nil),           // 6: inferq.v1.Batch
+	(*Error)(nil),           // 7: inferq.v1.Error
+	(*JobEvent)(nil),        // 8: inferq.v1.JobEvent
+	(*JobEvents)(nil),       // 9: inferq.v1.JobEvents
+	(*TokenChunk)(nil),      // 10: inferq.v1.TokenChunk
+	(*RunnerFrame)(nil),     // 11: inferq.v1.RunnerFrame
+	(*Load)(nil),            // 12: inferq.v1.Load
+	(*Ready)(nil),           // 13: inferq.v1.Ready
+	(*JobResult)(nil),       // 14: inferq.v1.JobResult
+	(*BatchResult)(nil),     // 15: inferq.v1.BatchResult
+	(*RunnerError)(nil),     // 16: inferq.v1.RunnerError
+	(*Cancel)(nil),          // 17: inferq.v1.Cancel
+	(*Health)(nil),          // 18: inferq.v1.Health
+	(*WebhookDelivery)(nil), // 19: inferq.v1.WebhookDelivery
+	nil,                     // 20: inferq.v1.BatchJob.TraceContextEntry
+	nil,                     // 21: inferq.v1.JobEvent.TraceContextEntry
 }
 var file_inferq_proto_depIdxs = []int32{
-	1,  // 0: inferq.v1.Job.inputs:type_name -> inferq.v1.Tensor
-	4,  // 1: inferq.v1.BatchJob.input_shapes:type_name -> inferq.v1.Shape
-	19, // 2: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
-	3,  // 3: inferq.v1.Batch.jobs:type_name -> inferq.v1.BatchJob
-	1,  // 4: inferq.v1.Batch.inputs:type_name -> inferq.v1.Tensor
-	1,  // 5: inferq.v1.Batch.masks:type_name -> inferq.v1.Tensor
-	0,  // 6: inferq.v1.JobEvent.status:type_name -> inferq.v1.Status
-	1,  // 7: inferq.v1.JobEvent.outputs:type_name -> inferq.v1.Tensor
-	6,  // 8: inferq.v1.JobEvent.error:type_name -> inferq.v1.Error
-	20, // 9: inferq.v1.JobEvent.trace_context:type_name -> inferq.v1.JobEvent.TraceContextEntry
-	7,  // 10: inferq.v1.JobEvents.events:type_name -> inferq.v1.JobEvent
-	11, // 11: inferq.v1.RunnerFrame.load:type_name -> inferq.v1.Load
-	12, // 12: inferq.v1.RunnerFrame.ready:type_name -> inferq.v1.Ready
-	5,  // 13: inferq.v1.RunnerFrame.batch:type_name -> inferq.v1.Batch
-	9,  // 14: inferq.v1.RunnerFrame.token:type_name -> inferq.v1.TokenChunk
-	14, // 15: inferq.v1.RunnerFrame.result:type_name -> inferq.v1.BatchResult
-	15, // 16: inferq.v1.RunnerFrame.error:type_name -> inferq.v1.RunnerError
-	16, // 17: inferq.v1.RunnerFrame.cancel:type_name -> inferq.v1.Cancel
-	17, // 18: inferq.v1.RunnerFrame.health:type_name -> inferq.v1.Health
-	1,  // 19: inferq.v1.JobResult.outputs:type_name -> inferq.v1.Tensor
-	6,  // 20: inferq.v1.JobResult.error:type_name -> inferq.v1.Error
-	13, // 21: inferq.v1.BatchResult.jobs:type_name -> inferq.v1.JobResult
-	6,  // 22: inferq.v1.RunnerError.error:type_name -> inferq.v1.Error
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	2,  // 0: inferq.v1.Tensor.ref:type_name -> inferq.v1.BlobRef
+	1,  // 1: inferq.v1.Job.inputs:type_name -> inferq.v1.Tensor
+	5,  // 2: inferq.v1.BatchJob.input_shapes:type_name -> inferq.v1.Shape
+	20, // 3: inferq.v1.BatchJob.trace_context:type_name -> inferq.v1.BatchJob.TraceContextEntry
+	4,  // 4: inferq.v1.Batch.jobs:type_name -> inferq.v1.BatchJob
+	1,  // 5: inferq.v1.Batch.inputs:type_name -> inferq.v1.Tensor
+	1,  // 6: inferq.v1.Batch.masks:type_name -> inferq.v1.Tensor
+	0,  // 7: inferq.v1.JobEvent.status:type_name -> inferq.v1.Status
+	1,  // 8: inferq.v1.JobEvent.outputs:type_name -> inferq.v1.Tensor
+	7,  // 9: inferq.v1.JobEvent.error:type_name -> inferq.v1.Error
+	21, // 10: inferq.v1.JobEvent.trace_context:type_name -> inferq.v1.JobEvent.TraceContextEntry
+	8,  // 11: inferq.v1.JobEvents.events:type_name -> inferq.v1.JobEvent
+	12, // 12: inferq.v1.RunnerFrame.load:type_name -> inferq.v1.Load
+	13, // 13: inferq.v1.RunnerFrame.ready:type_name -> inferq.v1.Ready
+	6,  // 14: inferq.v1.RunnerFrame.batch:type_name -> inferq.v1.Batch
+	10, // 15: inferq.v1.RunnerFrame.token:type_name -> inferq.v1.TokenChunk
+	15, // 16: inferq.v1.RunnerFrame.result:type_name -> inferq.v1.BatchResult
+	16, // 17: inferq.v1.RunnerFrame.error:type_name -> inferq.v1.RunnerError
+	17, // 18: inferq.v1.RunnerFrame.cancel:type_name -> inferq.v1.Cancel
+	18, // 19: inferq.v1.RunnerFrame.health:type_name -> inferq.v1.Health
+	1,  // 20: inferq.v1.JobResult.outputs:type_name -> inferq.v1.Tensor
+	7,  // 21: inferq.v1.JobResult.error:type_name -> inferq.v1.Error
+	14, // 22: inferq.v1.BatchResult.jobs:type_name -> inferq.v1.JobResult
+	7,  // 23: inferq.v1.RunnerError.error:type_name -> inferq.v1.Error
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_inferq_proto_init() }
@@ -1864,7 +1943,7 @@ func file_inferq_proto_init() {
 	if File_inferq_proto != nil {
 		return
 	}
-	file_inferq_proto_msgTypes[9].OneofWrappers = []any{
+	file_inferq_proto_msgTypes[10].OneofWrappers = []any{
 		(*RunnerFrame_Load)(nil),
 		(*RunnerFrame_Ready)(nil),
 		(*RunnerFrame_Batch)(nil),
@@ -1880,7 +1959,7 @@ func file_inferq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inferq_proto_rawDesc), len(file_inferq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

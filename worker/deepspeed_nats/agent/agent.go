@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inferq/inferq/internal/blob"
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
@@ -56,6 +57,12 @@ type Options struct {
 	// runner) is held to 1 whatever this says: a second batch would wait
 	// in this worker while an idle one could run it.
 	MaxInflight int
+	// Blobs is where inputs by reference are read and outputs over
+	// BlobThreshold are written; nil is the topology's bucket on JS.
+	Blobs *blob.Store
+	// BlobThreshold is blobs.threshold_bytes: an output with more raw
+	// bytes travels by reference. Zero means 256 KiB.
+	BlobThreshold int64
 	// RunningAfter is how long a batch runs before its jobs are reported
 	// running (at once when one streams a token); default 10ms, negative
 	// means at once. Shorter batches go straight to their end.
@@ -137,6 +144,12 @@ func New(opt Options) *Agent {
 	}
 	if opt.Metrics == nil {
 		opt.Metrics = obs.NewMetrics(prometheus.NewRegistry())
+	}
+	if opt.Blobs == nil && opt.JS != nil {
+		opt.Blobs = blob.New(opt.JS, opt.Topology.BlobsBucket())
+	}
+	if opt.BlobThreshold <= 0 {
+		opt.BlobThreshold = 256 << 10
 	}
 	if opt.Own == nil {
 		opt.Own = NewMetrics(prometheus.NewRegistry())
@@ -320,6 +333,17 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	defer stopKeepalive()
 
 	a.notifyBatchers(m, batch.Id, false) // one fewer batch waits undelivered
+	// Inputs by reference become bytes before the runner sees the batch:
+	// runners, the Python one included, get bytes as they always did.
+	if err := a.resolveInputs(runCtx, batch); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		if runCtx.Err() != nil {
+			a.release(runCtx, msg, 0, st)
+			return
+		}
+		a.retryOrFail(runCtx, m, batch, msg, delivered, err, log)
+		return
+	}
 	pub := lifecycle.NewPublisher(a.opt.JS)
 	// Running events go out once the batch has run RunningAfter, or at its
 	// first token. A batch that ends sooner goes straight from queued to
@@ -412,6 +436,13 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 		case jr.Error != nil:
 			ev = lifecycle.FailedEvent(b, j, a.opt.Name, done, jr.Error)
 		default:
+			// Outputs over the threshold go to the blobs bucket; the
+			// event carries their references.
+			if err := a.offloadOutputs(ctx, j, jr.Outputs); err != nil {
+				log.Warn("outputs not stored; batch will be redelivered", "job", j.Id, "err", err)
+				a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
+				return
+			}
 			ev = lifecycle.SucceededEvent(b, j, a.opt.Name, done, jr.Outputs)
 		}
 		switch ev.Status() {
@@ -541,9 +572,13 @@ func (a *Agent) retryOrFail(ctx context.Context, m *config.Model, b *inferqpb.Ba
 		return
 	}
 	now := a.now()
+	code := "batch_failed"
+	if pe := (*PermanentError)(nil); errors.As(cause, &pe) && pe.Code != "" {
+		code = pe.Code
+	}
 	for _, j := range b.Jobs {
 		pub.Event(jobContext(ctx, j), a.opt.Topology, lifecycle.FailedEvent(b, j, a.opt.Name, now,
-			&inferqpb.Error{Code: "batch_failed", Message: fmt.Sprintf("failed after %d attempts: %v", delivered, cause)}))
+			&inferqpb.Error{Code: code, Message: fmt.Sprintf("failed after %d attempts: %v", delivered, cause)}))
 	}
 	if err := pub.Wait(ctx); err != nil {
 		a.release(ctx, msg, m.Queue.BackoffFor(delivered), st)
@@ -577,8 +612,12 @@ func isPermanent(err error) bool {
 	return errors.As(err, &pe)
 }
 
-// PermanentError marks a batch failure that no retry can fix.
-type PermanentError struct{ Err error }
+// PermanentError marks a batch failure that no retry can fix. Code, if
+// set, is its jobs' error code (default batch_failed).
+type PermanentError struct {
+	Err  error
+	Code string
+}
 
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }

@@ -16,7 +16,7 @@ func Start(_ context.Context, env *service.Env) (func(context.Context) error, er
 			"model", name)
 	}
 	a := New(Options{Models: servedModels(cfg), Topology: env.Topology, JS: env.JS, Name: cfg.Worker.Name,
-		MaxInflight: cfg.Worker.MaxInflight, Log: env.Log.With("component", "worker"), Metrics: env.Metrics,
+		MaxInflight: cfg.Worker.MaxInflight, BlobThreshold: cfg.Blobs.ThresholdBytes, Log: env.Log.With("component", "worker"), Metrics: env.Metrics,
 		Own: NewMetrics(env.Registry)})
 	env.Gates["model"] = a.Ready
 	return env.WithAdmin(cfg.Worker.AdminListen, a.Run), nil

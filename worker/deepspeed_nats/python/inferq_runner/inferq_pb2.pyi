@@ -80,6 +80,16 @@ class BatchResult(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[JobResult]
     def __init__(self, batch_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobResult, _Mapping]]] = ...) -> None: ...
 
+class BlobRef(_message.Message):
+    __slots__ = ["name", "sha256", "size"]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sha256: str
+    size: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
 class Cancel(_message.Message):
     __slots__ = ["batch_id", "job_id"]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
@@ -254,16 +264,18 @@ class Shape(_message.Message):
     def __init__(self, dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Tensor(_message.Message):
-    __slots__ = ["data", "datatype", "name", "shape"]
+    __slots__ = ["data", "datatype", "name", "ref", "shape"]
     DATATYPE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     datatype: str
     name: str
+    ref: BlobRef
     shape: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., ref: _Optional[_Union[BlobRef, _Mapping]] = ...) -> None: ...
 
 class TokenChunk(_message.Message):
     __slots__ = ["final", "job_id", "seq", "text", "token_id"]
