@@ -155,7 +155,7 @@ func TestInvalidConfigs(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"unknown field", "natz: {}", "field natz not found"},
 		{"bad model name", "models: [{name: Bad, runner: {builtin: simple}}]", `model "Bad": name must match`},
-		{"no runner", "models: [{name: m, inputs: [{name: x, datatype: FP32, dims: [1]}]}]", "runner needs builtin or command"},
+		{"no runner", "models: [{name: m, inputs: [{name: x, datatype: FP32, dims: [1]}]}]", "runner needs builtin, model or command"},
 		{"bad datatype", "models: [{name: m, runner: {command: [x]}, inputs: [{name: x, datatype: FLOAT, dims: [1]}]}]", `unknown datatype "FLOAT"`},
 		{"zero dim", "models: [{name: m, runner: {command: [x]}, inputs: [{name: x, datatype: FP32, dims: [0]}]}]", "must be -1 or positive"},
 		{"preferred too big", "models: [{name: m, runner: {builtin: simple}, batching: {max_batch_size: 4, preferred_batch_sizes: [8]}}]", "preferred_batch_sizes: 8"},
@@ -174,6 +174,10 @@ func TestInvalidConfigs(t *testing.T) {
 		{"max_tokens above limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: 100, parameters: [{name: max_tokens, type: int, max: 200}]}]", `max 200 is above max_tokens_limit 100`},
 		{"limit on tensor model", "models: [{name: m, runner: {builtin: simple}, max_tokens_limit: 100}]", `max_tokens_limit applies to generate models only`},
 		{"negative limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: -1}]", `max_tokens_limit -1 must be positive`},
+		{"unknown source", "models: [{name: m, runner: {model: 'onnx:m.onnx'}, inputs: [{name: x, dims: [1]}]}]", `unknown source "onnx:": want one of builtin, torchscript, python, hf`},
+		{"python source", "models: [{name: m, runner: {model: 'python:mod'}, inputs: [{name: x, dims: [1]}]}]", `want python:MODULE:FACTORY`},
+		{"torchscript generate", "models: [{name: m, kind: generate, runner: {model: 'torchscript:m.pt'}, inputs: [{name: x, dims: [1]}]}]", `a TorchScript model is kind tensor`},
+		{"builtin and model", "models: [{name: m, runner: {builtin: simple, model: 'hf:/m'}}]", `runner takes builtin or model, not both`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
