@@ -314,6 +314,8 @@ def load(
 
     options = options or {}
     src = sources.parse(source)
+    if options.get("deepspeed"):
+        sources.require_deepspeed()  # the config asked for it: no silent fallback to plain PyTorch
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     capacity = int(options.get("max_batch_size") or DEFAULT_CAPACITY)

@@ -186,13 +186,19 @@ def _kind(e: BaseException) -> str:
     return type(e).__name__
 
 
-def _deepspeed(module: nn.Module, tp_size: int, dtype: torch.dtype) -> nn.Module:
-    """Wraps module with deepspeed.init_inference; a missing DeepSpeed is a
-    load error, since the config asked for it."""
+def require_deepspeed() -> Any:
+    """The deepspeed module; a missing DeepSpeed is a load error, since the
+    config asked for it."""
     try:
         import deepspeed  # noqa: PLC0415 - optional dependency
     except ImportError as e:
         raise LoadError("deepspeed: true, but DeepSpeed is not importable here (%s): install it or drop the key" % e)
+    return deepspeed
+
+
+def _deepspeed(module: nn.Module, tp_size: int, dtype: torch.dtype) -> nn.Module:
+    """Wraps module with deepspeed.init_inference."""
+    deepspeed = require_deepspeed()
     engine: nn.Module = deepspeed.init_inference(
         module, tensor_parallel={"tp_size": tp_size}, dtype=dtype, replace_with_kernel_inject=False
     )

@@ -176,6 +176,9 @@ class SourceTest(unittest.TestCase):
             with self.assertRaises(LoadError) as cm:
                 load("torchscript:" + path, "cpu", "fp32", True, 1, ADDMUL_CONFIG)
             self.assertIn("deepspeed: true, but DeepSpeed is not importable", str(cm.exception))
+            # The config's deepspeed: true refuses every source, not only TorchScript.
+            with self.assertRaises(LoadError):
+                load("builtin:tiny-mlp", "cpu", "fp32", True, 1, {"deepspeed": True})
             return
         model = load("torchscript:" + path, "cpu", "fp32", True, 1, ADDMUL_CONFIG)
         self.assertEqual(model.kind, "tensor")
