@@ -86,7 +86,9 @@ func (w *Webhooks) Enabled() bool {
 // allow-list are parsed when the services start (webhook.FromConfig).
 func (w *Webhooks) validate(ackWait time.Duration) []error {
 	var errs []error
-	if w.Timeout.D() <= 0 || w.Timeout.D() >= ackWait {
+	// The timeout must end a POST before its message is redelivered; it
+	// matters only where webhooks can be sent at all.
+	if w.Timeout.D() <= 0 || (w.Enabled() && w.Timeout.D() >= ackWait) {
 		errs = append(errs, fmt.Errorf("webhooks.timeout %v must be positive and below nats.ack_wait %v", w.Timeout, ackWait))
 	}
 	if w.MaxAttempts < 1 || w.MaxAttempts > 100 {

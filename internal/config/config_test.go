@@ -155,7 +155,7 @@ func TestInvalidConfigs(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"unknown field", "natz: {}", "field natz not found"},
 		{"bad model name", "models: [{name: Bad, runner: {builtin: simple}}]", `model "Bad": name must match`},
-		{"no runner", "models: [{name: m, inputs: [{name: x, datatype: FP32, dims: [1]}]}]", "runner needs builtin or command"},
+		{"no runner", "models: [{name: m, inputs: [{name: x, datatype: FP32, dims: [1]}]}]", "runner needs builtin, model or command"},
 		{"bad datatype", "models: [{name: m, runner: {command: [x]}, inputs: [{name: x, datatype: FLOAT, dims: [1]}]}]", `unknown datatype "FLOAT"`},
 		{"zero dim", "models: [{name: m, runner: {command: [x]}, inputs: [{name: x, datatype: FP32, dims: [0]}]}]", "must be -1 or positive"},
 		{"preferred too big", "models: [{name: m, runner: {builtin: simple}, batching: {max_batch_size: 4, preferred_batch_sizes: [8]}}]", "preferred_batch_sizes: 8"},
@@ -176,6 +176,10 @@ func TestInvalidConfigs(t *testing.T) {
 		{"negative limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: -1}]", `max_tokens_limit -1 must be positive`},
 		{"chat template syntax", "models: [{name: m, runner: {builtin: repeat}, chat_template: '{{range .Messages}'}]", `model "m": chat_template: template: m:1:`},
 		{"chat template on tensor model", "models: [{name: m, runner: {builtin: simple}, chat_template: 'x'}]", `chat_template applies to generate models only`},
+		{"unknown source", "models: [{name: m, runner: {model: 'onnx:m.onnx'}, inputs: [{name: x, dims: [1]}]}]", `unknown source "onnx:": want one of builtin, torchscript, python, hf`},
+		{"python source", "models: [{name: m, runner: {model: 'python:mod'}, inputs: [{name: x, dims: [1]}]}]", `want python:MODULE:FACTORY`},
+		{"torchscript generate", "models: [{name: m, kind: generate, runner: {model: 'torchscript:m.pt'}, inputs: [{name: x, dims: [1]}]}]", `a TorchScript model is kind tensor`},
+		{"builtin and model", "models: [{name: m, runner: {builtin: simple, model: 'hf:/m'}}]", `runner takes builtin or model, not both`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
+	"strings"
 	"text/template"
 	"time"
 
@@ -72,10 +74,64 @@ func (m *Model) ParseChatTemplate() (*template.Template, error) {
 // Runner says what executes the model's batches: a built-in test model of the
 // worker agent, or a runner subprocess (the Python runner).
 type Runner struct {
-	Builtin string         `yaml:"builtin"`
-	Command []string       `yaml:"command"`
-	Device  string         `yaml:"device"` // auto, cpu, cuda, cuda:N
-	Params  map[string]any `yaml:"params"`
+	Builtin string   `yaml:"builtin"`
+	Command []string `yaml:"command"`
+	// Model is the Python runner's model source (see SourceSchemes); it
+	// stands for command [python3, -m, inferq_runner, --model, SOURCE] when
+	// command is empty.
+	Model  string         `yaml:"model"`
+	Device string         `yaml:"device"` // auto, cpu, cuda, cuda:N
+	Params map[string]any `yaml:"params"`
+	// PythonPath are directories put first on the runner's sys.path, where
+	// a python: source's module is found (relative to the worker's working
+	// directory).
+	PythonPath []string `yaml:"python_path"`
+	// DeepSpeed wraps the model with deepspeed.init_inference; a runner
+	// without DeepSpeed then fails to load rather than run without it.
+	DeepSpeed bool `yaml:"deepspeed"`
+}
+
+// SourceSchemes are the prefixes of a runner.model source: builtin:NAME (the
+// runner's test models), torchscript:PATH (a TorchScript file),
+// python:MODULE:FACTORY (the user's own Python) and hf:PATH (a Hugging Face
+// causal-LM directory). A source without a prefix is a Hugging Face
+// directory, as before sources had names.
+var SourceSchemes = []string{"builtin", "torchscript", "python", "hf"}
+
+var schemeRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9_-]*):`)
+
+// checkSource refuses a source the runner could never load, so that the
+// mistake shows at config load rather than as a worker that is never ready.
+func checkSource(src, kind string) error {
+	m := schemeRE.FindStringSubmatch(src)
+	if m == nil {
+		if strings.TrimSpace(src) == "" {
+			return errors.New("runner.model is empty")
+		}
+		return nil // a directory path
+	}
+	scheme, rest := m[1], src[len(m[0]):]
+	switch scheme {
+	case "builtin", "hf":
+		if rest == "" {
+			return fmt.Errorf("runner.model %q: %s: needs a name or path", src, scheme)
+		}
+	case "torchscript":
+		if rest == "" {
+			return fmt.Errorf("runner.model %q: torchscript: needs a file path", src)
+		}
+		if kind != KindTensor {
+			return fmt.Errorf("runner.model %q: a TorchScript model is kind tensor, not %s", src, kind)
+		}
+	case "python":
+		mod, factory, ok := strings.Cut(rest, ":")
+		if !ok || mod == "" || factory == "" || strings.Contains(factory, ":") {
+			return fmt.Errorf("runner.model %q: want python:MODULE:FACTORY", src)
+		}
+	default:
+		return fmt.Errorf("runner.model %q: unknown source %q: want one of %s", src, scheme+":", strings.Join(SourceSchemes, ", "))
+	}
+	return nil
 }
 
 // Tensor declares an input or output. Dims exclude the batch dimension; -1 is
@@ -236,8 +292,19 @@ func (m *Model) finish() error {
 	if m.Kind != KindTensor && m.Kind != KindGenerate {
 		bad("kind %q must be tensor or generate", m.Kind)
 	}
+	if m.Runner.Model != "" {
+		if m.Runner.Builtin != "" {
+			bad("runner takes builtin or model, not both")
+		}
+		if err := checkSource(m.Runner.Model, m.Kind); err != nil {
+			bad("%w", err)
+		}
+		if len(m.Runner.Command) == 0 {
+			m.Runner.Command = []string{"python3", "-m", "inferq_runner", "--model", m.Runner.Model}
+		}
+	}
 	if m.Runner.Builtin == "" && len(m.Runner.Command) == 0 {
-		bad("runner needs builtin or command")
+		bad("runner needs builtin, model or command")
 	}
 	if len(m.Inputs) == 0 {
 		bad("no inputs declared")

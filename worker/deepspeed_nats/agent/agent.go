@@ -109,14 +109,25 @@ func (a *Agent) Ready(context.Context) error {
 	if rs == nil {
 		return errors.New("runners not started")
 	}
-	var loading []string
+	var loading, failed []string
 	for i, r := range *rs {
-		if d, ok := r.(Describer); ok && !d.Describe().Ready {
+		d, ok := r.(Describer)
+		if !ok {
+			continue
+		}
+		switch info := d.Describe(); {
+		case info.Ready:
+		case info.Error != "":
+			failed = append(failed, fmt.Sprintf("model %s did not load: %s", a.opt.Models[i].Name, info.Error))
+		default:
 			loading = append(loading, a.opt.Models[i].Name)
 		}
 	}
 	if len(loading) > 0 {
-		return fmt.Errorf("models still loading: %s", strings.Join(loading, ", "))
+		failed = append(failed, "models still loading: "+strings.Join(loading, ", "))
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
 }

@@ -26,7 +26,9 @@ func TestMain(m *testing.M) {
 
 // fakeRunner speaks the runner protocol: Ready with the device named by
 // INFERQ_FAKE_DEVICE and capacity 4, identity results, and an exit (a
-// crash) on any batch holding a job whose parameters mention "crash".
+// crash) on any batch holding a job whose parameters mention "crash". With
+// INFERQ_FAKE_LOAD_ERROR set it refuses the Load with that message and
+// exits, as the Python runner does for a model it cannot load.
 func fakeRunner(in io.Reader, out io.Writer) int {
 	r := bufio.NewReader(in)
 	w := bufio.NewWriter(out)
@@ -46,6 +48,11 @@ func fakeRunner(in io.Reader, out io.Writer) int {
 		}
 		switch x := f.Frame.(type) {
 		case *inferqpb.RunnerFrame_Load:
+			if msg := os.Getenv("INFERQ_FAKE_LOAD_ERROR"); msg != "" {
+				write(&inferqpb.RunnerFrame{Frame: &inferqpb.RunnerFrame_Error{Error: &inferqpb.RunnerError{
+					Error: &inferqpb.Error{Code: "load_failed", Message: msg}}}})
+				return 1
+			}
 			write(&inferqpb.RunnerFrame{Frame: &inferqpb.RunnerFrame_Ready{Ready: &inferqpb.Ready{
 				Model: x.Load.Model, Device: os.Getenv("INFERQ_FAKE_DEVICE"), Capacity: 4}}})
 		case *inferqpb.RunnerFrame_Health:

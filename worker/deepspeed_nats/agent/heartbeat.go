@@ -21,8 +21,9 @@ type Heartbeat struct {
 	// else "cpu"; empty while the runner is still loading (Ready false).
 	Device      string    `json:"device"`
 	Ready       bool      `json:"ready"`
-	Capacity    int       `json:"capacity"`     // largest batch it takes
-	MaxInflight int       `json:"max_inflight"` // batches it holds at once
+	Error       string    `json:"error,omitempty"` // why the model did not load, while not ready
+	Capacity    int       `json:"capacity"`        // largest batch it takes
+	MaxInflight int       `json:"max_inflight"`    // batches it holds at once
 	InFlight    int       `json:"in_flight"`
 	Batches     uint64    `json:"batches"` // settled since it started
 	Time        time.Time `json:"time"`
@@ -47,10 +48,10 @@ func (a *Agent) heartbeat(ctx context.Context, m *config.Model, r Runner) error 
 	}
 	poll := min(every, 250*time.Millisecond)
 	var last time.Time
-	ready := false
+	ready, failure := false, ""
 	for {
 		hb := a.describe(m, r)
-		if hb.Ready != ready || time.Since(last) >= every {
+		if hb.Ready != ready || hb.Error != failure || time.Since(last) >= every {
 			v, err := json.Marshal(hb)
 			if err != nil {
 				return fmt.Errorf("worker %s: heartbeat: %w", m.Name, err)
@@ -60,7 +61,7 @@ func (a *Agent) heartbeat(ctx context.Context, m *config.Model, r Runner) error 
 					a.opt.Log.Warn("heartbeat failed", "model", m.Name, "worker", a.opt.Name, "err", err)
 				}
 			} else {
-				last, ready = time.Now(), hb.Ready
+				last, ready, failure = time.Now(), hb.Ready, hb.Error
 			}
 		}
 		if !sleep(ctx, poll) {
@@ -87,7 +88,7 @@ func (a *Agent) describe(m *config.Model, r Runner) Heartbeat {
 		device = DeviceName(info.Device)
 	}
 	st := a.Stats(m.Name)
-	return Heartbeat{Model: m.Name, Worker: a.opt.Name, Device: device, Ready: info.Ready, Capacity: capacity,
+	return Heartbeat{Model: m.Name, Worker: a.opt.Name, Device: device, Ready: info.Ready, Capacity: capacity, Error: info.Error,
 		MaxInflight: a.inflight(r), InFlight: st.InFlight, Batches: st.Batches, Time: a.now().UTC()}
 }
 

@@ -365,7 +365,7 @@ func TestProcessTensor(t *testing.T) {
 func TestProcessLoadFailure(t *testing.T) {
 	p := newTestProcess(t, "builtin:no-such-model", config.KindGenerate, ProcessOptions{})
 	err := p.Start(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "load failed") || !strings.Contains(err.Error(), "no-such-model") {
+	if err == nil || !errors.Is(err, ErrModelLoad) || !strings.Contains(err.Error(), "no-such-model") {
 		t.Fatalf("Start: %v", err)
 	}
 }

@@ -42,6 +42,7 @@ type RunnerInfo struct {
 	Ready    bool   // the model is loaded
 	Device   string // as the runner names it: cpu, cuda, cuda:1
 	Capacity int    // largest batch it takes; 0 if it sets no limit
+	Error    string // why the model did not load, while Ready is false; empty while it loads
 }
 
 // Describer is implemented by runners that know where they run. A runner

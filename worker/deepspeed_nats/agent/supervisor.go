@@ -30,6 +30,19 @@ var ErrProcessClosed = errors.New("runner process closed")
 // model: it says nothing about the batch that was waiting for it.
 var ErrRunnerUnavailable = errors.New("runner unavailable")
 
+// ErrModelLoad wraps the runner's own answer that the model cannot load (a
+// missing file, inputs that do not match the config, a factory that
+// raised), as opposed to a runner that crashed or hung while loading.
+var ErrModelLoad = errors.New("model did not load")
+
+// loadFailure is why the last start of the runner failed.
+type loadFailure struct {
+	err error
+	// retryAt is set when the runner refused the model (ErrModelLoad):
+	// batches before then fail at once, without a new runner.
+	retryAt time.Time
+}
+
 // ProcessOptions tune a Process. Zero values take the defaults.
 type ProcessOptions struct {
 	// Command runs the runner; default the model's runner.command. A
@@ -103,7 +116,8 @@ type Process struct {
 	cur      *proc
 	failures int // consecutive crashes or failed starts
 
-	ready atomic.Pointer[inferqpb.Ready] // the current runner's Ready; nil while none is loaded
+	ready      atomic.Pointer[inferqpb.Ready] // the current runner's Ready; nil while none is loaded
+	loadFailed atomic.Pointer[loadFailure]    // why the last start failed; nil once a runner loads
 
 	runMu     sync.Mutex // the batch in the runner, for Cancel while Run holds mu
 	running   *proc
@@ -145,8 +159,11 @@ func NewProcess(m *config.Model, opt ProcessOptions) (*Process, error) {
 	env := append(os.Environ(), "PYTHONPATH="+pp, "PYTHONUNBUFFERED=1")
 	env = append(env, opt.Env...)
 
+	// The runner checks the model against the config's inputs and outputs
+	// when it loads it.
 	opts, err := json.Marshal(map[string]any{
-		"kind": m.Kind, "max_batch_size": m.Batching.MaxBatchSize, "params": m.Runner.Params,
+		"name": m.Name, "kind": m.Kind, "max_batch_size": m.Batching.MaxBatchSize, "params": m.Runner.Params,
+		"inputs": m.Inputs, "outputs": m.Outputs, "python_path": m.Runner.PythonPath, "deepspeed": m.Runner.DeepSpeed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("model %q: runner params: %w", m.Name, err)
@@ -160,9 +177,13 @@ func NewProcess(m *config.Model, opt ProcessOptions) (*Process, error) {
 	}, nil
 }
 
-// sourceOf is the model source for Load: runner.params.source, else the
-// command's --model argument; empty lets the runner use its own flag.
+// sourceOf is the model source for Load: runner.model, else
+// runner.params.source, else the command's --model argument; empty lets the
+// runner use its own flag.
 func sourceOf(m *config.Model, argv []string) string {
+	if m.Runner.Model != "" {
+		return m.Runner.Model
+	}
 	if s, ok := m.Runner.Params["source"].(string); ok && s != "" {
 		return s
 	}
@@ -364,11 +385,15 @@ func (p *Process) setCur(pr *proc) {
 }
 
 // Describe reports the loaded runner's device and capacity (from its Ready
-// frame); Ready is false while no runner is loaded. It implements Describer
-// and never blocks, even while Run holds the runner.
+// frame); Ready is false while no runner is loaded, with Error saying why
+// the last load failed. It implements Describer and never blocks, even
+// while Run holds the runner.
 func (p *Process) Describe() RunnerInfo {
 	r := p.ready.Load()
 	if r == nil {
+		if f := p.loadFailed.Load(); f != nil {
+			return RunnerInfo{Error: f.err.Error()}
+		}
 		return RunnerInfo{}
 	}
 	return RunnerInfo{Ready: true, Device: r.GetDevice(), Capacity: int(r.GetCapacity())}
@@ -393,9 +418,16 @@ func (p *Process) ensure(ctx context.Context) (*proc, error) {
 			return pr, nil
 		}
 	}
-	if p.failures > 0 {
-		d := p.opt.RestartBackoff << min(p.failures-1, 16)
-		d = min(d, p.opt.MaxRestartBackoff)
+	// A model the runner refused to load fails its batches at once until
+	// the backoff has passed: they go back to the queue (another worker may
+	// serve them; max_deliver ends them) instead of each waiting for a
+	// load that fails again.
+	f := p.loadFailed.Load()
+	if f != nil && time.Now().Before(f.retryAt) {
+		return nil, fmt.Errorf("runner %s: %w: %w", p.model.Name, ErrRunnerUnavailable, f.err)
+	}
+	if p.failures > 0 && (f == nil || f.retryAt.IsZero()) {
+		d := p.backoff()
 		p.log.Info("restarting runner", "after", d, "failures", p.failures)
 		if !sleep(ctx, d) {
 			return nil, fmt.Errorf("runner %s: %w", p.model.Name, context.Cause(ctx))
@@ -407,10 +439,23 @@ func (p *Process) ensure(ctx context.Context) (*proc, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("runner %s: %w", p.model.Name, err)
 		}
+		lf := &loadFailure{err: err}
+		if errors.Is(err, ErrModelLoad) {
+			d := p.backoff()
+			lf.retryAt = time.Now().Add(d)
+			p.log.Error("model did not load; retrying the load later", "err", err, "after", d)
+		}
+		p.loadFailed.Store(lf)
 		return nil, fmt.Errorf("runner %s: %w: %w", p.model.Name, ErrRunnerUnavailable, err)
 	}
+	p.loadFailed.Store(nil)
 	p.setCur(pr)
 	return pr, nil
+}
+
+// backoff is the delay before the next start after p.failures failures.
+func (p *Process) backoff() time.Duration {
+	return min(p.opt.RestartBackoff<<min(max(p.failures-1, 0), 16), p.opt.MaxRestartBackoff)
 }
 
 // crashed kills pr, waits for it and forgets it; it returns a description
@@ -487,7 +532,7 @@ func (p *Process) start(ctx context.Context) (*proc, error) {
 				p.log.Info("runner ready", "pid", pr.pid, "device", x.Ready.Device, "capacity", x.Ready.Capacity)
 				return pr, nil
 			case *inferqpb.RunnerFrame_Error:
-				return fail(fmt.Errorf("load failed: %s: %s", x.Error.GetError().GetCode(), x.Error.GetError().GetMessage()))
+				return fail(fmt.Errorf("%w: %s: %s", ErrModelLoad, x.Error.GetError().GetCode(), x.Error.GetError().GetMessage()))
 			default:
 				p.log.Warn("unexpected frame from runner while loading", "frame", fmt.Sprintf("%T", f.Frame))
 			}

@@ -4,14 +4,14 @@ optionally through DeepSpeed) and batch execution."""
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from . import inferq_pb2 as pb
 from .generate import CANCELLED, EXPIRED, CausalLM, OnChunk, Request, generate
-from .sampling import ParamError, parse_params
+from .sampling import GenParams, ParamError, parse_params
 from .tensors import TensorError, bytes_tensor, decode_bytes, from_torch, to_torch
 from .text import ByteDetokenizer, ByteTokenizer, HFDetokenizer
 from .tiny import LayerKV, build_tiny_gpt, build_tiny_mlp
@@ -148,12 +148,44 @@ class HFLM:
         return None  # unknown cache type: finished rows stay in the batch
 
 
-def _job_error(job_id: str, code: str, message: str, retryable: bool = False) -> pb.JobResult:
+def job_error(job_id: str, code: str, message: str, retryable: bool = False) -> pb.JobResult:
     return pb.JobResult(job_id=job_id, error=pb.Error(code=code, message=message, retryable=retryable))
 
 
-def _wanted(job: pb.BatchJob, name: str) -> bool:
+def wanted(job: pb.BatchJob, name: str) -> bool:
     return not job.outputs or name in job.outputs
+
+
+def read_prompts(batch: pb.Batch) -> tuple[dict[str, pb.JobResult], list[tuple[pb.BatchJob, str, GenParams]]]:
+    """Each job's prompt (its one text_input row) and generation parameters;
+    jobs whose row or parameters are invalid get their error result instead."""
+    inp = next((t for t in batch.inputs if t.name == "text_input"), None)
+    if inp is None:
+        inp = next((t for t in batch.inputs if t.datatype == "BYTES"), None)
+    if inp is None:
+        raise InvalidBatch("generate model needs a BYTES text_input tensor")
+    try:
+        elems = decode_bytes(inp.data)
+    except TensorError as e:
+        raise InvalidBatch(str(e))
+    per_row = 1
+    for d in inp.shape[1:]:
+        per_row *= d
+    results: dict[str, pb.JobResult] = {}
+    prompts: list[tuple[pb.BatchJob, str, GenParams]] = []
+    for job in batch.jobs:
+        try:
+            if job.row_end - job.row_start != 1:
+                raise ParamError(
+                    "a generate job takes exactly one text_input row, got %d" % (job.row_end - job.row_start)
+                )
+            k = job.row_start * per_row
+            if per_row < 1 or k >= len(elems):
+                raise ParamError("text_input row %d is missing" % job.row_start)
+            prompts.append((job, elems[k].decode("utf-8"), parse_params(job.parameters_json)))
+        except (ParamError, UnicodeDecodeError) as e:
+            results[job.id] = job_error(job.id, "invalid_input", str(e))
+    return results, prompts
 
 
 class GenerateModel:
@@ -165,63 +197,41 @@ class GenerateModel:
         self.lm, self.device, self.capacity = lm, lm.device, capacity
 
     def run(self, batch: pb.Batch, emit: Emit, cancelled: Cancelled) -> pb.BatchResult:
-        inp = next((t for t in batch.inputs if t.name == "text_input"), None)
-        if inp is None:
-            inp = next((t for t in batch.inputs if t.datatype == "BYTES"), None)
-        if inp is None:
-            raise InvalidBatch("generate model needs a BYTES text_input tensor")
-        try:
-            elems = decode_bytes(inp.data)
-        except TensorError as e:
-            raise InvalidBatch(str(e))
-        per_row = 1
-        for d in inp.shape[1:]:
-            per_row *= d
-        results: dict[str, pb.JobResult] = {}
+        results, prompts = read_prompts(batch)
         runs: list[tuple[pb.BatchJob, Request]] = []
-        for job in batch.jobs:
-            try:
-                if job.row_end - job.row_start != 1:
-                    raise ParamError(
-                        "a generate job takes exactly one text_input row, got %d" % (job.row_end - job.row_start)
-                    )
-                k = job.row_start * per_row
-                if per_row < 1 or k >= len(elems):
-                    raise ParamError("text_input row %d is missing" % job.row_start)
-                prompt = elems[k].decode("utf-8")
-                params = parse_params(job.parameters_json)
-                ids = self.lm.encode(prompt)
-                limit = self.lm.max_length
-                if limit and len(ids) + params.max_tokens > limit:
-                    raise ParamError(
-                        "prompt (%d tokens) + max_tokens (%d) exceeds the model's %d positions"
-                        % (len(ids), params.max_tokens, limit)
-                    )
-            except (ParamError, UnicodeDecodeError) as e:
-                results[job.id] = _job_error(job.id, "invalid_input", str(e))
+        for job, prompt, params in prompts:
+            ids = self.lm.encode(prompt)
+            limit = self.lm.max_length
+            if limit and len(ids) + params.max_tokens > limit:
+                results[job.id] = job_error(
+                    job.id,
+                    "invalid_input",
+                    "prompt (%d tokens) + max_tokens (%d) exceeds the model's %d positions"
+                    % (len(ids), params.max_tokens, limit),
+                )
                 continue
             runs.append(
                 (
                     job,
-                    Request(ids, params, _chunker(job.id, emit), _canceller(job.id, cancelled), job.deadline_unix_nano),
+                    Request(ids, params, chunker(job.id, emit), _canceller(job.id, cancelled), job.deadline_unix_nano),
                 )
             )
         for i in range(0, len(runs), self.capacity):
             part = runs[i : i + self.capacity]
             for (job, _), out in zip(part, generate(self.lm, [r for _, r in part])):
                 if out.reason == CANCELLED:
-                    results[job.id] = _job_error(job.id, "cancelled", "cancelled during generation")
+                    results[job.id] = job_error(job.id, "cancelled", "cancelled during generation")
                 elif out.reason == EXPIRED:
-                    results[job.id] = _job_error(job.id, "expired", "deadline passed during generation")
+                    results[job.id] = job_error(job.id, "expired", "deadline passed during generation")
                 else:
                     outs: list[pb.Tensor] = []
-                    if _wanted(job, "text_output"):
+                    if wanted(job, "text_output"):
                         outs.append(bytes_tensor("text_output", [out.text.encode("utf-8")], [1, 1]))
                     results[job.id] = pb.JobResult(job_id=job.id, outputs=outs)
         return pb.BatchResult(batch_id=batch.id, jobs=[results[j.id] for j in batch.jobs])
 
 
-def _chunker(job_id: str, emit: Emit) -> OnChunk:
+def chunker(job_id: str, emit: Emit) -> OnChunk:
     seq = [0]
 
     def on_chunk(text: str, token_id: int, final: bool) -> None:
@@ -253,17 +263,25 @@ class TensorModel:
         res = pb.BatchResult(batch_id=batch.id)
         for job in batch.jobs:
             if cancelled(job.id):
-                res.jobs.append(_job_error(job.id, "cancelled", "cancelled before it ran"))
+                res.jobs.append(job_error(job.id, "cancelled", "cancelled before it ran"))
                 continue
             jr = res.jobs.add(job_id=job.id)
             for name, out in outputs.items():
-                if _wanted(job, name):
+                if wanted(job, name):
                     jr.outputs.append(from_torch(name, out[job.row_start : job.row_end]))
         return res
 
 
-# The models load() returns.
-Model = GenerateModel | TensorModel
+class Model(Protocol):
+    """What load() returns and the server runs: GenerateModel, TensorModel
+    or sources.PythonGenerateModel."""
+
+    kind: str
+    device: torch.device
+    capacity: int
+
+    def run(self, batch: pb.Batch, emit: Emit, cancelled: Cancelled) -> pb.BatchResult:
+        ...
 
 
 def _tiny_mlp_fn(net: nn.Module, dtype: torch.dtype) -> TensorFn:
@@ -287,25 +305,38 @@ def load(
     tp_size: int = 1,
     options: dict[str, Any] | None = None,
 ) -> Model:
-    """Loads a model once; returns a GenerateModel or a TensorModel. options is
-    the Load frame's decoded options_json."""
+    """Loads a model once; returns a GenerateModel or a TensorModel. source is
+    builtin:NAME, torchscript:PATH, python:MODULE:FACTORY, hf:PATH or a bare
+    Hugging Face directory (see sources.py). options is the Load frame's
+    decoded options_json: the model config's kind, inputs, outputs,
+    max_batch_size, params, python_path and deepspeed."""
+    from . import sources  # noqa: PLC0415 - sources builds on this module
+
     options = options or {}
+    src = sources.parse(source)
+    if options.get("deepspeed"):
+        sources.require_deepspeed()  # the config asked for it: no silent fallback to plain PyTorch
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     capacity = int(options.get("max_batch_size") or DEFAULT_CAPACITY)
     kernel_inject = bool(options.get("kernel_inject", False))
-    if source == "builtin:tiny-gpt":
-        gpt, tok = build_tiny_gpt()
-        net = maybe_deepspeed(gpt.to(dev, dt), use_deepspeed, tp_size, dt, False)
-        return GenerateModel(TinyGPTLM(net, tok, dev), capacity)
-    if source == "builtin:tiny-mlp":
-        net = maybe_deepspeed(build_tiny_mlp().to(dev, dt), use_deepspeed, tp_size, dt, False)
-        return TensorModel(_tiny_mlp_fn(net, dt), dev, capacity)
-    if source.startswith("builtin:"):
-        raise ValueError("unknown built-in model %r (have builtin:tiny-gpt, builtin:tiny-mlp)" % source)
-    if os.path.isdir(source):
-        return _load_hf(source, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity)
-    raise ValueError("model source %r is neither a builtin: model nor a local directory" % source)
+    if src.scheme == "builtin":
+        if src.path == "tiny-gpt":
+            gpt, tok = build_tiny_gpt()
+            net = maybe_deepspeed(gpt.to(dev, dt), use_deepspeed, tp_size, dt, False)
+            return GenerateModel(TinyGPTLM(net, tok, dev), capacity)
+        if src.path == "tiny-mlp":
+            net = maybe_deepspeed(build_tiny_mlp().to(dev, dt), use_deepspeed, tp_size, dt, False)
+            return TensorModel(_tiny_mlp_fn(net, dt), dev, capacity)
+        raise sources.LoadError("unknown built-in model %r (have builtin:tiny-gpt, builtin:tiny-mlp)" % source)
+    if src.scheme == "hf":
+        if not os.path.isdir(src.path):
+            raise sources.LoadError("hf:%s: no such directory" % src.path)
+        return _load_hf(src.path, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity)
+    ctx = sources.context(options, dev, capacity)
+    if src.scheme == "torchscript":
+        return sources.load_torchscript(src.path, ctx, use_deepspeed, tp_size, dt)
+    return sources.load_python(src.path, src.factory, ctx, options.get("python_path") or [])
 
 
 def _load_hf(

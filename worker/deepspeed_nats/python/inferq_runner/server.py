@@ -118,6 +118,7 @@ class Server:
 
     def _load(self, load: pb.Load) -> bool:
         from .models import load as load_model  # noqa: PLC0415 - torch import after the reader starts
+        from .sources import LoadError  # noqa: PLC0415
 
         if self.model is not None:
             self.out.write(
@@ -127,14 +128,16 @@ class Server:
             )
             return True
         a = self.args
+        source = load.source or a.model
         try:
             opts = json.loads(load.options_json) if load.options_json else {}
+            opts.setdefault("name", load.model)
             params = opts.get("params") or {}
-            source = load.source or a.model
             device = load.device or a.device
             dtype = params.get("dtype") or a.dtype
             t0 = time.monotonic()
-            self.model = load_model(source, device, dtype, a.deepspeed, a.tp_size, opts)
+            use_deepspeed = bool(a.deepspeed or opts.get("deepspeed"))
+            self.model = load_model(source, device, dtype, use_deepspeed, a.tp_size, opts)
             log.info(
                 "loaded %s (%s) as %s on %s in %.1fs",
                 load.model or source,
@@ -145,12 +148,12 @@ class Server:
             )
         except Exception as e:  # noqa: BLE001 - reported to the agent
             log.error("load failed:\n%s", traceback.format_exc())
+            # The message names the model and the cause: the agent reports it
+            # as the reason the worker is not ready.
+            cause = str(e) if isinstance(e, LoadError) else "%s: %s" % (type(e).__name__, e)
+            msg = "model %s (%s): %s" % (load.model or "?", source, cause)
             self.out.write(
-                pb.RunnerFrame(
-                    error=pb.RunnerError(
-                        error=pb.Error(code="load_failed", message="%s: %s" % (type(e).__name__, e), retryable=False)
-                    )
-                )
+                pb.RunnerFrame(error=pb.RunnerError(error=pb.Error(code="load_failed", message=msg, retryable=False)))
             )
             return False
         self.out.write(
@@ -199,7 +202,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--model",
         default="builtin:tiny-gpt",
-        help="builtin:tiny-gpt, builtin:tiny-mlp or a local Hugging Face directory",
+        help="model source: builtin:NAME, torchscript:PATH, python:MODULE:FACTORY, hf:PATH "
+        "or a local Hugging Face directory (the Load frame's source wins)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
