@@ -31,7 +31,16 @@ from .errors import (
     UnsupportedMediaType,
     WaitTimeout,
 )
-from .records import TERMINAL, ErrorInfo, Event, InferResult, Job, Model, ModelStats, Replay
+from .records import (
+    TERMINAL,
+    ErrorInfo,
+    Event,
+    InferResult,
+    Job,
+    Model,
+    ModelStats,
+    Replay,
+)
 from .tensor import DATATYPES, Tensor
 
 __version__ = "0.1.0"

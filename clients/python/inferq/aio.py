@@ -28,7 +28,13 @@ class AsyncClient:
         max_retries: int = 0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.sync = Client(url, token=token, timeout=timeout, max_retries=max_retries, ssl_context=ssl_context)
+        self.sync = Client(
+            url,
+            token=token,
+            timeout=timeout,
+            max_retries=max_retries,
+            ssl_context=ssl_context,
+        )
         """The synchronous client underneath."""
 
     async def __aenter__(self) -> "AsyncClient":
@@ -79,12 +85,20 @@ class AsyncClient:
         return await asyncio.to_thread(self.sync.wait, job_id, timeout, binary=binary)
 
     def stream(
-        self, job_id: str, *, last_event_id: str | None = None, max_reconnects: int = 5, read_timeout: float = 60.0
+        self,
+        job_id: str,
+        *,
+        last_event_id: str | None = None,
+        max_reconnects: int = 5,
+        read_timeout: float = 60.0,
     ) -> "AsyncEventStream":
         """See :meth:`inferq.Client.stream`; iterate with ``async for``."""
         return AsyncEventStream(
             self.sync.stream(
-                job_id, last_event_id=last_event_id, max_reconnects=max_reconnects, read_timeout=read_timeout
+                job_id,
+                last_event_id=last_event_id,
+                max_reconnects=max_reconnects,
+                read_timeout=read_timeout,
             )
         )
 
@@ -96,7 +110,13 @@ class AsyncClient:
         """See :meth:`inferq.Client.replay`."""
         return await asyncio.to_thread(self.sync.replay, job_id)
 
-    async def replay_model(self, model: str, *, since: datetime | str | None = None, limit: int | None = None) -> int:
+    async def replay_model(
+        self,
+        model: str,
+        *,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> int:
         """See :meth:`inferq.Client.replay_model`."""
         return await asyncio.to_thread(self.sync.replay_model, model, since=since, limit=limit)
 

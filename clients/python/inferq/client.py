@@ -57,7 +57,13 @@ class _HTTP:
     """One base URL, credential and timeout; a new connection per request, so
     that a Client may be shared by threads."""
 
-    def __init__(self, url: str, token: str | None, timeout: float, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout: float,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError(f"url {url!r}: want http://host[:port] or https://host[:port]")
@@ -161,11 +167,22 @@ def _encode(doc: dict[str, Any], tensors: list[Tensor], binary: bool) -> tuple[b
         raw = t.to_bytes()
         params = dict(t.parameters)
         params["binary_data_size"] = len(raw)
-        inputs.append({"name": t.name, "shape": t.shape, "datatype": t.datatype, "parameters": params})
+        inputs.append(
+            {
+                "name": t.name,
+                "shape": t.shape,
+                "datatype": t.datatype,
+                "parameters": params,
+            }
+        )
         raws.append(raw)
     doc["inputs"] = inputs
     header = json.dumps(doc, allow_nan=False).encode()
-    hdr = {"Content-Type": _OCTET, _HEADER_LEN: str(len(header)), "Accept": _OCTET + ", application/json"}
+    hdr = {
+        "Content-Type": _OCTET,
+        _HEADER_LEN: str(len(header)),
+        "Accept": _OCTET + ", application/json",
+    }
     return header + b"".join(raws), hdr
 
 
@@ -320,10 +337,18 @@ class Client:
         ans = self._http.call("POST", "/v1/jobs/" + _quote(job_id) + "/replay", ok=(200, 202))
         doc = ans.parts()[0]
         return Replay(
-            id=str(doc.get("id", job_id)), attempt=int(doc.get("attempt", 0)), status=str(doc.get("status", ""))
+            id=str(doc.get("id", job_id)),
+            attempt=int(doc.get("attempt", 0)),
+            status=str(doc.get("status", "")),
         )
 
-    def replay_model(self, model: str, *, since: datetime | str | None = None, limit: int | None = None) -> int:
+    def replay_model(
+        self,
+        model: str,
+        *,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> int:
         """Replays the model's failed jobs (found through their dead letters),
         those failed since ``since`` and at most ``limit`` (server default
         100); returns how many went again (scope ``admin``)."""
@@ -404,7 +429,12 @@ class EventStream(Iterator[Event]):
     error event. ``close()`` (also from another thread) ends it early."""
 
     def __init__(
-        self, http_: _HTTP, job_id: str, last_event_id: str | None, max_reconnects: int, read_timeout: float
+        self,
+        http_: _HTTP,
+        job_id: str,
+        last_event_id: str | None,
+        max_reconnects: int,
+        read_timeout: float,
     ) -> None:
         self._http = http_
         self._path = "/v1/jobs/" + _quote(job_id) + "/events"
@@ -481,7 +511,11 @@ class EventStream(Iterator[Event]):
             text = line.decode("utf-8").rstrip("\r\n")
             if not text:
                 if ev_name or data:
-                    return Event(ev_id, ev_name or "message", loads("\n".join(data)) if data else {})
+                    return Event(
+                        ev_id,
+                        ev_name or "message",
+                        loads("\n".join(data)) if data else {},
+                    )
                 continue
             if text.startswith(":"):
                 continue  # keepalive comment

@@ -207,7 +207,11 @@ class Tensor:
 
     def to_json(self) -> dict[str, Any]:
         """The tensor in OIP JSON form (``data`` flat)."""
-        doc: dict[str, Any] = {"name": self.name, "shape": self.shape, "datatype": self.datatype}
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "shape": self.shape,
+            "datatype": self.datatype,
+        }
         if self.parameters:
             doc["parameters"] = dict(self.parameters)
         doc["data"] = self.json_data()
@@ -219,9 +223,19 @@ class Tensor:
         params = dict(doc.get("parameters") or {})
         if raw is not None:
             params.pop("binary_data_size", None)
-            return cls(doc["name"], list(doc["shape"]), doc["datatype"], raw=raw, parameters=params)
+            return cls(
+                doc["name"],
+                list(doc["shape"]),
+                doc["datatype"],
+                raw=raw,
+                parameters=params,
+            )
         return cls(
-            doc["name"], list(doc["shape"]), doc["datatype"], data=list(doc.get("data") or []), parameters=params
+            doc["name"],
+            list(doc["shape"]),
+            doc["datatype"],
+            data=list(doc.get("data") or []),
+            parameters=params,
         )
 
     @classmethod

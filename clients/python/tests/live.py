@@ -31,7 +31,16 @@ def rng_arrays(seed: int = 7) -> dict[str, "np.ndarray"]:
     non-ASCII UTF-8 bytes. Shape [2, 5]: two rows of the identity model."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {"BOOL": np.array([True, False, True, True, False] * 2).reshape(2, 5)}
-    for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
+    for name in (
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+    ):
         dt = np.dtype(name)
         info = np.iinfo(dt)
         # Random 64-bit patterns cover the whole range of every integer type.
@@ -42,9 +51,23 @@ def rng_arrays(seed: int = 7) -> dict[str, "np.ndarray"]:
         dt = np.dtype(name)
         finfo = np.finfo(dt)
         f = (rng.standard_normal(10) * 1000).astype(dt)
-        f[0], f[1], f[2], f[3], f[4] = -0.0, finfo.max, finfo.tiny, finfo.smallest_subnormal, -finfo.eps
+        f[0], f[1], f[2], f[3], f[4] = (
+            -0.0,
+            finfo.max,
+            finfo.tiny,
+            finfo.smallest_subnormal,
+            -finfo.eps,
+        )
         out[name] = f.reshape(2, 5)
-    words = [b"", b"a", "\u00e9t\u00e9".encode(), "\u65e5\u672c".encode(), b"x" * 300, b"tab\tnew\nline", b'"q"\\']
+    words = [
+        b"",
+        b"a",
+        "\u00e9t\u00e9".encode(),
+        "\u65e5\u672c".encode(),
+        b"x" * 300,
+        b"tab\tnew\nline",
+        b'"q"\\',
+    ]
     b = np.empty(10, dtype=object)
     b[:] = [words[int(i) % len(words)] for i in rng.integers(0, len(words), size=10)]
     out["BYTES"] = b.reshape(2, 5)

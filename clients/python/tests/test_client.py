@@ -46,7 +46,10 @@ class ClientTest(unittest.TestCase):
         a = np.arange(16, dtype=np.int32).reshape(1, 16)
         acc = self.c.submit(
             "simple",
-            [inferq.Tensor("INPUT0", [1, 16], "INT32", a.tolist()), inferq.Tensor.from_numpy("INPUT1", a)],
+            [
+                inferq.Tensor("INPUT0", [1, 16], "INT32", a.tolist()),
+                inferq.Tensor.from_numpy("INPUT1", a),
+            ],
             request_id="req-1",
         )
         self.assertEqual((acc.status, acc.status_code, acc.model), ("queued", 202, "simple"))
@@ -62,7 +65,12 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(self.c.get(acc.id, wait=1).attempts, 1)
 
     def test_prefer_wait_and_priority(self) -> None:
-        job = self.c.submit("identity", {"INPUT0": np.array([[1.5, 2.5]], np.float64)}, wait=20, priority=0)
+        job = self.c.submit(
+            "identity",
+            {"INPUT0": np.array([[1.5, 2.5]], np.float64)},
+            wait=20,
+            priority=0,
+        )
         self.assertEqual((job.status_code, job.status), (200, "succeeded"))
         np.testing.assert_array_equal(job.outputs()["OUTPUT0"], [[1.5, 2.5]])
 
@@ -90,7 +98,8 @@ class ClientTest(unittest.TestCase):
         for deadline in deadlines:
             with self.subTest(deadline=deadline):
                 job = self.c.wait(
-                    self.c.submit("idle", {"INPUT0": np.zeros((1, 1), np.int8)}, deadline=deadline).id, 30
+                    self.c.submit("idle", {"INPUT0": np.zeros((1, 1), np.int8)}, deadline=deadline).id,
+                    30,
                 )
                 self.assertEqual(job.status, "expired")
                 assert job.error is not None
