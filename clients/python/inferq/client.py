@@ -181,7 +181,7 @@ def _encode(doc: dict[str, Any], tensors: list[Tensor], binary: bool) -> tuple[b
     hdr = {
         "Content-Type": _OCTET,
         _HEADER_LEN: str(len(header)),
-        "Accept": _OCTET + ", application/json",
+        "Accept": _OCTET,
     }
     return header + b"".join(raws), hdr
 
@@ -292,7 +292,8 @@ class Client:
         if wait is not None and wait > 0:
             path += f"?wait={max(1, round(wait * 1000))}ms"
             timeout = self._http.timeout + wait
-        hdr = {"Accept": _OCTET + ", application/json"} if binary else None
+        # Errors still come as JSON; a binary answer says so in its header.
+        hdr = {"Accept": _OCTET} if binary else None
         ans = self._http.call("GET", path, headers=hdr, timeout=timeout)
         doc, rest = ans.parts()
         return Job.from_json(doc, rest)
@@ -544,6 +545,10 @@ class EventStream(Iterator[Event]):
                     raise StopIteration from None
                 self._drop(e)
                 continue
+            except Exception:
+                if self._done:  # closed from another thread mid-read
+                    raise StopIteration from None
+                raise
             if ev is None:
                 self._drop(EOFError("connection closed before the job's last event"))
                 continue
