@@ -71,7 +71,6 @@ DATATYPES: tuple[str, ...] = tuple(_STRUCT) + ("BF16", "BYTES")
 """Every OIP datatype the broker accepts."""
 
 _FLOATS = ("FP16", "BF16", "FP32", "FP64")
-_INTS = ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
 
 
 def _count(shape: Sequence[int]) -> int:
@@ -84,6 +83,9 @@ def _count(shape: Sequence[int]) -> int:
 
 
 def _flatten(data: Iterable[Any]) -> list[Any]:
+    data = list(data)
+    if not data or not isinstance(data[0], (list, tuple)):
+        return data  # flat, as the broker always answers: no per-element walk
     out: list[Any] = []
     for v in data:
         if isinstance(v, (list, tuple)):
@@ -107,15 +109,13 @@ def _bf16_to_float(h: int) -> float:
 
 
 def _normalize(datatype: str, data: list[Any]) -> list[Any]:
-    """Gives each element its canonical Python type: bytes for BYTES, int for
-    integers (JSON ``-0`` may have been read as a float), bool for BOOL."""
+    """Gives BYTES elements the type bytes and BOOL elements bool; numbers
+    stay as they are (struct and numpy take ints and floats alike)."""
     if datatype == "BYTES":
         return [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in data]
-    if datatype in _INTS:
-        return [int(v) for v in data]
     if datatype == "BOOL":
         return [bool(v) for v in data]
-    return [float(v) for v in data]
+    return data
 
 
 @dataclass
@@ -163,7 +163,7 @@ class Tensor:
     # -- conversions -------------------------------------------------------
 
     def to_list(self) -> list[Any]:
-        """The elements as a flat list (bytes for BYTES, float for FP*)."""
+        """The elements as a flat list (bytes for BYTES, bool for BOOL, else numbers)."""
         if self.data is not None:
             return list(self.data)
         assert self.raw is not None
@@ -192,10 +192,9 @@ class Tensor:
         """The elements as JSON values. JSON has no NaN, infinity or non-UTF-8
         string, so those raise ValueError: send such tensors with binary=True."""
         values = self.to_list()
-        if self.datatype in _FLOATS:
-            for v in values:
-                if not math.isfinite(v):
-                    raise ValueError(f"tensor {self.name!r}: {v} has no JSON form; submit with binary=True")
+        if self.datatype in _FLOATS and not all(map(math.isfinite, values)):
+            bad = next(v for v in values if not math.isfinite(v))
+            raise ValueError(f"tensor {self.name!r}: {bad} has no JSON form; submit with binary=True")
         elif self.datatype == "BYTES":
             try:
                 return [v.decode("utf-8") for v in values]
