@@ -10,6 +10,8 @@ import unittest
 
 import numpy as np
 
+import inferq
+
 URL_VAR = "INFERQ_TEST_URL"
 
 
@@ -72,6 +74,17 @@ def rng_arrays(seed: int = 7) -> dict[str, "np.ndarray"]:
     b[:] = [words[int(i) % len(words)] for i in rng.integers(0, len(words), size=10)]
     out["BYTES"] = b.reshape(2, 5)
     return out
+
+
+def assert_binary_output(tc: unittest.TestCase, name: str, want: "np.ndarray", out: inferq.Tensor) -> None:
+    """Checks that out came in binary form and equals want bit for bit."""
+    tc.assertIsNotNone(out.raw, f"{name}: the output did not come in binary form")
+    got = out.to_numpy()
+    tc.assertEqual((got.dtype, got.shape), (want.dtype, want.shape))
+    if want.dtype == object:
+        tc.assertEqual(got.tolist(), want.tolist())
+    else:
+        tc.assertEqual(got.tobytes(), want.tobytes(), name)
 
 
 class CuttingProxy:
