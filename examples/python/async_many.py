@@ -23,8 +23,11 @@ async def one(client: inferq.AsyncClient, k: int) -> int:
 
 async def main() -> None:
     # max_retries: a QueueFull (503) is retried after the server's Retry-After.
-    client = inferq.AsyncClient(os.environ.get("INFERQ_URL", "http://127.0.0.1:8080"), max_retries=5)
-    sums = await asyncio.gather(*(one(client, k) for k in range(20)))
+    # max_concurrency: how many calls (here long-polls) are in flight at once.
+    async with inferq.AsyncClient(
+        os.environ.get("INFERQ_URL", "http://127.0.0.1:8080"), max_retries=5, max_concurrency=20
+    ) as client:
+        sums = await asyncio.gather(*(one(client, k) for k in range(20)))
     print("sums", sums)
 
 

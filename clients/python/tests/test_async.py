@@ -15,7 +15,10 @@ from tests.live import CuttingProxy, rng_arrays, server_url
 
 class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
     def setUp(self) -> None:
-        self.c = inferq.AsyncClient(server_url())
+        self.c = inferq.AsyncClient(server_url(), max_concurrency=8)
+
+    async def asyncTearDown(self) -> None:
+        await self.c.close()
 
     async def test_concurrent_round_trips(self) -> None:
         arrays = rng_arrays(seed=11)
