@@ -16,10 +16,16 @@ from tests.live import CuttingProxy, rng_arrays, server_url
 
 
 def plug_idle(c: inferq.Client) -> None:
-    """Puts a job without a deadline in front of idle's queue. With no
-    worker, the batcher sends idle's first job into a batch nobody takes and
-    holds the rest, so the later jobs' deadlines run out while they wait."""
+    """Makes sure a batch of idle waits undelivered. With no worker, the
+    batcher then holds idle's later jobs in its buffer (it sends no second
+    batch while one waits), where their deadlines run out; a job that went
+    into that batch would wait for ever instead."""
     c.submit("idle", {"INPUT0": np.zeros((1, 1), np.int8)})
+    deadline = time.monotonic() + 20
+    while c.stats("idle").batches_pending < 1:
+        if time.monotonic() > deadline:
+            raise AssertionError("no batch of idle waits after 20s")
+        time.sleep(0.1)
 
 
 class ClientTest(unittest.TestCase):
