@@ -30,15 +30,18 @@ test: deps
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 	cd worker/deepspeed_nats/python && $(PYTHON) -m unittest discover -s tests -t . -q
 
-# lint also checks the model runner with black, flake8 and mypy, configured in
-# worker/deepspeed_nats/python (pyproject.toml, .flake8); lint-deps.sh installs
-# them on Debian or says what is missing.
+# lint also checks the model runner and the Python client (with its tests and
+# examples/python) with black, flake8 and mypy, configured in
+# worker/deepspeed_nats/python and clients/python (pyproject.toml, .flake8);
+# lint-deps.sh installs them on Debian or says what is missing.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	@INFERQ_PYTHON=$(PYTHON) ./scripts/lint-deps.sh
 	cd worker/deepspeed_nats/python && $(PYTHON) -m black --check -q . && $(PYTHON) -m flake8 . && $(PYTHON) -m mypy
+	cd clients/python && $(PYTHON) -m black --check -q --config pyproject.toml . ../../examples/python && \
+		$(PYTHON) -m flake8 . ../../examples/python && $(PYTHON) -m mypy
 
 # gen regenerates schemas/inferqpb from schemas/*.proto with the protoc-gen-go pinned in go.mod.
 gen:

@@ -13,6 +13,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The model runner's tests use Debian's PyTorch (CPU) and protobuf for /usr/bin/python3.
 py="${INFERQ_PYTHON:-/usr/bin/python3}"
 "$py" -c 'import torch, google.protobuf' >/dev/null 2>&1 || missing+=(python3 python3-torch python3-protobuf)
+# The Python client's tests (clients/python) round-trip numpy arrays.
+"$py" -c 'import numpy' >/dev/null 2>&1 || missing+=(python3-numpy)
 
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0

@@ -2,7 +2,8 @@
 # lint-deps.sh installs what `make lint` needs beyond Go on a Debian machine
 # (as root), or says exactly what to install: black, flake8 and mypy for the
 # model runner, run by the python that runs the runner's tests, and that
-# python's torch and protobuf, whose types mypy reads. `make test` needs none
+# python's torch, protobuf and numpy, whose types mypy reads (numpy for the
+# Python client in clients/python). `make test` needs none
 # of the linters (see deps.sh).
 set -euo pipefail
 
@@ -12,6 +13,7 @@ missing=()
 "$py" -m flake8 --version >/dev/null 2>&1 || missing+=(flake8)
 "$py" -m mypy --version >/dev/null 2>&1 || missing+=(mypy)
 "$py" -c 'import torch, google.protobuf' >/dev/null 2>&1 || missing+=(python3-torch python3-protobuf)
+"$py" -c 'import numpy' >/dev/null 2>&1 || missing+=(python3-numpy)
 
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
