@@ -76,6 +76,7 @@ type Runner struct {
 	Command []string       `yaml:"command"`
 	Device  string         `yaml:"device"` // auto, cpu, cuda, cuda:N
 	Params  map[string]any `yaml:"params"`
+	HTTP    *HTTPBackend   `yaml:"http"` // an inference server already running (httpbackend.go)
 }
 
 // Tensor declares an input or output. Dims exclude the batch dimension; -1 is
@@ -236,8 +237,16 @@ func (m *Model) finish() error {
 	if m.Kind != KindTensor && m.Kind != KindGenerate {
 		bad("kind %q must be tensor or generate", m.Kind)
 	}
-	if m.Runner.Builtin == "" && len(m.Runner.Command) == 0 {
-		bad("runner needs builtin or command")
+	if m.Runner.Builtin == "" && len(m.Runner.Command) == 0 && m.Runner.HTTP == nil {
+		bad("runner needs builtin or command (or http)")
+	}
+	if m.Runner.HTTP != nil {
+		if m.Runner.Builtin != "" || len(m.Runner.Command) > 0 {
+			bad("runner: give one of builtin, command and http")
+		}
+		for _, err := range m.Runner.HTTP.finish(m) {
+			bad("%w", err)
+		}
 	}
 	if len(m.Inputs) == 0 {
 		bad("no inputs declared")
