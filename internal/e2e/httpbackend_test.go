@@ -27,11 +27,11 @@ import (
 // the first fail503 of them 503 itself, and with auth set refuses requests
 // without that Authorization header.
 type backendProxy struct {
-	URL      string
-	fail503  atomic.Int32
-	passed   atomic.Int32 // work requests passed to the backend
-	refused  atomic.Int32 // work requests answered 503 here
-	auth     string
+	URL     string
+	fail503 atomic.Int32
+	passed  atomic.Int32 // work requests passed to the backend
+	refused atomic.Int32 // work requests answered 503 here
+	auth    string
 }
 
 func newBackendProxy(t *testing.T, target string, auth string) *backendProxy {
