@@ -82,6 +82,7 @@ type Runner struct {
 	Model  string         `yaml:"model"`
 	Device string         `yaml:"device"` // auto, cpu, cuda, cuda:N
 	Params map[string]any `yaml:"params"`
+	HTTP   *HTTPBackend   `yaml:"http"` // an inference server already running (httpbackend.go)
 	// PythonPath are directories put first on the runner's sys.path, where
 	// a python: source's module is found (relative to the worker's working
 	// directory).
@@ -296,6 +297,9 @@ func (m *Model) finish() error {
 		if m.Runner.Builtin != "" {
 			bad("runner takes builtin or model, not both")
 		}
+		if m.Runner.HTTP != nil {
+			bad("runner takes model or http, not both")
+		}
 		if err := checkSource(m.Runner.Model, m.Kind); err != nil {
 			bad("%w", err)
 		}
@@ -303,8 +307,16 @@ func (m *Model) finish() error {
 			m.Runner.Command = []string{"python3", "-m", "inferq_runner", "--model", m.Runner.Model}
 		}
 	}
-	if m.Runner.Builtin == "" && len(m.Runner.Command) == 0 {
-		bad("runner needs builtin, model or command")
+	if m.Runner.Builtin == "" && len(m.Runner.Command) == 0 && m.Runner.HTTP == nil {
+		bad("runner needs builtin, model or command (or http)")
+	}
+	if m.Runner.HTTP != nil {
+		if m.Runner.Builtin != "" || (len(m.Runner.Command) > 0 && m.Runner.Model == "") {
+			bad("runner: give one of builtin, command and http")
+		}
+		for _, err := range m.Runner.HTTP.finish(m) {
+			bad("%w", err)
+		}
 	}
 	if len(m.Inputs) == 0 {
 		bad("no inputs declared")

@@ -2,13 +2,15 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
 // Runner executes batches of one model. The built-in test models run in
-// process; real models run in a runner subprocess (the Python runner).
+// process; real models run in a runner subprocess (the Python runner) or
+// on an inference server reached over HTTP (httprunner.go).
 type Runner interface {
 	// Run executes a batch and returns one result per job. emit publishes a
 	// token chunk as soon as it is produced (generate models only). An error
@@ -22,6 +24,9 @@ type Runner interface {
 func NewRunner(m *config.Model) (Runner, error) {
 	if m.Runner.Builtin != "" {
 		return newBuiltin(m)
+	}
+	if m.Runner.HTTP != nil {
+		return newHTTPRunner(m, slog.Default())
 	}
 	p, err := NewProcess(m, ProcessOptions{})
 	if err != nil {
