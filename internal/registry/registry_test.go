@@ -125,7 +125,10 @@ func TestCatalogFollowsTheBucket(t *testing.T) {
 	if err := st.PutVersion(ctx, "simple", "2", v2); err != nil {
 		t.Fatal(err)
 	}
-	wait("max_batch_size 6", func(s *registry.Snapshot) bool { m, ok := s.Lookup("simple@2"); return ok && m.Batching.MaxBatchSize == 6 })
+	wait("max_batch_size 6", func(s *registry.Snapshot) bool {
+		m, ok := s.Lookup("simple@2")
+		return ok && m.Batching.MaxBatchSize == 6
+	})
 
 	if err := st.Retire(ctx, "simple", "2"); !errors.Is(err, registry.ErrConflict) {
 		t.Fatalf("retiring the default: %v, want ErrConflict", err)
