@@ -51,7 +51,7 @@ func (i *Ingress) hashVersion(name, asked string, m *config.Model) string {
 // modelOf is the model a served name belongs to (registry.ServedName).
 func modelOf(served string) string { m, _, _ := strings.Cut(served, "@"); return m }
 
-// registryBody is PUT /v1/models/{model}'s body: a model config, and the
+// registryRouting is the routing part of PUT /v1/models/{model}'s body: a model config, and the
 // model's routing besides.
 type registryRouting struct {
 	Default *string         `json:"default_version"`
@@ -83,8 +83,12 @@ func (i *Ingress) putRegistry(c echo.Context, model, version string, routing boo
 		return invalid("request body: not a JSON object: %v", err)
 	}
 	var r registryRouting
+	_, hasSplit := doc["split"]
 	if routing {
-		_ = json.Unmarshal(body, &r) // the object decoded above
+		_ = json.Unmarshal(body, &r)    // the object decoded above
+		if hasSplit && r.Split == nil { // "split": null clears it
+			r.Split = &map[string]int{}
+		}
 		delete(doc, "default_version")
 		delete(doc, "split")
 	} else if doc["default_version"] != nil || doc["split"] != nil {
@@ -122,10 +126,10 @@ func (i *Ingress) putRegistry(c echo.Context, model, version string, routing boo
 		if r.Default != nil {
 			def = *r.Default
 		}
-		if r.Split != nil {
+		if r.Split != nil && len(*r.Split) > 0 {
 			split = *r.Split
 		}
-		if err := i.opt.Models.SetRouting(ctx, model, def, split); err != nil {
+		if err := i.opt.Models.SetRouting(ctx, model, def, split, r.Split != nil); err != nil {
 			return registryError(err)
 		}
 		i.opt.Log.Info("model routing set", "model", model, "default", def, "split", split)

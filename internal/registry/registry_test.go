@@ -112,10 +112,10 @@ func TestCatalogFollowsTheBucket(t *testing.T) {
 	if m, _ := cat.Snapshot().Resolve("simple", "2", ""); m.Name != "simple@2" || m.Batching.MaxBatchSize != 4 {
 		t.Fatalf("version 2 resolved to %+v", m)
 	}
-	if err := st.SetRouting(ctx, "simple", "1", map[string]int{"1": 50, "9": 50}); !errors.Is(err, registry.ErrInvalid) {
+	if err := st.SetRouting(ctx, "simple", "1", map[string]int{"1": 50, "9": 50}, true); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("split to a missing version: %v, want ErrInvalid", err)
 	}
-	if err := st.SetRouting(ctx, "simple", "2", nil); err != nil {
+	if err := st.SetRouting(ctx, "simple", "2", nil, false); err != nil {
 		t.Fatal(err)
 	}
 	wait("default 2", func(s *registry.Snapshot) bool { e, _ := s.Entry("simple"); return e.Default == "2" })

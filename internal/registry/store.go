@@ -66,8 +66,9 @@ func (s *Store) PutVersion(ctx context.Context, model, version string, m config.
 	})
 }
 
-// SetRouting sets a model's default version and split (nil: none).
-func (s *Store) SetRouting(ctx context.Context, model, def string, split map[string]int) error {
+// SetRouting sets a model's default version (unless def is "") and, when
+// setSplit, its split (empty: none).
+func (s *Store) SetRouting(ctx context.Context, model, def string, split map[string]int, setSplit bool) error {
 	return s.update(ctx, model, func(e *Entry, versions map[string]bool) error {
 		if e.Deleted {
 			return fmt.Errorf("%w: model %q is being deleted", ErrNotFound, model)
@@ -75,7 +76,9 @@ func (s *Store) SetRouting(ctx context.Context, model, def string, split map[str
 		if def != "" {
 			e.Default = def
 		}
-		e.Split = split
+		if setSplit {
+			e.Split = split
+		}
 		return nil
 	})
 }
