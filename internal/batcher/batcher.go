@@ -36,6 +36,7 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/lifecycle"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/registry"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/jetstream"
 	"github.com/inferq/inferq/pkg/tensor"
@@ -44,7 +45,12 @@ import (
 
 // Options configure a Batcher; all fields are required unless noted.
 type Options struct {
-	Models   []config.Model
+	Models []config.Model
+	// Catalog, if set, replaces Models: the batcher follows the live model
+	// registry (catalog.go), and Registry, if set too, lets it finish the
+	// drain of retired versions.
+	Catalog  *registry.Catalog
+	Registry *registry.Store
 	Topology jetstream.Topology
 	JS       natsjs.JetStream
 	// MaxPayload bounds a batch message; batches above it are split.
@@ -108,6 +114,9 @@ func tracer() trace.Tracer { return otel.Tracer("github.com/inferq/inferq/intern
 
 // Run batches every model until ctx ends.
 func (b *Batcher) Run(ctx context.Context) error {
+	if b.opt.Catalog != nil {
+		return b.runCatalog(ctx)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	for i := range b.opt.Models {
 		m := &b.opt.Models[i]

@@ -35,6 +35,10 @@ type Config struct {
 	Auth      auth.Config `yaml:"auth"`
 	Webhooks  Webhooks    `yaml:"webhooks"`
 	Models    []Model     `yaml:"models"`
+	// Registry keeps the models in the live registry (the models bucket,
+	// internal/registry): Models only bootstrap it, and models come and go
+	// over the API without a restart. Off: Models are the models.
+	Registry bool `yaml:"registry"`
 }
 
 // Webhooks configures signed completion webhooks (internal/webhook): the

@@ -27,6 +27,7 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/console"
 	"github.com/inferq/inferq/internal/obs"
+	"github.com/inferq/inferq/internal/registry"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/webhook"
 	"github.com/inferq/inferq/pkg/jetstream"
@@ -57,6 +58,11 @@ type Options struct {
 	// parses the config's webhooks section (an invalid one refuses every
 	// callback URL).
 	Webhooks *webhook.Settings
+	// Catalog and Models are the live model registry (internal/registry):
+	// jobs resolve their model in Catalog and the admin routes write
+	// Models. Nil: models come from Config alone and the routes answer 409.
+	Catalog *registry.Catalog
+	Models  *registry.Store
 }
 
 // Ingress serves the HTTP API.
@@ -130,6 +136,10 @@ func New(opt Options) *Ingress {
 	e.POST("/v1/models/:model/replay", i.replayModel, admin, jsonBody)
 	e.GET("/v1/models", i.listModels, read)
 	e.GET("/v1/models/:model", i.getModel, read)
+	e.PUT("/v1/models/:model", i.putModel, admin, jsonBody) // the model registry (registry.go)
+	e.PUT("/v1/models/:model/versions/:version", i.putVersion, admin, jsonBody)
+	e.DELETE("/v1/models/:model", i.deleteModel, admin)
+	e.DELETE("/v1/models/:model/versions/:version", i.deleteVersion, admin)
 
 	e.POST("/v2/models/:model/infer", i.infer, submit, tensorBody)
 	e.POST("/v2/models/:model/versions/:version/infer", i.infer, submit, tensorBody)

@@ -179,12 +179,11 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 		span.End()
 	}()
 	name := s.Model
-	m, ok := i.opt.Config.Model(name)
-	if !ok {
-		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" not found")
-	}
-	if v := s.Version; v != "" && v != m.Version {
-		return nil, false, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
+	now := i.now().UTC()
+	id := jobid.At(now) // before the model: a version split picks by it
+	m, err := i.resolve(name, s.Version, id)
+	if err != nil {
+		return nil, false, err
 	}
 	// raw keeps what the decoder read, for the idempotency hash: the whole
 	// JSON object once decoding succeeded; tail the binary inputs' bytes.
@@ -209,13 +208,11 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 		i.metrics.jobsRejected.WithLabelValues(m.Name, "invalid").Inc()
 		return nil, false, invalid("%v", err)
 	}
-	now := i.now().UTC()
-	id := jobid.At(now)
 	if key := s.IdempotencyKey; key != "" {
 		if len(key) > 255 {
 			return nil, false, invalid("Idempotency-Key: longer than 255 characters")
 		}
-		hash, err := requestHash(m.Name, m.Version, raw.Bytes(), tail)
+		hash, err := requestHash(modelOf(m.Name), i.hashVersion(name, s.Version, m), raw.Bytes(), tail)
 		if err != nil {
 			return nil, false, invalid("request body: %v", err)
 		}
@@ -232,7 +229,7 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 			}
 			rec, err := i.record(ctx, owner.ID)
 			if err == nil {
-				if rec.Model != m.Name {
+				if modelOf(rec.Model) != modelOf(m.Name) {
 					return nil, false, keyReused()
 				}
 				acc := i.accepted(rec.ID, rec.Tenant, rec.Model, rec.Version, string(rec.Status), rec.CreatedAt)
@@ -245,6 +242,9 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 			// The first attempt reserved the key and stopped before its job
 			// was stored: finish it under the same id (and Nats-Msg-Id).
 			id = owner.ID
+			if m, err = i.resolve(name, s.Version, id); err != nil { // the version the first attempt picked
+				return nil, false, err
+			}
 		}
 	}
 	if err := i.checkQueue(ctx, m); err != nil {

@@ -44,7 +44,8 @@ func Start(store results.Store, ln net.Listener) service.Start {
 		}
 		in := New(Options{Config: cfg, Topology: env.Topology, JS: env.JS, Store: store,
 			Log: env.Log.With("component", "ingress"), Registry: env.Registry, Ready: env.Reachable,
-			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit), Webhooks: hooks})
+			Auth: authn, Limiter: auth.NewLimiter(cfg.Auth.RateLimit), Webhooks: hooks,
+			Catalog: env.Catalog, Models: env.Models})
 		return func(ctx context.Context) error { return in.Serve(ctx, ln) }, nil
 	}
 }

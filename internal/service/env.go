@@ -14,6 +14,7 @@ import (
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/provision"
+	"github.com/inferq/inferq/internal/registry"
 	"github.com/inferq/inferq/pkg/jetstream"
 )
 
@@ -53,7 +54,11 @@ type Env struct {
 	// Gates are what a pod needs besides its dependencies before it can
 	// serve (a worker's model loaded): /readyz fails while one fails. They
 	// are not dependencies, so inferq_dependency_up leaves them out.
-	Gates   map[string]obs.Check
+	Gates map[string]obs.Check
+	// Catalog and Models are the live model registry when the config turns
+	// it on (registry.go); nil otherwise.
+	Catalog *registry.Catalog
+	Models  *registry.Store
 	closers []func()
 }
 
@@ -103,6 +108,9 @@ func NewEnv(ctx context.Context, opt Options) (*Env, error) {
 	}
 	env.JS = js
 	if err := provisionRetrying(ctx, js, env.Topology, opt.Config, opt.Log); err != nil {
+		return nil, err
+	}
+	if err := env.openRegistry(ctx); err != nil {
 		return nil, err
 	}
 	env.Optional, env.Gates = map[string]bool{}, map[string]obs.Check{}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/service"
@@ -15,9 +16,15 @@ func Start(_ context.Context, env *service.Env) (func(context.Context) error, er
 		env.Log.Warn("worker.models leaves out a configured model: no worker here serves it, and its jobs wait until one that does joins",
 			"model", name)
 	}
-	a := New(Options{Models: servedModels(cfg), Topology: env.Topology, JS: env.JS, Name: cfg.Worker.Name,
+	opt := Options{Models: servedModels(cfg), Topology: env.Topology, JS: env.JS, Name: cfg.Worker.Name,
 		MaxInflight: cfg.Worker.MaxInflight, BlobThreshold: cfg.Blobs.ThresholdBytes, Log: env.Log.With("component", "worker"), Metrics: env.Metrics,
-		Own: NewMetrics(env.Registry)})
+		Own: NewMetrics(env.Registry)}
+	if env.Catalog != nil { // the live registry: models come and go (catalog.go)
+		ca := NewCatalogAgent(opt, env.Catalog, servesFilter(cfg))
+		env.Gates["model"] = ca.Ready
+		return env.WithAdmin(cfg.Worker.AdminListen, ca.Run), nil
+	}
+	a := New(opt)
 	env.Gates["model"] = a.Ready
 	return env.WithAdmin(cfg.Worker.AdminListen, a.Run), nil
 }
@@ -35,4 +42,13 @@ func servedModels(cfg *config.Config) []config.Model {
 		}
 	}
 	return out
+}
+
+// servesFilter is which registry models this worker serves: those named in
+// worker.models, or every model.
+func servesFilter(cfg *config.Config) func(string) bool {
+	if len(cfg.Worker.Models) == 0 {
+		return nil
+	}
+	return func(model string) bool { return slices.Contains(cfg.Worker.Models, model) }
 }
