@@ -81,7 +81,10 @@ func TestClusterFrozenNode(t *testing.T) {
 		time.Sleep(time.Second)
 		frozen.Store(true)
 		cl.Freeze(t, 0, true)
-		time.Sleep(6 * time.Second)
+		// Longer than the cluster takes to elect new leaders for the
+		// streams and buckets whose leader froze (its election timeout is
+		// several seconds), so jobs must be accepted before the thaw.
+		time.Sleep(15 * time.Second)
 		cl.Freeze(t, 0, false)
 		frozen.Store(false)
 		time.Sleep(time.Second)

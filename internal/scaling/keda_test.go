@@ -89,7 +89,8 @@ type reading struct {
 // the ScaledObject's triggers ask for (scaling.Triggers, read from /jsz
 // exactly as KEDA reads them) rise with the backlog, the ingress's
 // desired_replicas agrees, while the old trigger on workers-<model> stays
-// at one replica whatever the backlog.
+// at one or two replicas whatever the backlog (its lag counts the batches
+// the workers hold, plus at most one whose ack a worker holds back).
 func TestKEDAFollowsBacklog(t *testing.T) {
 	srv, err := natsembed.Run(natsembed.Config{Port: -1, MonitorPort: -1, StoreDir: t.TempDir()})
 	if err != nil {
@@ -205,8 +206,8 @@ func TestKEDAFollowsBacklog(t *testing.T) {
 		if diff := int64(r.ingress) - int64(r.desired); diff < -1 || diff > 1 {
 			t.Errorf("wave %d: /v1/models desired_replicas %d, KEDA's computation %d", wave+1, r.ingress, r.desired)
 		}
-		if r.old > 1 {
-			t.Errorf("wave %d: the workers-consumer trigger asks for %d; it was expected to stay at 1 (the gate keeps its lag small)", wave+1, r.old)
+		if r.old > 2 {
+			t.Errorf("wave %d: the workers-consumer trigger asks for %d; it was expected to stay at 1 or 2 (the gate keeps its lag small)", wave+1, r.old)
 		}
 		last = r
 	}
