@@ -160,6 +160,9 @@ type submission struct {
 	Header         http.Header // the trace context and the binary extension's header are read from it; may be nil
 	ContentLength  int64       // of the HTTP body, -1 if unknown (sizes a binary-extension body)
 	Method, Route  string      // of the HTTP request, for the span
+	// ID, when set, is the job's id instead of a fresh one: the Batch API
+	// derives it from the batch and line, so a line is queued once.
+	ID string
 }
 
 // acceptJob validates a submission and publishes the job; no record is
@@ -211,6 +214,9 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 	}
 	now := i.now().UTC()
 	id := jobid.At(now)
+	if s.ID != "" {
+		id = s.ID
+	}
 	if key := s.IdempotencyKey; key != "" {
 		if len(key) > 255 {
 			return nil, false, invalid("Idempotency-Key: longer than 255 characters")
