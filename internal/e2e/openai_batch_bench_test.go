@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/inferq/inferq/internal/config"
 )
 
@@ -68,4 +67,3 @@ func BenchmarkOpenAIBatch(b *testing.B) {
 	b.ReportMetric(directRate, "direct-jobs/s")
 	b.ReportMetric(batchRate/directRate, "ratio")
 }
-

@@ -253,4 +253,3 @@ func TestOpenAIBatch(t *testing.T) {
 		apiError(t, err, 409)
 	})
 }
-
