@@ -50,7 +50,16 @@ func BenchmarkOpenAIBatch(b *testing.B) {
 						b.Errorf("submit: %d", code)
 						continue
 					}
-					if rec, err := s.waitErr(acc.ID); err != nil || rec.Status != "succeeded" {
+					// waitErr gives up after 30s; a job deep in an overloaded
+					// queue may take longer, so wait again (up to 10 min).
+					var rec jobRecord
+					var err error
+					for try := 0; try < 20; try++ {
+						if rec, err = s.waitErr(acc.ID); err == nil {
+							break
+						}
+					}
+					if err != nil || rec.Status != "succeeded" {
 						b.Errorf("job %s %s %v", acc.ID, rec.Status, err)
 					}
 				}
