@@ -234,6 +234,19 @@ type Ingress struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Console is the web console the ingress serves at /ui.
 	Console Console `yaml:"console"`
+	// OpenAI configures the Batch API of the OpenAI-compatible face.
+	OpenAI OpenAI `yaml:"openai"`
+}
+
+// OpenAI configures the Batch API under /openai/v1 (docs/openai.md).
+type OpenAI struct {
+	MaxFileBytes int64 `yaml:"max_file_bytes"` // largest upload to POST /files; default 200 MB
+	// BatchWindow is how many lines of one batch are queued and not yet
+	// finished at a time; default 2048.
+	BatchWindow int `yaml:"batch_window"`
+	// BatchLease is how long a batch whose runner went silent (a killed
+	// process) waits before another runner resumes it; default 15s.
+	BatchLease Duration `yaml:"batch_lease"`
 }
 
 // Console configures the web console at /ui (docs/console.md).
@@ -281,8 +294,9 @@ func Default() Config {
 		Redis:   Redis{Timeout: D(time.Second)},
 		Results: Results{Retention: D(24 * time.Hour)},
 		Blobs:   Blobs{ThresholdBytes: 256 << 10},
-		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 64 << 20, SyncTimeout: D(60 * time.Second)},
-		Worker:  Worker{MaxInflight: 2},
+		Ingress: Ingress{Listen: "127.0.0.1:8080", MaxWait: D(60 * time.Second), MaxBodyBytes: 64 << 20, SyncTimeout: D(60 * time.Second),
+			OpenAI: OpenAI{MaxFileBytes: 200 << 20, BatchWindow: 2048, BatchLease: D(15 * time.Second)}},
+		Worker: Worker{MaxInflight: 2},
 		Webhooks: Webhooks{Timeout: D(15 * time.Second), MaxAttempts: 8,
 			Backoff: []Duration{D(5 * time.Second), D(30 * time.Second), D(2 * time.Minute), D(10 * time.Minute),
 				D(30 * time.Minute), D(time.Hour), D(2 * time.Hour)}},

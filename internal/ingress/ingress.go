@@ -80,6 +80,8 @@ type Ingress struct {
 	// may wrap it to make it slow.
 	readStats func(ctx context.Context, model string) (Stats, error)
 	ui        *console.Console // the web console at /ui; nil when disabled
+	fileStore filesStore       // the Batch API's files (openai_files.go)
+	batchRecs batchStore       // the Batch API's batch records (openai_batches.go)
 }
 
 // New builds the ingress and its routes.
@@ -211,6 +213,9 @@ func (i *Ingress) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	if err := i.runBatches(ctx); err != nil { // the Batch API's runner (batchrun.go)
+		return fmt.Errorf("batch runner: %w", err)
+	}
 	if i.ui != nil {
 		go i.ui.Run(ctx) // samples the console's charts; ends with ctx
 	}

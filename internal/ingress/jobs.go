@@ -160,6 +160,9 @@ type submission struct {
 	Header         http.Header // the trace context and the binary extension's header are read from it; may be nil
 	ContentLength  int64       // of the HTTP body, -1 if unknown (sizes a binary-extension body)
 	Method, Route  string      // of the HTTP request, for the span
+	// ID, when set, is the job's id instead of a fresh one: the Batch API
+	// derives it from the batch and line, so a line is queued once.
+	ID string
 }
 
 // acceptJob validates a submission and publishes the job; no record is
@@ -181,6 +184,9 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 	name := s.Model
 	now := i.now().UTC()
 	id := jobid.At(now) // before the model: a version split picks by it
+	if s.ID != "" {
+		id = s.ID // fixed by the caller (a Batch API line)
+	}
 	m, err := i.resolve(name, s.Version, id)
 	if err != nil {
 		return nil, false, err

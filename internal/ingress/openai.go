@@ -50,6 +50,16 @@ func (i *Ingress) openaiRoutes(e *echo.Echo, submit, read echo.MiddlewareFunc) {
 	e.GET(OpenAIPrefix+"/models/:id", i.openaiModel, read)
 	e.POST(OpenAIPrefix+"/completions", func(c echo.Context) error { return i.openaiComplete(c, openai.EndpointCompletions) }, submit, jsonBody)
 	e.POST(OpenAIPrefix+"/chat/completions", func(c echo.Context) error { return i.openaiComplete(c, openai.EndpointChatCompletions) }, submit, jsonBody)
+	// The Batch API (openai_files.go, openai_batches.go).
+	e.POST(OpenAIPrefix+"/files", i.openaiUploadFile, submit)
+	e.GET(OpenAIPrefix+"/files", i.openaiListFiles, read)
+	e.GET(OpenAIPrefix+"/files/:id", i.openaiGetFile, read)
+	e.GET(OpenAIPrefix+"/files/:id/content", i.openaiFileContent, read)
+	e.DELETE(OpenAIPrefix+"/files/:id", i.openaiDeleteFile, submit)
+	e.POST(OpenAIPrefix+"/batches", i.openaiCreateBatch, submit, jsonBody)
+	e.GET(OpenAIPrefix+"/batches", i.openaiListBatches, read)
+	e.GET(OpenAIPrefix+"/batches/:id", i.openaiGetBatch, read)
+	e.POST(OpenAIPrefix+"/batches/:id/cancel", i.openaiCancelBatch, submit)
 }
 
 // isOpenAI reports whether path belongs to the OpenAI-compatible face.

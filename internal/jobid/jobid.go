@@ -5,7 +5,9 @@ package jobid
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"strconv"
 	"time"
 )
 
@@ -44,4 +46,32 @@ func Valid(s string) bool {
 		}
 	}
 	return true
+}
+
+// Derive returns the id of item n of base (a batch of the Batch API and its
+// line number): base's timestamp then 80 bits of a hash of (base, n). The
+// same item always gets the same id, so a restarted batch finds the jobs it
+// already queued instead of queueing them again.
+func Derive(base string, n int) string {
+	sum := sha256.Sum256([]byte(base + "\x00" + strconv.Itoa(n)))
+	var out [26]byte
+	k := copy(out[:], base)
+	if k < 10 || !Valid(base) {
+		return fromHash(sum) // base is no id: all of the id from the hash
+	}
+	// The first 10 characters carry the 48-bit millisecond timestamp.
+	for i := 10; i < 26; i++ {
+		out[i] = alphabet[sum[i]&31]
+	}
+	return string(out[:])
+}
+
+// fromHash is an id made of sum alone.
+func fromHash(sum [32]byte) string {
+	var out [26]byte
+	out[0] = alphabet[sum[0]&7] // the first group holds 3 bits
+	for i := 1; i < 26; i++ {
+		out[i] = alphabet[sum[i]&31]
+	}
+	return string(out[:])
 }

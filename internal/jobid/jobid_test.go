@@ -32,3 +32,24 @@ func TestValidRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestDerive(t *testing.T) {
+	base := New()
+	seen := map[string]bool{}
+	for n := range 10000 {
+		id := Derive(base, n)
+		if !Valid(id) || id[:10] != base[:10] {
+			t.Fatalf("Derive(%s, %d) = %q: not a valid id with the base's timestamp", base, n, id)
+		}
+		if Derive(base, n) != id {
+			t.Fatalf("Derive(%s, %d) not stable", base, n)
+		}
+		if seen[id] {
+			t.Fatalf("Derive(%s, %d) = %s twice", base, n, id)
+		}
+		seen[id] = true
+	}
+	if id := Derive("batch_x", 1); !Valid(id) {
+		t.Errorf("Derive of a non-id base: %q invalid", id)
+	}
+}

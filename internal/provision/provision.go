@@ -218,3 +218,46 @@ func Streams(t jetstream.Topology) []natsjs.StreamConfig {
 	hooks.MaxAge = t.JobsMaxAge
 	return []natsjs.StreamConfig{jobs, batches, events, tokens, dead, adv, hooks}
 }
+
+// BatchAPI creates or updates what the Batch API of the OpenAI-compatible
+// face keeps: the files' object store, the batch records' bucket, the batch
+// work queue with its runners' consumer, and the finished-lines stream.
+// Only the ingress runs it (it alone serves the face), so the other
+// services need no rights on these. ackWait is how long a runner that went
+// silent keeps its batch before another takes it over.
+func BatchAPI(ctx context.Context, js natsjs.JetStream, t jetstream.Topology, ackWait time.Duration) error {
+	if _, err := js.CreateOrUpdateObjectStore(ctx, natsjs.ObjectStoreConfig{Bucket: t.FilesBucket(),
+		Description: "inferq Batch API files (inputs, outputs, errors)", Storage: storage(t), Replicas: t.Replicas}); err != nil {
+		return fmt.Errorf("provision object store %s: %w", t.FilesBucket(), err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{Bucket: t.BatchRecordsBucket(),
+		Description: "inferq Batch API batches", History: 1, Storage: storage(t), Replicas: t.Replicas}); err != nil {
+		return fmt.Errorf("provision bucket %s: %w", t.BatchRecordsBucket(), err)
+	}
+	dup := t.DuplicateWindow
+	if dup <= 0 {
+		dup = 2 * time.Minute
+	}
+	work := natsjs.StreamConfig{Name: t.BatchWorkStream(), Description: "inferq: Batch API batches waiting for a runner",
+		Subjects: []string{t.BatchWorkSubject("*")}, Retention: natsjs.WorkQueuePolicy, Storage: storage(t),
+		Replicas: t.Replicas, Duplicates: dup}
+	lines := natsjs.StreamConfig{Name: t.BatchLinesStream(), Description: "inferq: finished lines of running Batch API batches",
+		Subjects: []string{t.BatchLinesSubject("*")}, Retention: natsjs.LimitsPolicy, MaxAge: 7 * 24 * time.Hour,
+		Storage: storage(t), Replicas: t.Replicas, Duplicates: dup}
+	for _, cfg := range []natsjs.StreamConfig{work, lines} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
+		}
+	}
+	if ackWait <= 0 {
+		ackWait = t.AckWait
+	}
+	_, err := js.CreateOrUpdateConsumer(ctx, t.BatchWorkStream(), natsjs.ConsumerConfig{
+		Durable: jetstream.BatchRunnerConsumer, Description: "inferq ingress: Batch API runners",
+		AckPolicy: natsjs.AckExplicitPolicy, AckWait: ackWait, MaxAckPending: 64,
+		Replicas: t.Replicas, MemoryStorage: t.MemoryStorage})
+	if err != nil {
+		return fmt.Errorf("provision consumer %s: %w", jetstream.BatchRunnerConsumer, err)
+	}
+	return nil
+}

@@ -127,6 +127,30 @@ func (t Topology) WebhooksStream() string { return t.stream("WEBHOOKS") }
 // WebhookSubject is where the webhooks of a model's jobs wait.
 func (t Topology) WebhookSubject(model string) string { return t.Prefix + ".webhooks." + model }
 
+// The Batch API's storage (the OpenAI-compatible face, docs/openai.md):
+// uploaded and written files in an object store, batch records in a KV
+// bucket, the batches waiting for a runner in a work queue, and each
+// batch's finished lines in a stream until its output file is written.
+
+// FilesBucket is the object store of the Batch API's files.
+func (t Topology) FilesBucket() string { return t.Prefix + "_files" }
+
+// BatchRecordsBucket is the KV bucket of the Batch API's batch records.
+func (t Topology) BatchRecordsBucket() string { return t.Prefix + "_openai_batches" }
+
+// BatchWorkStream holds one message per batch to run (a work queue whose
+// one durable consumer makes one runner own a batch at a time).
+func (t Topology) BatchWorkStream() string { return t.stream("BATCHWORK") }
+
+// BatchWorkSubject is the message that asks for batch id to be run.
+func (t Topology) BatchWorkSubject(id string) string { return t.Prefix + ".batchwork." + id }
+
+// BatchLinesStream keeps the finished lines of running batches.
+func (t Topology) BatchLinesStream() string { return t.stream("BATCHLINES") }
+
+// BatchLinesSubject is where batch id's finished lines go.
+func (t Topology) BatchLinesSubject(id string) string { return t.Prefix + ".batchlines." + id }
+
 // Durable consumer names.
 func BatcherConsumer(model string) string { return "batcher-" + model }
 func WorkerConsumer(model string) string  { return "workers-" + model }
@@ -154,6 +178,10 @@ const ResultsConsumer = "resultsvc"
 // WebhookConsumer is the webhook deliverers' durable consumer on the
 // webhooks stream (they run in resultsvc).
 const WebhookConsumer = "webhooks"
+
+// BatchRunnerConsumer is the batch runners' durable consumer on the batch
+// work stream (they run in the ingress).
+const BatchRunnerConsumer = "batch-runners"
 
 // AdvisoryConsumer is resultsvc's durable consumer on the advisories stream.
 const AdvisoryConsumer = "resultsvc-advisories"
