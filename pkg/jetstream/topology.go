@@ -60,6 +60,11 @@ func (t Topology) ModelsBucket() string  { return t.Prefix + "_models" }
 func (t Topology) WorkersBucket() string { return t.Prefix + "_workers" }
 func (t Topology) ResultsBucket() string { return t.Prefix + "_results" }
 
+// SeqsBucket holds a done mark per job of a continuously batched batch whose
+// sequence ended before the batch did (key <batch>.<job>): a redelivered
+// batch skips those jobs, so a crash reruns only unfinished sequences.
+func (t Topology) SeqsBucket() string { return t.Prefix + "_seqs" }
+
 // Priority levels: p0 is served first.
 const (
 	MinPriority     = 0
@@ -166,6 +171,10 @@ const (
 	// starts waiting while the worker has no batch of the model in hand:
 	// its device is free, not just a slot to prefetch into.
 	HeaderIdle = "Inferq-Idle"
+	// HeaderFreeSlots is, on a TakenSubject notice of a continuously
+	// batching worker, how many more sequences it can take now: the
+	// batcher closes a batch at that size instead of max_batch_size.
+	HeaderFreeSlots = "Inferq-Free-Slots"
 )
 
 // CancelSubject carries cancellation notices (core NATS, not stored):

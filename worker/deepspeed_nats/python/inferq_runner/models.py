@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import inferq_pb2 as pb
+from .continuous import DEFAULT_MAX_STEP_TOKENS, pad_kv_left
 from .generate import CANCELLED, EXPIRED, CausalLM, OnChunk, Request, generate
 from .sampling import ParamError, parse_params
 from .tensors import TensorError, bytes_tensor, decode_bytes, from_torch, to_torch
@@ -104,6 +105,16 @@ class TinyGPTLM:
     def select_cache(self, cache: list[LayerKV], idx: torch.Tensor) -> list[LayerKV] | None:
         return [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in cache]
 
+    def merge_cache(self, a: list[LayerKV], a_width: int, b: list[LayerKV], b_width: int) -> list[LayerKV]:
+        w = max(a_width, b_width)
+        return [
+            (torch.cat([pad_kv_left(ka, w), pad_kv_left(kb, w)]), torch.cat([pad_kv_left(va, w), pad_kv_left(vb, w)]))
+            for (ka, va), (kb, vb) in zip(a, b)
+        ]
+
+    def trim_cache(self, cache: list[LayerKV], start: int) -> list[LayerKV]:
+        return [(k[:, :, start:], v[:, :, start:]) for k, v in cache]
+
 
 class HFLM:
     """Adapter of a transformers causal LM for generate(). transformers is an
@@ -147,6 +158,21 @@ class HFLM:
             return cache
         return None  # unknown cache type: finished rows stay in the batch
 
+    def merge_cache(self, a: Any, a_width: int, b: Any, b_width: int) -> Any:
+        # Legacy tuple caches only; other cache classes run with joins only
+        # into an empty running set (see continuous.py).
+        if not isinstance(a, (tuple, list)) or not isinstance(b, (tuple, list)):
+            return None
+        w = max(a_width, b_width)
+        return tuple(
+            tuple(torch.cat([pad_kv_left(ta, w), pad_kv_left(tb, w)]) for ta, tb in zip(la, lb)) for la, lb in zip(a, b)
+        )
+
+    def trim_cache(self, cache: Any, start: int) -> Any:
+        if not isinstance(cache, (tuple, list)):
+            return None
+        return tuple(tuple(t[:, :, start:] for t in layer) for layer in cache)
+
 
 def _job_error(job_id: str, code: str, message: str, retryable: bool = False) -> pb.JobResult:
     return pb.JobResult(job_id=job_id, error=pb.Error(code=code, message=message, retryable=retryable))
@@ -161,10 +187,26 @@ class GenerateModel:
 
     kind = "generate"
 
-    def __init__(self, lm: CausalLM[Any], capacity: int) -> None:
+    def __init__(
+        self,
+        lm: CausalLM[Any],
+        capacity: int,
+        continuous: bool = False,
+        max_num_seqs: int = 0,
+        max_step_tokens: int = DEFAULT_MAX_STEP_TOKENS,
+    ) -> None:
         self.lm, self.device, self.capacity = lm, lm.device, capacity
+        # continuous: the server runs a decode loop that batches join and
+        # leave at every step (continuous.py), holding max_num_seqs sequences.
+        self.continuous = continuous
+        self.max_num_seqs = max_num_seqs or capacity
+        self.max_step_tokens = max_step_tokens
 
-    def run(self, batch: pb.Batch, emit: Emit, cancelled: Cancelled) -> pb.BatchResult:
+    def prepare(
+        self, batch: pb.Batch, emit: Emit, cancelled: Cancelled
+    ) -> tuple[dict[str, pb.JobResult], list[tuple[pb.BatchJob, Request]]]:
+        """Splits a batch into requests to generate and results of the jobs
+        that fail at once (invalid input)."""
         inp = next((t for t in batch.inputs if t.name == "text_input"), None)
         if inp is None:
             inp = next((t for t in batch.inputs if t.datatype == "BYTES"), None)
@@ -206,18 +248,26 @@ class GenerateModel:
                     Request(ids, params, _chunker(job.id, emit), _canceller(job.id, cancelled), job.deadline_unix_nano),
                 )
             )
+        return results, runs
+
+    def job_result(self, job: pb.BatchJob, reason: str, text: str) -> pb.JobResult:
+        """A finished sequence's result: its text, or why it stopped early."""
+        if reason == CANCELLED:
+            return _job_error(job.id, "cancelled", "cancelled during generation")
+        if reason == EXPIRED:
+            return _job_error(job.id, "expired", "deadline passed during generation")
+        outs: list[pb.Tensor] = []
+        if _wanted(job, "text_output"):
+            outs.append(bytes_tensor("text_output", [text.encode("utf-8")], [1, 1]))
+        return pb.JobResult(job_id=job.id, outputs=outs)
+
+    def run(self, batch: pb.Batch, emit: Emit, cancelled: Cancelled) -> pb.BatchResult:
+        """Static batching: the batch runs until its longest sequence ends."""
+        results, runs = self.prepare(batch, emit, cancelled)
         for i in range(0, len(runs), self.capacity):
             part = runs[i : i + self.capacity]
             for (job, _), out in zip(part, generate(self.lm, [r for _, r in part])):
-                if out.reason == CANCELLED:
-                    results[job.id] = _job_error(job.id, "cancelled", "cancelled during generation")
-                elif out.reason == EXPIRED:
-                    results[job.id] = _job_error(job.id, "expired", "deadline passed during generation")
-                else:
-                    outs: list[pb.Tensor] = []
-                    if _wanted(job, "text_output"):
-                        outs.append(bytes_tensor("text_output", [out.text.encode("utf-8")], [1, 1]))
-                    results[job.id] = pb.JobResult(job_id=job.id, outputs=outs)
+                results[job.id] = self.job_result(job, out.reason, out.text)
         return pb.BatchResult(batch_id=batch.id, jobs=[results[j.id] for j in batch.jobs])
 
 
@@ -294,17 +344,24 @@ def load(
     dt = resolve_dtype(dtype, dev)
     capacity = int(options.get("max_batch_size") or DEFAULT_CAPACITY)
     kernel_inject = bool(options.get("kernel_inject", False))
+    # batching.continuous (default on) and its limits, from the agent's config.
+    cont = options.get("continuous")
+    gen_opts: dict[str, Any] = {
+        "continuous": True if cont is None else bool(cont),
+        "max_num_seqs": int(options.get("max_num_seqs") or capacity),
+        "max_step_tokens": int(options.get("max_step_tokens") or DEFAULT_MAX_STEP_TOKENS),
+    }
     if source == "builtin:tiny-gpt":
         gpt, tok = build_tiny_gpt()
         net = maybe_deepspeed(gpt.to(dev, dt), use_deepspeed, tp_size, dt, False)
-        return GenerateModel(TinyGPTLM(net, tok, dev), capacity)
+        return GenerateModel(TinyGPTLM(net, tok, dev), capacity, **gen_opts)
     if source == "builtin:tiny-mlp":
         net = maybe_deepspeed(build_tiny_mlp().to(dev, dt), use_deepspeed, tp_size, dt, False)
         return TensorModel(_tiny_mlp_fn(net, dt), dev, capacity)
     if source.startswith("builtin:"):
         raise ValueError("unknown built-in model %r (have builtin:tiny-gpt, builtin:tiny-mlp)" % source)
     if os.path.isdir(source):
-        return _load_hf(source, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity)
+        return _load_hf(source, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity, gen_opts)
     raise ValueError("model source %r is neither a builtin: model nor a local directory" % source)
 
 
@@ -316,6 +373,7 @@ def _load_hf(
     tp_size: int,
     kernel_inject: bool,
     capacity: int,
+    gen_opts: dict[str, Any],
 ) -> GenerateModel:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - optional dependency
@@ -329,4 +387,4 @@ def _load_hf(
     config = net.config
     net = maybe_deepspeed(net, use_deepspeed, tp_size, dt, kernel_inject)
     log.info("loaded Hugging Face model %s (%s)", path, type(getattr(net, "module", net)).__name__)
-    return GenerateModel(HFLM(net, tok, config, dev), capacity)
+    return GenerateModel(HFLM(net, tok, config, dev), capacity, **gen_opts)
