@@ -68,6 +68,13 @@ type Metrics struct {
 	BatchDuration   *prometheus.HistogramVec
 	BatchesFailed   *prometheus.CounterVec
 	TokensPublished *prometheus.CounterVec
+	// Generate models: time from a job's acceptance to its first token,
+	// the time between a job's tokens, and (continuous batching) the
+	// sequences running and the sequence slots free.
+	TimeToFirstToken  *prometheus.HistogramVec
+	InterTokenLatency *prometheus.HistogramVec
+	RunningSequences  *prometheus.GaugeVec
+	FreeSequenceSlots *prometheus.GaugeVec
 }
 
 // NewMetrics registers the worker's metrics on reg; call it once per registry.
@@ -80,7 +87,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		TokensPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_tokens_published_total",
 			Help: "Token chunks published by workers."}, []string{"model"}),
 	}
-	reg.MustRegister(m.BatchDuration, m.BatchesFailed, m.TokensPublished)
+	m.TimeToFirstToken = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_worker_time_to_first_token_seconds",
+		Help: "Time from a generate job's acceptance to its first token.", Buckets: obs.LatencyBuckets()}, []string{"model"})
+	m.InterTokenLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_worker_inter_token_latency_seconds",
+		Help: "Time between consecutive token chunks of a generate job.", Buckets: obs.LatencyBuckets()}, []string{"model"})
+	m.RunningSequences = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inferq_worker_running_sequences",
+		Help: "Sequences a continuously batching worker holds (running or about to join)."}, []string{"model"})
+	m.FreeSequenceSlots = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inferq_worker_free_sequence_slots",
+		Help: "Sequence slots a continuously batching worker has free."}, []string{"model"})
+	reg.MustRegister(m.BatchDuration, m.BatchesFailed, m.TokensPublished, m.TimeToFirstToken, m.InterTokenLatency,
+		m.RunningSequences, m.FreeSequenceSlots)
 	return m
 }
 
@@ -151,7 +167,13 @@ func New(opt Options) *Agent {
 		a.stats[m.Name] = &counters{}
 		if m.ContinuousBatching() {
 			mm := &a.opt.Models[i]
-			a.slots[m.Name] = newSeqSlots(m.Batching.MaxNumSeqs, func(free int) { a.notifySlots(mm, "", free) })
+			sl := newSeqSlots(m.Batching.MaxNumSeqs, func(free int) { a.notifySlots(mm, "", free) })
+			sl.gauge = func(used, free int) {
+				opt.Own.RunningSequences.WithLabelValues(mm.Name).Set(float64(used))
+				opt.Own.FreeSequenceSlots.WithLabelValues(mm.Name).Set(float64(free))
+			}
+			sl.gauge(0, m.Batching.MaxNumSeqs)
+			a.slots[m.Name] = sl
 		}
 	}
 	a.acks = lifecycle.NewAckHolder(0, a.ackBatch)
@@ -426,6 +448,9 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 		jobs[j.Id] = j
 	}
 	sent := make(map[string]uint64, len(b.Jobs)) // highest seq published per job
+	last := make(map[string]time.Time, len(b.Jobs))
+	start := time.Now()
+	st := a.stats[m.Name]
 	return func(c *inferqpb.TokenChunk) error {
 		j := jobs[c.JobId]
 		if j == nil {
@@ -435,6 +460,22 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 			return nil
 		}
 		sent[c.JobId] = c.Seq
+		now := time.Now()
+		if prev, ok := last[c.JobId]; ok {
+			d := now.Sub(prev)
+			a.opt.Own.InterTokenLatency.WithLabelValues(m.Name).Observe(d.Seconds())
+			st.itl.add(d)
+		} else {
+			from := start
+			if j.CreatedUnixNano > 0 {
+				from = time.Unix(0, j.CreatedUnixNano)
+			}
+			d := now.Sub(from)
+			a.opt.Own.TimeToFirstToken.WithLabelValues(m.Name).Observe(d.Seconds())
+			st.ttft.add(d)
+		}
+		last[c.JobId] = now
+		st.tokens.Add(1)
 		running() // a job streaming tokens is running
 		a.opt.Own.TokensPublished.WithLabelValues(m.Name).Inc()
 		return pub.Token(jobContext(ctx, j), a.opt.Topology, j.Tenant, j.Attempt, lifecycle.TokenChunkOf(c))

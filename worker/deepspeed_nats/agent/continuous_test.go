@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/testutil"
 	"github.com/inferq/inferq/schemas/inferqpb"
@@ -168,6 +170,21 @@ func TestAgentContinuousCrashRedeliversOnlyUnfinished(t *testing.T) {
 	}
 	if st := a.Stats("tiny"); st.Succeeded != 4 || st.Released != 1 || st.Batches != 1 {
 		t.Errorf("stats %+v", st)
+	}
+	// Metrics and the heartbeat: no sequence in hand, every slot free, and
+	// a first token and gaps between tokens observed.
+	if got := promtest.ToFloat64(a.opt.Own.RunningSequences.WithLabelValues("tiny")); got != 0 {
+		t.Errorf("running sequences %v after the batch", got)
+	}
+	if got := promtest.ToFloat64(a.opt.Own.FreeSequenceSlots.WithLabelValues("tiny")); got != 8 {
+		t.Errorf("free slots %v, want 8", got)
+	}
+	if promtest.CollectAndCount(a.opt.Own.TimeToFirstToken) != 1 || promtest.CollectAndCount(a.opt.Own.InterTokenLatency) != 1 {
+		t.Error("no time-to-first-token or inter-token observations")
+	}
+	hb := a.describe(&a.opt.Models[0], p)
+	if g := hb.Generation; g == nil || !g.Continuous || g.FreeSlots != 8 || hb.Capacity != 8 {
+		t.Errorf("heartbeat %+v %+v", hb, hb.Generation)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()

@@ -43,6 +43,8 @@ type seqSlots struct {
 	freed chan struct{} // signalled when slots free up
 	// onFree is called after slots free up (it tells the batchers).
 	onFree func(free int)
+	// gauge, if set, is called with the slots used and free on a change.
+	gauge func(used, free int)
 }
 
 func newSeqSlots(max int, onFree func(int)) *seqSlots {
@@ -52,7 +54,11 @@ func newSeqSlots(max int, onFree func(int)) *seqSlots {
 func (s *seqSlots) take(n int) {
 	s.mu.Lock()
 	s.used += n
+	used, free := s.used, max(s.max-s.used, 0)
 	s.mu.Unlock()
+	if s.gauge != nil {
+		s.gauge(used, free)
+	}
 }
 
 func (s *seqSlots) release(n int) {
@@ -61,8 +67,11 @@ func (s *seqSlots) release(n int) {
 	}
 	s.mu.Lock()
 	s.used = max(0, s.used-n)
-	free := s.max - s.used
+	used, free := s.used, s.max-s.used
 	s.mu.Unlock()
+	if s.gauge != nil {
+		s.gauge(used, max(free, 0))
+	}
 	select {
 	case s.freed <- struct{}{}:
 	default:
