@@ -172,7 +172,6 @@ func New(opt Options) *Agent {
 				opt.Own.RunningSequences.WithLabelValues(mm.Name).Set(float64(used))
 				opt.Own.FreeSequenceSlots.WithLabelValues(mm.Name).Set(float64(free))
 			}
-			sl.gauge(0, m.Batching.MaxNumSeqs)
 			a.slots[m.Name] = sl
 		}
 	}

@@ -111,7 +111,8 @@ func (a *Agent) describe(m *config.Model, r Runner) Heartbeat {
 		MaxInflight: a.inflight(r), InFlight: st.InFlight, Batches: st.Batches, Time: a.now().UTC()}
 	if m.Kind == config.KindGenerate {
 		hb.Generation = &Generation{}
-		if sl := a.slots[m.Name]; sl != nil {
+		if js, ok := r.(JobStreamer); ok && js.Continuous() && a.slots[m.Name] != nil {
+			sl := a.slots[m.Name]
 			hb.Capacity, hb.MaxInflight = sl.max, sl.max
 			hb.Generation.Continuous, hb.Generation.RunningSeqs, hb.Generation.FreeSlots = true, sl.running(), sl.free()
 		}

@@ -112,6 +112,7 @@ func (s *seqSlots) wait(ctx context.Context) bool {
 func (a *Agent) pullSeqs(ctx context.Context, m *config.Model, r Runner, cons natsjs.Consumer, slots *seqSlots, log *slog.Logger) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	slots.take(0) // sets the gauges
 	for slots.wait(ctx) {
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		msgs, err := cons.Fetch(1, natsjs.FetchContext(fctx))
