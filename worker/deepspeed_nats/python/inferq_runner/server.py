@@ -255,15 +255,21 @@ class Server:
             ob.left -= 1
             if ob.left > 0:
                 # Sent at once: the agent ends this job now, not with its batch.
-                self.out.write(pb.RunnerFrame(result=pb.BatchResult(batch_id=bid, jobs=[jr], partial=True)))
+                self._send(pb.RunnerFrame(result=pb.BatchResult(batch_id=bid, jobs=[jr], partial=True)))
             else:
                 del self.open[bid]
                 self._close(ob)
 
     def _close(self, ob: "_OpenBatch") -> None:
         b = ob.batch
-        self.out.write(pb.RunnerFrame(result=pb.BatchResult(batch_id=b.id, jobs=[ob.results[j.id] for j in b.jobs])))
+        self._send(pb.RunnerFrame(result=pb.BatchResult(batch_id=b.id, jobs=[ob.results[j.id] for j in b.jobs])))
         self.cancels.done(b.id)
+
+    def _send(self, f: pb.RunnerFrame) -> None:
+        try:
+            self.out.write(f)
+        except OSError as e:
+            log.warning("stdout: %s", e)  # the agent is gone; the reader thread ends the loop
 
     def _batch(self, batch: pb.Batch) -> None:
         from .models import InvalidBatch  # noqa: PLC0415
