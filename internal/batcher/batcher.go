@@ -343,10 +343,18 @@ func (b *Batcher) loop(ctx context.Context, st *model) error {
 			continue
 		}
 		nextAlive := b.keepAlive(st, now)
-		sel := choose(qs, now, st.aging, maxRows)
+		// A continuous worker takes as many sequences as it has slots free:
+		// a batch of that size is full (see gate).
+		limit := maxRows
+		if m.ContinuousBatching() {
+			if n, ok := st.gate.freeSlots(); ok && n > 0 {
+				limit = min(limit, int64(n))
+			}
+		}
+		sel := choose(qs, now, st.aging, limit)
 		reason := ""
 		switch {
-		case sel.rows >= maxRows:
+		case sel.rows >= limit:
 			reason = "full"
 		case len(m.Batching.PreferredBatchSizes) > 0 && st.buf.drained():
 			if p := preferredSize(m.Batching.PreferredBatchSizes, sel.rows); p > 0 {

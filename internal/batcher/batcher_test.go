@@ -1011,3 +1011,82 @@ func TestJobWithBlobInputBatchedAlone(t *testing.T) {
 		t.Fatalf("the job by reference alone with its reference: %v; the others together: %v", alone, together)
 	}
 }
+
+// TestContinuousBatchClosesAtFreeSlots: for a continuously batched generate
+// model the batch a worker gets is cut at the sequence slots it says are
+// free, not grown to max_batch_size.
+func TestContinuousBatchClosesAtFreeSlots(t *testing.T) {
+	m := testModel("g", 32, 5*time.Millisecond, false)
+	m.Kind = config.KindGenerate
+	h := newHarness(t, m, 30*time.Second, func(o *Options) { o.MaxWaitingBatches = 0 })
+	h.start()
+	cons, err := h.n.JS.Consumer(t.Context(), h.topo.BatchesStream(), jetstream.WorkerConsumer(h.m.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notify := func(free int) {
+		t.Helper()
+		msg := &nats.Msg{Subject: h.topo.TakenSubject(h.m.Name), Header: nats.Header{}}
+		msg.Header.Set(jetstream.HeaderWorker, "w1")
+		msg.Header.Set(jetstream.HeaderFreeSlots, fmt.Sprint(free))
+		if free > 0 {
+			msg.Header.Set(jetstream.HeaderIdle, "1")
+		}
+		if err := h.n.Conn.PublishMsg(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.job(1, "a", 1, time.Time{})
+	h.waitBatches(1, 5*time.Second)
+	msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for msg := range msgs.Messages() {
+		defer func() { _ = msg.Ack() }() // held while its sequences run
+	}
+	notify(0) // every slot of the worker runs a sequence
+	for _, id := range []string{"b", "c", "d", "e", "f"} {
+		h.job(1, id, 1, time.Time{})
+	}
+	time.Sleep(300 * time.Millisecond)
+	h.mu.Lock()
+	n := len(h.batches)
+	h.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d batches published while no slot was free, want 1", n)
+	}
+	next := make(chan *inferqpb.Batch, 1)
+	go func() {
+		msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second))
+		if err != nil {
+			next <- nil
+			return
+		}
+		for msg := range msgs.Messages() {
+			b := &inferqpb.Batch{}
+			_ = proto.Unmarshal(msg.Data(), b)
+			_ = msg.Ack()
+			next <- b
+			return
+		}
+		next <- nil
+	}()
+	deadline := time.After(5 * time.Second)
+	for {
+		notify(2) // two sequences ended: two slots free
+		select {
+		case b := <-next:
+			if b == nil {
+				t.Fatal("no batch reached the worker with free slots")
+			}
+			if got := jobIDs(b); len(got) != 2 {
+				t.Fatalf("batch has jobs %v, want 2: the worker's free slots", got)
+			}
+			return
+		case <-deadline:
+			t.Fatal("no batch released to the worker with free slots")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

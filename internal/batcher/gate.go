@@ -2,6 +2,7 @@ package batcher
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
@@ -47,8 +48,10 @@ type gate struct {
 	held    int // last known NumAckPending: batches workers hold
 	// idle holds the workers whose last notice said they have nothing in
 	// hand, with when it came; known says any notice named its worker.
-	idle    map[string]time.Time
-	known   bool
+	idle  map[string]time.Time
+	known bool
+	// free holds continuous workers' free sequence slots, by worker.
+	free    map[string]slotsNote
 	kick    chan struct{}
 	changed chan struct{}
 }
@@ -57,8 +60,34 @@ type gate struct {
 // same worker: a worker that died idle stops counting.
 const idleFor = 30 * time.Second
 
+// slotsNote is a worker's free sequence slots and when it said so.
+type slotsNote struct {
+	n  int
+	at time.Time
+}
+
 func newGate(limit int, cons natsjs.Consumer) *gate {
-	return &gate{limit: limit, cons: cons, idle: map[string]time.Time{}, kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+	return &gate{limit: limit, cons: cons, idle: map[string]time.Time{}, free: map[string]slotsNote{},
+		kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+}
+
+// freeSlots is the most free sequence slots a continuous worker reported
+// lately; false when none reported any (a nil gate, tensor models).
+func (g *gate) freeSlots() (int, bool) {
+	if g == nil {
+		return 0, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now, most, known := time.Now(), 0, false
+	for w, f := range g.free {
+		if now.Sub(f.at) >= idleFor {
+			delete(g.free, w)
+			continue
+		}
+		most, known = max(most, f.n), true
+	}
+	return most, known
 }
 
 // open reports whether a ready batch may go now; full says it is full (or
@@ -141,6 +170,9 @@ func (g *gate) notice(h nats.Header) {
 			g.idle[w] = time.Now()
 		} else {
 			delete(g.idle, w)
+		}
+		if n, err := strconv.Atoi(h.Get(jetstream.HeaderFreeSlots)); err == nil && n >= 0 {
+			g.free[w] = slotsNote{n: n, at: time.Now()}
 		}
 		g.mu.Unlock()
 	}

@@ -50,3 +50,26 @@ func TestGateHoldsPartialBatchesWhileDevicesAreBusy(t *testing.T) {
 }
 
 type fakeConsumer struct{ natsjs.Consumer }
+
+// TestGateFreeSlots: continuous workers' free sequence slots are the most
+// any of them reported; workers that report none leave it unknown.
+func TestGateFreeSlots(t *testing.T) {
+	g := newGate(1, fakeConsumer{})
+	if _, ok := g.freeSlots(); ok {
+		t.Fatal("free slots known before any worker said")
+	}
+	g.notice(nats.Header{jetstream.HeaderWorker: []string{"old"}, jetstream.HeaderIdle: []string{"1"}})
+	if _, ok := g.freeSlots(); ok {
+		t.Fatal("a worker without the header counted")
+	}
+	g.notice(nats.Header{jetstream.HeaderWorker: []string{"w1"}, jetstream.HeaderFreeSlots: []string{"3"}})
+	g.notice(nats.Header{jetstream.HeaderWorker: []string{"w2"}, jetstream.HeaderFreeSlots: []string{"5"}})
+	if n, ok := g.freeSlots(); !ok || n != 5 {
+		t.Fatalf("free slots %d %v, want 5", n, ok)
+	}
+	g.notice(nats.Header{jetstream.HeaderWorker: []string{"w2"}, jetstream.HeaderFreeSlots: []string{"0"}})
+	g.notice(nats.Header{jetstream.HeaderWorker: []string{"w3"}, jetstream.HeaderFreeSlots: []string{"-2"}})
+	if n, _ := g.freeSlots(); n != 3 {
+		t.Fatalf("free slots %d after w2 filled up, want 3", n)
+	}
+}

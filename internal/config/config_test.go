@@ -173,6 +173,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"broker param", "models: [{name: m, runner: {builtin: simple}, parameters: [{name: priority, type: int}]}]", `parameter "priority" is the broker's own`},
 		{"max_tokens above limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: 100, parameters: [{name: max_tokens, type: int, max: 200}]}]", `max 200 is above max_tokens_limit 100`},
 		{"limit on tensor model", "models: [{name: m, runner: {builtin: simple}, max_tokens_limit: 100}]", `max_tokens_limit applies to generate models only`},
+		{"zero seqs", "models: [{name: m, runner: {builtin: repeat}, batching: {max_num_seqs: -1}}]", `max_num_seqs and batching.max_step_tokens must be positive`},
 		{"negative limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: -1}]", `max_tokens_limit -1 must be positive`},
 		{"chat template syntax", "models: [{name: m, runner: {builtin: repeat}, chat_template: '{{range .Messages}'}]", `model "m": chat_template: template: m:1:`},
 		{"chat template on tensor model", "models: [{name: m, runner: {builtin: simple}, chat_template: 'x'}]", `chat_template applies to generate models only`},

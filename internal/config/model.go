@@ -154,6 +154,23 @@ type Batching struct {
 	PreferredBatchSizes []int    `yaml:"preferred_batch_sizes"` // optional
 	MaxQueueDelay       Duration `yaml:"max_queue_delay"`       // default 5ms
 	Ragged              bool     `yaml:"ragged"`                // pad -1 dims (with a mask) instead of splitting batches
+	// Continuous turns on continuous (iteration-level) batching for a
+	// generate model run by the Python runner: sequences join and leave
+	// the running decode loop at every step. Nil means on for generate
+	// models; false keeps static batching (measurable against it).
+	Continuous *bool `yaml:"continuous"`
+	// MaxNumSeqs is a continuous worker's capacity in sequences (default
+	// max_batch_size); MaxStepTokens bounds the tokens one decoding step
+	// processes, prompts that join included (default 4096).
+	MaxNumSeqs    int `yaml:"max_num_seqs"`
+	MaxStepTokens int `yaml:"max_step_tokens"`
+}
+
+// ContinuousBatching reports whether the model's generate sequences are
+// batched continuously (batching.continuous, on by default for generate
+// models; tensor models never are).
+func (m *Model) ContinuousBatching() bool {
+	return m.Kind == KindGenerate && (m.Batching.Continuous == nil || *m.Batching.Continuous)
 }
 
 // Queue is the model's queue policy.
@@ -274,6 +291,12 @@ func (m *Model) finish() error {
 	if m.Batching.MaxBatchSize == 0 {
 		m.Batching.MaxBatchSize = 32
 	}
+	if m.Batching.MaxNumSeqs == 0 {
+		m.Batching.MaxNumSeqs = m.Batching.MaxBatchSize
+	}
+	if m.Batching.MaxStepTokens == 0 {
+		m.Batching.MaxStepTokens = 4096
+	}
 	if m.Batching.MaxQueueDelay == 0 {
 		m.Batching.MaxQueueDelay = D(5 * time.Millisecond)
 	}
@@ -341,6 +364,9 @@ func (m *Model) finish() error {
 	}
 	if m.Batching.MaxBatchSize < 1 {
 		bad("batching.max_batch_size must be positive")
+	}
+	if m.Batching.MaxNumSeqs < 1 || m.Batching.MaxStepTokens < 1 {
+		bad("batching.max_num_seqs and batching.max_step_tokens must be positive")
 	}
 	for _, p := range m.Batching.PreferredBatchSizes {
 		if p < 1 || p > m.Batching.MaxBatchSize {

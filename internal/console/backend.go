@@ -56,6 +56,8 @@ type Worker struct {
 	InFlight    int       `json:"in_flight"`
 	Batches     uint64    `json:"batches"`
 	Time        time.Time `json:"time"`
+	// Generation is a generate model's figures (agent.Generation).
+	Generation map[string]any `json:"generation,omitempty"`
 }
 
 // DeadLetter is a dead-letter record with its job's record as it is now

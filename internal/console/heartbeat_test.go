@@ -14,7 +14,8 @@ import (
 // keeps its own copy of the JSON shape; this keeps the two in step).
 func TestWorkerReadsTheHeartbeat(t *testing.T) {
 	hb := agent.Heartbeat{Model: "simple", Worker: "gpu-0", Device: "cuda:0", Ready: true, Capacity: 32, MaxInflight: 2,
-		InFlight: 1, Batches: 42, Time: time.Unix(1_800_000_000, 0).UTC()}
+		InFlight: 1, Batches: 42, Time: time.Unix(1_800_000_000, 0).UTC(),
+		Generation: &agent.Generation{Continuous: true, RunningSeqs: 2, FreeSlots: 6, TokensPerSecond: 12.5, TTFTMillis: 3, InterTokenMs: 1}}
 	b, err := json.Marshal(hb)
 	if err != nil {
 		t.Fatal(err)

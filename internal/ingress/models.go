@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,6 +31,9 @@ type Stats struct {
 	// (internal/scaling): one worker per max_batch_size jobs waiting in the
 	// busiest priority, and one while any batch waits or runs.
 	DesiredReplicas uint64 `json:"desired_replicas"`
+	// Generation sums a generate model's workers' heartbeat figures
+	// (absent for tensor models).
+	Generation *GenerationStats `json:"generation,omitempty"`
 	// queuedP is Queued by priority, as the scaler's triggers see it.
 	queuedP [jetstream.MaxPriority - jetstream.MinPriority + 1]uint64
 }
@@ -168,9 +172,14 @@ func (i *Ingress) readStatsJS(ctx context.Context, model string) (Stats, error) 
 	s.BatchesPending, s.InFlight = wi.NumPending, uint64(wi.NumAckPending)
 	if kv, err := i.opt.JS.KeyValue(ctx, t.WorkersBucket()); err == nil {
 		if keys, err := kv.ListKeysFiltered(ctx, model+".>"); err == nil {
-			for range keys.Keys() {
+			var beats [][]byte
+			for k := range keys.Keys() {
 				s.LiveWorkers++
+				if e, err := kv.Get(ctx, k); err == nil {
+					beats = append(beats, e.Value())
+				}
 			}
+			s.Generation = sumGeneration(beats)
 		}
 	}
 	maxBatch := 1
@@ -179,6 +188,56 @@ func (i *Ingress) readStatsJS(ctx context.Context, model string) (Stats, error) 
 	}
 	s.DesiredReplicas = scaling.DesiredReplicas(maxBatch, s.queuedP, s.BatchesPending+s.InFlight)
 	return s, nil
+}
+
+// GenerationStats are a generate model's figures summed over its live
+// workers' heartbeats (the agent's Heartbeat.generation; the ingress keeps
+// its own copy of the shape, as it does not link the agent).
+type GenerationStats struct {
+	Continuous      bool    `json:"continuous"`
+	RunningSeqs     int     `json:"running_seqs"`
+	FreeSlots       int     `json:"free_slots"`
+	TokensPerSecond float64 `json:"tokens_per_second"`
+	TTFTMillis      float64 `json:"ttft_ms"`        // mean over the workers that saw a first token
+	InterTokenMs    float64 `json:"inter_token_ms"` // mean over the workers that saw tokens
+}
+
+// sumGeneration adds up the generation figures of heartbeats (JSON); nil
+// when none has any.
+func sumGeneration(beats [][]byte) *GenerationStats {
+	var out *GenerationStats
+	var ttftN, itlN int
+	for _, b := range beats {
+		var hb struct {
+			Generation *GenerationStats `json:"generation"`
+		}
+		if json.Unmarshal(b, &hb) != nil || hb.Generation == nil {
+			continue
+		}
+		g := hb.Generation
+		if out == nil {
+			out = &GenerationStats{}
+		}
+		out.Continuous = out.Continuous || g.Continuous
+		out.RunningSeqs += g.RunningSeqs
+		out.FreeSlots += g.FreeSlots
+		out.TokensPerSecond += g.TokensPerSecond
+		if g.TTFTMillis > 0 {
+			out.TTFTMillis += g.TTFTMillis
+			ttftN++
+		}
+		if g.InterTokenMs > 0 {
+			out.InterTokenMs += g.InterTokenMs
+			itlN++
+		}
+	}
+	if out != nil && ttftN > 0 {
+		out.TTFTMillis /= float64(ttftN)
+	}
+	if out != nil && itlN > 0 {
+		out.InterTokenMs /= float64(itlN)
+	}
+	return out
 }
 
 // checkQueue refuses a job (503 + Retry-After) when the model already has

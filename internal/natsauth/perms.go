@@ -31,13 +31,13 @@ type Perms struct {
 func Streams(prefix string) []string {
 	P := strings.ToUpper(prefix)
 	out := []string{}
-	for _, k := range []string{"JOBS", "BATCHES", "EVENTS", "TOKENS", "DEAD", "ADVISORIES", "WEBHOOKS"} {
+	for _, k := range []string{"JOBS", "BATCHES", "EVENTS", "TOKENS", "DEAD", "ADVISORIES", "WEBHOOKS", "BATCHWORK", "BATCHLINES"} {
 		out = append(out, P+"_"+k)
 	}
-	for _, b := range []string{"models", "workers", "results"} {
+	for _, b := range []string{"models", "workers", "results", "seqs", "openai_batches"} {
 		out = append(out, "KV_"+prefix+"_"+b)
 	}
-	return append(out, "OBJ_"+prefix+"_blobs")
+	return append(out, "OBJ_"+prefix+"_blobs", "OBJ_"+prefix+"_files")
 }
 
 // ServicePermissions is the least-privilege table of docs/architecture.md
@@ -71,15 +71,17 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 			"$JS.API.CONSUMER.MSG.NEXT." + bucket + ".*", "$JS.FC." + bucket + ".>"}
 	}
 	kvWrite := func(bucket string) string { return "$KV." + strings.TrimPrefix(bucket, "KV_") + ".>" }
-	// The blobs object store (large tensors): writing chunks and metadata,
-	// reading metadata, and the ordered consumer a read creates, flows and
-	// deletes; replacing or deleting a blob purges its old chunks.
-	blobsRW := func() []string {
-		b := p + "_blobs"
+	// An object store (large tensors in blobs, Batch API files): writing
+	// chunks and metadata, reading metadata, and the ordered consumer a read
+	// or a listing creates, flows and deletes; replacing or deleting an
+	// object purges its old chunks.
+	objRW := func(name string) []string {
+		b := p + "_" + name
 		o := "OBJ_" + b
 		return []string{"$O." + b + ".>", "$JS.API.DIRECT.GET." + o, "$JS.API.DIRECT.GET." + o + ".>",
 			"$JS.API.STREAM.MSG.GET." + o, "$JS.API.STREAM.PURGE." + o, "$JS.API.CONSUMER.DELETE." + o + ".*", "$JS.FC." + o + ".>"}
 	}
+	blobsRW := func() []string { return objRW("blobs") }
 
 	var out Perms
 	out.SubAllow = []string{"_INBOX.>"}
@@ -95,12 +97,31 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 		out.PubAllow = append(out.PubAllow, kvRead(results)...)
 		out.PubAllow = append(out.PubAllow, kvRead(workers)...)
 		out.PubAllow = append(out.PubAllow, blobsRW()...) // stores large inputs, reads large outputs
+		// The Batch API's runner: files, batch records, the work queue it
+		// takes batches from and the finished-lines stream it replays and
+		// clears.
+		batches := "KV_" + p + "_openai_batches"
+		out.PubAllow = append(out.PubAllow, objRW("files")...)
+		out.PubAllow = append(out.PubAllow, kvWrite(batches), p+".batchwork.>", p+".batchlines.>",
+			"$JS.API.STREAM.PURGE."+P+"_BATCHLINES", "$JS.API.CONSUMER.DELETE."+P+"_BATCHLINES.*",
+			"$JS.API.CONSUMER.DELETE."+batches+".*", "$JS.API.STREAM.MSG.GET."+P+"_BATCHLINES")
+		out.PubAllow = append(out.PubAllow, kvRead(batches)...)
+		out.PubAllow = append(out.PubAllow, next(P+"_BATCHWORK")...)
+		out.PubAllow = append(out.PubAllow, "$JS.FC."+P+"_BATCHLINES.>", "$JS.API.CONSUMER.MSG.NEXT."+P+"_BATCHLINES.*")
+		// The model registry (registry: true): it writes models and versions.
+		out.PubAllow = append(out.PubAllow, kvWrite(models), "$JS.API.CONSUMER.DELETE."+models+".*")
+		out.PubAllow = append(out.PubAllow, kvRead(models)...)
 		out.SubAllow = append(out.SubAllow, p+"_results.changed.>", p+".batched.>", CalloutSubject)
 		out.Responses = true // answers the auth callout
 	case RoleBatcher:
 		out.PubAllow = append(js, p+".batches.>", p+".batched.>", p+".events.>", p+".dead.>")
 		out.PubAllow = append(out.PubAllow, next(P+"_JOBS")...)
 		out.PubAllow = append(out.PubAllow, kvRead(workers)...)
+		// The model registry: it follows the catalog and, when a retired
+		// version has drained, removes the version's key and consumers.
+		out.PubAllow = append(out.PubAllow, kvWrite(models), "$JS.API.CONSUMER.DELETE."+models+".*",
+			"$JS.API.CONSUMER.DELETE."+P+"_JOBS.*", "$JS.API.CONSUMER.DELETE."+P+"_BATCHES.*")
+		out.PubAllow = append(out.PubAllow, kvRead(models)...)
 		out.SubAllow = append(out.SubAllow, p+".cancel.>", p+".taken.>")
 	case RoleResultSvc:
 		out.PubAllow = append(js, kvWrite(results), p+"_results.changed.>", p+".events.>", p+".dead.>", p+".webhooks.>", "$JS.API.STREAM.MSG.GET."+P+"_BATCHES")
@@ -114,6 +135,12 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 		out.PubAllow = append(out.PubAllow, next(P+"_BATCHES")...)
 		out.PubAllow = append(out.PubAllow, kvRead(workers)...)
 		out.PubAllow = append(out.PubAllow, blobsRW()...) // reads large inputs, stores large outputs
+		// Done marks of continuously batched jobs, and the model registry's
+		// catalog it follows.
+		seqs := "KV_" + p + "_seqs"
+		out.PubAllow = append(out.PubAllow, kvWrite(seqs), "$JS.API.CONSUMER.DELETE."+models+".*")
+		out.PubAllow = append(out.PubAllow, kvRead(seqs)...)
+		out.PubAllow = append(out.PubAllow, kvRead(models)...)
 		out.SubAllow = append(out.SubAllow, p+".cancel.>")
 	default:
 		return Perms{}, fmt.Errorf("natsauth: unknown role %q (want one of %s)", role, strings.Join(Roles, ", "))

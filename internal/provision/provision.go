@@ -46,6 +46,7 @@ func All(ctx context.Context, js natsjs.JetStream, t jetstream.Topology, models 
 	for _, kv := range []natsjs.KeyValueConfig{
 		{Bucket: t.ModelsBucket(), Description: "inferq model registry", History: 1},
 		{Bucket: t.WorkersBucket(), Description: "inferq worker heartbeats", History: 1, TTL: t.WorkerTTL},
+		{Bucket: t.SeqsBucket(), Description: "inferq sequences ended before their batch", History: 1, TTL: time.Hour},
 	} {
 		kv.Replicas = t.Replicas
 		kv.Storage = storage(t)

@@ -65,6 +65,11 @@ func (t Topology) ResultsBucket() string { return t.Prefix + "_results" }
 // message (blobs.threshold_bytes); messages carry a reference to them.
 func (t Topology) BlobsBucket() string { return t.Prefix + "_blobs" }
 
+// SeqsBucket holds a done mark per job of a continuously batched batch whose
+// sequence ended before the batch did (key <batch>.<job>): a redelivered
+// batch skips those jobs, so a crash reruns only unfinished sequences.
+func (t Topology) SeqsBucket() string { return t.Prefix + "_seqs" }
+
 // Priority levels: p0 is served first.
 const (
 	MinPriority     = 0
@@ -210,6 +215,10 @@ const (
 	// starts waiting while the worker has no batch of the model in hand:
 	// its device is free, not just a slot to prefetch into.
 	HeaderIdle = "Inferq-Idle"
+	// HeaderFreeSlots is, on a TakenSubject notice of a continuously
+	// batching worker, how many more sequences it can take now: the
+	// batcher closes a batch at that size instead of max_batch_size.
+	HeaderFreeSlots = "Inferq-Free-Slots"
 )
 
 // CancelSubject carries cancellation notices (core NATS, not stored):

@@ -1283,10 +1283,14 @@ func (x *Load) GetOptionsJson() []byte {
 }
 
 type Ready struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	Device        string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
-	Capacity      int32                  `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"` // largest batch it will take
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Model    string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Device   string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	Capacity int32                  `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"` // largest batch it will take; sequences when continuous
+	// continuous: the runner batches generate sequences at every decoding
+	// step; it takes several batches at once (up to capacity sequences) and
+	// sends each job's result as a partial BatchResult the moment it ends.
+	Continuous    bool `protobuf:"varint,4,opt,name=continuous,proto3" json:"continuous,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1340,6 +1344,13 @@ func (x *Ready) GetCapacity() int32 {
 		return x.Capacity
 	}
 	return 0
+}
+
+func (x *Ready) GetContinuous() bool {
+	if x != nil {
+		return x.Continuous
+	}
+	return false
 }
 
 // JobResult is one job's outputs inside a BatchResult.
@@ -1404,9 +1415,12 @@ func (x *JobResult) GetError() *Error {
 }
 
 type BatchResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BatchId       string                 `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	Jobs          []*JobResult           `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BatchId string                 `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Jobs    []*JobResult           `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// partial: these jobs have ended and more of the batch follow; the last
+	// BatchResult of a batch (partial false) lists every job's result.
+	Partial       bool `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1453,6 +1467,13 @@ func (x *BatchResult) GetJobs() []*JobResult {
 		return x.Jobs
 	}
 	return nil
+}
+
+func (x *BatchResult) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
 }
 
 type RunnerError struct {
@@ -1828,18 +1849,22 @@ const file_inferq_proto_rawDesc = "" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12!\n" +
-	"\foptions_json\x18\x04 \x01(\fR\voptionsJson\"Q\n" +
+	"\foptions_json\x18\x04 \x01(\fR\voptionsJson\"q\n" +
 	"\x05Ready\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x1a\n" +
-	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\"w\n" +
+	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\x12\x1e\n" +
+	"\n" +
+	"continuous\x18\x04 \x01(\bR\n" +
+	"continuous\"w\n" +
 	"\tJobResult\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12+\n" +
 	"\aoutputs\x18\x02 \x03(\v2\x11.inferq.v1.TensorR\aoutputs\x12&\n" +
-	"\x05error\x18\x03 \x01(\v2\x10.inferq.v1.ErrorR\x05error\"R\n" +
+	"\x05error\x18\x03 \x01(\v2\x10.inferq.v1.ErrorR\x05error\"l\n" +
 	"\vBatchResult\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12(\n" +
-	"\x04jobs\x18\x02 \x03(\v2\x14.inferq.v1.JobResultR\x04jobs\"g\n" +
+	"\x04jobs\x18\x02 \x03(\v2\x14.inferq.v1.JobResultR\x04jobs\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\"g\n" +
 	"\vRunnerError\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12&\n" +

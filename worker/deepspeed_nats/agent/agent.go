@@ -75,6 +75,13 @@ type Metrics struct {
 	BatchDuration   *prometheus.HistogramVec
 	BatchesFailed   *prometheus.CounterVec
 	TokensPublished *prometheus.CounterVec
+	// Generate models: time from a job's acceptance to its first token,
+	// the time between a job's tokens, and (continuous batching) the
+	// sequences running and the sequence slots free.
+	TimeToFirstToken  *prometheus.HistogramVec
+	InterTokenLatency *prometheus.HistogramVec
+	RunningSequences  *prometheus.GaugeVec
+	FreeSequenceSlots *prometheus.GaugeVec
 }
 
 // NewMetrics registers the worker's metrics on reg; call it once per registry.
@@ -87,7 +94,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		TokensPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inferq_tokens_published_total",
 			Help: "Token chunks published by workers."}, []string{"model"}),
 	}
-	reg.MustRegister(m.BatchDuration, m.BatchesFailed, m.TokensPublished)
+	m.TimeToFirstToken = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_worker_time_to_first_token_seconds",
+		Help: "Time from a generate job's acceptance to its first token.", Buckets: obs.LatencyBuckets()}, []string{"model"})
+	m.InterTokenLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inferq_worker_inter_token_latency_seconds",
+		Help: "Time between consecutive token chunks of a generate job.", Buckets: obs.LatencyBuckets()}, []string{"model"})
+	m.RunningSequences = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inferq_worker_running_sequences",
+		Help: "Sequences a continuously batching worker holds (running or about to join)."}, []string{"model"})
+	m.FreeSequenceSlots = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inferq_worker_free_sequence_slots",
+		Help: "Sequence slots a continuously batching worker has free."}, []string{"model"})
+	reg.MustRegister(m.BatchDuration, m.BatchesFailed, m.TokensPublished, m.TimeToFirstToken, m.InterTokenLatency,
+		m.RunningSequences, m.FreeSequenceSlots)
 	return m
 }
 
@@ -99,6 +115,11 @@ type Agent struct {
 	acks  *lifecycle.AckHolder // finished batches' acks, each held until the next (see AckHolder)
 	// runners are the models' runners once Run built them, for Ready.
 	runners atomic.Pointer[[]Runner]
+	// seqs is the done-mark bucket of continuous batching (seqs.go).
+	seqsOnce sync.Once
+	seqs     natsjs.KeyValue
+	// slots are the continuous models' sequence slots, by model.
+	slots map[string]*seqSlots
 }
 
 // Ready reports whether every model's runner is built and loaded (a
@@ -165,9 +186,18 @@ func New(opt Options) *Agent {
 	if opt.Own == nil {
 		opt.Own = NewMetrics(prometheus.NewRegistry())
 	}
-	a := &Agent{opt: opt, now: time.Now, stats: make(map[string]*counters, len(opt.Models))}
-	for _, m := range opt.Models {
+	a := &Agent{opt: opt, now: time.Now, stats: make(map[string]*counters, len(opt.Models)), slots: map[string]*seqSlots{}}
+	for i, m := range opt.Models {
 		a.stats[m.Name] = &counters{}
+		if m.ContinuousBatching() {
+			mm := &a.opt.Models[i]
+			sl := newSeqSlots(m.Batching.MaxNumSeqs, func(free int) { a.notifySlots(mm, "", free) })
+			sl.gauge = func(used, free int) {
+				opt.Own.RunningSequences.WithLabelValues(mm.Name).Set(float64(used))
+				opt.Own.FreeSequenceSlots.WithLabelValues(mm.Name).Set(float64(free))
+			}
+			a.slots[m.Name] = sl
+		}
 	}
 	a.acks = lifecycle.NewAckHolder(0, a.ackBatch)
 	return a
@@ -247,6 +277,12 @@ func (a *Agent) serve(ctx context.Context, m *config.Model, r Runner) error {
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
+	if js, ok := r.(JobStreamer); ok && js.Continuous() && a.slots[m.Name] != nil {
+		log.Info("worker serving with continuous batching", "max_num_seqs", m.Batching.MaxNumSeqs)
+		a.pullSeqs(ctx, m, r, cons, a.slots[m.Name], log)
+		log.Info("worker stopped")
+		return nil
+	}
 	n := a.inflight(r)
 	log.Info("worker serving", "runner", m.Runner.Builtin, "max_inflight", n)
 	var wg sync.WaitGroup
@@ -280,7 +316,7 @@ func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs
 		// A batch that arrives as shutdown starts is still in hand: it is
 		// run (or released) by handle, never dropped.
 		for msg := range msgs.Messages() {
-			a.handle(ctx, m, r, msg, log)
+			a.handle(ctx, m, r, msg, log, nil, 0)
 		}
 		cancel()
 	}
@@ -302,10 +338,24 @@ func (a *Agent) notifyBatchers(m *config.Model, batchID string, idle bool) {
 
 // handle runs one batch. ctx is the agent's: when it ends the batch still
 // finishes within DrainTimeout, else it is released for another worker.
-func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsjs.Msg, log *slog.Logger) {
+// slots are a continuous model's sequence slots, n of which the batch took
+// (nil and 0 otherwise): its jobs may then end one by one (seqs.go).
+func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsjs.Msg, log *slog.Logger, slots *seqSlots, n int) {
 	st := a.stats[m.Name]
 	st.enter()
 	defer st.leave()
+	var cb *contBatch
+	defer func() {
+		if slots != nil {
+			left := n
+			if cb != nil {
+				cb.mu.Lock()
+				left -= len(cb.ended)
+				cb.mu.Unlock()
+			}
+			slots.release(left)
+		}
+	}()
 	batch, err := lifecycle.DecodeBatch(msg.Data())
 	if err == nil && len(batch.Jobs) == 0 {
 		err = errors.New("batch has no jobs")
@@ -321,6 +371,15 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 		delivered = md.NumDelivered
 	}
 	log = log.With("batch", batch.Id, "size", len(batch.Jobs), "delivery", delivered)
+	if slots != nil && delivered > 1 {
+		// A redelivery: jobs that ended before the last delivery died do not run again.
+		if batch.Jobs = a.unfinished(ctx, batch, log); len(batch.Jobs) == 0 {
+			log.Info("every job of the redelivered batch had ended")
+			a.acks.Ack(msg)
+			st.batches.Add(1)
+			return
+		}
+	}
 	runCtx, cancel := drainContext(ctx, a.opt.DrainTimeout)
 	defer cancel()
 	// The batch's span continues the batcher's flush span and links to
@@ -343,7 +402,11 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	stopKeepalive := keepalive(msg, a.opt.Topology.AckWait/4)
 	defer stopKeepalive()
 
-	a.notifyBatchers(m, batch.Id, false) // one fewer batch waits undelivered
+	if slots != nil {
+		a.notifySlots(m, batch.Id, slots.free())
+	} else {
+		a.notifyBatchers(m, batch.Id, false) // one fewer batch waits undelivered
+	}
 	// Inputs by reference become bytes before the runner sees the batch:
 	// runners, the Python one included, get bytes as they always did.
 	if err := a.resolveInputs(runCtx, batch); err != nil {
@@ -369,12 +432,25 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 		})
 	}
 	runningTimer := time.AfterFunc(a.opt.RunningAfter, markRunning)
+	if slots != nil {
+		cb = &contBatch{a: a, ctx: runCtx, m: m, b: batch, pub: pub, running: markRunning, slots: slots, log: log,
+			jobs: make(map[string]*inferqpb.BatchJob, len(batch.Jobs)), ended: map[string]bool{}}
+		for _, j := range batch.Jobs {
+			cb.jobs[j.Id] = j
+		}
+	}
 
 	start := time.Now()
-	out, err := a.execute(runCtx, m, r, batch, a.emitter(runCtx, m, batch, pub, markRunning), pub, log)
+	out, err := a.execute(runCtx, m, r, batch, a.emitter(runCtx, m, batch, pub, markRunning), pub, cb, log)
+
 	a.opt.Own.BatchDuration.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
 	if !runningTimer.Stop() {
 		runningOnce.Do(func() {}) // the timer fired: let its events be queued first
+	}
+	if cb != nil {
+		// Jobs that ended on their own are done (nothing reads batch.Jobs
+		// concurrently any more): the rest end below.
+		batch.Jobs = cb.remaining(batch.Jobs)
 	}
 	if err == nil {
 		err = pub.Wait(runCtx) // running events and tokens are stored before results
@@ -406,6 +482,9 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 		jobs[j.Id] = j
 	}
 	sent := make(map[string]uint64, len(b.Jobs)) // highest seq published per job
+	last := make(map[string]time.Time, len(b.Jobs))
+	start := time.Now()
+	st := a.stats[m.Name]
 	return func(c *inferqpb.TokenChunk) error {
 		j := jobs[c.JobId]
 		if j == nil {
@@ -415,6 +494,22 @@ func (a *Agent) emitter(ctx context.Context, m *config.Model, b *inferqpb.Batch,
 			return nil
 		}
 		sent[c.JobId] = c.Seq
+		now := time.Now()
+		if prev, ok := last[c.JobId]; ok {
+			d := now.Sub(prev)
+			a.opt.Own.InterTokenLatency.WithLabelValues(m.Name).Observe(d.Seconds())
+			st.itl.add(d)
+		} else {
+			from := start
+			if j.CreatedUnixNano > 0 {
+				from = time.Unix(0, j.CreatedUnixNano)
+			}
+			d := now.Sub(from)
+			a.opt.Own.TimeToFirstToken.WithLabelValues(m.Name).Observe(d.Seconds())
+			st.ttft.add(d)
+		}
+		last[c.JobId] = now
+		st.tokens.Add(1)
 		running() // a job streaming tokens is running
 		a.opt.Own.TokensPublished.WithLabelValues(m.Name).Inc()
 		return pub.Token(jobContext(ctx, j), a.opt.Topology, j.Tenant, j.Attempt, lifecycle.TokenChunkOf(c))

@@ -117,7 +117,7 @@ func (h *harness) agent(name string, edit func(*Options)) (a *Agent, nc *nats.Co
 	return a, nc, stop
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 

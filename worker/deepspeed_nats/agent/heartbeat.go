@@ -27,6 +27,19 @@ type Heartbeat struct {
 	InFlight    int       `json:"in_flight"`
 	Batches     uint64    `json:"batches"` // settled since it started
 	Time        time.Time `json:"time"`
+	// Generation is set for generate models (nil for tensor models).
+	Generation *Generation `json:"generation,omitempty"`
+}
+
+// Generation is a generate model's figures in a heartbeat; the rates and
+// means are over the period since the worker's previous heartbeat.
+type Generation struct {
+	Continuous      bool    `json:"continuous"`   // batching.continuous
+	RunningSeqs     int     `json:"running_seqs"` // sequences in hand (continuous)
+	FreeSlots       int     `json:"free_slots"`   // sequence slots free (continuous)
+	TokensPerSecond float64 `json:"tokens_per_second"`
+	TTFTMillis      float64 `json:"ttft_ms"`        // mean time from acceptance to first token
+	InterTokenMs    float64 `json:"inter_token_ms"` // mean time between tokens
 }
 
 // HeartbeatKey is a worker's key in the workers bucket: <model>.<worker>,
@@ -49,8 +62,15 @@ func (a *Agent) heartbeat(ctx context.Context, m *config.Model, r Runner) error 
 	poll := min(every, 250*time.Millisecond)
 	var last time.Time
 	ready, failure := false, ""
+	win := &genWindow{at: time.Now()}
 	for {
 		hb := a.describe(m, r)
+		if hb.Generation != nil {
+			if time.Since(last) >= every {
+				win.fill(a.stats[m.Name])
+			}
+			hb.Generation.TokensPerSecond, hb.Generation.TTFTMillis, hb.Generation.InterTokenMs = win.rate, win.ttftMs, win.ms
+		}
 		if hb.Ready != ready || hb.Error != failure || time.Since(last) >= every {
 			v, err := json.Marshal(hb)
 			if err != nil {
@@ -88,8 +108,45 @@ func (a *Agent) describe(m *config.Model, r Runner) Heartbeat {
 		device = DeviceName(info.Device)
 	}
 	st := a.Stats(m.Name)
-	return Heartbeat{Model: m.Name, Worker: a.opt.Name, Device: device, Ready: info.Ready, Capacity: capacity, Error: info.Error,
+	hb := Heartbeat{Model: m.Name, Worker: a.opt.Name, Device: device, Ready: info.Ready, Capacity: capacity, Error: info.Error,
 		MaxInflight: a.inflight(r), InFlight: st.InFlight, Batches: st.Batches, Time: a.now().UTC()}
+	if m.Kind == config.KindGenerate {
+		hb.Generation = &Generation{}
+		if js, ok := r.(JobStreamer); ok && js.Continuous() && a.slots[m.Name] != nil {
+			sl := a.slots[m.Name]
+			hb.Capacity, hb.MaxInflight = sl.max, sl.max
+			hb.Generation.Continuous, hb.Generation.RunningSeqs, hb.Generation.FreeSlots = true, sl.running(), sl.free()
+		}
+	}
+	return hb
+}
+
+// genWindow turns the model's running totals into per-heartbeat figures.
+type genWindow struct {
+	at               time.Time
+	tokens           uint64
+	ttft, itl        time.Duration
+	ttftN, itlN      int64
+	rate, ttftMs, ms float64
+}
+
+// fill computes the rate and means over the time since the last fill (the
+// last means stand while nothing new was observed).
+func (w *genWindow) fill(c *counters) {
+	now := time.Now()
+	tokens := c.tokens.Load()
+	ttft, ttftN := c.ttft.load()
+	itl, itlN := c.itl.load()
+	if dt := now.Sub(w.at).Seconds(); dt > 0 {
+		w.rate = float64(tokens-w.tokens) / dt
+	}
+	if ttftN > w.ttftN {
+		w.ttftMs = float64(ttft-w.ttft) / float64(ttftN-w.ttftN) / 1e6
+	}
+	if itlN > w.itlN {
+		w.ms = float64(itl-w.itl) / float64(itlN-w.itlN) / 1e6
+	}
+	w.at, w.tokens, w.ttft, w.ttftN, w.itl, w.itlN = now, tokens, ttft, ttftN, itl, itlN
 }
 
 // DeviceName is the heartbeat's form of a runner's device: "cuda:N" for a

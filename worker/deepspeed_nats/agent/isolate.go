@@ -41,14 +41,16 @@ func (o *outcome) add(res *inferqpb.BatchResult) {
 //
 // The cost is at most 2·log2(n) extra runs per poison job; a fault that is
 // not a job's costs two extra runs.
-func (a *Agent) execute(ctx context.Context, m *config.Model, r Runner, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error, pub *lifecycle.Publisher, log *slog.Logger) (*outcome, error) {
+func (a *Agent) execute(ctx context.Context, m *config.Model, r Runner, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error, pub *lifecycle.Publisher, cb *contBatch, log *slog.Logger) (*outcome, error) {
 	out := &outcome{results: make(map[string]*inferqpb.JobResult, len(b.Jobs)), poison: map[string]error{}}
-	res, err := a.run(ctx, m, r, b, emit)
+	res, err := a.run(ctx, m, r, b, emit, cb)
 	if err == nil {
 		out.add(res)
 		return out, nil
 	}
-	if len(b.Jobs) < 2 || !isolatable(ctx, err, pub) || !contiguous(b) {
+	// A job that already ended must not run again in a part: such a batch
+	// is retried whole, and its redelivery skips the jobs that ended.
+	if len(b.Jobs) < 2 || !isolatable(ctx, err, pub) || !contiguous(b) || cb.anyEnded() {
 		return nil, err
 	}
 	whole := err
@@ -65,7 +67,7 @@ func (a *Agent) execute(ctx context.Context, m *config.Model, r Runner, b *infer
 				log.Error("cannot split batch; failing it as a whole", "err", err)
 				return nil, whole
 			}
-			res, err := a.run(ctx, m, r, sub, emit)
+			res, err := a.run(ctx, m, r, sub, emit, cb)
 			if err == nil {
 				out.add(res)
 				succeeded = true
@@ -91,8 +93,16 @@ func (a *Agent) execute(ctx context.Context, m *config.Model, r Runner, b *infer
 }
 
 // run is one runner call, counted in the metrics.
-func (a *Agent) run(ctx context.Context, m *config.Model, r Runner, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error) (*inferqpb.BatchResult, error) {
-	res, err := r.Run(ctx, b, emit)
+func (a *Agent) run(ctx context.Context, m *config.Model, r Runner, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error, cb *contBatch) (*inferqpb.BatchResult, error) {
+	var (
+		res *inferqpb.BatchResult
+		err error
+	)
+	if js, ok := r.(JobStreamer); ok && cb != nil {
+		res, err = js.RunJobs(ctx, b, emit, cb.jobDone)
+	} else {
+		res, err = r.Run(ctx, b, emit)
+	}
 	if err != nil {
 		a.opt.Own.BatchesFailed.WithLabelValues(m.Name).Inc()
 		return nil, err

@@ -25,7 +25,7 @@ import (
 // testPython is the interpreter for the runner tests: $INFERQ_PYTHON or
 // Debian's /usr/bin/python3. A missing torch fails the tests: the runner is
 // part of the product, so its tests must not silently skip.
-func testPython(t *testing.T) string {
+func testPython(t testing.TB) string {
 	t.Helper()
 	py := os.Getenv("INFERQ_PYTHON")
 	if py == "" {
@@ -59,7 +59,7 @@ func newTestProcess(t *testing.T, source, kind string, opt ProcessOptions) *Proc
 	return p
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))

@@ -1,6 +1,9 @@
 package agent
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stats counts what an agent did with one model since it started. Tests and
 // operators read it to see how work spread over a pool of workers.
@@ -32,7 +35,19 @@ func (a *Agent) Stats(model string) Stats {
 type counters struct {
 	batches, released, succeeded, failed, poisoned, splits atomic.Uint64
 	inflight, peak                                         atomic.Int64
+	// Generate models: tokens published, and time to first token and
+	// between tokens, for the heartbeat's per-window figures.
+	tokens    atomic.Uint64
+	ttft, itl durations
 }
+
+// durations sums observed durations, for a mean over a window.
+type durations struct{ sum, n atomic.Int64 }
+
+func (d *durations) add(v time.Duration) { d.sum.Add(int64(v)); d.n.Add(1) }
+
+// load is the sum and the count so far.
+func (d *durations) load() (time.Duration, int64) { return time.Duration(d.sum.Load()), d.n.Load() }
 
 func (c *counters) enter() {
 	n := c.inflight.Add(1)

@@ -123,6 +123,13 @@ type Process struct {
 	running   *proc
 	batchID   string
 	closeOnce sync.Once
+
+	// cont: continuous batching (continuous.go): batches run side by side
+	// in one runner, their frames routed by batch and job id (under runMu).
+	cont     bool
+	routes   map[string]*route
+	jobBatch map[string]string
+	routed   map[*proc]bool
 }
 
 // NewProcess prepares the runner of model m: it resolves the interpreter
@@ -164,6 +171,7 @@ func NewProcess(m *config.Model, opt ProcessOptions) (*Process, error) {
 	opts, err := json.Marshal(map[string]any{
 		"name": m.Name, "kind": m.Kind, "max_batch_size": m.Batching.MaxBatchSize, "params": m.Runner.Params,
 		"inputs": m.Inputs, "outputs": m.Outputs, "python_path": m.Runner.PythonPath, "deepspeed": m.Runner.DeepSpeed,
+		"continuous": m.ContinuousBatching(), "max_num_seqs": m.Batching.MaxNumSeqs, "max_step_tokens": m.Batching.MaxStepTokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("model %q: runner params: %w", m.Name, err)
@@ -173,7 +181,7 @@ func NewProcess(m *config.Model, opt ProcessOptions) (*Process, error) {
 		model: m, opt: opt, argv: argv, env: env,
 		log:  opt.Log.With("model", m.Name),
 		load: &inferqpb.Load{Model: m.Name, Source: sourceOf(m, argv), Device: m.Runner.Device, OptionsJson: opts},
-		life: life, shutdown: shutdown,
+		life: life, shutdown: shutdown, cont: m.ContinuousBatching(),
 	}, nil
 }
 
@@ -236,6 +244,10 @@ func (p *Process) Warm() {
 // and is safe to call at any time, concurrently with Run; a job that is not
 // running is ignored.
 func (p *Process) Cancel(jobID string) {
+	if p.cont {
+		p.cancelShared(jobID)
+		return
+	}
 	p.runMu.Lock()
 	pr, batch := p.running, p.batchID
 	p.runMu.Unlock()
@@ -259,6 +271,9 @@ func (p *Process) setRunning(pr *proc, batchID string) {
 // An error means the batch failed: a runner that crashed or hung is killed
 // and the next Run restarts it.
 func (p *Process) Run(ctx context.Context, b *inferqpb.Batch, emit func(*inferqpb.TokenChunk) error) (*inferqpb.BatchResult, error) {
+	if p.cont {
+		return p.RunJobs(ctx, b, emit, nil)
+	}
 	ctx, cancel := p.bind(ctx)
 	defer cancel()
 	p.mu.Lock()
@@ -399,12 +414,20 @@ func (p *Process) Describe() RunnerInfo {
 	return RunnerInfo{Ready: true, Device: r.GetDevice(), Capacity: int(r.GetCapacity())}
 }
 
-// MaxConcurrentBatches is 1: the runner executes one batch at a time.
-func (p *Process) MaxConcurrentBatches() int { return 1 }
+// MaxConcurrentBatches is 1: the runner executes one batch at a time;
+// with continuous batching it is max_num_seqs, as every batch holds a
+// sequence at least.
+func (p *Process) MaxConcurrentBatches() int {
+	if p.cont {
+		return p.model.Batching.MaxNumSeqs
+	}
+	return 1
+}
 
 var (
 	_ Describer   = (*Process)(nil)
 	_ Concurrency = (*Process)(nil)
+	_ JobStreamer = (*Process)(nil)
 )
 
 // ensure returns a ready runner, starting one (after a backoff when the

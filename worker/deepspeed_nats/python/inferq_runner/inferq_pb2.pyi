@@ -73,12 +73,14 @@ class BatchJob(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., row_start: _Optional[int] = ..., row_end: _Optional[int] = ..., deadline_unix_nano: _Optional[int] = ..., parameters_json: _Optional[bytes] = ..., stream: bool = ..., attempt: _Optional[int] = ..., request_id: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., input_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., jobs_seq: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., created_unix_nano: _Optional[int] = ..., callback_url: _Optional[str] = ...) -> None: ...
 
 class BatchResult(_message.Message):
-    __slots__ = ["batch_id", "jobs"]
+    __slots__ = ["batch_id", "jobs", "partial"]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     jobs: _containers.RepeatedCompositeFieldContainer[JobResult]
-    def __init__(self, batch_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobResult, _Mapping]]] = ...) -> None: ...
+    partial: bool
+    def __init__(self, batch_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobResult, _Mapping]]] = ..., partial: bool = ...) -> None: ...
 
 class BlobRef(_message.Message):
     __slots__ = ["name", "sha256", "size"]
@@ -218,14 +220,16 @@ class Load(_message.Message):
     def __init__(self, model: _Optional[str] = ..., source: _Optional[str] = ..., device: _Optional[str] = ..., options_json: _Optional[bytes] = ...) -> None: ...
 
 class Ready(_message.Message):
-    __slots__ = ["capacity", "device", "model"]
+    __slots__ = ["capacity", "continuous", "device", "model"]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    CONTINUOUS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     capacity: int
+    continuous: bool
     device: str
     model: str
-    def __init__(self, model: _Optional[str] = ..., device: _Optional[str] = ..., capacity: _Optional[int] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., device: _Optional[str] = ..., capacity: _Optional[int] = ..., continuous: bool = ...) -> None: ...
 
 class RunnerError(_message.Message):
     __slots__ = ["batch_id", "error", "job_id"]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import inferq_pb2 as pb
+from .continuous import DEFAULT_MAX_STEP_TOKENS, pad_kv_left
 from .generate import CANCELLED, EXPIRED, CausalLM, OnChunk, Request, generate
 from .sampling import GenParams, ParamError, parse_params
 from .tensors import TensorError, bytes_tensor, decode_bytes, from_torch, to_torch
@@ -104,6 +105,16 @@ class TinyGPTLM:
     def select_cache(self, cache: list[LayerKV], idx: torch.Tensor) -> list[LayerKV] | None:
         return [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in cache]
 
+    def merge_cache(self, a: list[LayerKV], a_width: int, b: list[LayerKV], b_width: int) -> list[LayerKV]:
+        w = max(a_width, b_width)
+        return [
+            (torch.cat([pad_kv_left(ka, w), pad_kv_left(kb, w)]), torch.cat([pad_kv_left(va, w), pad_kv_left(vb, w)]))
+            for (ka, va), (kb, vb) in zip(a, b)
+        ]
+
+    def trim_cache(self, cache: list[LayerKV], start: int) -> list[LayerKV]:
+        return [(k[:, :, start:], v[:, :, start:]) for k, v in cache]
+
 
 class HFLM:
     """Adapter of a transformers causal LM for generate(). transformers is an
@@ -146,6 +157,21 @@ class HFLM:
             cache.batch_select_indices(idx)
             return cache
         return None  # unknown cache type: finished rows stay in the batch
+
+    def merge_cache(self, a: Any, a_width: int, b: Any, b_width: int) -> Any:
+        # Legacy tuple caches only; other cache classes run with joins only
+        # into an empty running set (see continuous.py).
+        if not isinstance(a, (tuple, list)) or not isinstance(b, (tuple, list)):
+            return None
+        w = max(a_width, b_width)
+        return tuple(
+            tuple(torch.cat([pad_kv_left(ta, w), pad_kv_left(tb, w)]) for ta, tb in zip(la, lb)) for la, lb in zip(a, b)
+        )
+
+    def trim_cache(self, cache: Any, start: int) -> Any:
+        if not isinstance(cache, (tuple, list)):
+            return None
+        return tuple(tuple(t[:, :, start:] for t in layer) for layer in cache)
 
 
 def job_error(job_id: str, code: str, message: str, retryable: bool = False) -> pb.JobResult:
@@ -193,10 +219,26 @@ class GenerateModel:
 
     kind = "generate"
 
-    def __init__(self, lm: CausalLM[Any], capacity: int) -> None:
+    def __init__(
+        self,
+        lm: CausalLM[Any],
+        capacity: int,
+        continuous: bool = False,
+        max_num_seqs: int = 0,
+        max_step_tokens: int = DEFAULT_MAX_STEP_TOKENS,
+    ) -> None:
         self.lm, self.device, self.capacity = lm, lm.device, capacity
+        # continuous: the server runs a decode loop that batches join and
+        # leave at every step (continuous.py), holding max_num_seqs sequences.
+        self.continuous = continuous
+        self.max_num_seqs = max_num_seqs or capacity
+        self.max_step_tokens = max_step_tokens
 
-    def run(self, batch: pb.Batch, emit: Emit, cancelled: Cancelled) -> pb.BatchResult:
+    def prepare(
+        self, batch: pb.Batch, emit: Emit, cancelled: Cancelled
+    ) -> tuple[dict[str, pb.JobResult], list[tuple[pb.BatchJob, Request]]]:
+        """Splits a batch into requests to generate and results of the jobs
+        that fail at once (invalid input)."""
         results, prompts = read_prompts(batch)
         runs: list[tuple[pb.BatchJob, Request]] = []
         for job, prompt, params in prompts:
@@ -216,18 +258,26 @@ class GenerateModel:
                     Request(ids, params, chunker(job.id, emit), _canceller(job.id, cancelled), job.deadline_unix_nano),
                 )
             )
+        return results, runs
+
+    def job_result(self, job: pb.BatchJob, reason: str, text: str) -> pb.JobResult:
+        """A finished sequence's result: its text, or why it stopped early."""
+        if reason == CANCELLED:
+            return job_error(job.id, "cancelled", "cancelled during generation")
+        if reason == EXPIRED:
+            return job_error(job.id, "expired", "deadline passed during generation")
+        outs: list[pb.Tensor] = []
+        if wanted(job, "text_output"):
+            outs.append(bytes_tensor("text_output", [text.encode("utf-8")], [1, 1]))
+        return pb.JobResult(job_id=job.id, outputs=outs)
+
+    def run(self, batch: pb.Batch, emit: Emit, cancelled: Cancelled) -> pb.BatchResult:
+        """Static batching: the batch runs until its longest sequence ends."""
+        results, runs = self.prepare(batch, emit, cancelled)
         for i in range(0, len(runs), self.capacity):
             part = runs[i : i + self.capacity]
             for (job, _), out in zip(part, generate(self.lm, [r for _, r in part])):
-                if out.reason == CANCELLED:
-                    results[job.id] = job_error(job.id, "cancelled", "cancelled during generation")
-                elif out.reason == EXPIRED:
-                    results[job.id] = job_error(job.id, "expired", "deadline passed during generation")
-                else:
-                    outs: list[pb.Tensor] = []
-                    if wanted(job, "text_output"):
-                        outs.append(bytes_tensor("text_output", [out.text.encode("utf-8")], [1, 1]))
-                    results[job.id] = pb.JobResult(job_id=job.id, outputs=outs)
+                results[job.id] = self.job_result(job, out.reason, out.text)
         return pb.BatchResult(batch_id=batch.id, jobs=[results[j.id] for j in batch.jobs])
 
 
@@ -320,11 +370,18 @@ def load(
     dt = resolve_dtype(dtype, dev)
     capacity = int(options.get("max_batch_size") or DEFAULT_CAPACITY)
     kernel_inject = bool(options.get("kernel_inject", False))
+    # batching.continuous (default on) and its limits, from the agent's config.
+    cont = options.get("continuous")
+    gen_opts: dict[str, Any] = {
+        "continuous": True if cont is None else bool(cont),
+        "max_num_seqs": int(options.get("max_num_seqs") or capacity),
+        "max_step_tokens": int(options.get("max_step_tokens") or DEFAULT_MAX_STEP_TOKENS),
+    }
     if src.scheme == "builtin":
         if src.path == "tiny-gpt":
             gpt, tok = build_tiny_gpt()
             net = maybe_deepspeed(gpt.to(dev, dt), use_deepspeed, tp_size, dt, False)
-            return GenerateModel(TinyGPTLM(net, tok, dev), capacity)
+            return GenerateModel(TinyGPTLM(net, tok, dev), capacity, **gen_opts)
         if src.path == "tiny-mlp":
             net = maybe_deepspeed(build_tiny_mlp().to(dev, dt), use_deepspeed, tp_size, dt, False)
             return TensorModel(_tiny_mlp_fn(net, dt), dev, capacity)
@@ -332,7 +389,7 @@ def load(
     if src.scheme == "hf":
         if not os.path.isdir(src.path):
             raise sources.LoadError("hf:%s: no such directory" % src.path)
-        return _load_hf(src.path, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity)
+        return _load_hf(src.path, dev, dt, use_deepspeed, tp_size, kernel_inject, capacity, gen_opts)
     ctx = sources.context(options, dev, capacity)
     if src.scheme == "torchscript":
         return sources.load_torchscript(src.path, ctx, use_deepspeed, tp_size, dt)
@@ -347,6 +404,7 @@ def _load_hf(
     tp_size: int,
     kernel_inject: bool,
     capacity: int,
+    gen_opts: dict[str, Any],
 ) -> GenerateModel:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - optional dependency
@@ -360,4 +418,4 @@ def _load_hf(
     config = net.config
     net = maybe_deepspeed(net, use_deepspeed, tp_size, dt, kernel_inject)
     log.info("loaded Hugging Face model %s (%s)", path, type(getattr(net, "module", net)).__name__)
-    return GenerateModel(HFLM(net, tok, config, dev), capacity)
+    return GenerateModel(HFLM(net, tok, config, dev), capacity, **gen_opts)

@@ -1,6 +1,11 @@
 """The runner's main loop. A reader thread owns stdin: it answers Health at
 once (even while a batch runs), records Cancel, and queues Load and Batch for
-the main thread, which executes them one at a time."""
+the main thread. Tensor batches (and generate batches with continuous
+batching off) run one at a time. A continuous generate model has a running
+decode loop instead (continuous.Engine): between two steps the main thread
+takes every batch that arrived, its sequences join at the next step, and each
+job's result is sent as a partial BatchResult the step its sequence ends; the
+batch's final BatchResult follows its last job."""
 
 import argparse
 import json
@@ -19,6 +24,7 @@ from .framing import ByteReader, ByteWriter, FrameError, FrameWriter, read_frame
 
 if TYPE_CHECKING:
     # Imported for real only when a model loads, after the reader has started.
+    from .continuous import Engine
     from .models import Model
 
 log = logging.getLogger("inferq_runner")
@@ -72,6 +78,8 @@ class Server:
         self.work: queue.Queue[pb.RunnerFrame | None] = queue.Queue()
         self.cancels = CancelBook()
         self.model: Model | None = None
+        self.engine: Engine | None = None  # continuous generate models only
+        self.open: dict[str, _OpenBatch] = {}  # batches with sequences in the engine
 
     def _read_loop(self) -> None:
         try:
@@ -104,28 +112,44 @@ class Server:
     def serve(self) -> int:
         t = threading.Thread(target=self._read_loop, name="stdin", daemon=True)
         t.start()
+        ended = False
         while True:
-            f = self.work.get()
-            if f is None:
-                log.info("stdin closed; exiting")
-                return 0
-            kind = f.WhichOneof("frame")
-            if kind == "load":
-                if not self._load(f.load):
-                    return 1
-            else:
-                self._batch(f.batch)
+            busy = self.engine is not None and not self.engine.idle()
+            frames: list[pb.RunnerFrame | None] = []
+            if not busy:
+                if ended:
+                    log.info("stdin closed; exiting")
+                    return 0
+                frames.append(self.work.get())
+            # Everything that arrived meanwhile joins at the next step.
+            while True:
+                try:
+                    frames.append(self.work.get_nowait())
+                except queue.Empty:
+                    break
+            for f in frames:
+                if f is None:
+                    ended = True  # the running sequences are cancelled; they end at the next step
+                    continue
+                kind = f.WhichOneof("frame")
+                if kind == "load":
+                    if not self._load(f.load):
+                        return 1
+                elif self.engine is not None:
+                    self._join(f.batch)
+                else:
+                    self._batch(f.batch)
+            if self.engine is not None and not self.engine.idle():
+                self._step()
 
     def _load(self, load: pb.Load) -> bool:
-        from .models import load as load_model  # noqa: PLC0415 - torch import after the reader starts
+        from .continuous import Engine  # noqa: PLC0415 - torch import after the reader starts
+        from .models import GenerateModel  # noqa: PLC0415
+        from .models import load as load_model  # noqa: PLC0415
         from .sources import LoadError  # noqa: PLC0415
 
         if self.model is not None:
-            self.out.write(
-                pb.RunnerFrame(
-                    ready=pb.Ready(model=load.model, device=str(self.model.device), capacity=self.model.capacity)
-                )
-            )
+            self.out.write(pb.RunnerFrame(ready=self._ready(load.model)))
             return True
         a = self.args
         source = load.source or a.model
@@ -138,6 +162,8 @@ class Server:
             t0 = time.monotonic()
             use_deepspeed = bool(a.deepspeed or opts.get("deepspeed"))
             self.model = load_model(source, device, dtype, use_deepspeed, a.tp_size, opts)
+            if isinstance(self.model, GenerateModel) and self.model.continuous:
+                self.engine = Engine(self.model.lm, self.model.max_num_seqs, self.model.max_step_tokens)
             log.info(
                 "loaded %s (%s) as %s on %s in %.1fs",
                 load.model or source,
@@ -156,12 +182,97 @@ class Server:
                 pb.RunnerFrame(error=pb.RunnerError(error=pb.Error(code="load_failed", message=msg, retryable=False)))
             )
             return False
-        self.out.write(
-            pb.RunnerFrame(
-                ready=pb.Ready(model=load.model, device=str(self.model.device), capacity=self.model.capacity)
-            )
-        )
+        self.out.write(pb.RunnerFrame(ready=self._ready(load.model)))
         return True
+
+    def _ready(self, model: str) -> pb.Ready:
+        assert self.model is not None
+        if self.engine is not None:
+            return pb.Ready(
+                model=model, device=str(self.model.device), capacity=self.engine.max_num_seqs, continuous=True
+            )
+        return pb.Ready(model=model, device=str(self.model.device), capacity=self.model.capacity)
+
+    def _fail(self, batch_id: str, e: Exception, retryable: bool) -> None:
+        try:
+            self.out.write(
+                pb.RunnerFrame(
+                    error=pb.RunnerError(
+                        batch_id=batch_id,
+                        error=pb.Error(
+                            code="runner_error", message="%s: %s" % (type(e).__name__, e), retryable=retryable
+                        ),
+                    )
+                )
+            )
+        except OSError:
+            pass  # the agent is gone; the reader thread ends the loop
+
+    def _join(self, batch: pb.Batch) -> None:
+        """Admits a batch's sequences to the running decode loop."""
+        from .models import GenerateModel, InvalidBatch  # noqa: PLC0415
+
+        assert self.engine is not None and isinstance(self.model, GenerateModel)
+
+        def emit(chunk: pb.TokenChunk) -> None:
+            self.out.write(pb.RunnerFrame(token=chunk))
+
+        try:
+            results, runs = self.model.prepare(batch, emit, lambda job_id: self.cancels.is_cancelled(batch.id, job_id))
+        except Exception as e:  # noqa: BLE001 - the whole batch failed
+            log.error("batch %s failed:\n%s", batch.id, traceback.format_exc())
+            self._fail(batch.id, e, not isinstance(e, (InvalidBatch, ValueError)))
+            self.cancels.done(batch.id)
+            return
+        ob = _OpenBatch(batch, results, len(runs))
+        if not runs:
+            self._close(ob)
+            return
+        self.open[batch.id] = ob
+        for job, req in runs:
+            self.engine.add((batch.id, job.id), req)
+
+    def _step(self) -> None:
+        """One decoding step; sends the result of every sequence that ended."""
+        from .models import GenerateModel  # noqa: PLC0415
+
+        assert self.engine is not None and isinstance(self.model, GenerateModel)
+        try:
+            finished, _ = self.engine.step()
+        except Exception as e:  # noqa: BLE001 - every running batch failed
+            log.error("decoding step failed:\n%s", traceback.format_exc())
+            self.engine.abort()
+            for bid in list(self.open):
+                self._fail(bid, e, True)
+                self.cancels.done(bid)
+            self.open.clear()
+            return
+        for f in finished:
+            bid, jid = f.key
+            ob = self.open.get(bid)
+            if ob is None:
+                continue
+            job = ob.jobs[jid]
+            jr = self.model.job_result(job, f.reason, f.text)
+            ob.results[jid] = jr
+            ob.left -= 1
+            if ob.left > 0:
+                # Sent at once: the agent ends this job now, not with its batch.
+                self._send(pb.RunnerFrame(result=pb.BatchResult(batch_id=bid, jobs=[jr], partial=True)))
+            else:
+                del self.open[bid]
+                self._close(ob)
+
+    def _close(self, ob: "_OpenBatch") -> None:
+        b = ob.batch
+        self._send(pb.RunnerFrame(result=pb.BatchResult(batch_id=b.id, jobs=[ob.results[j.id] for j in b.jobs])))
+        self.cancels.done(b.id)
+
+    def _send(self, f: pb.RunnerFrame) -> None:
+        try:
+            self.out.write(f)
+        except OSError as e:
+            log.warning("stdout: %s", e)  # the agent is gone; the reader thread ends the loop
 
     def _batch(self, batch: pb.Batch) -> None:
         from .models import InvalidBatch  # noqa: PLC0415
@@ -195,6 +306,15 @@ class Server:
                 pass  # the agent is gone; the reader thread ends the loop
         finally:
             self.cancels.done(batch.id)
+
+
+class _OpenBatch:
+    """A batch whose sequences are in the engine: results so far, and how
+    many sequences are still running."""
+
+    def __init__(self, batch: pb.Batch, results: dict[str, pb.JobResult], left: int) -> None:
+        self.batch, self.results, self.left = batch, results, left
+        self.jobs = {j.id: j for j in batch.jobs}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

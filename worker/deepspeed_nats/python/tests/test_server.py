@@ -11,10 +11,10 @@ from inferq_runner.framing import FrameWriter, read_frame
 from inferq_runner.server import Server
 
 
-def text_batch(batch_id, prompts, params):
+def text_batch(batch_id, prompts, params, prefix="j"):
     data = b"".join(struct.pack("<I", len(p.encode())) + p.encode() for p in prompts)
     jobs = [
-        pb.BatchJob(id="j%d" % i, row_start=i, row_end=i + 1, parameters_json=json.dumps(pr).encode())
+        pb.BatchJob(id="%s%d" % (prefix, i), row_start=i, row_end=i + 1, parameters_json=json.dumps(pr).encode())
         for i, pr in enumerate(params)
     ]
     return pb.Batch(
@@ -73,10 +73,11 @@ class ServerTest(unittest.TestCase):
     def test_generate_cancel_and_health(self):
         h = Harness("builtin:tiny-gpt")
         try:
-            h.send(load=pb.Load(model="tiny-gpt", device="cpu", options_json=b'{"max_batch_size": 8}'))
+            opts = b'{"max_batch_size": 8, "continuous": false}'  # static batching
+            h.send(load=pb.Load(model="tiny-gpt", device="cpu", options_json=opts))
             f = h.next()
             self.assertEqual(f.WhichOneof("frame"), "ready", f)
-            self.assertEqual((f.ready.device, f.ready.capacity), ("cpu", 8))
+            self.assertEqual((f.ready.device, f.ready.capacity, f.ready.continuous), ("cpu", 8, False))
 
             h.send(batch=text_batch("b1", ["Hi", "long"], [{"max_tokens": 5, "seed": 1}, {"max_tokens": 5000}]))
             texts: dict[str, str] = {}
@@ -107,6 +108,52 @@ class ServerTest(unittest.TestCase):
             h.send(batch=text_batch("b2", ["x"], [{"max_tokens": "many"}]))
             f = h.next()
             self.assertEqual(f.result.jobs[0].error.code, "invalid_input")
+        finally:
+            h.close()
+        self.assertEqual(h.code, 0)
+
+    def test_continuous_batches_join_and_end_per_job(self):
+        h = Harness("builtin:tiny-gpt")
+        try:
+            h.send(load=pb.Load(model="tiny-gpt", device="cpu", options_json=b'{"max_num_seqs": 6}'))
+            f = h.next()
+            self.assertEqual((f.ready.capacity, f.ready.continuous), (6, True))
+            h.send(batch=text_batch("b1", ["long one", "short"], [{"max_tokens": 60}, {"max_tokens": 3}]))
+            texts: dict[tuple[str, str], str] = {}
+            seqs: dict[tuple[str, str], list[int]] = {}
+            results: list[tuple[str, str, bool]] = []
+            final: dict[str, pb.BatchResult] = {}
+            sent_b2 = False
+            while len(final) < 2:
+                f = h.next()
+                kind = f.WhichOneof("frame")
+                if kind == "token":
+                    key = ("b2" if f.token.job_id.startswith("k") else "b1", f.token.job_id)
+                    texts[key] = texts.get(key, "") + f.token.text
+                    seqs.setdefault(key, []).append(f.token.seq)
+                    if not sent_b2 and f.token.job_id == "j0" and f.token.seq == 10:
+                        sent_b2 = True
+                        # Joins the running loop: b1's j0 is still decoding.
+                        h.send(batch=text_batch("b2", ["x", "y"], [{"max_tokens": "bad"}, {"max_tokens": 4}], "k"))
+                elif kind == "result":
+                    for jr in f.result.jobs if f.result.partial else []:
+                        results.append((f.result.batch_id, jr.job_id, True))
+                    if not f.result.partial:
+                        final[f.result.batch_id] = f.result
+                else:
+                    self.fail("unexpected frame %s" % f)
+            # b1's short job ended by itself, long before its neighbour.
+            self.assertEqual(results[0], ("b1", "j1", True))
+            self.assertEqual([j.job_id for j in final["b1"].jobs], ["j0", "j1"])
+            self.assertEqual(final["b1"].jobs[0].outputs[0].data[4:].decode(), texts[("b1", "j0")])
+            for key, got in seqs.items():
+                self.assertEqual(got, list(range(1, len(got) + 1)), key)
+            self.assertEqual(final["b2"].jobs[1].outputs[0].data[4:].decode(), texts[("b2", "k1")])
+            b2 = final["b2"].jobs
+            self.assertEqual(b2[0].error.code, "invalid_input")
+            self.assertEqual(len(b2[1].outputs), 1)
+            # b2 ended while b1 still decoded: its final result came first.
+            self.assertEqual(list(final), ["b2", "b1"])
         finally:
             h.close()
         self.assertEqual(h.code, 0)

@@ -1,0 +1,116 @@
+import unittest
+
+from inferq_runner.continuous import Engine, Finished
+from inferq_runner.generate import Request, generate
+from inferq_runner.sampling import GenParams
+
+from .test_generate import collect, greedy, tiny_lm
+
+
+def run_all(engine, joins=None, cancel_at=None):
+    """Steps engine until idle; joins maps a step number to requests to add
+    then; cancel_at maps a step number to a flag list to set. Returns the
+    finished sequences by key and the step each ended at."""
+    joins, cancel_at = joins or {}, cancel_at or {}
+    done: dict[object, Finished] = {}
+    ended_at: dict[object, int] = {}
+    step = 0
+    while True:
+        for key, req in joins.pop(step, []):
+            engine.add(key, req)
+        for flag in cancel_at.pop(step, []):
+            flag.append(True)
+        if engine.idle() and not joins:
+            return done, ended_at
+        finished, _ = engine.step()
+        for f in finished:
+            done[f.key], ended_at[f.key] = f, step
+        step += 1
+
+
+class ContinuousTest(unittest.TestCase):
+    prompts = ["Hello", "The quick brown fox jumps", "", "é", "x" * 40]
+
+    def alone(self, lm, prompt, params):
+        return generate(lm, [Request(lm.encode(prompt), params)])[0]
+
+    def test_joining_sequences_match_their_solo_tokens(self):
+        lm = tiny_lm()
+        lengths = [30, 7, 18, 25, 12]
+        joins = {
+            0: [(0, Request(lm.encode(self.prompts[0]), greedy(lengths[0])))],
+            3: [(1, Request(lm.encode(self.prompts[1]), greedy(lengths[1])))],
+            5: [(i, Request(lm.encode(self.prompts[i]), greedy(lengths[i]))) for i in (2, 3)],
+            11: [(4, Request(lm.encode(self.prompts[4]), greedy(lengths[4])))],
+        }
+        done, ended_at = run_all(Engine(lm, max_num_seqs=8), joins)
+        self.assertEqual(sorted(done), [0, 1, 2, 3, 4])
+        for i, p in enumerate(self.prompts):
+            solo = self.alone(lm, p, greedy(lengths[i]))
+            self.assertEqual(done[i].tokens, solo.tokens, p)
+            self.assertEqual((done[i].text, done[i].reason), (solo.text, solo.reason), p)
+        # Finished sequences leave the step they end, not with the batch.
+        self.assertLess(ended_at[1], ended_at[0])
+
+    def test_seeded_sampling_is_independent_of_neighbours(self):
+        lm = tiny_lm()
+        params = GenParams(max_tokens=20, temperature=0.9, top_k=40, seed=7)
+        joins = {
+            0: [("n", Request(lm.encode("neighbour"), GenParams(max_tokens=30, temperature=1.0, seed=1)))],
+            4: [("s", Request(lm.encode("seeded"), params))],
+        }
+        done, _ = run_all(Engine(lm), joins)
+        self.assertEqual(done["s"].text, self.alone(lm, "seeded", params).text)
+
+    def test_cancelling_one_sequence_leaves_neighbours_unchanged(self):
+        lm = tiny_lm()
+        flag: list[bool] = []
+        chunks, on_chunk = collect()
+        joins = {
+            0: [
+                ("a", Request(lm.encode("alpha"), greedy(20))),
+                ("b", Request(lm.encode("bravo"), greedy(20), on_chunk, lambda: bool(flag))),
+                ("c", Request(lm.encode("charlie is longer"), greedy(20))),
+            ]
+        }
+        done, ended_at = run_all(Engine(lm), joins, {5: [flag]})
+        self.assertEqual(done["b"].reason, "cancelled")
+        self.assertEqual(ended_at["b"], 5)
+        self.assertFalse(any(final for _, _, final in chunks))
+        for key, prompt in (("a", "alpha"), ("c", "charlie is longer")):
+            self.assertEqual(done[key].tokens, self.alone(lm, prompt, greedy(20)).tokens)
+
+    def test_max_num_seqs_and_step_token_budget(self):
+        lm = tiny_lm()
+        engine = Engine(lm, max_num_seqs=2, max_step_tokens=12)
+        for i in range(3):
+            engine.add(i, Request(lm.encode("ten bytes!"), greedy(4)))
+        self.assertEqual(engine.free_slots, 0)
+        seen = []
+        while not engine.idle():
+            _, st = engine.step()
+            seen.append((st.running, st.joined))
+        # 10 prompt tokens each, 12 per step: one joins per step, never more than two run.
+        self.assertEqual(seen[0], (1, 1))
+        self.assertLessEqual(max(r for r, _ in seen), 2)
+        self.assertEqual(sum(j for _, j in seen), 3)
+
+    def test_deadline_and_zero_tokens(self):
+        lm = tiny_lm()
+        done, _ = run_all(
+            Engine(lm),
+            {
+                0: [
+                    ("late", Request(lm.encode("x"), greedy(10), deadline_ns=1)),
+                    ("zero", Request(lm.encode("x"), greedy(0))),
+                    ("ok", Request(lm.encode("x"), greedy(3))),
+                ]
+            },
+        )
+        self.assertEqual(done["late"].reason, "expired")
+        self.assertEqual((done["zero"].reason, done["zero"].tokens), ("length", []))
+        self.assertEqual(done["ok"].tokens, self.alone(lm, "x", greedy(3)).tokens)
+
+
+if __name__ == "__main__":
+    unittest.main()
