@@ -213,8 +213,9 @@ func (i *Ingress) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := i.runBatches(ctx); err != nil { // the Batch API's runner (batchrun.go)
-		return fmt.Errorf("batch runner: %w", err)
+	if err := i.runBatches(ctx); err != nil && ctx.Err() == nil { // the Batch API's runner (batchrun.go)
+		// Jobs do not depend on it: serve them, and say why batches wait.
+		i.opt.Log.Error("the Batch API's runner did not start; batches stay validating until an ingress runs it", "err", err)
 	}
 	if i.ui != nil {
 		go i.ui.Run(ctx) // samples the console's charts; ends with ctx

@@ -79,29 +79,42 @@ func New(opt Options) *Service {
 
 // Run consumes events until ctx ends and the events in hand are applied.
 func (s *Service) Run(ctx context.Context) error {
+	// A failure while starting stops what was started; one caused by the
+	// shutdown itself is not an error.
+	var stops []func()
+	fail := func(err error) error {
+		for _, f := range stops {
+			f()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	cons, err := s.opt.JS.Consumer(ctx, s.opt.Topology.EventsStream(), jetstream.ResultsConsumer)
 	if err != nil {
-		return fmt.Errorf("resultsvc: consumer: %w", err)
+		return fail(fmt.Errorf("resultsvc: consumer: %w", err))
 	}
 	// The buffer bounds memory: at most this many events are held unacked.
 	iter, err := cons.Messages(natsjs.PullMaxMessages(4 * s.opt.Concurrency))
 	if err != nil {
-		return fmt.Errorf("resultsvc: pull: %w", err)
+		return fail(fmt.Errorf("resultsvc: pull: %w", err))
 	}
+	stops = append(stops, iter.Stop)
 	advCons, err := s.opt.JS.Consumer(ctx, s.opt.Topology.AdvisoriesStream(), jetstream.AdvisoryConsumer)
 	if err != nil {
-		return fmt.Errorf("resultsvc: advisory consumer: %w", err)
+		return fail(fmt.Errorf("resultsvc: advisory consumer: %w", err))
 	}
 	adv, err := advCons.Messages(natsjs.PullMaxMessages(16))
 	if err != nil {
-		return fmt.Errorf("resultsvc: pull advisories: %w", err)
+		return fail(fmt.Errorf("resultsvc: pull advisories: %w", err))
 	}
-	stops := []func(){iter.Stop, adv.Stop}
+	stops = append(stops, adv.Stop)
 	tokenLog, keepsTokens := s.opt.Store.(results.TokenLog)
 	var toks natsjs.MessagesContext
 	if keepsTokens {
 		if toks, err = s.pullTokens(ctx); err != nil {
-			return err
+			return fail(err)
 		}
 		stops = append(stops, toks.Stop)
 	}

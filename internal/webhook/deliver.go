@@ -130,6 +130,9 @@ func New(opt Options) *Deliverer {
 func (d *Deliverer) Run(ctx context.Context) error {
 	cons, err := d.opt.JS.Consumer(ctx, d.opt.Topology.WebhooksStream(), jetstream.WebhookConsumer)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a shutdown, not a failure
+		}
 		return fmt.Errorf("webhooks: consumer: %w", err)
 	}
 	iter, err := cons.Messages(natsjs.PullMaxMessages(d.opt.Concurrency))

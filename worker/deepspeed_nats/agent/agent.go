@@ -262,6 +262,9 @@ func (a *Agent) inflight(r Runner) int {
 func (a *Agent) serve(ctx context.Context, m *config.Model, r Runner) error {
 	cons, err := a.opt.JS.Consumer(ctx, a.opt.Topology.BatchesStream(), jetstream.WorkerConsumer(m.Name))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a shutdown, not a failure
+		}
 		return fmt.Errorf("worker %s: consumer: %w", m.Name, err)
 	}
 	log := a.opt.Log.With("model", m.Name, "worker", a.opt.Name)
