@@ -108,7 +108,7 @@ func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 		}
 		return c.show(ctx, fs.Arg(0), cmd == "stats", *format == "json")
 	case "models apply":
-		file := fs.String("f", "", "YAML file of model configs: one, a list, or a config file's `models:` ('-' for stdin)")
+		file := fs.String("f", "", "YAML `FILE` of model configs: one, a list, or a config file's models list ('-' for stdin)")
 		if code, ok := parsed(); !ok {
 			return code
 		}
