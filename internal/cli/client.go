@@ -29,7 +29,8 @@ const (
 	ExitTimeout = 3 // --wait ended before the job did
 )
 
-// Client runs the client subcommands (submit, get, watch, replay, models, stats)
+// Client runs the client subcommands (submit, get, watch, replay, models,
+// models apply, models rm, stats)
 // against a running broker and returns the exit code.
 func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
 	if !known(cmd) || cmd == "dev" || cmd == "version" {
@@ -106,6 +107,23 @@ func Client(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 			return usageErr(stderr, cmd, fmt.Sprintf("-o %q: want table or json", *format))
 		}
 		return c.show(ctx, fs.Arg(0), cmd == "stats", *format == "json")
+	case "models apply":
+		file := fs.String("f", "", "YAML `FILE` of model configs: one, a list, or a config file's models list ('-' for stdin)")
+		if code, ok := parsed(); !ok {
+			return code
+		}
+		if *file == "" || fs.NArg() != 0 {
+			return usageErr(stderr, cmd, "want -f FILE and no arguments")
+		}
+		return c.apply(ctx, *file)
+	case "models rm":
+		if code, ok := parsed(); !ok {
+			return code
+		}
+		if fs.NArg() != 1 {
+			return usageErr(stderr, cmd, "want one MODEL or MODEL@VERSION")
+		}
+		return c.rm(ctx, fs.Arg(0))
 	case "replay":
 		model := fs.String("model", "", "replay the model's failed jobs (dead letters) instead of one job")
 		since := fs.String("since", "", "with -model: only jobs failed since this time (RFC 3339) or this long ago (e.g. 1h)")

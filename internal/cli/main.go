@@ -30,6 +30,10 @@ var commands = []command{
 		"inferq replay JOB_ID | inferq replay -model M [-since 1h] [-limit 100]", "inferq replay -model simple -since 1h"},
 	{"models", "list the models with their config and live stats",
 		"inferq models [-o table|json] [MODEL]", "inferq models -o json simple"},
+	{"models apply", "register model configs in the live registry (a broker with registry: true; admin scope)",
+		"inferq models apply -f FILE", "inferq models apply -f model.yaml"},
+	{"models rm", "retire a model, or one version of it, from the live registry; it drains first (admin scope)",
+		"inferq models rm MODEL[@VERSION]", "inferq models rm echo@1"},
 	{"stats", "print live queue figures per model",
 		"inferq stats [-o table|json] [MODEL]", "inferq stats"},
 	{"version", "print inferq's version and the Go toolchain that built it",
@@ -59,7 +63,7 @@ func Usage() string {
 	var b strings.Builder
 	b.WriteString("inferq is an asynchronous inference broker; this one binary runs it for development (dev)\nand talks to a running one (the other commands).\n\nusage: inferq <command> [flags]\n\ncommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-13s %s\n", c.name, c.summary)
 	}
 	b.WriteString(`
 examples:
@@ -92,14 +96,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		return Dev(ctx, args[1:], stdout, stderr)
-	case "submit", "get", "watch", "replay", "models", "stats":
+	case "models":
+		if len(args) > 1 && (args[1] == "apply" || args[1] == "rm") {
+			return Client(ctx, "models "+args[1], args[2:], stdout, stderr)
+		}
+		return Client(ctx, args[0], args[1:], stdout, stderr)
+	case "submit", "get", "watch", "replay", "stats":
 		return Client(ctx, args[0], args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, VersionLine("inferq"))
 		return ExitOK
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 && args[0] == "help" && known(args[1]) && args[1] != "version" {
-			return Main(ctx, []string{args[1], "-h"}, stdout, stderr)
+		if len(args) > 1 && args[0] == "help" && known(strings.Join(args[1:], " ")) && args[1] != "version" {
+			return Main(ctx, append(args[1:len(args):len(args)], "-h"), stdout, stderr)
 		}
 		fmt.Fprint(stdout, Usage())
 		return ExitOK

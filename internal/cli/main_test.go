@@ -31,9 +31,9 @@ func TestVersion(t *testing.T) {
 // one-line description first, then usage and flags, on stdout; an unknown
 // flag is still a usage error.
 func TestSubcommandHelp(t *testing.T) {
-	for _, cmd := range []string{"dev", "submit", "get", "watch", "replay", "models", "stats"} {
+	for _, cmd := range []string{"dev", "submit", "get", "watch", "replay", "models", "models apply", "models rm", "stats"} {
 		for _, h := range []string{"-h", "--help"} {
-			code, out, errs := runMain(cmd, h)
+			code, out, errs := runMain(append(strings.Fields(cmd), h)...)
 			if code != ExitOK {
 				t.Errorf("inferq %s %s: exit %d (stderr %q)", cmd, h, code, errs)
 				continue
@@ -46,13 +46,16 @@ func TestSubcommandHelp(t *testing.T) {
 				t.Errorf("inferq %s %s: no usage or flags in\n%s", cmd, h, out)
 			}
 		}
-		code, _, errs := runMain(cmd, "--no-such-flag")
+		code, _, errs := runMain(append(strings.Fields(cmd), "--no-such-flag")...)
 		if code != ExitUsage || !strings.Contains(errs, "flag provided but not defined: -no-such-flag") {
 			t.Errorf("inferq %s --no-such-flag: exit %d, stderr %q; want 2 and the error", cmd, code, errs)
 		}
 	}
 	if code, out, _ := runMain("help", "watch"); code != ExitOK || !strings.HasPrefix(out, "inferq watch: ") {
 		t.Errorf("inferq help watch: %d %q", code, out)
+	}
+	if code, out, _ := runMain("help", "models", "rm"); code != ExitOK || !strings.HasPrefix(out, "inferq models rm: ") {
+		t.Errorf("inferq help models rm: %d %q", code, out)
 	}
 	if code, out, _ := runMain("-h"); code != ExitOK || !strings.Contains(out, "usage: inferq <command>") {
 		t.Errorf("inferq -h: %d %q", code, out)

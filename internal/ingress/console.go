@@ -26,9 +26,10 @@ var _ console.Backend = consoleBackend{}
 func (b consoleBackend) API() http.Handler { return b.i.echo }
 
 func (b consoleBackend) Models(ctx context.Context) []console.ModelStats {
-	out := make([]console.ModelStats, 0, len(b.i.opt.Config.Models))
-	for k := range b.i.opt.Config.Models {
-		m := &b.i.opt.Config.Models[k]
+	served := b.i.servedModels()
+	out := make([]console.ModelStats, 0, len(served))
+	for k := range served {
+		m := &served[k]
 		ms := console.ModelStats{Name: m.Name, Kind: m.Kind, Test: m.Runner.Builtin != "", MaxBatch: m.Batching.MaxBatchSize,
 			RecentBatchSizes: b.i.recent.get(m.Name)}
 		if s, err := b.i.stats(ctx, m.Name); err == nil {

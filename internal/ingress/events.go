@@ -56,7 +56,7 @@ func (i *Ingress) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m, _ := i.opt.Config.Model(rec.Model)
+	m, _ := i.servedModel(rec.Model)
 	generate := m != nil && m.Kind == config.KindGenerate
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()

@@ -38,7 +38,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, m := range c.i.opt.Config.Models {
+	for _, m := range c.i.servedModels() {
 		s, err := c.i.stats(ctx, m.Name)
 		if err != nil {
 			continue // unknown is absent, not zero

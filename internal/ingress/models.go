@@ -171,7 +171,7 @@ func (i *Ingress) readStatsJS(ctx context.Context, model string) (Stats, error) 
 	}
 	s.BatchesPending, s.InFlight = wi.NumPending, uint64(wi.NumAckPending)
 	if kv, err := i.opt.JS.KeyValue(ctx, t.WorkersBucket()); err == nil {
-		if keys, err := kv.ListKeysFiltered(ctx, model+".>"); err == nil {
+		if keys, err := kv.ListKeysFiltered(ctx, jetstream.WorkerKeyModel(model)+".>"); err == nil {
 			var beats [][]byte
 			for k := range keys.Keys() {
 				s.LiveWorkers++
@@ -183,7 +183,7 @@ func (i *Ingress) readStatsJS(ctx context.Context, model string) (Stats, error) 
 		}
 	}
 	maxBatch := 1
-	if m, ok := i.opt.Config.Model(model); ok {
+	if m, ok := i.servedModel(model); ok {
 		maxBatch = m.Batching.MaxBatchSize
 	}
 	s.DesiredReplicas = scaling.DesiredReplicas(maxBatch, s.queuedP, s.BatchesPending+s.InFlight)
@@ -275,10 +275,14 @@ type ModelInfo struct {
 	// count as stats.live_workers), always present: 0 says its jobs wait.
 	Workers int    `json:"workers"`
 	Stats   *Stats `json:"stats"`
+	// Versions are the model's versions in the live registry, draining
+	// ones too; absent when the registry is off. The fields above are the
+	// default version's.
+	Versions []VersionInfo `json:"versions,omitempty"`
 }
 
 func (i *Ingress) modelInfo(ctx context.Context, m *config.Model) ModelInfo {
-	info := ModelInfo{Name: m.Name, Version: m.Version, Kind: m.Kind, Test: m.Runner.Builtin != "",
+	info := ModelInfo{Name: modelOf(m.Name), Version: m.Version, Kind: m.Kind, Test: m.Runner.Builtin != "",
 		Inputs: m.Inputs, Outputs: m.Outputs,
 		Batching: map[string]any{"max_batch_size": m.Batching.MaxBatchSize, "preferred_batch_sizes": m.Batching.PreferredBatchSizes,
 			"max_queue_delay": m.Batching.MaxQueueDelay.String(), "ragged": m.Batching.Ragged},
@@ -298,32 +302,42 @@ func (i *Ingress) modelInfo(ctx context.Context, m *config.Model) ModelInfo {
 
 // listModels handles GET /v1/models.
 func (i *Ingress) listModels(c echo.Context) error {
-	out := make([]ModelInfo, 0, len(i.opt.Config.Models))
-	for k := range i.opt.Config.Models {
-		out = append(out, i.modelInfo(c.Request().Context(), &i.opt.Config.Models[k]))
+	listed := i.listedModels()
+	out := make([]ModelInfo, 0, len(listed))
+	for _, l := range listed {
+		out = append(out, i.listedInfo(c.Request().Context(), l))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"models": out})
 }
 
-// getModel handles GET /v1/models/{model}.
-func (i *Ingress) getModel(c echo.Context) error {
-	m, err := i.model(c)
-	if err != nil {
-		return err
+// listedInfo is a listed model's info, with its versions' live figures.
+func (i *Ingress) listedInfo(ctx context.Context, l listedModel) ModelInfo {
+	info := i.modelInfo(ctx, l.m)
+	for _, v := range l.versions {
+		if s, err := i.stats(ctx, v.Served); err == nil {
+			s.RecentBatchSizes = i.recent.get(v.Served)
+			v.Stats, v.Workers = &s, s.LiveWorkers
+		}
+		info.Versions = append(info.Versions, v)
 	}
-	return c.JSON(http.StatusOK, i.modelInfo(c.Request().Context(), m))
+	return info
 }
 
-func (i *Ingress) model(c echo.Context) (*config.Model, error) {
+// getModel handles GET /v1/models/{model}.
+func (i *Ingress) getModel(c echo.Context) error {
 	name := c.Param("model")
-	m, ok := i.opt.Config.Model(name)
-	if !ok {
-		return nil, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" not found")
+	for _, l := range i.listedModels() {
+		if modelOf(l.m.Name) == name {
+			return c.JSON(http.StatusOK, i.listedInfo(c.Request().Context(), l))
+		}
 	}
-	if v := c.Param("version"); v != "" && v != m.Version {
-		return nil, apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" has no version "+strconv.Quote(v))
-	}
-	return m, nil
+	return apiError(http.StatusNotFound, "not_found", "model "+strconv.Quote(name)+" not found")
+}
+
+// model is the config of the path's model and version (the default one
+// when the path names none).
+func (i *Ingress) model(c echo.Context) (*config.Model, error) {
+	return i.findModel(c.Param("model"), c.Param("version"))
 }
 
 // oipTensor is a tensor's metadata in the OIP model metadata response.
@@ -351,7 +365,7 @@ func (i *Ingress) modelMetadata(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"name": m.Name, "versions": []string{m.Version},
+	return c.JSON(http.StatusOK, map[string]any{"name": modelOf(m.Name), "versions": i.liveVersions(modelOf(m.Name)),
 		"platform": platform(m), "inputs": oipTensors(m.Inputs), "outputs": oipTensors(m.Outputs)})
 }
 
@@ -372,5 +386,5 @@ func (i *Ingress) modelReady(c echo.Context) error {
 	if !ready {
 		status = http.StatusBadRequest
 	}
-	return c.JSON(status, map[string]any{"name": m.Name, "ready": ready})
+	return c.JSON(status, map[string]any{"name": modelOf(m.Name), "ready": ready})
 }

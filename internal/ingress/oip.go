@@ -228,7 +228,7 @@ func (i *Ingress) modelConfig(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := tritonConfig{Name: m.Name, Platform: platform(m), Backend: "inferq", MaxBatchSize: m.Batching.MaxBatchSize,
+	cfg := tritonConfig{Name: modelOf(m.Name), Platform: platform(m), Backend: "inferq", MaxBatchSize: m.Batching.MaxBatchSize,
 		Input: tritonTensors(m.Inputs), Output: tritonTensors(m.Outputs)}
 	cfg.DynamicBatching.PreferredBatchSize = m.Batching.PreferredBatchSizes
 	if cfg.DynamicBatching.PreferredBatchSize == nil {

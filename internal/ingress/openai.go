@@ -67,16 +67,23 @@ func isOpenAI(path string) bool {
 	return path == OpenAIPrefix || strings.HasPrefix(path, OpenAIPrefix+"/")
 }
 
-// openaiModelList lists every generate model twice: by name (the version
-// served) and as name@version.
+// openaiModelList lists every generate model by name (the version it
+// serves by default) and each of its versions that take jobs as
+// name@version.
 func (i *Ingress) openaiModelList() []openai.Model {
 	var out []openai.Model
-	for _, m := range i.opt.Config.Models {
-		if m.Kind != config.KindGenerate {
-			continue
+	add := func(id string) {
+		out = append(out, openai.Model{ID: id, Object: "model", Created: openaiCreated, OwnedBy: "inferq"})
+	}
+	for _, l := range i.listedModels() {
+		name := modelOf(l.m.Name)
+		if l.m.Kind == config.KindGenerate {
+			add(name)
 		}
-		for _, id := range []string{m.Name, openai.ModelID(m.Name, m.Version)} {
-			out = append(out, openai.Model{ID: id, Object: "model", Created: openaiCreated, OwnedBy: "inferq"})
+		for _, m := range l.live {
+			if m.Kind == config.KindGenerate {
+				add(openai.ModelID(name, m.Version))
+			}
 		}
 	}
 	return out

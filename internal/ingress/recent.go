@@ -47,8 +47,11 @@ func (i *Ingress) watchBatches() (*nats.Subscription, error) {
 	}
 	sub, err := i.opt.JS.Conn().Subscribe(i.opt.Topology.BatchedFilter(), func(msg *nats.Msg) {
 		var n jetstream.BatchNotice
-		if json.Unmarshal(msg.Data, &n) != nil || !known[n.Model] || n.Jobs <= 0 {
-			return // bounded: only configured models are kept
+		if json.Unmarshal(msg.Data, &n) != nil || n.Jobs <= 0 {
+			return
+		}
+		if _, served := i.servedModel(n.Model); !known[n.Model] && !served {
+			return // bounded: only served models are kept
 		}
 		i.recent.add(n.Model, n.Jobs)
 	})

@@ -102,6 +102,10 @@ func TestVerbs(t *testing.T) {
 	if _, err := c.Get(ctx, "0000000000000000000000000a"); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("get unknown: %v, want ErrNotFound", err)
 	}
+	// The registry is off: its writes are a conflict, and change nothing.
+	if _, err := c.DeleteModel(ctx, "repeat"); !errors.Is(err, client.ErrConflict) {
+		t.Errorf("DeleteModel with the registry off: %v, want ErrConflict", err)
+	}
 
 	// Prefer: wait answers the ended job in one round trip.
 	sub2, err := c.Submit(ctx, "repeat", client.Generate{Text: "xy", Parameters: map[string]any{"max_tokens": 3}},

@@ -61,6 +61,11 @@ func (t Topology) ModelsBucket() string  { return t.Prefix + "_models" }
 func (t Topology) WorkersBucket() string { return t.Prefix + "_workers" }
 func (t Topology) ResultsBucket() string { return t.Prefix + "_results" }
 
+// WorkerKeyModel is a served model's part of its workers' keys in the
+// workers bucket (<this>.<worker>): a key cannot hold the '@' of a
+// registry version's served name (<model>@<version>), so it becomes '='.
+func WorkerKeyModel(served string) string { return strings.ReplaceAll(served, "@", "=") }
+
 // BlobsBucket is the object store of tensors too large to travel inside a
 // message (blobs.threshold_bytes); messages carry a reference to them.
 func (t Topology) BlobsBucket() string { return t.Prefix + "_blobs" }

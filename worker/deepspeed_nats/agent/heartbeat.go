@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/inferq/inferq/internal/config"
+	"github.com/inferq/inferq/pkg/jetstream"
 )
 
 // Heartbeat is a worker's entry in the workers bucket (inferq_workers),
@@ -44,7 +45,9 @@ type Generation struct {
 
 // HeartbeatKey is a worker's key in the workers bucket: <model>.<worker>,
 // with characters a key cannot hold replaced by '_'.
-func HeartbeatKey(model, worker string) string { return model + "." + sanitizeKey(worker) }
+func HeartbeatKey(model, worker string) string {
+	return jetstream.WorkerKeyModel(model) + "." + sanitizeKey(worker)
+}
 
 // heartbeat keeps the agent's entry for m alive until ctx ends. It checks
 // the runner often while it loads, so the entry says ready (and on which
