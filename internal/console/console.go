@@ -57,6 +57,9 @@ type Options struct {
 	// nil draws none.
 	Gatherer prometheus.Gatherer
 	Models   []string // the configured models' names, for filters and charts
+	// ModelNames, when set, lists the models now instead of Models: with
+	// the model registry on, models are added and removed at run time.
+	ModelNames func() []string
 	// TraceURL links a job's trace id: "{trace_id}" in it is replaced by
 	// the id; empty shows the id without a link.
 	TraceURL string
@@ -80,7 +83,8 @@ func New(opt Options) (*Console, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{opt: opt, e: echo.New(), sampler: newSampler(opt.Gatherer, opt.Models), stopping: make(chan struct{})}
+	c := &Console{opt: opt, e: echo.New(), stopping: make(chan struct{})}
+	c.sampler = newSampler(opt.Gatherer, c.models)
 	if err := c.parse(); err != nil {
 		return nil, err
 	}
@@ -105,6 +109,14 @@ func New(opt Options) (*Console, error) {
 	g.POST("/dead/replay", c.replayDead, requireScope(auth.ScopeAdmin))
 	g.GET("/workers", c.workers)
 	return c, nil
+}
+
+// models are the models' names now, for filters and charts.
+func (c *Console) models() []string {
+	if c.opt.ModelNames != nil {
+		return c.opt.ModelNames()
+	}
+	return c.opt.Models
 }
 
 // ServeHTTP serves a request under /ui.
