@@ -108,6 +108,10 @@ func New(opt Options) (*Console, error) {
 	g.GET("/dead", c.dead, requireScope(auth.ScopeAdmin))
 	g.POST("/dead/replay", c.replayDead, requireScope(auth.ScopeAdmin))
 	g.GET("/workers", c.workers)
+	g.GET("/batches", c.batches)
+	g.GET("/batches/:id", c.batch)
+	g.POST("/batches/:id/cancel", c.cancelBatch)
+	g.GET("/files/:id/content", c.fileContent)
 	return c, nil
 }
 
@@ -386,7 +390,7 @@ func (c *Console) render(ec echo.Context, status int, page string, data map[stri
 // parse reads the embedded templates: every page is the layout plus its
 // own file.
 func (c *Console) parse() error {
-	funcs := template.FuncMap{"num": num, "ago": ago, "when": when, "dur": dur}
+	funcs := template.FuncMap{"num": num, "ago": ago, "when": when, "dur": dur, "unix": unix}
 	c.pages = map[string]*template.Template{}
 	layout, err := fs.ReadFile(assets, "assets/templates/layout.html")
 	if err != nil {

@@ -15,9 +15,15 @@ import (
 // read only those need nothing more.
 type fakeBackend struct {
 	workers []Worker
+	api     http.Handler // nil: every API call is 404
 }
 
-func (fakeBackend) API() http.Handler                   { return http.NotFoundHandler() }
+func (f fakeBackend) API() http.Handler {
+	if f.api != nil {
+		return f.api
+	}
+	return http.NotFoundHandler()
+}
 func (fakeBackend) Models(context.Context) []ModelStats { return nil }
 func (f fakeBackend) Workers(context.Context) ([]Worker, error) {
 	return f.workers, nil
