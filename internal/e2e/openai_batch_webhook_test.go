@@ -82,6 +82,16 @@ func TestOpenAIBatchWebhook(t *testing.T) {
 		t.Errorf("completed batch's webhook %+v, want delivered after 1 attempt", w)
 	}
 
+	// The console's Batches pages read the same batch through the API.
+	code, _, page := bearerCaller(t, s.URL)("GET", "/ui/batches/"+done.ID, "", "")
+	if code != http.StatusOK || !strings.Contains(page, `id="batch-status" class="status-completed"`) || !strings.Contains(page, "5 completed, 0 failed of 5") ||
+		!strings.Contains(page, "delivered after 1 attempts") || strings.Contains(page, `http-equiv="refresh"`) {
+		t.Errorf("console batch page: %d %s", code, page)
+	}
+	if code, _, list := bearerCaller(t, s.URL)("GET", "/ui/batches", "", ""); code != http.StatusOK || !strings.Contains(list, done.ID) {
+		t.Errorf("console batches page: %d", code)
+	}
+
 	// Cancelled before it ran: batch.cancelled.
 	cancelled, err := newBatchWithCallback(t, client, batchFile("repeat", 200, 50), rc.srv.URL+"/hooks/batch")
 	if err != nil {
