@@ -57,7 +57,18 @@ type Worker struct {
 	Batches     uint64    `json:"batches"`
 	Time        time.Time `json:"time"`
 	// Generation is a generate model's figures (agent.Generation).
-	Generation map[string]any `json:"generation,omitempty"`
+	Generation *Generation `json:"generation,omitempty"`
+}
+
+// Generation are a generate model's figures in a heartbeat: the sequences
+// a continuously batching worker holds and has free, and its token rates.
+type Generation struct {
+	Continuous      bool    `json:"continuous"`
+	RunningSeqs     int     `json:"running_seqs"`
+	FreeSlots       int     `json:"free_slots"`
+	TokensPerSecond float64 `json:"tokens_per_second"`
+	TTFTMillis      float64 `json:"ttft_ms"`
+	InterTokenMs    float64 `json:"inter_token_ms"`
 }
 
 // DeadLetter is a dead-letter record with its job's record as it is now

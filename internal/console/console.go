@@ -57,6 +57,9 @@ type Options struct {
 	// nil draws none.
 	Gatherer prometheus.Gatherer
 	Models   []string // the configured models' names, for filters and charts
+	// ModelNames, when set, lists the models now instead of Models: with
+	// the model registry on, models are added and removed at run time.
+	ModelNames func() []string
 	// TraceURL links a job's trace id: "{trace_id}" in it is replaced by
 	// the id; empty shows the id without a link.
 	TraceURL string
@@ -80,7 +83,8 @@ func New(opt Options) (*Console, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{opt: opt, e: echo.New(), sampler: newSampler(opt.Gatherer, opt.Models), stopping: make(chan struct{})}
+	c := &Console{opt: opt, e: echo.New(), stopping: make(chan struct{})}
+	c.sampler = newSampler(opt.Gatherer, c.models)
 	if err := c.parse(); err != nil {
 		return nil, err
 	}
@@ -104,7 +108,19 @@ func New(opt Options) (*Console, error) {
 	g.GET("/dead", c.dead, requireScope(auth.ScopeAdmin))
 	g.POST("/dead/replay", c.replayDead, requireScope(auth.ScopeAdmin))
 	g.GET("/workers", c.workers)
+	g.GET("/batches", c.batches)
+	g.GET("/batches/:id", c.batch)
+	g.POST("/batches/:id/cancel", c.cancelBatch)
+	g.GET("/files/:id/content", c.fileContent)
 	return c, nil
+}
+
+// models are the models' names now, for filters and charts.
+func (c *Console) models() []string {
+	if c.opt.ModelNames != nil {
+		return c.opt.ModelNames()
+	}
+	return c.opt.Models
 }
 
 // ServeHTTP serves a request under /ui.
@@ -374,7 +390,7 @@ func (c *Console) render(ec echo.Context, status int, page string, data map[stri
 // parse reads the embedded templates: every page is the layout plus its
 // own file.
 func (c *Console) parse() error {
-	funcs := template.FuncMap{"num": num, "ago": ago, "when": when, "dur": dur}
+	funcs := template.FuncMap{"num": num, "ago": ago, "when": when, "dur": dur, "unix": unix}
 	c.pages = map[string]*template.Template{}
 	layout, err := fs.ReadFile(assets, "assets/templates/layout.html")
 	if err != nil {

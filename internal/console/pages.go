@@ -127,7 +127,7 @@ func (c *Console) jobs(ec echo.Context) error {
 	}
 	q := ec.QueryParams()
 	f := JobFilter{Model: q.Get("model"), Status: results.Status(q.Get("status")), Limit: jobsPageSize}
-	if f.Model != "" && !slices.Contains(c.opt.Models, f.Model) {
+	if f.Model != "" && !slices.Contains(c.models(), f.Model) {
 		return echo.NewHTTPError(http.StatusBadRequest, "no model "+strconv.Quote(f.Model))
 	}
 	if f.Status != "" && !slices.Contains(statuses, f.Status) {
@@ -161,7 +161,7 @@ func (c *Console) jobs(ec echo.Context) error {
 		v := url.Values{"model": {f.Model}, "status": {string(f.Status)}, "window": {window}, "page": {strconv.Itoa(p)}}
 		return Prefix + "/jobs?" + v.Encode()
 	}
-	data := map[string]any{"Jobs": list, "Models": c.opt.Models, "Statuses": statuses, "Windows": windows,
+	data := map[string]any{"Jobs": list, "Models": c.models(), "Statuses": statuses, "Windows": windows,
 		"Model": f.Model, "Status": string(f.Status), "Window": window, "PageNo": page}
 	if page > 1 {
 		data["Prev"] = link(page - 1)
@@ -279,7 +279,7 @@ const deadLimit = 500
 // deadFilter reads the dead-letter page's filter: model and error code.
 func (c *Console) deadFilter(ec echo.Context) (model, code string, err error) {
 	model, code = ec.FormValue("model"), ec.FormValue("code")
-	if model != "" && !slices.Contains(c.opt.Models, model) {
+	if model != "" && !slices.Contains(c.models(), model) {
 		return "", "", echo.NewHTTPError(http.StatusBadRequest, "no model "+strconv.Quote(model))
 	}
 	if len(code) > 64 {
@@ -324,7 +324,7 @@ func (c *Console) dead(ec echo.Context) error {
 			codes[d.Code()] = true
 		}
 	}
-	data := map[string]any{"Letters": listed, "Failed": len(failed), "Models": c.opt.Models, "Model": model,
+	data := map[string]any{"Letters": listed, "Failed": len(failed), "Models": c.models(), "Model": model,
 		"Code": code, "Codes": sortedKeys(codes), "Confirm": ec.QueryParam("confirm") == "1", "Limit": deadLimit}
 	if n := ec.QueryParam("replayed"); n != "" {
 		data["Notice"] = "Replayed " + n + " job(s); they are queued again."

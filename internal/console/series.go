@@ -60,17 +60,13 @@ func (r *ring) add(s sample) {
 // sampler keeps the rings of every model.
 type sampler struct {
 	g      prometheus.Gatherer
-	models []string
+	models func() []string // the models now: with the registry, they come and go
 	mu     sync.Mutex
 	rings  map[string]*ring
 }
 
-func newSampler(g prometheus.Gatherer, models []string) *sampler {
-	s := &sampler{g: g, models: models, rings: map[string]*ring{}}
-	for _, m := range models {
-		s.rings[m] = &ring{}
-	}
-	return s
+func newSampler(g prometheus.Gatherer, models func() []string) *sampler {
+	return &sampler{g: g, models: models, rings: map[string]*ring{}}
 }
 
 // run samples until ctx ends.
@@ -99,9 +95,20 @@ func (s *sampler) sampleOnce(now time.Time) {
 	for _, f := range fams {
 		byName[f.GetName()] = f
 	}
+	names := s.models()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range s.models {
+	// A model added since gets a ring; a removed one's ring goes.
+	keep := make(map[string]*ring, len(names))
+	for _, m := range names {
+		r := s.rings[m]
+		if r == nil {
+			r = &ring{}
+		}
+		keep[m] = r
+	}
+	s.rings = keep
+	for _, m := range names {
 		smp := sample{at: now, queued: gauge(byName[metricQueued], m), oldest: gauge(byName[metricOldest], m),
 			submitted: counter(byName[metricSubmitted], m)}
 		smp.bounds, smp.cum = histogram(byName[metricDuration], m)

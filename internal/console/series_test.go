@@ -42,7 +42,7 @@ func TestSamplerReadsTheRegistry(t *testing.T) {
 	queued := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricQueued}, []string{"model"})
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metricDuration, Buckets: []float64{0.1, 1}}, []string{"model", "status"})
 	reg.MustRegister(submitted, queued, dur)
-	s := newSampler(reg, []string{"simple"})
+	s := newSampler(reg, func() []string { return []string{"simple"} })
 	t0 := time.Unix(1_800_000_000, 0)
 	s.sampleOnce(t0)
 	submitted.WithLabelValues("simple").Add(120)

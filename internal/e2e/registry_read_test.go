@@ -102,6 +102,13 @@ func TestRegistryReadPaths(t *testing.T) {
 	if b := must("GET", "/metrics", "", 200); !strings.Contains(b, `inferq_workers_live{model="gen2@2"}`) {
 		t.Errorf("/metrics has no gauge of gen2@2")
 	}
+	// The console's model filter follows the registry too.
+	if b := must("GET", "/ui/jobs", "", 200); !strings.Contains(b, "<option>gen2</option>") || !strings.Contains(b, "<option>gen2@2</option>") {
+		t.Errorf("the console's model filter lacks gen2 and gen2@2")
+	}
+	if code, _, _ := call("GET", "/ui/jobs?model=gen2@2", "", ""); code != http.StatusOK {
+		t.Errorf("console jobs of gen2@2: %d", code)
+	}
 
 	// A retired version leaves the paths that take jobs; it is listed as draining until it goes.
 	must("PUT", "/v1/models/gen2", `{"split":null}`, 200)
@@ -121,5 +128,8 @@ func TestRegistryReadPaths(t *testing.T) {
 	}, "a deleted model is still listed")
 	if code, _, _ := call("GET", "/v2/models/gen2", "", ""); code != http.StatusNotFound {
 		t.Errorf("/v2/models/gen2 after delete: %d", code)
+	}
+	if b := must("GET", "/ui/jobs", "", 200); strings.Contains(b, "<option>gen2</option>") {
+		t.Errorf("the console's model filter still lists the deleted gen2")
 	}
 }

@@ -20,7 +20,9 @@ import (
 	"github.com/inferq/inferq/internal/openai"
 	"github.com/inferq/inferq/internal/provision"
 	"github.com/inferq/inferq/internal/results"
+	"github.com/inferq/inferq/internal/webhook"
 	"github.com/inferq/inferq/pkg/jetstream"
+	"github.com/inferq/inferq/schemas/inferqpb"
 )
 
 // The batch runner: every ingress pulls the batch work stream through one
@@ -162,7 +164,9 @@ func (r *batchRun) run(ctx context.Context) error {
 	r.id, r.tenant = rec.Batch.ID, rec.Tenant
 	r.base = strings.TrimPrefix(rec.Batch.ID, batchIDPrefix)
 	if openai.BatchTerminal(rec.Batch.Status) {
-		return nil
+		// A run that died between ending the batch and queueing its
+		// webhook left the webhook pending and unattempted.
+		return r.i.notifyBatch(ctx, rec)
 	}
 	if rec.Batch.Status == openai.BatchCancelling && rec.Runs == 0 {
 		return r.finish(ctx, openai.BatchCancelled)
@@ -171,13 +175,17 @@ func (r *batchRun) run(ctx context.Context) error {
 		return err
 	} else if len(errs) > 0 {
 		now := r.i.now().Unix()
-		_, err := r.i.updateBatch(ctx, r.key, func(b *batchRecord) bool {
+		rec, err := r.i.updateBatch(ctx, r.key, func(b *batchRecord) bool {
 			b.Batch.Status, b.Batch.FailedAt = openai.BatchFailed, &now
 			b.Batch.Errors = &openai.BatchErrors{Object: "list", Data: errs}
+			markWebhook(b)
 			return true
 		})
+		if err != nil {
+			return err
+		}
 		r.log.Info("batch failed validation", "errors", len(errs))
-		return err
+		return r.i.notifyBatch(ctx, rec)
 	}
 	if rec.Batch.Status == openai.BatchFinalizing {
 		return r.finalize(ctx)
@@ -684,9 +692,13 @@ func (r *batchRun) finish(ctx context.Context, status string) error {
 		case openai.BatchExpired:
 			b.Batch.ExpiredAt = &now
 		}
+		markWebhook(b)
 		return true
 	})
 	if err != nil {
+		return err
+	}
+	if err := r.i.notifyBatch(ctx, rec); err != nil {
 		return err
 	}
 	// The lines are in the files now.
@@ -695,4 +707,55 @@ func (r *batchRun) finish(ctx context.Context, status string) error {
 	}
 	r.log.Info("batch ended", "batch", rec.Batch.ID, "status", status, "completed", counts.Completed, "failed", counts.Failed)
 	return nil
+}
+
+// batchWebhookModel is the model token of the webhook subject batches'
+// completion webhooks wait on: a batch is no one model's.
+const batchWebhookModel = "_batches"
+
+// markWebhook makes b's completion webhook pending as b ends, in the same
+// write, so a run that dies before queueing it queues it when resumed.
+func markWebhook(b *batchRecord) {
+	if w := b.Batch.Webhook; w != nil && w.Status == "" {
+		w.Status = string(results.WebhookPending)
+	}
+}
+
+// notifyBatch queues the completion webhook of rec, which has ended: type
+// batch.<status>, the batch object (without its webhook state) as data,
+// webhook-id the batch id. Nothing when it has no webhook or a delivery
+// was attempted already; queueing it twice is one delivery (message id).
+func (i *Ingress) notifyBatch(ctx context.Context, rec *batchRecord) error {
+	w := rec.Batch.Webhook
+	if w == nil || w.Status != string(results.WebhookPending) || w.Attempts > 0 {
+		return nil
+	}
+	data := rec.Batch
+	data.Webhook = nil
+	payload, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("batch %s: webhook payload: %w", rec.Batch.ID, err)
+	}
+	at := i.now()
+	for _, t := range []*int64{data.CompletedAt, data.FailedAt, data.CancelledAt, data.ExpiredAt} {
+		if t != nil {
+			at = time.Unix(*t, 0)
+		}
+	}
+	d := &inferqpb.WebhookDelivery{Id: rec.Batch.ID, Tenant: rec.Tenant, Url: w.URL, Type: openai.BatchEventType(rec.Batch.Status),
+		Payload: payload, TimeUnixNano: at.UnixNano()}
+	if err := webhook.Enqueue(ctx, i.opt.JS, i.opt.Topology, batchWebhookModel, d); err != nil {
+		return err
+	}
+	i.opt.Log.Info("batch webhook queued", "batch", rec.Batch.ID, "type", d.Type, "url_host", webhookHost(w.URL))
+	return nil
+}
+
+// webhookHost is a callback URL's host, for logs: its path and query may
+// carry a tenant's tokens.
+func webhookHost(raw string) string {
+	if u, err := webhook.CheckSyntax(raw); err == nil {
+		return u.Host
+	}
+	return ""
 }

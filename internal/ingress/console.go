@@ -189,6 +189,21 @@ func (a *acceptedJobs) list(keep func(*results.Record) bool) []*results.Record {
 	return out
 }
 
+// consoleModels are the names of the models the ingress serves now (the
+// registry's, when it is on), for the console's filters and charts.
+func (i *Ingress) consoleModels() []string {
+	listed := i.listedModels()
+	names := make([]string, 0, len(listed))
+	for _, lm := range listed {
+		for _, v := range lm.live { // each version's served name: what jobs and metrics carry
+			if !slices.Contains(names, v.Name) {
+				names = append(names, v.Name)
+			}
+		}
+	}
+	return names
+}
+
 // mountConsole serves the web console at /ui ahead of the API's routes and
 // middleware: the console authenticates its own session cookie, and calls
 // the API in process, through all of that middleware, for every action.
@@ -203,7 +218,7 @@ func (i *Ingress) mountConsole() {
 	}
 	cfg := i.opt.Config.Ingress
 	ui, err := console.New(console.Options{Backend: consoleBackend{i}, Auth: i.opt.Auth, Gatherer: i.opt.Registry,
-		Models: names, TraceURL: cfg.Console.TraceURL, Secure: cfg.TLS.Enabled(), Log: log})
+		Models: names, ModelNames: i.consoleModels, TraceURL: cfg.Console.TraceURL, Secure: cfg.TLS.Enabled(), Log: log})
 	if err != nil {
 		panic(err) // the templates are embedded: a build that cannot parse them is broken
 	}

@@ -2,8 +2,6 @@ package ingress
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,14 +48,9 @@ func validBatchID(id string) bool {
 	return ok && jobid.Valid(rest)
 }
 
-// tenantKey is the first token of a tenant's batch keys: a hash, since a
-// tenant name may hold characters a key may not.
-func tenantKey(tenant string) string {
-	sum := sha256.Sum256([]byte(tenant))
-	return "t" + hex.EncodeToString(sum[:8])
-}
+func tenantKey(tenant string) string { return openai.BatchTenantKey(tenant) }
 
-func batchKey(tenant, id string) string { return tenantKey(tenant) + "." + id }
+func batchKey(tenant, id string) string { return openai.BatchKey(tenant, id) }
 
 func batchNotFound(id string) error {
 	return &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Param: "batch_id", Code: "batch_not_found",
@@ -148,6 +141,9 @@ type createBatchBody struct {
 	Endpoint         string            `json:"endpoint"`
 	CompletionWindow string            `json:"completion_window"`
 	Metadata         map[string]string `json:"metadata"`
+	// CallbackURL is inferq's extension: where the batch's completion
+	// webhook goes (else the tenant's default, if any).
+	CallbackURL string `json:"callback_url"`
 }
 
 // openaiCreateBatch handles POST /openai/v1/batches.
@@ -181,6 +177,10 @@ func (i *Ingress) openaiCreateBatch(c echo.Context) error {
 		}
 	}
 	tenant := tenantOf(c)
+	callback, err := i.opt.Webhooks.CallbackURL(ctx, tenant, in.CallbackURL)
+	if err != nil {
+		return bad("callback_url", "%v", err)
+	}
 	info, err := i.fileInfo(ctx, tenant, in.InputFileID)
 	if err != nil {
 		var oe *openai.Error
@@ -198,6 +198,9 @@ func (i *Ingress) openaiCreateBatch(c echo.Context) error {
 	rec := &batchRecord{Tenant: tenant, Batch: openai.Batch{ID: id, Object: "batch", Endpoint: in.Endpoint,
 		InputFileID: in.InputFileID, CompletionWindow: in.CompletionWindow, Status: openai.BatchValidating,
 		CreatedAt: now.Unix(), ExpiresAt: &expires, Metadata: in.Metadata}}
+	if callback != "" {
+		rec.Batch.Webhook = &openai.BatchWebhook{URL: callback}
+	}
 	b, _ := json.Marshal(rec) // plain strings and numbers: cannot fail
 	kv, err := i.batchKV(ctx)
 	if err != nil {

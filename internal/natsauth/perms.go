@@ -102,7 +102,7 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 		// clears.
 		batches := "KV_" + p + "_openai_batches"
 		out.PubAllow = append(out.PubAllow, objRW("files")...)
-		out.PubAllow = append(out.PubAllow, kvWrite(batches), p+".batchwork.>", p+".batchlines.>",
+		out.PubAllow = append(out.PubAllow, kvWrite(batches), p+".batchwork.>", p+".batchlines.>", p+".webhooks.>",
 			"$JS.API.STREAM.PURGE."+P+"_BATCHLINES", "$JS.API.CONSUMER.DELETE."+P+"_BATCHLINES.*",
 			"$JS.API.CONSUMER.DELETE."+batches+".*", "$JS.API.STREAM.MSG.GET."+P+"_BATCHLINES")
 		out.PubAllow = append(out.PubAllow, kvRead(batches)...)
@@ -129,6 +129,11 @@ func ServicePermissions(role, prefix string) (Perms, error) {
 			out.PubAllow = append(out.PubAllow, next(s)...)
 		}
 		out.PubAllow = append(out.PubAllow, kvRead(results)...)
+		// The delivery state of batches' completion webhooks, kept in
+		// their batch records.
+		batches := "KV_" + p + "_openai_batches"
+		out.PubAllow = append(out.PubAllow, kvWrite(batches))
+		out.PubAllow = append(out.PubAllow, kvRead(batches)...)
 		out.SubAllow = append(out.SubAllow, p+"_results.changed.>")
 	case RoleWorker:
 		out.PubAllow = append(js, p+".events.>", p+".tokens.>", p+".dead.>", p+".taken.>", kvWrite(workers))

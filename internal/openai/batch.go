@@ -2,6 +2,8 @@ package openai
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -108,7 +110,35 @@ type Batch struct {
 	CancelledAt      *int64            `json:"cancelled_at"`
 	RequestCounts    RequestCounts     `json:"request_counts"`
 	Metadata         map[string]string `json:"metadata"`
+	// Webhook is inferq's extension: the batch's completion webhook, when
+	// it has one, and where its delivery stands.
+	Webhook *BatchWebhook `json:"webhook,omitempty"`
 }
+
+// BatchWebhook is a batch's completion webhook: the URL it goes to, and
+// its delivery state in the words of a job record's webhook (pending,
+// delivered, failed; empty until the batch ends).
+type BatchWebhook struct {
+	URL       string `json:"url"`
+	Status    string `json:"status,omitempty"`
+	Attempts  uint32 `json:"attempts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// BatchEventType is the webhook event type of a batch that ended in
+// status s: batch.completed, batch.failed, batch.cancelled, batch.expired.
+func BatchEventType(s string) string { return "batch." + s }
+
+// BatchTenantKey is the first token of a tenant's keys in the batch
+// records bucket: a hash, since a tenant name may hold characters a key
+// may not.
+func BatchTenantKey(tenant string) string {
+	sum := sha256.Sum256([]byte(tenant))
+	return "t" + hex.EncodeToString(sum[:8])
+}
+
+// BatchKey is the key of a tenant's batch id in the batch records bucket.
+func BatchKey(tenant, id string) string { return BatchTenantKey(tenant) + "." + id }
 
 // BatchList is the answer of GET /batches.
 type BatchList struct {

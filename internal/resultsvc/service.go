@@ -38,7 +38,8 @@ func Start(store results.Store) service.Start {
 		// every deployment that ends jobs then sends their webhooks.
 		hd := webhook.New(webhook.Options{JS: env.JS, Topology: env.Topology, Store: store, Policy: hooks.Policy,
 			Secrets: hooks.Secrets, Log: env.Log.With("component", "webhooks"), Metrics: webhook.NewMetrics(env.Registry),
-			Timeout: wc.Timeout.D(), MaxAttempts: wc.MaxAttempts, Backoff: backoff})
+			Timeout: wc.Timeout.D(), MaxAttempts: wc.MaxAttempts, Backoff: backoff,
+			Record: BatchWebhookRecorder(env.JS, env.Topology)})
 		run := func(ctx context.Context) error {
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return svc.Run(gctx) })

@@ -84,6 +84,9 @@ type Options struct {
 	Concurrency int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Record keeps the outcome of an attempt at a webhook that names no
+	// job (a batch's), in its sender's record; nil keeps it nowhere.
+	Record func(ctx context.Context, w *inferqpb.WebhookDelivery, st results.WebhookStatus, attempts int, lastErr string) error
 }
 
 // Defaults of Options.
@@ -310,10 +313,15 @@ func (d *Deliverer) post(ctx context.Context, w *inferqpb.WebhookDelivery, body 
 }
 
 // record writes an attempt's outcome into the job record, when the
-// webhook is a job's. A failed write is logged: the delivery itself has
+// webhook is a job's, else through Options.Record. A failed write is logged: the delivery itself has
 // happened (or not) either way.
 func (d *Deliverer) record(ctx context.Context, w *inferqpb.WebhookDelivery, st results.WebhookStatus, attempts int, lastErr string, log *slog.Logger) {
 	if w.JobId == "" {
+		if d.opt.Record != nil {
+			if err := d.opt.Record(ctx, w, st, attempts, lastErr); err != nil {
+				log.Warn("webhook state not recorded", "webhook_status", st, "err", err)
+			}
+		}
 		return
 	}
 	_, _, err := d.opt.Store.SetWebhook(ctx, results.WebhookUpdate{ID: w.JobId, Attempt: w.JobAttempt, Status: st,
