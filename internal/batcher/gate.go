@@ -23,8 +23,8 @@ import (
 // paying the model's fixed cost per batch. With no worker at all (nothing
 // waiting, nothing held) only the NumPending limit applies, so jobs still
 // reach the durable batches stream for a worker to come. The gate is a
-// throughput and priority optimisation, never a correctness one: when the
-// counts are unknown it opens.
+// throughput and priority optimisation, never a correctness one: before the
+// first count it opens; a count that cannot be refreshed keeps the last one.
 //
 // The counts are refreshed by a consumer info request after each publish
 // and on every worker notice on TakenSubject (a core-NATS subscription): a
@@ -193,12 +193,16 @@ func (g *gate) run(ctx context.Context) {
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		info, err := g.cons.Info(ictx)
 		cancel()
-		g.mu.Lock()
 		if err != nil {
-			g.pending, g.waiting, g.held = 0, 0, 0
-		} else {
-			g.pending, g.waiting, g.held = int(info.NumPending), info.NumWaiting, info.NumAckPending
+			// The last counts stand: a held batch pokes again within 100ms,
+			// so one slow answer (a busy or failing-over server) neither
+			// opens the gate on a guess nor closes it for long. Opening on
+			// a guess sent a batch to a model with no free worker, where
+			// its jobs' deadlines could no longer expire them.
+			continue
 		}
+		g.mu.Lock()
+		g.pending, g.waiting, g.held = int(info.NumPending), info.NumWaiting, info.NumAckPending
 		g.mu.Unlock()
 		signal(g.changed)
 	}
