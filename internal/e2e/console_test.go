@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	"github.com/inferq/inferq/internal/auth"
 	"github.com/inferq/inferq/internal/config"
@@ -276,6 +279,32 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.run("replayed job page", chromedp.Navigate(s.URL+"/ui/jobs/"+dead), chromedp.WaitVisible(chromedp.CSS("#status")))
 	b.waitJS("replayed job succeeded", `document.getElementById('status').textContent === 'succeeded'`)
+
+	// A Batch API batch, created through the official SDK, is listed and
+	// followed to its end on the Batches pages.
+	var lines bytes.Buffer
+	for n := range 5 {
+		fmt.Fprintf(&lines, `{"custom_id":"line-%d","method":"POST","url":"/v1/completions","body":{"model":"repeat","prompt":"ab","max_tokens":3}}`+"\n", n)
+	}
+	oc := openai.NewClient(option.WithBaseURL(s.URL+"/openai/v1/"), option.WithAPIKey(consoleKeys["ops"]))
+	f, err := oc.Files.New(t.Context(), openai.FileNewParams{File: openai.File(bytes.NewReader(lines.Bytes()), "batch.jsonl", "application/jsonl"),
+		Purpose: openai.FilePurposeBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := oc.Batches.New(t.Context(), openai.BatchNewParams{InputFileID: f.ID, Endpoint: openai.BatchNewParamsEndpointV1Completions,
+		CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run("batches", chromedp.Navigate(s.URL+"/ui/batches"), chromedp.WaitVisible(chromedp.CSS(`tr[data-batch="`+batch.ID+`"]`)))
+	b.shot("batches")
+	b.run("open batch", chromedp.Navigate(s.URL+"/ui/batches/"+batch.ID), chromedp.WaitVisible(chromedp.CSS("#batch-status")))
+	b.waitJS("batch completed", `document.getElementById('batch-status') && document.getElementById('batch-status').textContent === 'completed'`)
+	if c := b.text("#batch-counts"); !strings.Contains(c, "5 completed") {
+		t.Errorf("batch counts: %q", c)
+	}
+	b.shot("batch")
 
 	b.run("workers", chromedp.Navigate(s.URL+"/ui/workers"), chromedp.WaitVisible(chromedp.CSS(`tr[data-worker]`)))
 	if w := b.text("table.workers tbody"); !strings.Contains(w, "repeat") || !strings.Contains(w, "cpu") {

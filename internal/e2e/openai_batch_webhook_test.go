@@ -93,7 +93,9 @@ func TestOpenAIBatchWebhook(t *testing.T) {
 	}
 
 	// Cancelled before it ran: batch.cancelled.
-	cancelled, err := newBatchWithCallback(t, client, batchFile("repeat", 200, 50), rc.srv.URL+"/hooks/batch")
+	// The slow model takes 100ms a token: 200 lines of 20 tokens cannot
+	// end before the cancel.
+	cancelled, err := newBatchWithCallback(t, client, batchFile("slow", 200, 20), rc.srv.URL+"/hooks/batch")
 	if err != nil {
 		t.Fatal(err)
 	}
