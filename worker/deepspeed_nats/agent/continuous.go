@@ -132,12 +132,7 @@ func (p *Process) RunJobs(ctx context.Context, b *inferqpb.Batch, emit func(*inf
 				if cause != nil {
 					return nil, cause
 				}
-				e := x.Error.GetError()
-				err := fmt.Errorf("runner %s: batch %s: %s: %s", p.model.Name, b.Id, e.GetCode(), e.GetMessage())
-				if !e.GetRetryable() {
-					return nil, &PermanentError{Err: err}
-				}
-				return nil, err
+				return nil, batchError(p.model.Name, b.Id, x.Error.GetError())
 			}
 		case <-rt.dead:
 			why := p.lost(rt.pr, "exited mid-batch")

@@ -353,12 +353,7 @@ func (p *Process) Run(ctx context.Context, b *inferqpb.Batch, emit func(*inferqp
 				if cause != nil {
 					return nil, cause
 				}
-				e := x.Error.GetError()
-				err := fmt.Errorf("runner %s: batch %s: %s: %s", p.model.Name, b.Id, e.GetCode(), e.GetMessage())
-				if !e.GetRetryable() {
-					return nil, &PermanentError{Err: err}
-				}
-				return nil, err
+				return nil, batchError(p.model.Name, b.Id, x.Error.GetError())
 			default:
 				p.log.Warn("unexpected frame from runner", "frame", fmt.Sprintf("%T", f.Frame))
 			}
@@ -590,4 +585,14 @@ func (pr *proc) ping(interval, timeout time.Duration, log *slog.Logger) {
 		now := time.Now().UnixNano()
 		_ = pr.send(&inferqpb.RunnerFrame{Frame: &inferqpb.RunnerFrame_Health{Health: &inferqpb.Health{TimeUnixNano: now}}}, interval)
 	}
+}
+
+// batchError is a runner's error frame about batch as the agent's error:
+// permanent (the batch's jobs fail) unless the runner says a retry may help.
+func batchError(model, batch string, e *inferqpb.Error) error {
+	err := fmt.Errorf("runner %s: batch %s: %s: %s", model, batch, e.GetCode(), e.GetMessage())
+	if !e.GetRetryable() {
+		return &PermanentError{Err: err}
+	}
+	return err
 }
