@@ -118,53 +118,33 @@ func Model(ctx context.Context, js natsjs.JetStream, t jetstream.Topology, m Mod
 
 // ResultsConsumer creates or updates resultsvc's consumer of events.
 func ResultsConsumer(ctx context.Context, js natsjs.JetStream, t jetstream.Topology) (natsjs.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, t.EventsStream(), natsjs.ConsumerConfig{
-		Durable:       jetstream.ResultsConsumer,
-		Description:   "inferq resultsvc: job events into the results store",
-		AckPolicy:     natsjs.AckExplicitPolicy,
-		AckWait:       t.AckWait,
-		MaxAckPending: 4096,
-		Replicas:      t.Replicas,
-		MemoryStorage: t.MemoryStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("provision consumer %s: %w", jetstream.ResultsConsumer, err)
-	}
-	return c, nil
+	return durable(ctx, js, t, t.EventsStream(), natsjs.ConsumerConfig{Durable: jetstream.ResultsConsumer,
+		Description: "inferq resultsvc: job events into the results store", MaxAckPending: 4096})
 }
 
 // AdvisoryConsumer creates or updates resultsvc's consumer of
 // max-deliveries advisories.
 func AdvisoryConsumer(ctx context.Context, js natsjs.JetStream, t jetstream.Topology) (natsjs.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, t.AdvisoriesStream(), natsjs.ConsumerConfig{
-		Durable:       jetstream.AdvisoryConsumer,
-		Description:   "inferq resultsvc: batches that exhausted max_deliver",
-		AckPolicy:     natsjs.AckExplicitPolicy,
-		AckWait:       t.AckWait,
-		Replicas:      t.Replicas,
-		MemoryStorage: t.MemoryStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("provision consumer %s: %w", jetstream.AdvisoryConsumer, err)
-	}
-	return c, nil
+	return durable(ctx, js, t, t.AdvisoriesStream(), natsjs.ConsumerConfig{Durable: jetstream.AdvisoryConsumer,
+		Description: "inferq resultsvc: batches that exhausted max_deliver"})
 }
 
 // WebhookConsumer creates or updates the webhook deliverers' consumer. It
 // has no MaxDeliver: the deliverer counts attempts and gives up itself
 // (webhooks.max_attempts), after recording the failure in the job record.
 func WebhookConsumer(ctx context.Context, js natsjs.JetStream, t jetstream.Topology) (natsjs.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, t.WebhooksStream(), natsjs.ConsumerConfig{
-		Durable:       jetstream.WebhookConsumer,
-		Description:   "inferq resultsvc: completion webhooks to deliver",
-		AckPolicy:     natsjs.AckExplicitPolicy,
-		AckWait:       t.AckWait,
-		MaxAckPending: 1024,
-		Replicas:      t.Replicas,
-		MemoryStorage: t.MemoryStorage,
-	})
+	return durable(ctx, js, t, t.WebhooksStream(), natsjs.ConsumerConfig{Durable: jetstream.WebhookConsumer,
+		Description: "inferq resultsvc: completion webhooks to deliver", MaxAckPending: 1024})
+}
+
+// durable creates or updates the durable pull consumer cfg on stream with
+// explicit acks and the topology's ack wait, replicas and storage.
+func durable(ctx context.Context, js natsjs.JetStream, t jetstream.Topology, stream string, cfg natsjs.ConsumerConfig) (natsjs.Consumer, error) {
+	cfg.AckPolicy, cfg.AckWait = natsjs.AckExplicitPolicy, t.AckWait
+	cfg.Replicas, cfg.MemoryStorage = t.Replicas, t.MemoryStorage
+	c, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("provision consumer %s: %w", jetstream.WebhookConsumer, err)
+		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Durable, err)
 	}
 	return c, nil
 }
