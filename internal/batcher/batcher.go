@@ -171,7 +171,7 @@ func (b *Batcher) runModel(ctx context.Context, m *config.Model) error {
 			log.Warn("workers consumer not found; batches are not held back", "err", err)
 		} else {
 			st.gate = newGate(b.opt.MaxWaitingBatches, wc)
-			running, err := nc.Subscribe(b.opt.Topology.TakenSubject(m.Name), func(msg *nats.Msg) { st.gate.notice(msg.Header) })
+			running, err := nc.Subscribe(b.opt.Topology.TakenSubject(m.Name), func(msg *nats.Msg) { st.gate.notice(msg.Header, msg.Data) })
 			if err != nil {
 				return fmt.Errorf("batcher %s: running subscription: %w", m.Name, err)
 			}
@@ -523,7 +523,9 @@ func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason st
 			attribute.Int("inferq.batch_size", len(es)), attribute.String("inferq.batch_reason", reason),
 			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
 	defer span.End()
+	st.gate.publishing()
 	if err := b.send(sctx, batch); err != nil {
+		st.gate.published(false)
 		span.SetStatus(codes.Error, "batch not published")
 		// Not acked: the jobs come back after a short delay.
 		log.Warn("batch not published; jobs will be redelivered", "batch", batch.Id, "jobs", len(es), "err", err)
@@ -532,7 +534,7 @@ func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason st
 		}
 		return nil
 	}
-	st.gate.published()
+	st.gate.published(true)
 	if b.opt.BeforeAck != nil && !b.opt.BeforeAck(batch.Id) {
 		return ErrStopped
 	}

@@ -26,10 +26,16 @@ import (
 // throughput and priority optimisation, never a correctness one: before the
 // first count it opens; a count that cannot be refreshed keeps the last one.
 //
-// The counts are refreshed by a consumer info request after each publish
-// and on every worker notice on TakenSubject (a core-NATS subscription): a
-// worker sends one when it takes a batch and when a slot of it starts
-// waiting for the next — never by a timer on an idle queue.
+// Workers send a notice on TakenSubject (core NATS) when they take a batch
+// and when a slot of theirs starts waiting for the next. Current workers put
+// their own counts in it (jetstream.HeaderWaiting, HeaderHeld): while every
+// worker heard from lately does, the gate sums those, counts the batches it
+// published less the ones taken, and asks the server (a consumer info
+// request, the costliest message of a job's path) only while it holds a
+// batch back, at most every refreshEvery, to correct what lost notices or
+// other batchers' batches put out of step. Notices without counts (older
+// workers) fall back to a consumer info request after each publish and each
+// notice, as before. Never a timer on an idle queue.
 //
 // A waiting slot is not always a free device: a worker with max_inflight 2
 // keeps a pull request out while its device computes, to fetch the next
@@ -51,14 +57,30 @@ type gate struct {
 	idle  map[string]time.Time
 	known bool
 	// free holds continuous workers' free sequence slots, by worker.
-	free    map[string]slotsNote
-	kick    chan struct{}
-	changed chan struct{}
+	free map[string]slotsNote
+	// counts holds the last counts each worker told, by worker; legacy is
+	// when a worker last sent a notice without them.
+	counts    map[string]countsNote
+	legacy    time.Time
+	refreshed time.Time // the last consumer info answer
+	kick      chan struct{}
+	changed   chan struct{}
 }
 
 // idleFor is how long an idle notice counts without a newer one from the
 // same worker: a worker that died idle stops counting.
 const idleFor = 30 * time.Second
+
+// refreshEvery bounds how often a gate that knows its workers' counts from
+// their notices asks the server while it holds a batch back.
+const refreshEvery = 50 * time.Millisecond
+
+// countsNote is a worker's pull requests out and batches held, as its last
+// notice said, and when.
+type countsNote struct {
+	waiting, held int
+	at            time.Time
+}
 
 // slotsNote is a worker's free sequence slots and when it said so.
 type slotsNote struct {
@@ -68,7 +90,7 @@ type slotsNote struct {
 
 func newGate(limit int, cons natsjs.Consumer) *gate {
 	return &gate{limit: limit, cons: cons, idle: map[string]time.Time{}, free: map[string]slotsNote{},
-		kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+		counts: map[string]countsNote{}, kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
 }
 
 // freeSlots is the most free sequence slots a continuous worker reported
@@ -139,43 +161,99 @@ func (g *gate) changes() <-chan struct{} {
 	return g.changed
 }
 
-// published counts a batch just published.
-func (g *gate) published() {
+// publishing counts a batch about to be published: before the publish, so
+// that a worker's notice that it took the batch, which can come before the
+// publish returns, always finds it counted.
+func (g *gate) publishing() {
 	if g == nil || g.cons == nil {
 		return
 	}
 	g.mu.Lock()
 	g.pending++
 	g.mu.Unlock()
-	signal(g.kick)
 }
 
-// poke asks for a refresh (a worker took a batch).
+// published ends publishing: ok says the batch was stored.
+func (g *gate) published(ok bool) {
+	if g == nil || g.cons == nil {
+		return
+	}
+	g.mu.Lock()
+	if !ok && g.pending > 0 {
+		g.pending--
+	}
+	told := g.toldLocked(time.Now())
+	g.mu.Unlock()
+	if !told {
+		signal(g.kick)
+	}
+}
+
+// poke asks for a refresh (a batch is held back, or a worker took one).
 func (g *gate) poke() {
 	if g != nil {
 		signal(g.kick)
 	}
 }
 
-// notice takes a worker's notice on TakenSubject: it records whether the
-// worker is idle and asks for a refresh.
-func (g *gate) notice(h nats.Header) {
+// toldLocked reports whether the workers' own counts stand in for the
+// server's: some fresh notice carried them and none without them came
+// within idleFor.
+func (g *gate) toldLocked(now time.Time) bool {
+	return len(g.counts) > 0 && now.Sub(g.legacy) >= idleFor
+}
+
+// notice takes a worker's notice on TakenSubject (body: the id of the batch
+// it took, or empty when a slot starts waiting): it records whether the
+// worker is idle and its counts, or asks for a refresh when it gave none.
+func (g *gate) notice(h nats.Header, body []byte) {
 	if g == nil {
 		return
 	}
-	if w := h.Get(jetstream.HeaderWorker); w != "" {
-		g.mu.Lock()
-		g.known = true
-		if h.Get(jetstream.HeaderIdle) == "1" {
-			g.idle[w] = time.Now()
-		} else {
-			delete(g.idle, w)
-		}
-		if n, err := strconv.Atoi(h.Get(jetstream.HeaderFreeSlots)); err == nil && n >= 0 {
-			g.free[w] = slotsNote{n: n, at: time.Now()}
+	w := h.Get(jetstream.HeaderWorker)
+	if w == "" {
+		g.poke()
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	g.known = true
+	if h.Get(jetstream.HeaderIdle) == "1" {
+		g.idle[w] = now
+	} else {
+		delete(g.idle, w)
+	}
+	if n, err := strconv.Atoi(h.Get(jetstream.HeaderFreeSlots)); err == nil && n >= 0 {
+		g.free[w] = slotsNote{n: n, at: now}
+	}
+	waiting, werr := strconv.Atoi(h.Get(jetstream.HeaderWaiting))
+	held, herr := strconv.Atoi(h.Get(jetstream.HeaderHeld))
+	if werr != nil || herr != nil || waiting < 0 || held < 0 {
+		delete(g.counts, w)
+		g.legacy = now
+		g.mu.Unlock()
+		g.poke()
+		return
+	}
+	g.counts[w] = countsNote{waiting: waiting, held: held, at: now}
+	if len(body) > 0 && g.pending > 0 {
+		g.pending-- // one fewer batch waits undelivered
+	}
+	if g.toldLocked(now) {
+		g.waiting, g.held = 0, 0
+		for k, c := range g.counts {
+			if now.Sub(c.at) >= idleFor {
+				delete(g.counts, k) // a worker gone quiet holds nothing we know of
+				continue
+			}
+			g.waiting += c.waiting
+			g.held += c.held
 		}
 		g.mu.Unlock()
+		signal(g.changed)
+		return
 	}
+	g.mu.Unlock()
 	g.poke()
 }
 
@@ -190,6 +268,18 @@ func (g *gate) run(ctx context.Context) {
 			return
 		case <-g.kick:
 		}
+		g.mu.Lock()
+		now := time.Now()
+		wait := time.Duration(0)
+		if g.toldLocked(now) {
+			wait = refreshEvery - now.Sub(g.refreshed)
+		}
+		g.mu.Unlock()
+		if wait > 0 {
+			// Told by the workers: a held batch asks again within 100ms, so
+			// a skipped refresh is only put off.
+			continue
+		}
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		info, err := g.cons.Info(ictx)
 		cancel()
@@ -203,6 +293,7 @@ func (g *gate) run(ctx context.Context) {
 		}
 		g.mu.Lock()
 		g.pending, g.waiting, g.held = int(info.NumPending), info.NumWaiting, info.NumAckPending
+		g.refreshed = time.Now()
 		g.mu.Unlock()
 		signal(g.changed)
 	}

@@ -224,6 +224,13 @@ const (
 	// batching worker, how many more sequences it can take now: the
 	// batcher closes a batch at that size instead of max_batch_size.
 	HeaderFreeSlots = "Inferq-Free-Slots"
+	// HeaderWaiting and HeaderHeld are, on a TakenSubject notice, how many
+	// pull requests for the model the worker has out and how many of its
+	// batches it holds unacknowledged, as of the notice. With them on every
+	// worker's notices a batcher knows its workers' state without asking
+	// the server for the consumer's counts.
+	HeaderWaiting = "Inferq-Waiting"
+	HeaderHeld    = "Inferq-Held"
 )
 
 // CancelSubject carries cancellation notices (core NATS, not stored):

@@ -300,10 +300,13 @@ func (a *Agent) serve(ctx context.Context, m *config.Model, r Runner) error {
 // pull runs one batch at a time until ctx ends: a pre-fetched batch would
 // age in this client while another worker could run it.
 func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs.Consumer, log *slog.Logger) {
+	st := a.stats[m.Name]
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st.pulls.Add(1)
 		msgs, err := cons.Fetch(1, natsjs.FetchContext(fctx))
 		if err != nil {
+			st.pulls.Add(-1)
 			cancel()
 			if ctx.Err() == nil {
 				log.Warn("fetch failed", "err", err)
@@ -315,11 +318,19 @@ func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs
 		// on this connection): batchers holding one back may let it go, a
 		// partial one only if nothing of the model is in hand here (the
 		// device is free, not just a slot to prefetch into).
-		a.notifyBatchers(m, "", a.stats[m.Name].inflight.Load() == 0)
+		a.notifyBatchers(m, "", st.inflight.Load() == 0)
 		// A batch that arrives as shutdown starts is still in hand: it is
 		// run (or released) by handle, never dropped.
+		waiting := true
 		for msg := range msgs.Messages() {
+			if waiting {
+				st.pulls.Add(-1) // before handle's notice counts it
+				waiting = false
+			}
 			a.handle(ctx, m, r, msg, log, nil, 0)
+		}
+		if waiting {
+			st.pulls.Add(-1) // the request expired or was cut short
 		}
 		cancel()
 	}
@@ -329,10 +340,14 @@ func (a *Agent) pull(ctx context.Context, m *config.Model, r Runner, cons natsjs
 // no worker slot is free, that the workers' state changed (core NATS, best
 // effort: they also re-check on their own). The body is the id of the batch
 // just taken, or empty when a slot starts waiting for one; the headers name
-// this worker and say whether it has nothing of the model in hand.
+// this worker, say whether it has nothing of the model in hand, and give its
+// pull requests out and batches held, so batchers need not ask the server.
 func (a *Agent) notifyBatchers(m *config.Model, batchID string, idle bool) {
+	st := a.stats[m.Name]
 	msg := &nats.Msg{Subject: a.opt.Topology.TakenSubject(m.Name), Data: []byte(batchID),
-		Header: nats.Header{jetstream.HeaderWorker: []string{a.opt.Name}}}
+		Header: nats.Header{jetstream.HeaderWorker: []string{a.opt.Name},
+			jetstream.HeaderWaiting: []string{strconv.FormatInt(max(st.pulls.Load(), 0), 10)},
+			jetstream.HeaderHeld:    []string{strconv.FormatInt(max(st.inflight.Load(), 0), 10)}}}
 	if idle {
 		msg.Header.Set(jetstream.HeaderIdle, "1")
 	}

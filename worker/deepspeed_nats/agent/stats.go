@@ -35,6 +35,9 @@ func (a *Agent) Stats(model string) Stats {
 type counters struct {
 	batches, released, succeeded, failed, poisoned, splits atomic.Uint64
 	inflight, peak                                         atomic.Int64
+	// pulls is how many pull requests for the model are out (static
+	// batching), told to batchers with every notice.
+	pulls atomic.Int64
 	// Generate models: tokens published, and time to first token and
 	// between tokens, for the heartbeat's per-window figures.
 	tokens    atomic.Uint64
