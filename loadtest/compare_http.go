@@ -14,11 +14,14 @@ import (
 )
 
 // The -http peers put a pipeline behind the HTTP API a team running it
-// would write for its users, so that they pay for the same two HTTP
-// requests per job as inferq's clients do:
+// would write for its users, so that they pay for the same HTTP requests
+// per job as inferq's clients do: two, or one with -prefer-wait:
 //
 //	POST /jobs?model=simple   body: the OIP request, as POSTed to inferq
 //	                          → 202 {"id":"..."}
+//	POST /jobs?model=simple&wait=10s
+//	                          → 200 the answer when it comes within the wait
+//	                            (inferq's Prefer: wait), else 202 as above
 //	GET  /jobs/{id}?wait=30s  → 200 the model's answer (OIP response JSON),
 //	                            202 {"id":"...","status":"pending"} when the wait ends first,
 //	                            404 for an id it does not know
@@ -126,26 +129,51 @@ func (f *httpFront) postJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "the body is not JSON")
 		return
 	}
+	wait, err := waitParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	id := f.ids.next()
 	if err := f.backend.enqueue(r.Context(), id, model, body); err != nil {
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("enqueue %s: %v", id, err))
 		return
 	}
+	if wait > 0 {
+		// ?wait= on the POST is the peer's form of inferq's Prefer: wait:
+		// the answer in the POST's response when it comes in time.
+		f.answer(w, r, id, wait)
+		return
+	}
 	writeJSON(w, http.StatusAccepted, idJSON(id, ""))
+}
+
+// waitParam reads ?wait= as a duration, capped at frontMaxWait.
+func waitParam(r *http.Request) (time.Duration, error) {
+	s := r.URL.Query().Get("wait")
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, errors.New("wait: want a duration like 30s, got " + strconv.Quote(s))
+	}
+	return min(d, frontMaxWait), nil
 }
 
 // getJob answers the job's result, waiting up to ?wait for it.
 func (f *httpFront) getJob(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var wait time.Duration
-	if s := r.URL.Query().Get("wait"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			writeError(w, http.StatusBadRequest, "wait: want a duration like 30s, got "+strconv.Quote(s))
-			return
-		}
-		wait = min(d, frontMaxWait)
+	wait, err := waitParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
+	f.answer(w, r, r.PathValue("id"), wait)
+}
+
+// answer writes id's answer, waiting up to wait for it: 200 with the
+// answer, or 202 with the id when the wait ends first.
+func (f *httpFront) answer(w http.ResponseWriter, r *http.Request, id string, wait time.Duration) {
 	// wait=0 has an ended context: await still answers a result that is there.
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
@@ -315,6 +343,9 @@ type httpPeer struct {
 	front   *httpFront
 	backend frontBackend
 	api     *inferqTarget // inferq's HTTP client code and connection settings
+	// wait, from -prefer-wait, asks for the answer in the POST's response
+	// (?wait=), as inferq's clients do with Prefer: wait.
+	wait time.Duration
 }
 
 // startHTTPPeer serves backend over HTTP; on failure it closes backend.
@@ -323,7 +354,7 @@ func startHTTPPeer(name string, o options, backend frontBackend) (target, error)
 	if err := f.start(); err != nil {
 		return nil, errors.Join(fmt.Errorf("%s peer: %w", name, err), backend.Close())
 	}
-	return &httpPeer{name: name, front: f, backend: backend, api: newAPIClient(f.url, o)}, nil
+	return &httpPeer{name: name, front: f, backend: backend, api: newAPIClient(f.url, o), wait: o.preferWait}, nil
 }
 
 func (p *httpPeer) Name() string { return p.name }
@@ -335,14 +366,38 @@ func (p *httpPeer) Do(ctx context.Context, j job, start time.Time) outcome {
 	var acc struct {
 		ID string `json:"id"`
 	}
-	code, err := p.api.call(ctx, http.MethodPost, "/jobs?model="+j.model, j.body, &acc)
-	submit := time.Since(sent)
-	switch {
-	case err != nil:
-		return outcome{kind: errSubmitTransport, detail: err.Error()}
-	case code != http.StatusAccepted || acc.ID == "":
-		return outcome{kind: fmt.Sprintf("submit_%d", code), detail: "POST /jobs?model=" + j.model}
+	post := "/jobs?model=" + j.model
+	var early struct {
+		ID      string       `json:"id"`
+		Outputs []tensorJSON `json:"outputs"`
 	}
+	if p.wait > 0 {
+		post += "&wait=" + p.wait.String()
+		code, err := p.api.call(ctx, http.MethodPost, post, j.body, &early)
+		if err == nil && code == http.StatusOK {
+			done := time.Now()
+			if err := verifyAnswer(j, early.Outputs); err != nil {
+				return outcome{kind: errWrongResult, detail: "POST with wait: " + err.Error()}
+			}
+			return outcome{done: done, submit: done.Sub(sent)}
+		}
+		if err != nil {
+			return outcome{kind: errSubmitTransport, detail: err.Error()}
+		}
+		if code != http.StatusAccepted || early.ID == "" {
+			return outcome{kind: fmt.Sprintf("submit_%d", code), detail: "POST " + post}
+		}
+		acc.ID = early.ID
+	} else {
+		code, err := p.api.call(ctx, http.MethodPost, post, j.body, &acc)
+		switch {
+		case err != nil:
+			return outcome{kind: errSubmitTransport, detail: err.Error()}
+		case code != http.StatusAccepted || acc.ID == "":
+			return outcome{kind: fmt.Sprintf("submit_%d", code), detail: "POST " + post}
+		}
+	}
+	submit := time.Since(sent)
 	path := "/jobs/" + acc.ID + "?wait=" + longPoll.String()
 	for {
 		var answer struct {

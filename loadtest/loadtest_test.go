@@ -651,10 +651,27 @@ func TestHTTPFront(t *testing.T) {
 	if o := checkPeerAnswer(j, acc.ID, body, time.Now(), 0); o.kind != "" {
 		t.Fatalf("answer: %s %s", o.kind, o.detail)
 	}
+	// ?wait= on the POST: the answer in its response, or 202 when the wait
+	// ends first.
+	time.AfterFunc(100*time.Millisecond, p.release)
+	code, body = do("POST", "/jobs?model=simple&wait=10s", string(j.body))
+	if code != http.StatusOK {
+		t.Fatalf("POST with wait: %d %s", code, body)
+	}
+	if o := checkPeerAnswer(j, "", body, time.Now(), 0); o.kind != "" {
+		t.Fatalf("POST with wait, answer: %s %s", o.kind, o.detail)
+	}
+	code, body = do("POST", "/jobs?model=simple&wait=1ms", string(j.body))
+	var late struct{ ID, Status string }
+	if code != http.StatusAccepted || json.Unmarshal(body, &late) != nil || late.ID == "" || late.Status != "pending" {
+		t.Fatalf("POST with a wait that ends first: %d %s", code, body)
+	}
+	p.release()
 	cases := []struct {
 		name, method, path, body string
 		code                     int
 	}{
+		{"bad POST wait", "POST", "/jobs?model=simple&wait=soon", string(j.body), http.StatusBadRequest},
 		{"taken already", "GET", "/jobs/" + acc.ID, "", http.StatusNotFound},
 		{"unknown id", "GET", "/jobs/nope?wait=1ms", "", http.StatusNotFound},
 		{"bad wait", "GET", "/jobs/" + acc.ID + "?wait=soon", "", http.StatusBadRequest},
@@ -685,5 +702,18 @@ func TestHTTPPeer(t *testing.T) {
 	}
 	if s.System != "fake-http" || s.Errors != 0 || s.Jobs == 0 {
 		t.Fatalf("%d jobs, errors %v %v", s.Jobs, s.ByKind, s.Details)
+	}
+	// With -prefer-wait the answer comes in the POST's response.
+	o.preferWait = 10 * time.Second
+	tg, err = startHTTPPeer("fake-http", o, &fakePipeline{boxes: newMailboxes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = runTarget(context.Background(), tg, newWorkload(o), o, io.Discard)
+	if err := tg.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	if s.Errors != 0 || s.Jobs == 0 {
+		t.Fatalf("with -prefer-wait: %d jobs, errors %v %v", s.Jobs, s.ByKind, s.Details)
 	}
 }

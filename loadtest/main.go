@@ -112,7 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.tokens, "tokens", 32, "generate models: max_tokens per job")
 	fs.DurationVar(&o.tokenGap, "token-interval", 0, "repeat: time between tokens (its interval_ms)")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", 60*time.Second, "a job not finished after this counts as lost")
-	fs.DurationVar(&o.preferWait, "prefer-wait", 0, "inferq: send the header Prefer: wait=N (whole seconds) with each non-streaming submission, so a job that ends in time is answered by the POST (0: POST then long-poll GET)")
+	fs.DurationVar(&o.preferWait, "prefer-wait", 0, "inferq: send the header Prefer: wait=N (whole seconds) with each non-streaming submission, so a job that ends in time is answered by the POST; the -http peers get ?wait=N on their POST for the same (0: POST then long-poll GET)")
 	fs.IntVar(&o.maxInFlight, "max-inflight", 4096, "open loop: most jobs outstanding at once; later sends wait, and their wait counts in their latency")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated inputs (the same for every system)")
 	fs.BoolVar(&o.compare, "compare", false, "also run the workload through asynq and a bare JetStream work queue, each directly and behind an HTTP front door")

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -103,6 +104,9 @@ func compareNotes(o options) []string {
 		"same workload, same seed, same verification, one system after the other on the same machine",
 		"inferq batches jobs per model; the peers have no batching (one job is one task or message)",
 		"http=yes: the client POSTs the job and long-polls GET ...?wait=30s for its answer, with the same HTTP client code and settings as for inferq; http=no: the client calls the queue's own Go client in-process",
+	}
+	if o.preferWait > 0 {
+		notes = append(notes, fmt.Sprintf("-prefer-wait %s: one HTTP request per job when the answer comes in time: inferq's POST carries Prefer: wait=%d, the -http peers' POST carries ?wait=%s", o.preferWait, int64(o.preferWait/time.Second), o.preferWait))
 	}
 	ran := func(names ...string) bool {
 		return slices.ContainsFunc(names, func(n string) bool { return slices.Contains(o.peers, n) })

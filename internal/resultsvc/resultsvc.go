@@ -249,31 +249,35 @@ func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEve
 		"resultsvc apply", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
 	defer span.End()
-	span.SetAttributes(attribute.String("inferq.job_id", ev.JobId), attribute.String("inferq.model", ev.Model),
-		attribute.String("inferq.batch_id", ev.BatchId), attribute.String("inferq.status", ev.Status.String()))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("inferq.job_id", ev.JobId), attribute.String("inferq.model", ev.Model),
+			attribute.String("inferq.batch_id", ev.BatchId), attribute.String("inferq.status", ev.Status.String()))
+	}
 	u, err := updateOf(ev)
 	if err != nil {
 		s.opt.Log.Error("invalid event dropped", "job", ev.JobId, "status", ev.Status.String(), "err", err)
 		return true
 	}
 	st := u.Status
-	log := s.opt.Log.With("job", ev.JobId, "model", ev.Model)
+	// The job and model go on each line; a logger With them would cost an
+	// allocation per event for lines most events never write.
+	log := s.opt.Log
 	if ev.Status == inferqpb.Status_STATUS_SUCCEEDED && st == results.Failed {
-		log.Error("model output cannot be rendered", "err", u.Error.Message)
+		log.Error("model output cannot be rendered", "job", ev.JobId, "model", ev.Model, "err", u.Error.Message)
 	}
 	rec, changed, err := s.opt.Store.Apply(ctx, u)
 	switch {
 	case errors.Is(err, results.ErrNotFound):
 		// The record expired, and the event cannot create it.
 		s.opt.Own.EventsApplied.WithLabelValues(string(st), "unknown").Inc()
-		log.Warn("event for unknown job dropped", "status", st)
+		log.Warn("event for unknown job dropped", "job", ev.JobId, "model", ev.Model, "status", st)
 		return true
 	case err != nil && (errors.Is(err, nats.ErrMaxPayload) || delivered >= maxEventTries):
 		// The change itself cannot be stored (a result larger than the
 		// store takes), or has failed too often: end the job failed with a
 		// small record instead, so that it still ends. With the store down
 		// this fails too, and the event waits as below.
-		if s.unstorable(ctx, ev, u, err, log) {
+		if s.unstorable(ctx, ev, u, err, log.With("job", ev.JobId, "model", ev.Model)) {
 			return true
 		}
 		span.SetStatus(codes.Error, "event not applied")
@@ -281,7 +285,7 @@ func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEve
 	case err != nil:
 		// Store down or slow: leave the event in JetStream and try again.
 		span.SetStatus(codes.Error, "event not applied")
-		log.Warn("event not applied; will retry", "status", st, "err", err, "delivery", delivered)
+		log.Warn("event not applied; will retry", "job", ev.JobId, "model", ev.Model, "status", st, "err", err, "delivery", delivered)
 		return false
 	}
 	if !s.queueWebhook(ctx, rec, log) {
@@ -298,7 +302,9 @@ func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEve
 		if rec.FinishedAt != nil {
 			s.opt.Own.JobDuration.WithLabelValues(rec.Model, string(rec.Status)).Observe(rec.FinishedAt.Sub(rec.CreatedAt).Seconds())
 		}
-		log.Info("job finished", "status", rec.Status, "attempt", rec.Attempts)
+		if log.Enabled(ctx, slog.LevelInfo) { // the arguments cost allocations even when not written
+			log.Info("job finished", "job", ev.JobId, "model", ev.Model, "status", rec.Status, "attempt", rec.Attempts)
+		}
 	}
 	return true
 }
@@ -315,7 +321,7 @@ func (s *Service) queueWebhook(ctx context.Context, rec *results.Record, log *sl
 		return true
 	}
 	if err := webhook.Enqueue(ctx, s.opt.JS, s.opt.Topology, rec.Model, webhook.JobDelivery(rec)); err != nil {
-		log.Warn("webhook not queued; will retry", "err", err)
+		log.Warn("webhook not queued; will retry", "job", rec.ID, "model", rec.Model, "err", err)
 		return false
 	}
 	return true
