@@ -616,8 +616,15 @@ func TestMetricsPerBatcher(t *testing.T) {
 
 // TestGateHoldsWhileWorkersBusy: while the only worker holds a batch and
 // has no slot waiting for another, a ready batch is held back and keeps
-// growing; it goes as soon as the worker waits for one again.
+// growing; it goes as soon as the worker waits for one again. Workers
+// that put their counts in their notices drive the gate as well as the
+// server's counts do for those that do not.
 func TestGateHoldsWhileWorkersBusy(t *testing.T) {
+	t.Run("server counts", func(t *testing.T) { gateHoldsWhileWorkersBusy(t, false) })
+	t.Run("worker counts", func(t *testing.T) { gateHoldsWhileWorkersBusy(t, true) })
+}
+
+func gateHoldsWhileWorkersBusy(t *testing.T, counts bool) {
 	h := newHarness(t, testModel("m", 32, 5*time.Millisecond, false), 30*time.Second, func(o *Options) {
 		o.MaxWaitingBatches = 0 // the default gate
 	})
@@ -637,9 +644,20 @@ func TestGateHoldsWhileWorkersBusy(t *testing.T) {
 		}
 		return nil, fmt.Errorf("no batch to take: %v", msgs.Error())
 	}
-	notify := func() {
+	// notify is the worker's notice: taken names the batch it took, or is
+	// empty when its slot waits again.
+	notify := func(taken string) {
 		t.Helper()
-		if err := h.n.Conn.Publish(h.topo.TakenSubject(h.m.Name), nil); err != nil {
+		msg := &nats.Msg{Subject: h.topo.TakenSubject(h.m.Name), Data: []byte(taken)}
+		if counts {
+			waiting, held := "0", "1"
+			if taken == "" {
+				waiting, held = "1", "0"
+			}
+			msg.Header = nats.Header{jetstream.HeaderWorker: []string{"w1"},
+				jetstream.HeaderWaiting: []string{waiting}, jetstream.HeaderHeld: []string{held}}
+		}
+		if err := h.n.Conn.PublishMsg(msg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -651,7 +669,7 @@ func TestGateHoldsWhileWorkersBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notify()
+	notify("batch-1")
 
 	for _, id := range []string{"b", "c", "d", "e"} {
 		h.job(1, id, 1, time.Time{})
@@ -680,7 +698,7 @@ func TestGateHoldsWhileWorkersBusy(t *testing.T) {
 	// the batcher re-checks on every notice, so notify until it is seen.
 	deadline := time.After(5 * time.Second)
 	for {
-		notify()
+		notify("")
 		select {
 		case msg := <-next:
 			if msg == nil {

@@ -292,8 +292,12 @@ func (g *gate) run(ctx context.Context) {
 			continue
 		}
 		g.mu.Lock()
-		g.pending, g.waiting, g.held = int(info.NumPending), info.NumWaiting, info.NumAckPending
-		g.refreshed = time.Now()
+		g.pending = int(info.NumPending)
+		if g.refreshed = time.Now(); !g.toldLocked(g.refreshed) {
+			// Told by the workers, their own counts are newer than an
+			// answer that may have left the server before their notice.
+			g.waiting, g.held = info.NumWaiting, info.NumAckPending
+		}
 		g.mu.Unlock()
 		signal(g.changed)
 	}
