@@ -24,7 +24,16 @@ import (
 // because encoding/json would compact and HTML-escape it and the bytes must
 // come back unchanged.
 func encodeRecord(rec *Record) ([]byte, error) {
-	b := make([]byte, 0, 192+len(rec.ID)+len(rec.Tenant)+len(rec.Model)+len(rec.Version)+len(rec.Result))
+	// The fixed part of a finished record is about 260 bytes; strings may
+	// grow by escaping, which append then handles.
+	size := 288 + len(rec.ID) + len(rec.Tenant) + len(rec.Model) + len(rec.Version) + len(rec.Result)
+	if rec.Error != nil {
+		size += 32 + len(rec.Error.Code) + len(rec.Error.Message)
+	}
+	if rec.Webhook != nil {
+		size += 80 + len(rec.Webhook.URL) + len(rec.Webhook.LastError)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, `{"id":`...)
 	b = jsonstr.Append(b, rec.ID)
 	if rec.Tenant != "" {
