@@ -12,8 +12,8 @@ import (
 )
 
 // The KV store's record codec is written by hand: every change notice a
-// waiting GET hears carries a record, and encoding/json's reflection was the
-// largest single cost of the broker per job. The JSON is byte for byte what
+// waiting GET hears carries a record, and encoding/json's reflection on
+// records took about 4% of the broker's CPU under load. The JSON is byte for byte what
 // json.Marshal writes for Record's struct tags, and the decoder takes exactly
 // what json.Unmarshal takes, with the same result (the tests check both
 // against encoding/json).
