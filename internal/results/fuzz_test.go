@@ -1,43 +1,6 @@
 package results
 
-import (
-	"encoding/json"
-	"testing"
-	"time"
-)
-
-// FuzzDecodeRecord feeds arbitrary stored values to the KV decoder: it must
-// never panic, and whatever it accepts must survive encode/decode unchanged.
-func FuzzDecodeRecord(f *testing.F) {
-	started := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
-	good, err := encodeRecord(&Record{ID: "x", Model: "m", Status: Running, CreatedAt: started, StartedAt: &started,
-		Attempts: 2, Error: &Error{Code: "c"}, Result: json.RawMessage(`{"a": [1, 2]}`)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(good)
-	f.Add([]byte(`{}`))
-	f.Add([]byte(`{"status":"queued","result":null}`))
-	f.Add([]byte(`{"status":"succeeded","created_at":"not a time"}`))
-	f.Add([]byte(`[`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		rec, err := decodeRecord(b)
-		if err != nil {
-			return
-		}
-		again, err := encodeRecord(rec)
-		if err != nil {
-			return // e.g. a year outside what time.Time marshals
-		}
-		rec2, err := decodeRecord(again)
-		if err != nil {
-			t.Fatalf("re-encoded record %q does not decode: %v", again, err)
-		}
-		if string(rec2.Result) != string(rec.Result) || rec2.Status != rec.Status || rec2.Attempts != rec.Attempts {
-			t.Fatalf("round trip changed the record: %+v -> %+v", rec, rec2)
-		}
-	})
-}
+import "testing"
 
 // FuzzDecodeHash feeds arbitrary hash fields to the Redis decoder: it must
 // never panic, and whatever it accepts must survive encode/decode unchanged.

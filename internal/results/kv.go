@@ -2,7 +2,6 @@ package results
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -258,41 +257,4 @@ func (s *KVStore) Close() error {
 		_ = s.sub.Unsubscribe()
 	})
 	return nil
-}
-
-// encodeRecord renders rec as its API JSON. The result is spliced in as is
-// (it was validated on the way in), because encoding/json would compact and
-// HTML-escape it and the bytes must come back unchanged.
-func encodeRecord(rec *Record) ([]byte, error) {
-	r := *rec
-	r.Result = nil
-	b, err := json.Marshal(&r)
-	if err != nil {
-		return nil, fmt.Errorf("encode record: %w", err)
-	}
-	if len(rec.Result) == 0 {
-		return b, nil
-	}
-	out := make([]byte, 0, len(b)+len(rec.Result)+16)
-	out = append(out, b[:len(b)-1]...) // drop the closing brace
-	out = append(out, `,"result":`...)
-	out = append(out, rec.Result...)
-	return append(out, '}'), nil
-}
-
-// decodeRecord parses a stored value. json.RawMessage keeps the result's
-// bytes exactly as they appear in the value.
-func decodeRecord(b []byte) (*Record, error) {
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%w: %w", errCorrupt, err)
-	}
-	if !rec.Status.Valid() {
-		return nil, fmt.Errorf("%w: status %q", errCorrupt, rec.Status)
-	}
-	rec.CreatedAt = rec.CreatedAt.UTC()
-	rec.StartedAt = utcPtr(rec.StartedAt)
-	rec.FinishedAt = utcPtr(rec.FinishedAt)
-	rec.raw = b
-	return &rec, nil
 }

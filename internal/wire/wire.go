@@ -5,7 +5,9 @@ package wire
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
+	"github.com/inferq/inferq/internal/jsonstr"
 	"github.com/inferq/inferq/pkg/tensor"
 	"github.com/inferq/inferq/schemas/inferqpb"
 )
@@ -56,24 +58,74 @@ func (r BlobRef) Proto() *inferqpb.BlobRef {
 	return &inferqpb.BlobRef{Name: r.Name, Size: r.Size, Sha256: r.Sha256}
 }
 
-// ResponseJSON renders a job's outputs as an OIP inference response.
+// ResponseJSON renders a job's outputs as an OIP inference response. It is
+// on every job's path, so it appends the JSON by hand instead of going
+// through encoding/json: the bytes are exactly what json.Marshal writes for a
+// Response of *tensor.JSON and *RefJSON outputs (the tests hold it to that).
 func ResponseJSON(model, version, id string, outputs []*inferqpb.Tensor) (json.RawMessage, error) {
-	r := Response{ModelName: model, ModelVersion: version, ID: id, Outputs: make([]any, 0, len(outputs))}
+	size := 64 + len(model) + len(version) + len(id)
 	for _, o := range outputs {
+		size += 96 + len(o.GetName()) + 8*len(o.GetShape()) + 2*len(o.GetData())
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"model_name":`...)
+	b = jsonstr.Append(b, model)
+	if version != "" {
+		b = append(b, `,"model_version":`...)
+		b = jsonstr.Append(b, version)
+	}
+	b = append(b, `,"id":`...)
+	b = jsonstr.Append(b, id)
+	b = append(b, `,"outputs":[`...)
+	for i, o := range outputs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = jsonstr.Append(b, o.GetName())
 		if ref := o.GetRef(); ref != nil {
-			r.Outputs = append(r.Outputs, &RefJSON{Name: o.GetName(), Shape: o.GetShape(), Datatype: o.GetDatatype(),
-				Parameters: map[string]BlobRef{BlobParam: {Name: ref.Name, Size: ref.Size, Sha256: ref.Sha256}}})
+			// RefJSON: the shape as it is (null when nil), no data.
+			b = append(b, `,"shape":`...)
+			b = appendShape(b, o.GetShape(), true)
+			b = append(b, `,"datatype":`...)
+			b = jsonstr.Append(b, o.GetDatatype())
+			b = append(b, `,"parameters":{"`+BlobParam+`":{"name":`...)
+			b = jsonstr.Append(b, ref.GetName())
+			b = append(b, `,"size":`...)
+			b = strconv.AppendUint(b, ref.GetSize(), 10)
+			b = append(b, `,"sha256":`...)
+			b = jsonstr.Append(b, ref.GetSha256())
+			b = append(b, "}}}"...)
 			continue
 		}
-		j, err := tensor.ToJSON(FromProto(o))
-		if err != nil {
+		// tensor.JSON from tensor.ToJSON: the shape copied (never null),
+		// no parameters, the data as AppendJSONData writes it.
+		b = append(b, `,"shape":`...)
+		b = appendShape(b, o.GetShape(), false)
+		b = append(b, `,"datatype":`...)
+		b = jsonstr.Append(b, o.GetDatatype())
+		b = append(b, `,"data":`...)
+		var err error
+		if b, err = tensor.AppendJSONData(b, FromProto(o)); err != nil {
 			return nil, fmt.Errorf("output %q: %w", o.GetName(), err)
 		}
-		r.Outputs = append(r.Outputs, j)
+		b = append(b, '}')
 	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("encode response: %w", err)
+	return append(b, "]}"...), nil
+}
+
+// appendShape appends a shape as a JSON array; a nil shape is null when
+// nilIsNull (as encoding/json writes a nil slice), else [].
+func appendShape(b []byte, shape []int64, nilIsNull bool) []byte {
+	if shape == nil && nilIsNull {
+		return append(b, "null"...)
 	}
-	return b, nil
+	b = append(b, '[')
+	for i, d := range shape {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, d, 10)
+	}
+	return append(b, ']')
 }
