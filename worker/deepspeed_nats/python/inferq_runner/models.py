@@ -103,17 +103,13 @@ class TinyGPTLM:
         return logits[:, -1, :].float(), new_cache
 
     def select_cache(self, cache: list[LayerKV], idx: torch.Tensor) -> list[LayerKV] | None:
-        return [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in cache]
+        return [kv.select(idx) for kv in cache]
 
     def merge_cache(self, a: list[LayerKV], a_width: int, b: list[LayerKV], b_width: int) -> list[LayerKV]:
-        w = max(a_width, b_width)
-        return [
-            (torch.cat([pad_kv_left(ka, w), pad_kv_left(kb, w)]), torch.cat([pad_kv_left(va, w), pad_kv_left(vb, w)]))
-            for (ka, va), (kb, vb) in zip(a, b)
-        ]
+        return [LayerKV.merge(x, y) for x, y in zip(a, b)]
 
     def trim_cache(self, cache: list[LayerKV], start: int) -> list[LayerKV]:
-        return [(k[:, :, start:], v[:, :, start:]) for k, v in cache]
+        return [kv.trim(start) for kv in cache]
 
 
 class HFLM:
