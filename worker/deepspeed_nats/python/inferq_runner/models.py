@@ -13,6 +13,7 @@ from . import inferq_pb2 as pb
 from .continuous import DEFAULT_MAX_STEP_TOKENS, pad_kv_left
 from .generate import CANCELLED, EXPIRED, CausalLM, OnChunk, Request, generate
 from .sampling import GenParams, ParamError, parse_params
+from .sim import SimGPTLM
 from .tensors import TensorError, bytes_tensor, decode_bytes, from_torch, to_torch
 from .text import ByteDetokenizer, ByteTokenizer, HFDetokenizer
 from .tiny import LayerKV, build_tiny_gpt, build_tiny_mlp
@@ -381,7 +382,15 @@ def load(
         if src.path == "tiny-mlp":
             net = maybe_deepspeed(build_tiny_mlp().to(dev, dt), use_deepspeed, tp_size, dt, False)
             return TensorModel(_tiny_mlp_fn(net, dt), dev, capacity)
-        raise sources.LoadError("unknown built-in model %r (have builtin:tiny-gpt, builtin:tiny-mlp)" % source)
+        if src.path == "sim-gpt":
+            try:
+                sim = SimGPTLM.from_params(dict(options.get("params") or {}))
+            except ValueError as e:
+                raise sources.LoadError(str(e))
+            return GenerateModel(sim, capacity, **gen_opts)
+        raise sources.LoadError(
+            "unknown built-in model %r (have builtin:tiny-gpt, builtin:tiny-mlp, builtin:sim-gpt)" % source
+        )
     if src.scheme == "hf":
         if not os.path.isdir(src.path):
             raise sources.LoadError("hf:%s: no such directory" % src.path)
