@@ -40,11 +40,13 @@ class LayerKV:
         self.k, self.v, self.n = k, v, n
 
     @classmethod
-    def empty(cls, like: torch.Tensor, capacity: int) -> "LayerKV":
-        """Zeroed buffers shaped like like ([B, heads, S, d]) with room for capacity positions."""
+    def empty(cls, like: torch.Tensor, capacity: int, rows: int = 0) -> "LayerKV":
+        """Buffers shaped like like ([B, heads, S, d]; rows instead of B when
+        given) with room for capacity positions. They are not zeroed: only
+        the live positions are ever read."""
         b, h, _, d = like.shape
-        k = torch.zeros((b, h, capacity, d), dtype=like.dtype, device=like.device)
-        return cls(k, torch.zeros_like(k), 0)
+        k = torch.empty((rows or b, h, capacity, d), dtype=like.dtype, device=like.device)
+        return cls(k, torch.empty_like(k), 0)
 
     @property
     def capacity(self) -> int:
@@ -82,14 +84,18 @@ class LayerKV:
         """Stacks a's rows over b's, each right-aligned (left-padded with
         zeros) to the wider of the two."""
         w = max(a.n, b.n)
-        rows, h, _, d = a.k.shape
-        k = torch.zeros((rows + b.k.shape[0], h, _capacity(w), d), dtype=a.k.dtype, device=a.k.device)
-        v = torch.zeros_like(k)
-        k[:rows, :, w - a.n : w] = a.keys()
-        v[:rows, :, w - a.n : w] = a.values()
-        k[rows:, :, w - b.n : w] = b.keys()
-        v[rows:, :, w - b.n : w] = b.values()
-        return LayerKV(k, v, w)
+        rows = a.k.shape[0]
+        out = LayerKV.empty(a.k, _capacity(w), rows + b.k.shape[0])
+        out.n = w
+        for part, src in ((slice(0, rows), a), (slice(rows, None), b)):
+            pad = w - src.n
+            # Padding is masked out, but zero weight times garbage (NaN) is
+            # still NaN: padding columns hold zeros.
+            out.k[part, :, :pad] = 0
+            out.v[part, :, :pad] = 0
+            out.k[part, :, pad:w] = src.keys()
+            out.v[part, :, pad:w] = src.values()
+        return out
 
 
 class _Block(nn.Module):
