@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import inferq_pb2 as pb
-from .continuous import DEFAULT_MAX_STEP_TOKENS, pad_kv_left
+from .continuous import DEFAULT_JOIN_EVERY_STEPS, DEFAULT_MAX_STEP_TOKENS, pad_kv_left
 from .generate import CANCELLED, EXPIRED, CausalLM, OnChunk, Request, generate
 from .sampling import GenParams, ParamError, parse_params
 from .sim import SimGPTLM
@@ -223,6 +223,7 @@ class GenerateModel:
         continuous: bool = False,
         max_num_seqs: int = 0,
         max_step_tokens: int = DEFAULT_MAX_STEP_TOKENS,
+        join_every_steps: int = DEFAULT_JOIN_EVERY_STEPS,
     ) -> None:
         self.lm, self.device, self.capacity = lm, lm.device, capacity
         # continuous: the server runs a decode loop that batches join and
@@ -230,6 +231,7 @@ class GenerateModel:
         self.continuous = continuous
         self.max_num_seqs = max_num_seqs or capacity
         self.max_step_tokens = max_step_tokens
+        self.join_every_steps = join_every_steps
 
     def prepare(
         self, batch: pb.Batch, emit: Emit, cancelled: Cancelled
@@ -373,6 +375,7 @@ def load(
         "continuous": True if cont is None else bool(cont),
         "max_num_seqs": int(options.get("max_num_seqs") or capacity),
         "max_step_tokens": int(options.get("max_step_tokens") or DEFAULT_MAX_STEP_TOKENS),
+        "join_every_steps": int(options.get("join_every_steps") or DEFAULT_JOIN_EVERY_STEPS),
     }
     if src.scheme == "builtin":
         if src.path == "tiny-gpt":
