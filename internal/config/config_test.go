@@ -55,6 +55,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if mt, _ := g.Param("max_tokens"); *mt.Max != 4096 || string(mt.DefaultJSON()) != "16" {
 		t.Errorf("tiny-gpt max_tokens %+v", mt)
 	}
+	if g.Batching.JoinEverySteps != DefaultJoinEverySteps || DefaultJoinEverySteps != 8 {
+		t.Errorf("tiny-gpt join_every_steps %d, want the default 8", g.Batching.JoinEverySteps)
+	}
 	if got := cfg.Unserved(); len(got) != 1 || got[0] != "tiny-gpt" {
 		t.Errorf("unserved %v, want [tiny-gpt]", got)
 	}
@@ -174,6 +177,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"max_tokens above limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: 100, parameters: [{name: max_tokens, type: int, max: 200}]}]", `max 200 is above max_tokens_limit 100`},
 		{"limit on tensor model", "models: [{name: m, runner: {builtin: simple}, max_tokens_limit: 100}]", `max_tokens_limit applies to generate models only`},
 		{"zero seqs", "models: [{name: m, runner: {builtin: repeat}, batching: {max_num_seqs: -1}}]", `max_num_seqs and batching.max_step_tokens must be positive`},
+		{"join every -1 steps", "models: [{name: m, runner: {builtin: repeat}, batching: {join_every_steps: -1}}]", `batching.join_every_steps must be at least 1, got -1`},
 		{"negative limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: -1}]", `max_tokens_limit -1 must be positive`},
 		{"chat template syntax", "models: [{name: m, runner: {builtin: repeat}, chat_template: '{{range .Messages}'}]", `model "m": chat_template: template: m:1:`},
 		{"chat template on tensor model", "models: [{name: m, runner: {builtin: simple}, chat_template: 'x'}]", `chat_template applies to generate models only`},

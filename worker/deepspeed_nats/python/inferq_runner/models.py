@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from . import inferq_pb2 as pb
-from .continuous import DEFAULT_MAX_STEP_TOKENS, pad_kv_left
+from .continuous import DEFAULT_JOIN_EVERY_STEPS, DEFAULT_MAX_STEP_TOKENS, pad_kv_left
 from .generate import CANCELLED, EXPIRED, CausalLM, OnChunk, Request, generate
 from .sampling import GenParams, ParamError, parse_params
+from .sim import SimGPTLM
 from .tensors import TensorError, bytes_tensor, decode_bytes, from_torch, to_torch
 from .text import ByteDetokenizer, ByteTokenizer, HFDetokenizer
 from .tiny import LayerKV, build_tiny_gpt, build_tiny_mlp
@@ -103,17 +104,13 @@ class TinyGPTLM:
         return logits[:, -1, :].float(), new_cache
 
     def select_cache(self, cache: list[LayerKV], idx: torch.Tensor) -> list[LayerKV] | None:
-        return [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in cache]
+        return [kv.select(idx) for kv in cache]
 
     def merge_cache(self, a: list[LayerKV], a_width: int, b: list[LayerKV], b_width: int) -> list[LayerKV]:
-        w = max(a_width, b_width)
-        return [
-            (torch.cat([pad_kv_left(ka, w), pad_kv_left(kb, w)]), torch.cat([pad_kv_left(va, w), pad_kv_left(vb, w)]))
-            for (ka, va), (kb, vb) in zip(a, b)
-        ]
+        return [LayerKV.merge(x, y) for x, y in zip(a, b)]
 
     def trim_cache(self, cache: list[LayerKV], start: int) -> list[LayerKV]:
-        return [(k[:, :, start:], v[:, :, start:]) for k, v in cache]
+        return [kv.trim(start) for kv in cache]
 
 
 class HFLM:
@@ -226,6 +223,7 @@ class GenerateModel:
         continuous: bool = False,
         max_num_seqs: int = 0,
         max_step_tokens: int = DEFAULT_MAX_STEP_TOKENS,
+        join_every_steps: int = DEFAULT_JOIN_EVERY_STEPS,
     ) -> None:
         self.lm, self.device, self.capacity = lm, lm.device, capacity
         # continuous: the server runs a decode loop that batches join and
@@ -233,6 +231,7 @@ class GenerateModel:
         self.continuous = continuous
         self.max_num_seqs = max_num_seqs or capacity
         self.max_step_tokens = max_step_tokens
+        self.join_every_steps = join_every_steps
 
     def prepare(
         self, batch: pb.Batch, emit: Emit, cancelled: Cancelled
@@ -376,6 +375,7 @@ def load(
         "continuous": True if cont is None else bool(cont),
         "max_num_seqs": int(options.get("max_num_seqs") or capacity),
         "max_step_tokens": int(options.get("max_step_tokens") or DEFAULT_MAX_STEP_TOKENS),
+        "join_every_steps": int(options.get("join_every_steps") or DEFAULT_JOIN_EVERY_STEPS),
     }
     if src.scheme == "builtin":
         if src.path == "tiny-gpt":
@@ -385,7 +385,15 @@ def load(
         if src.path == "tiny-mlp":
             net = maybe_deepspeed(build_tiny_mlp().to(dev, dt), use_deepspeed, tp_size, dt, False)
             return TensorModel(_tiny_mlp_fn(net, dt), dev, capacity)
-        raise sources.LoadError("unknown built-in model %r (have builtin:tiny-gpt, builtin:tiny-mlp)" % source)
+        if src.path == "sim-gpt":
+            try:
+                sim = SimGPTLM.from_params(dict(options.get("params") or {}))
+            except ValueError as e:
+                raise sources.LoadError(str(e))
+            return GenerateModel(sim, capacity, **gen_opts)
+        raise sources.LoadError(
+            "unknown built-in model %r (have builtin:tiny-gpt, builtin:tiny-mlp, builtin:sim-gpt)" % source
+        )
     if src.scheme == "hf":
         if not os.path.isdir(src.path):
             raise sources.LoadError("hf:%s: no such directory" % src.path)

@@ -163,7 +163,12 @@ class Server:
             use_deepspeed = bool(a.deepspeed or opts.get("deepspeed"))
             self.model = load_model(source, device, dtype, use_deepspeed, a.tp_size, opts)
             if isinstance(self.model, GenerateModel) and self.model.continuous:
-                self.engine = Engine(self.model.lm, self.model.max_num_seqs, self.model.max_step_tokens)
+                self.engine = Engine(
+                    self.model.lm,
+                    self.model.max_num_seqs,
+                    self.model.max_step_tokens,
+                    join_every_steps=self.model.join_every_steps,
+                )
             log.info(
                 "loaded %s (%s) as %s on %s in %.1fs",
                 load.model or source,

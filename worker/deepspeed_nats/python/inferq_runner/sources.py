@@ -1,6 +1,6 @@
 """Model sources: one string says where a model comes from.
 
-  builtin:NAME            a built-in test model (tiny-gpt, tiny-mlp)
+  builtin:NAME            a built-in test model (tiny-gpt, tiny-mlp, sim-gpt)
   torchscript:PATH        a TorchScript file, inputs and outputs named and typed by the model config
   python:MODULE:FACTORY   the user's own Python (see api.py)
   hf:PATH                 a Hugging Face causal-LM directory; a bare directory path means the same

@@ -111,6 +111,47 @@ class ContinuousTest(unittest.TestCase):
         self.assertEqual((done["zero"].reason, done["zero"].tokens), ("length", []))
         self.assertEqual(done["ok"].tokens, self.alone(lm, "x", greedy(3)).tokens)
 
+    def test_grouped_admission_waits_for_a_group_or_the_oldest_to_age(self):
+        lm = tiny_lm()
+
+        def joins_at(join_every, adds):
+            """Steps at which sequences joined; adds maps a step to how many
+            short sequences to add then, beside one long running sequence."""
+            engine = Engine(lm, max_num_seqs=8, join_every_steps=join_every)  # a group is 2
+            engine.add("long", Request(lm.encode("long"), greedy(40)))
+            seen, keys = [], 0
+            for step in range(30):
+                for _ in range(adds.get(step, 0)):
+                    engine.add(keys, Request(lm.encode("q%d" % keys), greedy(3)))
+                    keys += 1
+                finished, st = engine.step()
+                if st.joined:
+                    seen.append((step, st.joined))
+            return seen
+
+        self.assertEqual(joins_at(1, {5: 1}), [(0, 1), (5, 1)])  # today's behaviour: at once
+        self.assertEqual(joins_at(4, {5: 1}), [(0, 1), (8, 1)])  # alone: after 3 more steps
+        self.assertEqual(joins_at(4, {5: 1, 6: 1}), [(0, 1), (6, 2)])  # a group of 2 joins at once
+        self.assertEqual(joins_at(4, {5: 3}), [(0, 1), (5, 3)])  # 3 waiting fill a group
+
+    def test_grouped_admission_keeps_tokens_and_ends_cancelled_waiters_at_once(self):
+        lm = tiny_lm()
+        flag: list[bool] = []
+        joins = {
+            0: [("a", Request(lm.encode("alpha"), greedy(30)))],
+            2: [
+                ("b", Request(lm.encode("bravo"), greedy(12))),
+                ("x", Request(lm.encode("cancelled"), greedy(12), is_cancelled=lambda: bool(flag))),
+            ],
+            4: [("c", Request(lm.encode("charlie"), greedy(9)))],
+        }
+        done, ended_at = run_all(Engine(lm, max_num_seqs=32, join_every_steps=16), joins, {3: [flag]})
+        self.assertEqual((done["x"].reason, ended_at["x"]), ("cancelled", 3))
+        for key, prompt, n in (("a", "alpha", 30), ("b", "bravo", 12), ("c", "charlie", 9)):
+            self.assertEqual(done[key].tokens, self.alone(lm, prompt, greedy(n)).tokens, key)
+        # b waited 15 steps (2 -> 17) and c joined with it: 17 + 12 tokens - 1.
+        self.assertEqual((ended_at["b"], ended_at["c"]), (17 + 11, 17 + 8))
+
 
 if __name__ == "__main__":
     unittest.main()

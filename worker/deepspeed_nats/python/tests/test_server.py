@@ -115,9 +115,13 @@ class ServerTest(unittest.TestCase):
     def test_continuous_batches_join_and_end_per_job(self):
         h = Harness("builtin:tiny-gpt")
         try:
-            h.send(load=pb.Load(model="tiny-gpt", device="cpu", options_json=b'{"max_num_seqs": 6}'))
+            h.send(
+                load=pb.Load(model="tiny-gpt", device="cpu", options_json=b'{"max_num_seqs": 6, "join_every_steps": 1}')
+            )
             f = h.next()
             self.assertEqual((f.ready.capacity, f.ready.continuous), (6, True))
+            assert h.server.engine is not None
+            self.assertEqual(h.server.engine.join_every_steps, 1)  # batching.join_every_steps from the agent
             h.send(batch=text_batch("b1", ["long one", "short"], [{"max_tokens": 60}, {"max_tokens": 3}]))
             texts: dict[tuple[str, str], str] = {}
             seqs: dict[tuple[str, str], list[int]] = {}
