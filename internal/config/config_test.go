@@ -58,6 +58,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if g.Batching.JoinEverySteps != DefaultJoinEverySteps || DefaultJoinEverySteps != 8 {
 		t.Errorf("tiny-gpt join_every_steps %d, want the default 8", g.Batching.JoinEverySteps)
 	}
+	if g.Batching.JoinAtOnceBelow != g.Batching.MaxNumSeqs/2 {
+		t.Errorf("tiny-gpt join_at_once_below %d, want half of max_num_seqs %d", g.Batching.JoinAtOnceBelow, g.Batching.MaxNumSeqs)
+	}
 	if got := cfg.Unserved(); len(got) != 1 || got[0] != "tiny-gpt" {
 		t.Errorf("unserved %v, want [tiny-gpt]", got)
 	}
@@ -178,6 +181,8 @@ func TestInvalidConfigs(t *testing.T) {
 		{"limit on tensor model", "models: [{name: m, runner: {builtin: simple}, max_tokens_limit: 100}]", `max_tokens_limit applies to generate models only`},
 		{"zero seqs", "models: [{name: m, runner: {builtin: repeat}, batching: {max_num_seqs: -1}}]", `max_num_seqs and batching.max_step_tokens must be positive`},
 		{"join every -1 steps", "models: [{name: m, runner: {builtin: repeat}, batching: {join_every_steps: -1}}]", `batching.join_every_steps must be at least 1, got -1`},
+		{"join at once below 0 seqs", "models: [{name: m, runner: {builtin: repeat}, batching: {join_at_once_below: -1}}]", `batching.join_at_once_below must be in 1..max_num_seqs (32), got -1`},
+		{"join at once above max_num_seqs", "models: [{name: m, runner: {builtin: repeat}, batching: {max_num_seqs: 4, join_at_once_below: 5}}]", `must be in 1..max_num_seqs (4), got 5`},
 		{"negative limit", "models: [{name: m, runner: {builtin: repeat}, max_tokens_limit: -1}]", `max_tokens_limit -1 must be positive`},
 		{"chat template syntax", "models: [{name: m, runner: {builtin: repeat}, chat_template: '{{range .Messages}'}]", `model "m": chat_template: template: m:1:`},
 		{"chat template on tensor model", "models: [{name: m, runner: {builtin: simple}, chat_template: 'x'}]", `chat_template applies to generate models only`},

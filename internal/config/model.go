@@ -170,6 +170,12 @@ type Batching struct {
 	// because every join costs a prefill pass. 1 joins at every step;
 	// default 8 (measured, docs/benchmarks.md).
 	JoinEverySteps int `yaml:"join_every_steps"`
+	// JoinAtOnceBelow lifts that grouping while fewer sequences than this
+	// run: a prefill then delays few rows, and under arriving traffic the
+	// running set is small most of the time, so grouping would only delay
+	// first tokens. Default max_num_seqs/2 (at least 1); 1 groups whenever
+	// anything runs.
+	JoinAtOnceBelow int `yaml:"join_at_once_below"`
 }
 
 // DefaultJoinEverySteps is batching.join_every_steps when the config leaves
@@ -311,6 +317,9 @@ func (m *Model) finish() error {
 	if m.Batching.JoinEverySteps == 0 {
 		m.Batching.JoinEverySteps = DefaultJoinEverySteps
 	}
+	if m.Batching.JoinAtOnceBelow == 0 {
+		m.Batching.JoinAtOnceBelow = max(1, m.Batching.MaxNumSeqs/2)
+	}
 	if m.Batching.MaxQueueDelay == 0 {
 		m.Batching.MaxQueueDelay = D(5 * time.Millisecond)
 	}
@@ -384,6 +393,9 @@ func (m *Model) finish() error {
 	}
 	if m.Batching.JoinEverySteps < 1 {
 		bad("batching.join_every_steps must be at least 1, got %d", m.Batching.JoinEverySteps)
+	}
+	if b := m.Batching.JoinAtOnceBelow; b < 1 || b > m.Batching.MaxNumSeqs {
+		bad("batching.join_at_once_below must be in 1..max_num_seqs (%d), got %d", m.Batching.MaxNumSeqs, b)
 	}
 	for _, p := range m.Batching.PreferredBatchSizes {
 		if p < 1 || p > m.Batching.MaxBatchSize {

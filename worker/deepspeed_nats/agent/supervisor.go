@@ -172,7 +172,7 @@ func NewProcess(m *config.Model, opt ProcessOptions) (*Process, error) {
 		"name": m.Name, "kind": m.Kind, "max_batch_size": m.Batching.MaxBatchSize, "params": m.Runner.Params,
 		"inputs": m.Inputs, "outputs": m.Outputs, "python_path": m.Runner.PythonPath, "deepspeed": m.Runner.DeepSpeed,
 		"continuous": m.ContinuousBatching(), "max_num_seqs": m.Batching.MaxNumSeqs, "max_step_tokens": m.Batching.MaxStepTokens,
-		"join_every_steps": m.Batching.JoinEverySteps,
+		"join_every_steps": m.Batching.JoinEverySteps, "join_at_once_below": m.Batching.JoinAtOnceBelow,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("model %q: runner params: %w", m.Name, err)

@@ -37,6 +37,12 @@ DEFAULT_MAX_STEP_TOKENS = 4096
 DEFAULT_JOIN_EVERY_STEPS = 8
 
 
+def default_join_at_once_below(max_num_seqs: int) -> int:
+    """Half of max_num_seqs, at least 1: below it waiting sequences join at
+    once (see Engine)."""
+    return max(1, max_num_seqs // 2)
+
+
 class MergeableLM(CausalLM[Any], Protocol):
     def merge_cache(self, a: Any, a_width: int, b: Any, b_width: int) -> Any:
         """Pads both caches on the left to max(a_width, b_width) and stacks
@@ -82,8 +88,15 @@ class Engine:
     whose step costs the same for 1 or 32 rows is as dear as a decoding step.
     So while sequences run, waiting ones join together: when the oldest has
     waited join_every_steps - 1 steps, or when at least a quarter of
-    max_num_seqs can join at once. Into an empty running set they join at
-    once. join_every_steps 1 admits at every step."""
+    max_num_seqs can join at once. join_every_steps 1 admits at every step.
+
+    While fewer than join_at_once_below sequences run (default half of
+    max_num_seqs; 1 means only into an empty set), waiting ones join at
+    once: a prefill then delays few running rows, and a mostly empty batch
+    gains little from waiting for company, while under an arriving stream
+    (an open loop) the running set is small most of the time and grouping
+    would only add up to join_every_steps - 1 steps to each first token.
+    A full set, as in a closed loop, still joins in groups."""
 
     def __init__(
         self,
@@ -92,12 +105,14 @@ class Engine:
         max_step_tokens: int = DEFAULT_MAX_STEP_TOKENS,
         on_first_token: Callable[[Any], None] | None = None,
         join_every_steps: int = DEFAULT_JOIN_EVERY_STEPS,
+        join_at_once_below: int = 0,
     ) -> None:
         self.lm = lm
         self.max_num_seqs = max(1, max_num_seqs)
         self.max_step_tokens = max(1, max_step_tokens)
         self.join_every_steps = max(1, join_every_steps)
         self.join_group = max(1, self.max_num_seqs // 4)
+        self.join_at_once_below = join_at_once_below or default_join_at_once_below(self.max_num_seqs)
         self.steps = 0  # step() calls so far: the clock of grouped admission
         self.on_first_token = on_first_token
         self.waiting: deque[_Live] = deque()
@@ -166,7 +181,7 @@ class Engine:
 
     def _join_due(self) -> bool:
         """Whether waiting sequences join the running ones at this step."""
-        if not self.rows:
+        if len(self.rows) < self.join_at_once_below:
             return True
         if self.steps - self.waiting[0].added_step >= self.join_every_steps - 1:
             return True

@@ -224,6 +224,7 @@ class GenerateModel:
         max_num_seqs: int = 0,
         max_step_tokens: int = DEFAULT_MAX_STEP_TOKENS,
         join_every_steps: int = DEFAULT_JOIN_EVERY_STEPS,
+        join_at_once_below: int = 0,
     ) -> None:
         self.lm, self.device, self.capacity = lm, lm.device, capacity
         # continuous: the server runs a decode loop that batches join and
@@ -232,6 +233,7 @@ class GenerateModel:
         self.max_num_seqs = max_num_seqs or capacity
         self.max_step_tokens = max_step_tokens
         self.join_every_steps = join_every_steps
+        self.join_at_once_below = join_at_once_below  # 0: the Engine's default
 
     def prepare(
         self, batch: pb.Batch, emit: Emit, cancelled: Cancelled
@@ -376,6 +378,7 @@ def load(
         "max_num_seqs": int(options.get("max_num_seqs") or capacity),
         "max_step_tokens": int(options.get("max_step_tokens") or DEFAULT_MAX_STEP_TOKENS),
         "join_every_steps": int(options.get("join_every_steps") or DEFAULT_JOIN_EVERY_STEPS),
+        "join_at_once_below": int(options.get("join_at_once_below") or 0),
     }
     if src.scheme == "builtin":
         if src.path == "tiny-gpt":

@@ -168,6 +168,7 @@ class Server:
                     self.model.max_num_seqs,
                     self.model.max_step_tokens,
                     join_every_steps=self.model.join_every_steps,
+                    join_at_once_below=self.model.join_at_once_below,
                 )
             log.info(
                 "loaded %s (%s) as %s on %s in %.1fs",

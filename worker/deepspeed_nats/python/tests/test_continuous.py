@@ -117,7 +117,8 @@ class ContinuousTest(unittest.TestCase):
         def joins_at(join_every, adds):
             """Steps at which sequences joined; adds maps a step to how many
             short sequences to add then, beside one long running sequence."""
-            engine = Engine(lm, max_num_seqs=8, join_every_steps=join_every)  # a group is 2
+            # A group is 2; only an empty set is joined at once.
+            engine = Engine(lm, max_num_seqs=8, join_every_steps=join_every, join_at_once_below=1)
             engine.add("long", Request(lm.encode("long"), greedy(40)))
             seen, keys = [], 0
             for step in range(30):
@@ -145,12 +146,48 @@ class ContinuousTest(unittest.TestCase):
             ],
             4: [("c", Request(lm.encode("charlie"), greedy(9)))],
         }
-        done, ended_at = run_all(Engine(lm, max_num_seqs=32, join_every_steps=16), joins, {3: [flag]})
+        engine = Engine(lm, max_num_seqs=32, join_every_steps=16, join_at_once_below=1)
+        done, ended_at = run_all(engine, joins, {3: [flag]})
         self.assertEqual((done["x"].reason, ended_at["x"]), ("cancelled", 3))
         for key, prompt, n in (("a", "alpha", 30), ("b", "bravo", 12), ("c", "charlie", 9)):
             self.assertEqual(done[key].tokens, self.alone(lm, prompt, greedy(n)).tokens, key)
         # b waited 15 steps (2 -> 17) and c joined with it: 17 + 12 tokens - 1.
         self.assertEqual((ended_at["b"], ended_at["c"]), (17 + 11, 17 + 8))
+
+    def test_a_small_running_set_is_joined_at_once(self):
+        lm = tiny_lm()
+
+        def joins_at(below, adds, running=1):
+            """Steps at which sequences joined and how many; running long
+            sequences start at step 0, adds maps a step to short ones."""
+            engine = Engine(lm, max_num_seqs=8, join_every_steps=8, join_at_once_below=below)
+            for i in range(running):
+                engine.add(("long", i), Request(lm.encode("long %d" % i), greedy(40)))
+            seen, keys = [], 0
+            for step in range(30):
+                for _ in range(adds.get(step, 0)):
+                    engine.add(keys, Request(lm.encode("q%d" % keys), greedy(20)))
+                    keys += 1
+                _, st = engine.step()
+                if st.joined:
+                    seen.append((step, st.joined))
+            return seen
+
+        self.assertEqual(Engine(lm, max_num_seqs=8).join_at_once_below, 4)  # the default: half
+        self.assertEqual(Engine(lm, max_num_seqs=1).join_at_once_below, 1)
+        # Fewer than 4 running: each joins at once, as with join_every_steps 1.
+        self.assertEqual(joins_at(0, {3: 1, 5: 1}), [(0, 1), (3, 1), (5, 1)])
+        self.assertEqual(joins_at(1, {3: 1}), [(0, 1), (10, 1)])  # 1: a lone waiter waits 7 steps, as before
+        # From 4 running on, a lone waiter waits for a group or 7 steps.
+        self.assertEqual(joins_at(0, {3: 1, 5: 1}, running=3), [(0, 3), (3, 1), (12, 1)])
+        # Its tokens are those it decodes alone.
+        engine = Engine(lm, max_num_seqs=8, join_every_steps=8)
+        done, _ = run_all(
+            engine,
+            {0: [("a", Request(lm.encode("alpha"), greedy(30)))], 4: [("b", Request(lm.encode("bravo"), greedy(9)))]},
+        )
+        for key, prompt, n in (("a", "alpha", 30), ("b", "bravo", 9)):
+            self.assertEqual(done[key].tokens, self.alone(lm, prompt, greedy(n)).tokens, key)
 
 
 if __name__ == "__main__":
