@@ -22,6 +22,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -62,6 +64,8 @@ type options struct {
 	peerGPUs    int           // simgpu devices of each peer
 	simgpuA     time.Duration // the peers' simgpu cost per call: a + b·rows
 	simgpuB     time.Duration
+
+	cpuProfiles string // a folder for one CPU profile of this process per system run ("": none)
 }
 
 const maxDuration = time.Hour
@@ -123,6 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.peerGPUs, "peer-gpus", 1, "compare: simulated GPUs of each peer's simgpu (inferq dev has one)")
 	fs.DurationVar(&o.simgpuA, "simgpu-a", 20*time.Millisecond, "compare: the peers' simgpu cost per call (set it to inferq's simgpu param a)")
 	fs.DurationVar(&o.simgpuB, "simgpu-b", time.Millisecond, "compare: the peers' simgpu cost per row (inferq's param b)")
+	fs.StringVar(&o.cpuProfiles, "cpuprofile", "", "write a CPU profile of this process for each system's run to <folder>/<system>.pprof: the client alone for inferq, the client and the whole pipeline for a peer (go tool pprof -focus tells them apart)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -275,7 +280,19 @@ func runAll(ctx context.Context, o options, log io.Writer) (*Output, error) {
 	if err := inferq.ready(ctx); err != nil {
 		return nil, err
 	}
-	out := &Output{Summary: runTarget(ctx, inferq, w, o, log)}
+	run := func(t target) (Summary, error) {
+		stop, err := startCPUProfile(o.cpuProfiles, t.Name())
+		if err != nil {
+			return Summary{}, err
+		}
+		s := runTarget(ctx, t, w, o, log)
+		return s, stop()
+	}
+	first, err := run(inferq)
+	if err != nil {
+		return nil, err
+	}
+	out := &Output{Summary: first}
 	if !o.compare {
 		return out, nil
 	}
@@ -290,7 +307,11 @@ func runAll(ctx context.Context, o options, log io.Writer) (*Output, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := runTarget(ctx, t, w, o, log)
+		s, err := run(t)
+		if err != nil {
+			_ = t.Close()
+			return nil, err
+		}
 		if err := t.Close(); err != nil {
 			return nil, fmt.Errorf("stop %s: %w", t.Name(), err)
 		}
@@ -298,4 +319,27 @@ func runAll(ctx context.Context, o options, log io.Writer) (*Output, error) {
 	}
 	out.Compare = compareRows(out.Summary, out.Peers)
 	return out, nil
+}
+
+// startCPUProfile profiles this process into dir/<system>.pprof until the
+// returned stop is called; with dir "" it does nothing.
+func startCPUProfile(dir, system string) (stop func() error, err error) {
+	if dir == "" {
+		return func() error { return nil }, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, system+".pprof"))
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }

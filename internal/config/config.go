@@ -279,7 +279,17 @@ type Worker struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error; default info
 	Format string `yaml:"format"` // text or json; default text
+	// Access says which API requests get an access-log line at info:
+	// AccessErrors (the default) those answered 4xx or 5xx, AccessAll
+	// every one. The others log at debug.
+	Access string `yaml:"access"`
 }
+
+// Log.Access values.
+const (
+	AccessErrors = "errors"
+	AccessAll    = "all"
+)
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
@@ -300,7 +310,7 @@ func Default() Config {
 		Webhooks: Webhooks{Timeout: D(15 * time.Second), MaxAttempts: 8,
 			Backoff: []Duration{D(5 * time.Second), D(30 * time.Second), D(2 * time.Minute), D(10 * time.Minute),
 				D(30 * time.Minute), D(time.Hour), D(2 * time.Hour)}},
-		Log: Log{Level: "info", Format: "text"},
+		Log: Log{Level: "info", Format: "text", Access: AccessErrors},
 	}
 }
 
@@ -358,6 +368,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		"INFERQ_WORKER_NAME":     &c.Worker.Name,
 		"INFERQ_LOG_LEVEL":       &c.Log.Level,
 		"INFERQ_LOG_FORMAT":      &c.Log.Format,
+		"INFERQ_LOG_ACCESS":      &c.Log.Access,
 	}
 	for k, p := range str {
 		if v, ok := lookup(k); ok {
@@ -429,6 +440,9 @@ func (c *Config) Finish() error {
 	errs = append(errs, c.NATS.validateAuth()...)
 	if c.Redis.URL != "" && len(c.Redis.Addrs) > 0 {
 		errs = append(errs, errors.New("redis: set url (one node) or addrs (cluster or sentinels), not both"))
+	}
+	if c.Log.Access != AccessErrors && c.Log.Access != AccessAll {
+		errs = append(errs, fmt.Errorf("log.access %q: want errors or all", c.Log.Access))
 	}
 	if c.Blobs.ThresholdBytes <= 0 {
 		errs = append(errs, fmt.Errorf("blobs.threshold_bytes %d must be positive", c.Blobs.ThresholdBytes))

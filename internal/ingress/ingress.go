@@ -122,7 +122,7 @@ func New(opt Options) *Ingress {
 	}
 	e.Use(i.observe)
 	if opt.Auth != nil {
-		e.Use(authecho.Chain(opt.Auth, opt.Limiter, opt.Log)...)
+		e.Use(authecho.Chain(opt.Auth, opt.Limiter, opt.Log, opt.Config.Log.Access == config.AccessAll)...)
 	}
 	submit, read, admin := scope(opt.Auth, auth.ScopeSubmit), scope(opt.Auth, auth.ScopeRead), scope(opt.Auth, auth.ScopeAdmin)
 

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inferq/inferq/internal/jobid"
+	"github.com/inferq/inferq/internal/jsonstr"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/tensor"
@@ -41,6 +42,33 @@ type Accepted struct {
 	StreamSubject string    `json:"stream_subject"`
 
 	wish outputWish // the outputs the request asked for as binary data
+}
+
+// write answers with a's JSON, the bytes c.JSON would send (encoding/json
+// and a newline) without reflection: this answer goes out once per job.
+func (a *Accepted) write(c echo.Context, code int) error {
+	return c.JSONBlob(code, a.appendJSON(make([]byte, 0, 320)))
+}
+
+// appendJSON appends a as encoding/json encodes it, and a newline.
+func (a *Accepted) appendJSON(b []byte) []byte {
+	b = append(b, `{"id":`...)
+	b = jsonstr.Append(b, a.ID)
+	b = append(b, `,"model":`...)
+	b = jsonstr.Append(b, a.Model)
+	b = append(b, `,"version":`...)
+	b = jsonstr.Append(b, a.Version)
+	b = append(b, `,"status":`...)
+	b = jsonstr.Append(b, a.Status)
+	b = append(b, `,"created_at":"`...)
+	b = a.CreatedAt.AppendFormat(b, time.RFC3339Nano) // a year in 0..9999, as MarshalJSON requires
+	b = append(b, `","links":{"self":`...)
+	b = jsonstr.Append(b, a.Links.Self)
+	b = append(b, `,"events":`...)
+	b = jsonstr.Append(b, a.Links.Events)
+	b = append(b, `},"stream_subject":`...)
+	b = jsonstr.Append(b, a.StreamSubject)
+	return append(b, "}\n"...)
 }
 
 // Links point at a job's resources.
@@ -67,9 +95,9 @@ func (i *Ingress) submit(c echo.Context) error {
 	h.Set(echo.HeaderLocation, acc.Links.Self)
 	if !prefer {
 		if replayed {
-			return c.JSON(http.StatusOK, acc)
+			return acc.write(c, http.StatusOK)
 		}
-		return c.JSON(http.StatusAccepted, acc)
+		return acc.write(c, http.StatusAccepted)
 	}
 	h.Set("Preference-Applied", "wait="+strconv.FormatInt(int64(wait/time.Second), 10))
 	ctx := c.Request().Context()
@@ -89,7 +117,7 @@ func (i *Ingress) submit(c echo.Context) error {
 		// answer an error the client would retry (queueing it twice).
 		i.opt.Log.Warn("prefer wait: job record unreadable", "job", acc.ID, "err", err)
 	}
-	return c.JSON(http.StatusAccepted, acc)
+	return acc.write(c, http.StatusAccepted)
 }
 
 // preferWait reads RFC 7240's wait preference from the Prefer header

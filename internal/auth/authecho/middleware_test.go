@@ -2,6 +2,7 @@ package authecho
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/inferq/inferq/internal/auth"
+	"github.com/inferq/inferq/internal/testutil"
 	"github.com/labstack/echo/v4"
 )
 
@@ -32,7 +34,7 @@ func newServer(t *testing.T, rl auth.RateLimitConfig) *server {
 		t.Errorf("fallback handler got %v", err)
 		_ = c.NoContent(http.StatusInternalServerError)
 	})
-	s.e.Use(Chain(f.a, s.lim, newLog(f.logs))...)
+	s.e.Use(Chain(f.a, s.lim, newLog(f.logs), true)...)
 	ok := func(c echo.Context) error {
 		s.seen = auth.PrincipalFrom(c.Request().Context())
 		s.seenRID = RequestID(c)
@@ -249,4 +251,36 @@ func TestRequireUnknownScopePanics(t *testing.T) {
 		}
 	}()
 	Require("sudo")
+}
+
+// TestAccessLogErrorsOnly: without everyRequest a request answered below
+// 400 logs at debug, one answered 4xx at info.
+func TestAccessLogErrorsOnly(t *testing.T) {
+	f := newFixture(t)
+	var logs testutil.Buffer
+	e := echo.New()
+	e.HTTPErrorHandler = WrapErrorHandler(func(err error, c echo.Context) {
+		t.Errorf("fallback handler got %v", err)
+		_ = c.NoContent(http.StatusInternalServerError)
+	})
+	e.Use(Chain(f.a, nil, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), false)...)
+	e.GET("/v1/jobs/:id", func(c echo.Context) error { return c.String(http.StatusOK, "ok") }, Require(auth.ScopeRead))
+	for _, authz := range []string{"Bearer " + f.apiKey, "Bearer iqk_wrong_key"} {
+		r := httptest.NewRequest("GET", "/v1/jobs/j1", nil)
+		r.Header.Set("Authorization", authz)
+		e.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	levels := map[float64]string{}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["msg"] == "http request" {
+			levels[m["status"].(float64)] = m["level"].(string)
+		}
+	}
+	if levels[200] != "DEBUG" || levels[401] != "INFO" {
+		t.Fatalf("access log levels by status = %v, want 200 at DEBUG and 401 at INFO", levels)
+	}
 }
