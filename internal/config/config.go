@@ -279,9 +279,10 @@ type Worker struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error; default info
 	Format string `yaml:"format"` // text or json; default text
-	// Access says which API requests get an access-log line at info:
-	// AccessErrors (the default) those answered 4xx or 5xx, AccessAll
-	// every one. The others log at debug.
+	// Access says which API requests get an access-log line at info, and
+	// which finished jobs a line from resultsvc: AccessErrors (the
+	// default) requests answered 4xx or 5xx and jobs that did not succeed,
+	// AccessAll every one. The others log at debug.
 	Access string `yaml:"access"`
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/inferq/inferq/internal/config"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/service"
 	"github.com/inferq/inferq/internal/webhook"
@@ -24,7 +25,7 @@ func Start(store results.Store) service.Start {
 			}
 		}
 		svc := New(Options{Topology: env.Topology, JS: env.JS, Store: store, Log: env.Log.With("component", "resultsvc"), Metrics: env.Metrics,
-			Own: NewMetrics(env.Registry)})
+			Own: NewMetrics(env.Registry), EveryJob: env.Config.Log.Access == config.AccessAll})
 		hooks, err := webhook.FromConfig(env.Config.Webhooks)
 		if err != nil {
 			return nil, fmt.Errorf("resultsvc: %w", err)

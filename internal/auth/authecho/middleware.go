@@ -108,7 +108,7 @@ func requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 //
 // Unless everyRequest, a request answered below 400 logs at debug: a line
 // per job at info cost 5% of the broker's CPU at a few thousand jobs a
-// second, and every request is counted in inferq_http_requests_total and
+// second, and every request is counted in inferq_http_request_duration_seconds and
 // traced anyway.
 func accessLog(log *slog.Logger, everyRequest bool) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
