@@ -90,11 +90,13 @@ func prepareUpdate(u Update) (Update, error) {
 	if err := u.Check(); err != nil {
 		return u, err
 	}
-	res, err := normalizeResult(u.Result)
-	if err != nil {
-		return u, err
+	if !u.ResultEncoded {
+		res, err := normalizeResult(u.Result)
+		if err != nil {
+			return u, err
+		}
+		u.Result = res
 	}
-	u.Result = res
 	u.Time = u.Time.UTC()
 	return u, nil
 }

@@ -79,8 +79,11 @@ type Update struct {
 	Attempt uint32
 	Time    time.Time
 	Result  json.RawMessage // with Succeeded
-	Error   *Error          // with Failed, Cancelled, Expired
-	JobsSeq uint64          // the job's sequence in INFERQ_JOBS; 0 if unknown
+	// ResultEncoded says Result was written by a JSON encoder (valid, no
+	// outer whitespace), so the store need not check it again.
+	ResultEncoded bool
+	Error         *Error // with Failed, Cancelled, Expired
+	JobsSeq       uint64 // the job's sequence in INFERQ_JOBS; 0 if unknown
 
 	// The job's identity. The ingress writes no record when it accepts a
 	// job (the job in INFERQ_JOBS proves that), so the first event about a

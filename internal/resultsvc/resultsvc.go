@@ -412,7 +412,7 @@ func updateOf(ev *inferqpb.JobEvent) (results.Update, error) {
 		if err != nil {
 			u.Status, u.Error = results.Failed, &results.Error{Code: codeBadOutput, Message: err.Error()}
 		}
-		u.Result = body
+		u.Result, u.ResultEncoded = body, true // wire.ResponseJSON writes valid JSON (fuzzed against encoding/json)
 	}
 	return u, nil
 }
