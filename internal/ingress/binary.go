@@ -99,7 +99,7 @@ func decodeBinaryRequest(body []byte, headerLen int, m *config.Model) (*inferReq
 	if headerLen < 0 || headerLen > len(body) {
 		return nil, nil, jobParams{}, invalid("%s: %d is outside the %d-byte body", headerInferLen, headerLen, len(body))
 	}
-	return decode(bytes.NewReader(body[:headerLen]), body[headerLen:], true, m)
+	return decode(body[:headerLen], body[headerLen:], true, m)
 }
 
 // binaryInputs cuts tail into the bytes of the inputs that carry

@@ -219,8 +219,8 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 	if err != nil {
 		return nil, false, err
 	}
-	// raw keeps what the decoder read, for the idempotency hash: the whole
-	// JSON object once decoding succeeded; tail the binary inputs' bytes.
+	// raw keeps the body, for the idempotency hash: the JSON object (and
+	// space after it) once decoding succeeded; tail the binary inputs' bytes.
 	var raw bytes.Buffer
 	var tail []byte
 	var req *inferRequest
@@ -230,7 +230,9 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 		size := min(s.ContentLength, i.opt.Config.Ingress.MaxBodyBytes) // never more than the limit
 		req, inputs, params, tail, err = readBinary(s.Body, hl, size, &raw, m)
 	} else {
-		req, inputs, params, err = decodeRequest(io.TeeReader(s.Body, &raw), m)
+		if err = readBody(&raw, s.Body); err == nil {
+			req, inputs, params, err = decode(raw.Bytes(), nil, false, m)
+		}
 	}
 	if err != nil {
 		i.metrics.jobsRejected.WithLabelValues(m.Name, "invalid").Inc()

@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,26 +48,41 @@ func invalid(format string, args ...any) *Error {
 // returns the job's inputs in raw form and the parameters; any error is an
 // *Error with the status to answer.
 func decodeRequest(body io.Reader, m *config.Model) (*inferRequest, []*tensor.Tensor, jobParams, error) {
-	return decode(body, nil, false, m)
+	var buf bytes.Buffer
+	if err := readBody(&buf, body); err != nil {
+		return nil, nil, jobParams{}, err
+	}
+	return decode(buf.Bytes(), nil, false, m)
 }
 
-// decode reads the JSON request from body; with the binary form (binary
-// true) tail holds the bytes of the inputs that carry binary_data_size.
-func decode(body io.Reader, tail []byte, binary bool, m *config.Model) (*inferRequest, []*tensor.Tensor, jobParams, error) {
-	var req inferRequest
-	var p jobParams
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+// readBody reads all of body into buf; the error is the API's answer.
+func readBody(buf *bytes.Buffer, body io.Reader) error {
+	if _, err := buf.ReadFrom(body); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, nil, p, apiError(http.StatusRequestEntityTooLarge, "too_large",
+			return apiError(http.StatusRequestEntityTooLarge, "too_large",
 				fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit))
 		}
-		return nil, nil, p, invalid("request body: %v", err)
+		return invalid("request body: %v", err)
 	}
-	if dec.More() {
-		return nil, nil, p, invalid("request body: trailing data after the JSON object")
+	return nil
+}
+
+// decode reads the JSON request in body; with the binary form (binary
+// true) tail holds the bytes of the inputs that carry binary_data_size.
+func decode(body, tail []byte, binary bool, m *config.Model) (*inferRequest, []*tensor.Tensor, jobParams, error) {
+	var p jobParams
+	req, ok := decodeFast(body)
+	if !ok {
+		req = &inferRequest{}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(req); err != nil {
+			return nil, nil, p, invalid("request body: %v", err)
+		}
+		if dec.More() {
+			return nil, nil, p, invalid("request body: trailing data after the JSON object")
+		}
 	}
 	if len(req.ID) > 256 {
 		return nil, nil, p, invalid("id: longer than 256 characters")
@@ -89,7 +105,7 @@ func decode(body io.Reader, tail []byte, binary bool, m *config.Model) (*inferRe
 	if err != nil {
 		return nil, nil, p, err
 	}
-	if req.wish, err = takeOutputWish(&req); err != nil {
+	if req.wish, err = takeOutputWish(req); err != nil {
 		return nil, nil, p, err
 	}
 	for _, o := range req.Outputs {
@@ -97,8 +113,8 @@ func decode(body io.Reader, tail []byte, binary bool, m *config.Model) (*inferRe
 			return nil, nil, p, invalid("output %q: not an output of model %q", o.Name, m.Name)
 		}
 	}
-	p, err = readParams(&req, m)
-	return &req, inputs, p, err
+	p, err = readParams(req, m)
+	return req, inputs, p, err
 }
 
 // textInput finds the BYTES input the generate shorthand fills.
