@@ -7,6 +7,7 @@ package jetstream
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -93,7 +94,7 @@ func (t Topology) JobSubject(model string, prio int, id string) string {
 // PriorityFilter matches the jobs of one priority of a model; the batcher's
 // consumer of that priority is filtered on it.
 func (t Topology) PriorityFilter(model string, prio int) string {
-	return fmt.Sprintf("%s.jobs.%s.p%d", t.Prefix, model, prio)
+	return t.Prefix + ".jobs." + model + ".p" + strconv.Itoa(prio) // per job: no fmt
 }
 
 // JobsFilter matches every job of a model, whatever its priority.
