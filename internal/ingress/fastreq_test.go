@@ -17,7 +17,9 @@ func FuzzDecodeFast(f *testing.F) {
 		`{"inputs":[{"name":"X","shape":[],"datatype":"FP32","data":[-1.25E+2]}],"parameters":{}}`,
 		`{"inputs":null}`, `[]`, `{"id":1}`, `{"inputs":[{"shape":[-1]}]}`, `{}`, `{"ID":"x"}`, `{"id":"a","id":"b"}`,
 		`{"inputs":[{"shape":[01]}]}`, `{"inputs":[{"shape":[1.0]}]}`, `{"inputs":[{"shape":[99999999999999999999]}]}`,
-		`{"parameters":{"a":1,"a":2}}`, `{"text_input":"x"} {}`, `{"text_input":"\u0041"}`, `{"inputs":[{"data":[1,]}]}`,
+		`{"parameters":{"a":1,"a":2}}`,
+		"{\"inputs\":[{\"name\":\"X\",\"shape\":[2],\"datatype\":\"BYTES\",\"data\":[\"h\xc3\xa9llo\",\"\xff\\u0041\"]}]}",
+		`{"parameters":{"deep":[[[[[[[[[[[[[[[[[[[[{"a":[{}]}]]]]]]]]]]]]]]]]]]]],"e":{"":-0.0e+1}}}`, `{"text_input":"x"} {}`, `{"text_input":"\u0041"}`, `{"inputs":[{"data":[1,]}]}`,
 	} {
 		f.Add(s)
 	}

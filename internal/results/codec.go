@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/inferq/inferq/internal/jsonscan"
 	"github.com/inferq/inferq/internal/jsonstr"
 )
 
@@ -144,10 +145,6 @@ func unmarshalRecord(b []byte) (*Record, error) {
 	return &rec, nil
 }
 
-// maxDepth is encoding/json's limit on nesting, which the scanner keeps so
-// that both accept the same values.
-const maxDepth = 10000
-
 // recordKeys are Record's JSON names: a key that equals one of them only
 // case-insensitively still names the field for encoding/json, so the scanner
 // leaves such a value to it.
@@ -158,82 +155,47 @@ var recordKeys = []string{"id", "tenant", "model", "version", "status", "created
 // false when b is not a plain record object (then encoding/json decides).
 // It never panics and allocates only what the record keeps.
 func scanRecord(b []byte) (*Record, bool) {
-	s := scanner{b: b}
-	s.space()
-	if !s.take('{') {
+	s := scanner{Scanner: jsonscan.Scanner{B: b}}
+	s.Space()
+	if !s.Take('{') {
 		return nil, false
 	}
 	rec := new(Record)
-	s.space()
-	if s.take('}') {
-		return rec, s.end()
+	s.Space()
+	if s.Take('}') {
+		return rec, s.End()
 	}
 	for {
-		s.space()
-		ks := s.i
-		if !s.str() {
+		s.Space()
+		ks := s.I
+		if !s.Str() {
 			return nil, false
 		}
-		key, plainKey := b[ks+1:s.i-1], !s.backslash && !s.high
-		s.space()
-		if !s.take(':') {
+		key, plainKey := b[ks+1:s.I-1], !s.Backslash && !s.High
+		s.Space()
+		if !s.Take(':') {
 			return nil, false
 		}
-		s.space()
+		s.Space()
 		if !s.field(rec, key, plainKey) {
 			return nil, false
 		}
-		s.space()
-		if s.take(',') {
+		s.Space()
+		if s.Take(',') {
 			continue
 		}
-		if s.take('}') {
-			return rec, s.end()
+		if s.Take('}') {
+			return rec, s.End()
 		}
 		return nil, false
 	}
 }
 
-// scanner walks a JSON value; i is the next byte and str, num and skip
-// validate as encoding/json's scanner does.
+// scanner walks a record; times holds the record's two optional times so
+// that one allocation serves both.
 type scanner struct {
-	b         []byte
-	i         int
-	backslash bool // the last string has an escape
-	high      bool // the last string has a byte outside ASCII
-	times     *[2]time.Time
-}
-
-func (s *scanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *scanner) take(c byte) bool {
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-func (s *scanner) peek() byte {
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-// end reports whether only white space is left.
-func (s *scanner) end() bool {
-	s.space()
-	return s.i == len(s.b)
+	jsonscan.Scanner
+	times *[2]time.Time
 }
 
 // field decodes the value of key into rec, as encoding/json would; false
@@ -274,12 +236,12 @@ func (s *scanner) field(rec *Record, key []byte, plainKey bool) bool {
 	case "webhook":
 		return decodeSub(s, &rec.Webhook)
 	case "result":
-		start := s.i
-		if !s.skip() {
+		start := s.I
+		if !s.Skip(1) {
 			return false
 		}
 		// json.RawMessage takes any value, null too, byte for byte.
-		rec.Result = json.RawMessage(s.b[start:s.i:s.i])
+		rec.Result = json.RawMessage(s.B[start:s.I:s.I])
 		return true
 	}
 	// An unknown key is skipped, unless encoding/json would match it to a
@@ -292,7 +254,7 @@ func (s *scanner) field(rec *Record, key []byte, plainKey bool) bool {
 			return false
 		}
 	}
-	return s.skip()
+	return s.Skip(1)
 }
 
 // string decodes a JSON string or null (which leaves dst alone).
@@ -340,16 +302,16 @@ func (s *scanner) status(dst *Status) bool {
 // nil; anything else is false. plain: the string has no escape and is valid
 // UTF-8, so encoding/json would take its bytes as they are.
 func (s *scanner) strOrNull() (tok []byte, plain, ok bool) {
-	start := s.i
-	switch s.peek() {
+	start := s.I
+	switch s.Peek() {
 	case '"':
-		if !s.str() {
+		if !s.Str() {
 			return nil, false, false
 		}
-		tok = s.b[start:s.i]
-		return tok, !s.backslash && (!s.high || utf8.Valid(tok)), true
+		tok = s.B[start:s.I]
+		return tok, !s.Backslash && (!s.High || utf8.Valid(tok)), true
 	case 'n':
-		return nil, false, s.lit("null")
+		return nil, false, s.Lit("null")
 	}
 	return nil, false, false
 }
@@ -392,16 +354,16 @@ func (s *scanner) timePtr(dst **time.Time, slot int) bool {
 // strconv.ParseUint refuses (a sign, a fraction, an exponent, overflow) is
 // not ok.
 func (s *scanner) uint(bits int) (n uint64, set, ok bool) {
-	if s.peek() == 'n' {
-		return 0, false, s.lit("null")
+	if s.Peek() == 'n' {
+		return 0, false, s.Lit("null")
 	}
-	start := s.i
-	if !s.num() {
+	start := s.I
+	if !s.Num() {
 		return 0, false, false
 	}
 	limit := uint64(1)<<bits - 1
-	for _, c := range s.b[start:s.i] {
-		if !isDigit(c) {
+	for _, c := range s.B[start:s.I] {
+		if !jsonscan.IsDigit(c) {
 			return 0, false, false
 		}
 		d := uint64(c - '0')
@@ -417,194 +379,9 @@ func (s *scanner) uint(bits int) (n uint64, set, ok bool) {
 // they are small and rare, and have their own rules (null sets nil; a
 // repeated key fills the same struct).
 func decodeSub[T any](s *scanner, dst **T) bool {
-	start := s.i
-	if !s.skip() {
+	start := s.I
+	if !s.Skip(1) {
 		return false
 	}
-	return json.Unmarshal(s.b[start:s.i], dst) == nil
-}
-
-// lit scans a literal (true, false, null).
-func (s *scanner) lit(word string) bool {
-	if len(s.b)-s.i >= len(word) && string(s.b[s.i:s.i+len(word)]) == word {
-		s.i += len(word)
-		return true
-	}
-	return false
-}
-
-// str scans a string with its quotes: no control characters, valid escapes.
-// It sets s.backslash and s.high.
-func (s *scanner) str() bool {
-	if !s.take('"') {
-		return false
-	}
-	s.backslash, s.high = false, false
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			s.i++
-			return true
-		case c < 0x20:
-			return false
-		case c == '\\':
-			s.backslash = true
-			if s.i+1 >= len(s.b) {
-				return false
-			}
-			switch s.b[s.i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i += 2
-			case 'u':
-				if len(s.b)-s.i < 6 {
-					return false
-				}
-				for _, h := range s.b[s.i+2 : s.i+6] {
-					if !isHex(h) {
-						return false
-					}
-				}
-				s.i += 6
-			default:
-				return false
-			}
-		default:
-			if c >= utf8.RuneSelf {
-				s.high = true
-			}
-			s.i++
-		}
-	}
-	return false
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// num scans a JSON number: -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?.
-func (s *scanner) num() bool {
-	s.take('-')
-	switch c := s.peek(); {
-	case c == '0':
-		s.i++
-	case c >= '1' && c <= '9':
-		s.digits()
-	default:
-		return false
-	}
-	if s.take('.') {
-		if !isDigit(s.peek()) {
-			return false
-		}
-		s.digits()
-	}
-	if c := s.peek(); c == 'e' || c == 'E' {
-		s.i++
-		if c := s.peek(); c == '+' || c == '-' {
-			s.i++
-		}
-		if !isDigit(s.peek()) {
-			return false
-		}
-		s.digits()
-	}
-	return true
-}
-
-func (s *scanner) digits() {
-	for s.i < len(s.b) && isDigit(s.b[s.i]) {
-		s.i++
-	}
-}
-
-// skip scans any value of the record object (so at depth 2 and below) and
-// checks it as encoding/json would, its depth limit included. It keeps the
-// open containers in a stack instead of recursing, so a deep value costs no
-// goroutine stack.
-func (s *scanner) skip() bool {
-	var arr [16]bool // open containers below the record; true for an object
-	open := arr[:0]
-	for {
-		// A value.
-		s.space()
-		switch c := s.peek(); c {
-		case '{', '[':
-			if 1+len(open)+1 > maxDepth {
-				return false
-			}
-			s.i++
-			s.space()
-			if s.take(c + 2) { // '}' is '{'+2, ']' is '['+2
-				break
-			}
-			open = append(open, c == '{')
-			if c == '{' && !s.key() {
-				return false
-			}
-			continue
-		case '"':
-			if !s.str() {
-				return false
-			}
-		case 't':
-			if !s.lit("true") {
-				return false
-			}
-		case 'f':
-			if !s.lit("false") {
-				return false
-			}
-		case 'n':
-			if !s.lit("null") {
-				return false
-			}
-		default:
-			if !s.num() {
-				return false
-			}
-		}
-		// After a value: close what ends here, or go on to the next one.
-	next:
-		for {
-			if len(open) == 0 {
-				return true
-			}
-			s.space()
-			obj := open[len(open)-1]
-			switch s.peek() {
-			case ',':
-				s.i++
-				if obj && !s.key() {
-					return false
-				}
-				break next
-			case '}':
-				if !obj {
-					return false
-				}
-			case ']':
-				if obj {
-					return false
-				}
-			default:
-				return false
-			}
-			s.i++
-			open = open[:len(open)-1]
-		}
-	}
-}
-
-// key scans an object member's key and colon.
-func (s *scanner) key() bool {
-	s.space()
-	if !s.str() {
-		return false
-	}
-	s.space()
-	return s.take(':')
+	return json.Unmarshal(s.B[start:s.I], dst) == nil
 }
