@@ -55,6 +55,9 @@ func HeartbeatKey(model, worker string) string {
 func (a *Agent) heartbeat(ctx context.Context, m *config.Model, r Runner) error {
 	kv, err := a.opt.JS.KeyValue(ctx, a.opt.Topology.WorkersBucket())
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a shutdown, not a failure
+		}
 		return fmt.Errorf("worker %s: workers bucket: %w", m.Name, err)
 	}
 	key := HeartbeatKey(m.Name, a.opt.Name)
