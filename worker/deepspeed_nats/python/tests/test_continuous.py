@@ -28,6 +28,24 @@ def run_all(engine, joins=None, cancel_at=None):
         step += 1
 
 
+def join_steps(engine, lm, longs, adds, short_tokens):
+    """Runs engine for 30 steps with the long sequences longs ((key, prompt),
+    40 tokens each) from step 0 and, at each step in adds, that many short
+    ones of short_tokens; returns (step, how many joined) for each step at
+    which sequences joined."""
+    for key, prompt in longs:
+        engine.add(key, Request(lm.encode(prompt), greedy(40)))
+    seen, keys = [], 0
+    for step in range(30):
+        for _ in range(adds.get(step, 0)):
+            engine.add(keys, Request(lm.encode("q%d" % keys), greedy(short_tokens)))
+            keys += 1
+        _, st = engine.step()
+        if st.joined:
+            seen.append((step, st.joined))
+    return seen
+
+
 class ContinuousTest(unittest.TestCase):
     prompts = ["Hello", "The quick brown fox jumps", "", "é", "x" * 40]
 
@@ -115,20 +133,11 @@ class ContinuousTest(unittest.TestCase):
         lm = tiny_lm()
 
         def joins_at(join_every, adds):
-            """Steps at which sequences joined; adds maps a step to how many
-            short sequences to add then, beside one long running sequence."""
+            """Steps at which sequences joined, beside one long running
+            sequence; adds maps a step to how many short ones to add."""
             # A group is 2; only an empty set is joined at once.
             engine = Engine(lm, max_num_seqs=8, join_every_steps=join_every, join_at_once_below=1)
-            engine.add("long", Request(lm.encode("long"), greedy(40)))
-            seen, keys = [], 0
-            for step in range(30):
-                for _ in range(adds.get(step, 0)):
-                    engine.add(keys, Request(lm.encode("q%d" % keys), greedy(3)))
-                    keys += 1
-                finished, st = engine.step()
-                if st.joined:
-                    seen.append((step, st.joined))
-            return seen
+            return join_steps(engine, lm, [("long", "long")], adds, short_tokens=3)
 
         self.assertEqual(joins_at(1, {5: 1}), [(0, 1), (5, 1)])  # today's behaviour: at once
         self.assertEqual(joins_at(4, {5: 1}), [(0, 1), (8, 1)])  # alone: after 3 more steps
@@ -158,20 +167,11 @@ class ContinuousTest(unittest.TestCase):
         lm = tiny_lm()
 
         def joins_at(below, adds, running=1):
-            """Steps at which sequences joined and how many; running long
-            sequences start at step 0, adds maps a step to short ones."""
+            """Steps at which sequences joined and how many, beside running
+            long sequences; adds maps a step to how many short ones to add."""
             engine = Engine(lm, max_num_seqs=8, join_every_steps=8, join_at_once_below=below)
-            for i in range(running):
-                engine.add(("long", i), Request(lm.encode("long %d" % i), greedy(40)))
-            seen, keys = [], 0
-            for step in range(30):
-                for _ in range(adds.get(step, 0)):
-                    engine.add(keys, Request(lm.encode("q%d" % keys), greedy(20)))
-                    keys += 1
-                _, st = engine.step()
-                if st.joined:
-                    seen.append((step, st.joined))
-            return seen
+            longs = [(("long", i), "long %d" % i) for i in range(running)]
+            return join_steps(engine, lm, longs, adds, short_tokens=20)
 
         self.assertEqual(Engine(lm, max_num_seqs=8).join_at_once_below, 4)  # the default: half
         self.assertEqual(Engine(lm, max_num_seqs=1).join_at_once_below, 1)
