@@ -230,6 +230,11 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 		size := min(s.ContentLength, i.opt.Config.Ingress.MaxBodyBytes) // never more than the limit
 		req, inputs, params, tail, err = readBinary(s.Body, hl, size, &raw, m)
 	} else {
+		if s.ContentLength > 0 {
+			// Never more than the limit; MinRead more, so ReadFrom needs no
+			// second buffer to see the end.
+			raw.Grow(int(min(s.ContentLength, i.opt.Config.Ingress.MaxBodyBytes)) + bytes.MinRead)
+		}
 		if err = readBody(&raw, s.Body); err == nil {
 			req, inputs, params, err = decode(raw.Bytes(), nil, false, m)
 		}
