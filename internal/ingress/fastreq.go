@@ -25,39 +25,21 @@ import (
 func decodeFast(b []byte) (*inferRequest, bool) {
 	s := scanner{Scanner: jsonscan.Scanner{B: b}}
 	req := &inferRequest{}
-	var seen [4]bool // id, inputs, parameters, text_input
-	ok := s.object(func(key []byte) bool {
-		switch string(key) {
-		case "id":
-			if seen[0] {
-				return false
-			}
-			seen[0] = true
+	ok := s.members(requestMembers, func(k int) bool {
+		switch k {
+		case 0:
 			str, ok := s.plainString()
 			req.ID = str
 			return ok
-		case "inputs":
-			if seen[1] {
-				return false
-			}
-			seen[1] = true
+		case 1:
 			return s.inputs(req)
-		case "parameters":
-			if seen[2] {
-				return false
-			}
-			seen[2] = true
+		case 2:
 			return s.params(req)
-		case "text_input":
-			if seen[3] {
-				return false
-			}
-			seen[3] = true
+		default:
 			str, ok := s.plainString()
 			req.TextInput = &str
 			return ok
 		}
-		return false
 	})
 	if !ok {
 		return nil, false
@@ -97,6 +79,32 @@ func (s *scanner) object(member func(key []byte) bool) bool {
 			return false
 		}
 	}
+}
+
+// The members the fast path reads, by index for members.
+var (
+	requestMembers = []string{"id", "inputs", "parameters", "text_input"}
+	tensorMembers  = []string{"name", "shape", "datatype", "data"}
+)
+
+// members reads an object whose keys are among names, each at most once,
+// calling read with the key's index with the scanner at its value.
+func (s *scanner) members(names []string, read func(k int) bool) bool {
+	var seen uint
+	return s.object(func(key []byte) bool {
+		k := -1
+		for i, name := range names {
+			if name == string(key) { // compared without a copy
+				k = i
+				break
+			}
+		}
+		if k < 0 || seen&(1<<k) != 0 {
+			return false
+		}
+		seen |= 1 << k
+		return read(k)
+	})
 }
 
 // plainBytes reads a string without escapes or bytes outside ASCII, which
@@ -140,36 +148,16 @@ func (s *scanner) inputs(req *inferRequest) bool {
 }
 
 func (s *scanner) tensor(t *tensor.JSON) bool {
-	var seen [4]bool // name, shape, datatype, data
-	once := func(k int) bool {
-		if seen[k] {
-			return false
-		}
-		seen[k] = true
-		return true
-	}
-	return s.object(func(key []byte) bool {
+	return s.members(tensorMembers, func(k int) bool {
 		var ok bool
-		switch string(key) {
-		case "name":
-			if !once(0) {
-				return false
-			}
+		switch k {
+		case 0:
 			t.Name, ok = s.plainString()
-		case "shape":
-			if !once(1) {
-				return false
-			}
+		case 1:
 			t.Shape, ok = s.ints()
-		case "datatype":
-			if !once(2) {
-				return false
-			}
+		case 2:
 			t.Datatype, ok = s.plainString()
-		case "data":
-			if !once(3) {
-				return false
-			}
+		default:
 			t.Data, ok = s.raw(3) // in the request, inputs and the tensor
 		}
 		return ok
