@@ -561,7 +561,7 @@ func (b *Batcher) send(ctx context.Context, batch *inferqpb.Batch) error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.opt.JS.PublishMsg(ctx, msg); err != nil {
+	if _, err := jetstream.PublishMsg(ctx, b.opt.JS, msg); err != nil {
 		return fmt.Errorf("publish to %s: %w", msg.Subject, err)
 	}
 	return nil

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	pjs "github.com/inferq/inferq/pkg/jetstream"
 )
 
 // KVConfig configures NewKV.
@@ -26,6 +29,8 @@ const DefaultKVBucket = "inferq_results"
 // key-value bucket, updated by compare-and-set and watched for Wait.
 type KVStore struct {
 	kv        jetstream.KeyValue
+	js        jetstream.JetStream
+	put       string // subject prefix of the bucket's keys: $KV.<bucket>.
 	nc        *nats.Conn
 	notify    string             // subject prefix of change notices: <bucket>.changed.<id>
 	sub       *nats.Subscription // every change notice, to wake waiters
@@ -62,7 +67,7 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore,
 	if err != nil {
 		return nil, fmt.Errorf("kv results store: bucket %s: %w", cfg.Bucket, err)
 	}
-	s := &KVStore{kv: kv, nc: js.Conn(), notify: cfg.Bucket + ".changed.", done: make(chan struct{}),
+	s := &KVStore{kv: kv, js: js, put: "$KV." + cfg.Bucket + ".", nc: js.Conn(), notify: cfg.Bucket + ".changed.", done: make(chan struct{}),
 		waiters: newWaiters(), known: newSeen(seenPerGeneration)}
 	s.sub, err = s.nc.Subscribe(s.notify+">", s.notice)
 	if err != nil {
@@ -157,7 +162,7 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 		if err != nil {
 			return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
 		}
-		_, err = s.kv.Update(ctx, u.ID, data, rev)
+		err = s.update(ctx, u.ID, data, rev)
 		if err == nil {
 			s.known.add(u.ID)
 			// Told only now that it is stored (the PubAck came), as Redis's
@@ -177,6 +182,17 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 			return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
 		}
 	}
+}
+
+// update stores data as key's value if rev is still its last revision (0:
+// if the key is new), as KeyValue.Update does, through the publish that
+// reads its PubAck by hand: it is the broker's one write per job here.
+// A lost race answers an error that is jetstream.ErrKeyExists.
+func (s *KVStore) update(ctx context.Context, key string, data []byte, rev uint64) error {
+	m := &nats.Msg{Subject: s.put + key, Data: data,
+		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(rev, 10)}}}
+	_, err := pjs.PublishMsg(ctx, s.js, m)
+	return err
 }
 
 // notice wakes the waiters of the job a change notice names, handing them

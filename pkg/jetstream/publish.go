@@ -59,7 +59,7 @@ func Publish(ctx context.Context, js natsjs.JetStream, subject string, m proto.M
 	if err != nil {
 		return nil, err
 	}
-	ack, err := js.PublishMsg(ctx, msg)
+	ack, err := PublishMsg(ctx, js, msg)
 	if err != nil {
 		return nil, fmt.Errorf("publish to %s: %w", subject, err)
 	}
