@@ -55,6 +55,21 @@ type Options struct {
 type Service struct {
 	opt  Options
 	acks *lifecycle.AckHolder // applied events' acks, each held until the next (see AckHolder)
+	// work feeds the appliers Run starts: the events of a batch are applied
+	// side by side by long-lived goroutines, not one new goroutine each,
+	// whose stack grew (copied) on every event: 1.4% of the broker's CPU.
+	work chan applyTask
+}
+
+// applyTask is one event of a batch for an applier; done and failed are
+// its message's.
+type applyTask struct {
+	ctx       context.Context
+	subject   string
+	ev        *inferqpb.JobEvent
+	delivered uint64
+	done      *sync.WaitGroup
+	failed    *atomic.Bool
 }
 
 // New returns a Service; Run starts it.
@@ -128,6 +143,18 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	})
 	defer stop()
+	s.work = make(chan applyTask)
+	var appliers sync.WaitGroup
+	for range s.opt.Concurrency {
+		appliers.Go(func() {
+			for t := range s.work {
+				if !s.apply(t.ctx, t.subject, t.ev, t.delivered) {
+					t.failed.Store(true)
+				}
+				t.done.Done()
+			}
+		})
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watchAdvisories(ctx, adv) })
 	if r, ok := s.opt.Store.(results.Retainer); ok {
@@ -154,6 +181,8 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	close(s.work) // no handler is left to send
+	appliers.Wait()
 	s.acks.Flush()
 	s.opt.Log.Info("resultsvc stopped")
 	return nil
@@ -214,25 +243,24 @@ func (s *Service) handle(ctx context.Context, msg natsjs.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		delivered = md.NumDelivered
 	}
-	retry := false
-	if len(events) == 1 {
-		retry = !s.apply(ctx, msg.Subject(), events[0], delivered)
-	} else {
-		var (
-			wg     sync.WaitGroup
-			failed atomic.Bool
-		)
-		for _, ev := range events {
-			wg.Go(func() {
-				if !s.apply(ctx, msg.Subject(), ev, delivered) {
-					failed.Store(true)
-				}
-			})
-		}
-		wg.Wait()
-		retry = failed.Load()
+	if len(events) == 0 {
+		s.acks.Ack(msg)
+		return
 	}
-	if retry {
+	// The first event is applied here, the others by the appliers.
+	var (
+		done   sync.WaitGroup
+		failed atomic.Bool
+	)
+	done.Add(len(events) - 1)
+	for _, ev := range events[1:] {
+		s.work <- applyTask{ctx: ctx, subject: msg.Subject(), ev: ev, delivered: delivered, done: &done, failed: &failed}
+	}
+	if !s.apply(ctx, msg.Subject(), events[0], delivered) {
+		failed.Store(true)
+	}
+	done.Wait()
+	if failed.Load() {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}

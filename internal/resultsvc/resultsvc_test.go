@@ -226,6 +226,41 @@ func TestTerminalEnds(t *testing.T) {
 	})
 }
 
+// TestBatchOfEvents: one message with a batch's events, more than there
+// are appliers (Concurrency 4) and one for a job with no record, is applied
+// in full (the unknown job's event dropped) and acked once.
+func TestBatchOfEvents(t *testing.T) {
+	bothStores(t, func(t *testing.T, e *env) {
+		at := time.Now()
+		var events []lifecycle.Event
+		ids := []string{"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"}
+		for _, id := range ids {
+			e.queued(t, id)
+			events = append(events, lifecycle.SucceededEvent(batch, job(id), "w1", at, out))
+		}
+		events = append(events, lifecycle.SucceededEvent(batch, job("nobody"), "w1", at, out))
+		msgs, err := lifecycle.EventsMsgs(t.Context(), e.topo, "m", events, 1<<20)
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("events message: %d, %v; want one", len(msgs), err)
+		}
+		if _, err := e.n.JS.PublishMsg(t.Context(), msgs[0]); err != nil {
+			t.Fatal(err)
+		}
+		e.drained(t)
+		for _, id := range ids {
+			if rec := e.get(t, id); rec.Status != results.Succeeded || len(rec.Result) == 0 {
+				t.Errorf("job %s: %+v, want succeeded with its result", id, rec)
+			}
+		}
+		if got := e.applied(results.Succeeded, "applied"); got != len(ids) {
+			t.Errorf("%d events applied, want %d", got, len(ids))
+		}
+		if got := e.applied(results.Succeeded, "unknown"); got != 1 {
+			t.Errorf("%d events for unknown jobs, want 1", got)
+		}
+	})
+}
+
 // TestBadEventsDoNotBlock: an undecodable event, an invalid one and one
 // for a job with no record are dropped, and the next event still applies.
 func TestBadEventsDoNotBlock(t *testing.T) {
