@@ -76,7 +76,7 @@ func decodePubAck(data []byte) (ack natsjs.PubAck, ok bool) {
 		return ack, false // no stream: invalid, said by the slow way
 	}
 	for {
-		key, ok := plainString(&s)
+		key, ok := plainBytes(&s)
 		if !ok {
 			return ack, false
 		}
@@ -85,7 +85,7 @@ func decodePubAck(data []byte) (ack natsjs.PubAck, ok bool) {
 			return ack, false
 		}
 		s.Space()
-		switch key {
+		switch string(key) { // compared without a copy
 		case "stream":
 			ack.Stream, ok = plainString(&s)
 		case "domain":
@@ -113,13 +113,19 @@ func decodePubAck(data []byte) (ack natsjs.PubAck, ok bool) {
 	}
 }
 
-// plainString reads a string without escapes or bytes outside ASCII.
-func plainString(s *jsonscan.Scanner) (string, bool) {
+// plainBytes reads a string without escapes or bytes outside ASCII, which
+// is then its own value.
+func plainBytes(s *jsonscan.Scanner) ([]byte, bool) {
 	start := s.I
 	if !s.Str() || s.Backslash || s.High {
-		return "", false
+		return nil, false
 	}
-	return string(s.B[start+1 : s.I-1]), true
+	return s.B[start+1 : s.I-1], true
+}
+
+func plainString(s *jsonscan.Scanner) (string, bool) {
+	b, ok := plainBytes(s)
+	return string(b), ok
 }
 
 // plainUint reads digits without a leading zero, a sign, a fraction or an

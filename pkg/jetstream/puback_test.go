@@ -81,3 +81,14 @@ func FuzzDecodePubAck(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodePubAck: the PubAck of a job's publish.
+func BenchmarkDecodePubAck(b *testing.B) {
+	data := []byte(`{"stream":"INFERQ_JOBS","seq":123456789}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := decodePubAck(data); !ok {
+			b.Fatal("not decoded")
+		}
+	}
+}
