@@ -107,15 +107,11 @@ func (s *scanner) members(names []string, read func(k int) bool) bool {
 	})
 }
 
-// plainBytes reads a string without escapes or bytes outside ASCII, which
-// is then its own value.
+// plainBytes reads a string without escapes or bytes outside ASCII (see
+// jsonscan's Plain), white space before it included.
 func (s *scanner) plainBytes() ([]byte, bool) {
 	s.Space()
-	start := s.I
-	if !s.Str() || s.Backslash || s.High {
-		return nil, false
-	}
-	return s.B[start+1 : s.I-1], true
+	return s.Plain()
 }
 
 func (s *scanner) plainString() (string, bool) {

@@ -109,6 +109,17 @@ func (s *Scanner) Str() bool {
 	return false
 }
 
+// Plain scans a string without escapes or bytes outside ASCII and returns
+// what is between its quotes, which is then its own value; anything else
+// answers false (the decoders hand it to encoding/json).
+func (s *Scanner) Plain() ([]byte, bool) {
+	start := s.I
+	if !s.Str() || s.Backslash || s.High {
+		return nil, false
+	}
+	return s.B[start+1 : s.I-1], true
+}
+
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }

@@ -76,7 +76,7 @@ func decodePubAck(data []byte) (ack natsjs.PubAck, ok bool) {
 		return ack, false // no stream: invalid, said by the slow way
 	}
 	for {
-		key, ok := plainBytes(&s)
+		key, ok := s.Plain()
 		if !ok {
 			return ack, false
 		}
@@ -113,18 +113,8 @@ func decodePubAck(data []byte) (ack natsjs.PubAck, ok bool) {
 	}
 }
 
-// plainBytes reads a string without escapes or bytes outside ASCII, which
-// is then its own value.
-func plainBytes(s *jsonscan.Scanner) ([]byte, bool) {
-	start := s.I
-	if !s.Str() || s.Backslash || s.High {
-		return nil, false
-	}
-	return s.B[start+1 : s.I-1], true
-}
-
 func plainString(s *jsonscan.Scanner) (string, bool) {
-	b, ok := plainBytes(s)
+	b, ok := s.Plain()
 	return string(b), ok
 }
 
