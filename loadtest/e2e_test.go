@@ -112,7 +112,8 @@ func TestEndToEnd(t *testing.T) {
 
 // TestCompare runs a short -compare: the same jobs through inferq and every
 // peer, asynq (with the redis-server the tool starts) and a bare JetStream
-// work queue, each directly and behind its HTTP front door.
+// work queue, each directly and behind its HTTP front door, and inferq's
+// stages in plain JetStream.
 func TestCompare(t *testing.T) {
 	if _, err := testutil.RedisServerPath(); err != nil {
 		t.Fatalf("-compare needs redis-server: %v", err)
@@ -120,7 +121,7 @@ func TestCompare(t *testing.T) {
 	url := startInferq(t)
 	out := runTool(t, "-url", url, "-compare", "-c", "8", "-d", "1s", "-peer-workers", "8")
 	checkRun(t, out.Summary, "inferq")
-	names := []string{"asynq", "asynq-http", "jetstream", "jetstream-http", "jetstream-kv-http"}
+	names := []string{"asynq", "asynq-http", "jetstream", "jetstream-http", "jetstream-kv-http", "jetstream-stages-http"}
 	if len(out.Peers) != len(names) || len(out.Compare) != len(names)+1 || len(out.Notes) == 0 {
 		t.Fatalf("peers %d, compare rows %d, want %d peers %v", len(out.Peers), len(out.Compare), len(names), names)
 	}
@@ -133,6 +134,9 @@ func TestCompare(t *testing.T) {
 		}
 		if wantHTTP := r.System == "inferq" || strings.HasSuffix(r.System, "-http"); r.HTTP != wantHTTP {
 			t.Errorf("%s: http %v, want %v", r.System, r.HTTP, wantHTTP)
+		}
+		if wantBatches := r.System == "inferq" || r.System == "jetstream-stages-http"; r.Batching != wantBatches {
+			t.Errorf("%s: batching %v, want %v", r.System, r.Batching, wantBatches)
 		}
 	}
 }

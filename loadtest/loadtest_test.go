@@ -326,7 +326,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatalf("streaming default model %v, %v", o.models, err)
 	}
 	o, err = parseFlags([]string{"-compare"}, io.Discard)
-	if err != nil || !slices.Equal(o.peers, []string{"asynq", "asynq-http", "jetstream", "jetstream-http", "jetstream-kv-http"}) {
+	if err != nil || !slices.Equal(o.peers, []string{"asynq", "asynq-http", "jetstream", "jetstream-http", "jetstream-kv-http", "jetstream-stages-http"}) {
 		t.Fatalf("-compare peers %v, %v", o.peers, err)
 	}
 	o, err = parseFlags([]string{"-peers", "jetstream-http,asynq"}, io.Discard)
@@ -716,4 +716,22 @@ func TestHTTPPeer(t *testing.T) {
 	if s.Errors != 0 || s.Jobs == 0 {
 		t.Fatalf("with -prefer-wait: %d jobs, errors %v %v", s.Jobs, s.ByKind, s.Details)
 	}
+}
+
+// FuzzStagesEntries holds the jetstream-stages-http peer's batch encoding to
+// a round trip, and its decoder to never panicking on any input.
+func FuzzStagesEntries(f *testing.F) {
+	f.Add("job-1", []byte(`{"inputs":[]}`), []byte{0x05})
+	f.Add("", []byte{}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, id string, data, junk []byte) {
+		b := appendEntry(appendEntry(nil, id, data), id+"x", nil)
+		var got []string
+		if err := eachEntry(b, func(id string, data []byte) error {
+			got = append(got, id+"="+string(data))
+			return nil
+		}); err != nil || !slices.Equal(got, []string{id + "=" + string(data), id + "x="}) {
+			t.Fatalf("round trip: %q, %v", got, err)
+		}
+		_ = eachEntry(junk, func(string, []byte) error { return nil })
+	})
 }

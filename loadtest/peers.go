@@ -14,8 +14,9 @@ import (
 // The -compare peers carry the same request bodies as inferq and their
 // workers run peerAnswer, which decodes the OIP request, runs the test model
 // and encodes an OIP response, so the peers differ from inferq only in how
-// a job travels and where its result waits. They have no batching: one job
-// is one task or message.
+// a job travels and where its result waits. They have no batching (one job
+// is one task or message), but jetstream-stages-http, which has inferq's
+// stages.
 
 // simGPU is the peers' stand-in for inferq's simgpu test model: the same
 // cost per call, a + b·rows, on devices that each run one call at a time.
@@ -174,10 +175,11 @@ func (g *jobIDs) next() string { return g.prefix + strconv.FormatInt(g.n.Add(1),
 // its row in the table: inferq's client pays two HTTP requests per job, and
 // a peer reached without HTTP does not.
 type peer struct {
-	name  string
-	http  bool   // its client reaches it over an HTTP API, as inferq's does
-	kept  string // where a finished job's result waits for the client
-	start func(context.Context, options) (target, error)
+	name    string
+	http    bool   // its client reaches it over an HTTP API, as inferq's does
+	batches bool   // it runs jobs in batches, as inferq does
+	kept    string // where a finished job's result waits for the client
+	start   func(context.Context, options) (target, error)
 }
 
 // comparePeers are the -compare baselines, in the order they run.
@@ -187,6 +189,7 @@ var comparePeers = []peer{
 	{name: "jetstream", kept: "not stored (core NATS reply)", start: startJetStream},
 	{name: "jetstream-http", http: true, kept: "in the HTTP front door's memory until read", start: startJetStreamHTTP},
 	{name: "jetstream-kv-http", http: true, kept: "in a JetStream KV bucket (file storage), and in memory until read", start: startJetStreamKVHTTP},
+	{name: "jetstream-stages-http", http: true, batches: true, kept: "in a JetStream KV bucket (file storage) after a batch and an events stream, and in memory until read", start: startJetStreamStagesHTTP},
 }
 
 // peerNames lists the -compare baselines for flag help and errors.

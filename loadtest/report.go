@@ -69,12 +69,13 @@ type CompareRow struct {
 
 func compareRows(inferq Summary, peers []Summary) []CompareRow {
 	kept, viaHTTP := map[string]string{"inferq": "job record in the results store"}, map[string]bool{"inferq": true}
+	batches := map[string]bool{"inferq": true}
 	for _, p := range comparePeers {
-		kept[p.name], viaHTTP[p.name] = p.kept, p.http
+		kept[p.name], viaHTTP[p.name], batches[p.name] = p.kept, p.http, p.batches
 	}
 	row := func(s Summary) CompareRow {
 		r := CompareRow{System: s.System, Jobs: s.Jobs, JobsPerS: s.JobsPerS, Errors: s.Errors,
-			Batching: s.System == "inferq", HTTP: viaHTTP[s.System], ResultKept: kept[s.System]}
+			Batching: batches[s.System], HTTP: viaHTTP[s.System], ResultKept: kept[s.System]}
 		if s.LatencyMS != nil {
 			r.P50MS, r.P99MS = s.LatencyMS.P50, s.LatencyMS.P99
 		}
@@ -102,7 +103,7 @@ func ratio(a, b float64) float64 {
 func compareNotes(o options) []string {
 	notes := []string{
 		"same workload, same seed, same verification, one system after the other on the same machine",
-		"inferq batches jobs per model; the peers have no batching (one job is one task or message)",
+		"inferq batches jobs per model; the peers have no batching (one job is one task or message), but jetstream-stages-http",
 		"http=yes: the client POSTs the job and long-polls GET ...?wait=30s for its answer, with the same HTTP client code and settings as for inferq; http=no: the client calls the queue's own Go client in-process",
 	}
 	if o.preferWait > 0 {
@@ -119,6 +120,9 @@ func compareNotes(o options) []string {
 	}
 	if ran("jetstream-kv-http") {
 		notes = append(notes, "jetstream-kv-http: jetstream-http whose workers also Put each answer in a JetStream KV bucket (file storage) before replying: the job and its result both stored")
+	}
+	if ran("jetstream-stages-http") {
+		notes = append(notes, "jetstream-stages-http: inferq's stages with nothing else: the job in a limits stream, batched as it arrives (up to 32) into a work-queue stream, run by a worker that stores one events message per batch, each answer stored in a KV bucket by compare-and-set and then sent as a completion notice; no validation, job record, metrics or tracing")
 	}
 	if ran("asynq-http", "jetstream-http") {
 		notes = append(notes, "asynq-http, jetstream-http: the same pipelines behind a net/http front door in this process on a loopback port (POST /jobs?model= -> 202 {id}; GET /jobs/{id}?wait=30s, woken by the pipeline's completion notice); jetstream-http's front door holds each answer in memory until its GET")
@@ -169,16 +173,16 @@ func writeOutputs(out *Output, o options, stdout, stderr io.Writer) error {
 
 // printTable writes one line per system; with -compare, the ratios to inferq.
 func printTable(w io.Writer, out *Output) {
-	fmt.Fprintf(w, "%-17s %8s %9s %9s %9s %9s %9s %9s %7s\n", "system", "jobs", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors")
+	fmt.Fprintf(w, "%-21s %8s %9s %9s %9s %9s %9s %9s %7s\n", "system", "jobs", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors")
 	for _, s := range append([]Summary{out.Summary}, out.Peers...) {
 		p := s.LatencyMS
 		if p == nil {
 			p = &Percentiles{}
 		}
-		fmt.Fprintf(w, "%-17s %8d %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f %7d\n", s.System, s.Jobs, s.JobsPerS, p.P50, p.P90, p.P99, p.P999, p.Max, s.Errors)
+		fmt.Fprintf(w, "%-21s %8d %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f %7d\n", s.System, s.Jobs, s.JobsPerS, p.P50, p.P90, p.P99, p.P999, p.Max, s.Errors)
 	}
 	if len(out.Compare) > 0 {
-		fmt.Fprintf(w, "\n%-17s %5s %9s %9s %9s %9s %9s %9s  %s\n", "system", "http", "jobs/s", "p50 ms", "p99 ms", "jobs/s ×", "p50 ×", "p99 ×", "(× = versus inferq)")
+		fmt.Fprintf(w, "\n%-21s %5s %9s %9s %9s %9s %9s %9s  %s\n", "system", "http", "jobs/s", "p50 ms", "p99 ms", "jobs/s ×", "p50 ×", "p99 ×", "(× = versus inferq)")
 		for _, r := range out.Compare {
 			viaHTTP, note := "no", "batching"
 			if r.HTTP {
@@ -187,7 +191,7 @@ func printTable(w io.Writer, out *Output) {
 			if !r.Batching {
 				note = "no batching"
 			}
-			fmt.Fprintf(w, "%-17s %5s %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f  %s; result %s\n", r.System, viaHTTP, r.JobsPerS, r.P50MS, r.P99MS, r.JobsPerSX, r.P50X, r.P99X, note, r.ResultKept)
+			fmt.Fprintf(w, "%-21s %5s %9.1f %9.2f %9.2f %9.2f %9.2f %9.2f  %s; result %s\n", r.System, viaHTTP, r.JobsPerS, r.P50MS, r.P99MS, r.JobsPerSX, r.P50X, r.P99X, note, r.ResultKept)
 		}
 	}
 	if s := out.Stream; s != nil && s.TTFTMS != nil {
