@@ -181,3 +181,32 @@ func BenchmarkVersusAsynq(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVersusJetStream is issue 14's compare with inferq in this process,
+// as the peers are (the issue's command reaches a separate `inferq dev`): the
+// same jobs through inferq, the bare JetStream pipeline behind its front door
+// and inferq's stages in plain JetStream (jetstream-stages-http), one after
+// the other. It reports each system's jobs/s and inferq's ratios to them.
+//
+//	go test -run '^$' -bench BenchmarkVersusJetStream -benchtime 1x ./loadtest/
+func BenchmarkVersusJetStream(b *testing.B) {
+	url := startInferq(b)
+	var out Output
+	for b.Loop() {
+		out = runTool(b, "-url", url, "-peers", "jetstream-http,jetstream-stages-http", "-model", "simple", "-c", "32", "-d", "10s")
+	}
+	rows := map[string]CompareRow{}
+	for _, r := range out.Compare {
+		if r.Errors != 0 {
+			b.Fatalf("%s: %d errors", r.System, r.Errors)
+		}
+		rows[r.System] = r
+	}
+	in, js, st := rows["inferq"], rows["jetstream-http"], rows["jetstream-stages-http"]
+	b.ReportMetric(in.JobsPerS, "inferq-jobs/s")
+	b.ReportMetric(js.JobsPerS, "jetstream-http-jobs/s")
+	b.ReportMetric(st.JobsPerS, "stages-jobs/s")
+	b.ReportMetric(in.JobsPerS/js.JobsPerS, "x-jetstream-http-jobs/s")
+	b.ReportMetric(in.JobsPerS/st.JobsPerS, "x-stages-jobs/s")
+	b.ReportMetric(in.P99MS/js.P99MS, "x-jetstream-http-p99")
+}
