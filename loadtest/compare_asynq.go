@@ -219,12 +219,7 @@ func startAsynqHTTP(ctx context.Context, o options) (target, error) {
 // enqueue opens the task's box before sending it, so its notice cannot
 // come first.
 func (b *asynqFront) enqueue(ctx context.Context, id, model string, body []byte) error {
-	b.accepted.open(id)
-	if err := b.t.enqueue(ctx, id, model, body); err != nil {
-		b.accepted.drop(id)
-		return err
-	}
-	return nil
+	return b.accepted.send(id, func() error { return b.t.enqueue(ctx, id, model, body) })
 }
 
 func (b *asynqFront) await(ctx context.Context, id string) ([]byte, error) {

@@ -257,6 +257,16 @@ func (m *mailboxes) open(id string) {
 	m.mu.Unlock()
 }
 
+// send opens id's box and then sends its job; a failed send drops the box.
+func (m *mailboxes) send(id string, send func() error) error {
+	m.open(id)
+	if err := send(); err != nil {
+		m.drop(id)
+		return err
+	}
+	return nil
+}
+
 func (m *mailboxes) box(id string) chan []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -346,6 +356,9 @@ type httpPeer struct {
 	// wait, from -prefer-wait, asks for the answer in the POST's response
 	// (?wait=), as inferq's clients do with Prefer: wait.
 	wait time.Duration
+	// child, when the peer runs in a process of its own, is that process
+	// (front and backend are then nil).
+	child *peerProcess
 }
 
 // startHTTPPeer serves backend over HTTP; on failure it closes backend.
@@ -424,5 +437,8 @@ func (p *httpPeer) Do(ctx context.Context, j job, start time.Time) outcome {
 // pipeline behind it.
 func (p *httpPeer) Close() error {
 	_ = p.api.Close()
+	if p.child != nil {
+		return p.child.stop()
+	}
 	return errors.Join(p.front.close(), p.backend.Close())
 }

@@ -254,12 +254,7 @@ func startJetStreamKVHTTP(ctx context.Context, o options) (target, error) {
 // enqueue opens the job's mailbox before publishing, so an answer that
 // beats the client's GET waits there.
 func (b *jetstreamFront) enqueue(ctx context.Context, id, model string, body []byte) error {
-	b.boxes.open(id)
-	if err := b.js.publish(ctx, id, model, body); err != nil {
-		b.boxes.drop(id)
-		return err
-	}
-	return nil
+	return b.boxes.send(id, func() error { return b.js.publish(ctx, id, model, body) })
 }
 
 func (b *jetstreamFront) await(ctx context.Context, id string) ([]byte, error) {

@@ -298,12 +298,10 @@ func eachEntry(b []byte, f func(id string, data []byte) error) error {
 }
 
 func (b *stagesBackend) enqueue(ctx context.Context, id, model string, body []byte) error {
-	b.boxes.open(id)
-	if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: "stages.jobs." + model, Data: body}, jetstream.WithMsgID(id)); err != nil {
-		b.boxes.drop(id)
+	return b.boxes.send(id, func() error {
+		_, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: "stages.jobs." + model, Data: body}, jetstream.WithMsgID(id))
 		return err
-	}
-	return nil
+	})
 }
 
 func (b *stagesBackend) await(ctx context.Context, id string) ([]byte, error) {

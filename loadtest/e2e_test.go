@@ -113,7 +113,8 @@ func TestEndToEnd(t *testing.T) {
 // TestCompare runs a short -compare: the same jobs through inferq and every
 // peer, asynq (with the redis-server the tool starts) and a bare JetStream
 // work queue, each directly and behind its HTTP front door, and inferq's
-// stages in plain JetStream.
+// stages in plain JetStream; the -http peers in child processes of their
+// own, and one of them again in this process.
 func TestCompare(t *testing.T) {
 	if _, err := testutil.RedisServerPath(); err != nil {
 		t.Fatalf("-compare needs redis-server: %v", err)
@@ -139,6 +140,13 @@ func TestCompare(t *testing.T) {
 			t.Errorf("%s: batching %v, want %v", r.System, r.Batching, wantBatches)
 		}
 	}
+	// The -http peers above ran in child processes (the default); once more
+	// in this process.
+	out = runTool(t, "-url", url, "-peers", "jetstream-http", "-peer-process=false", "-c", "8", "-d", "1s", "-peer-workers", "8")
+	if len(out.Peers) != 1 {
+		t.Fatalf("in-process peer: %d peers", len(out.Peers))
+	}
+	checkRun(t, out.Peers[0], "jetstream-http")
 }
 
 // BenchmarkVersusAsynq is issue 8's target as a benchmark: inferq's HTTP
@@ -162,13 +170,7 @@ func BenchmarkVersusAsynq(b *testing.B) {
 			for b.Loop() {
 				out = runTool(b, "-url", url, "-peers", "asynq,asynq-http", "-model", model, "-c", "32", "-d", "5s")
 			}
-			rows := map[string]CompareRow{}
-			for _, r := range out.Compare {
-				if r.Errors != 0 {
-					b.Fatalf("%s: %d errors", r.System, r.Errors)
-				}
-				rows[r.System] = r
-			}
+			rows := compareByName(b, out)
 			in, aq, ah := rows["inferq"], rows["asynq"], rows["asynq-http"]
 			b.ReportMetric(in.JobsPerS, "inferq-jobs/s")
 			b.ReportMetric(in.P99MS, "inferq-p99-ms")
@@ -195,13 +197,7 @@ func BenchmarkVersusJetStream(b *testing.B) {
 	for b.Loop() {
 		out = runTool(b, "-url", url, "-peers", "jetstream-http,jetstream-stages-http", "-model", "simple", "-c", "32", "-d", "10s")
 	}
-	rows := map[string]CompareRow{}
-	for _, r := range out.Compare {
-		if r.Errors != 0 {
-			b.Fatalf("%s: %d errors", r.System, r.Errors)
-		}
-		rows[r.System] = r
-	}
+	rows := compareByName(b, out)
 	in, js, st := rows["inferq"], rows["jetstream-http"], rows["jetstream-stages-http"]
 	b.ReportMetric(in.JobsPerS, "inferq-jobs/s")
 	b.ReportMetric(js.JobsPerS, "jetstream-http-jobs/s")
@@ -209,4 +205,18 @@ func BenchmarkVersusJetStream(b *testing.B) {
 	b.ReportMetric(in.JobsPerS/js.JobsPerS, "x-jetstream-http-jobs/s")
 	b.ReportMetric(in.JobsPerS/st.JobsPerS, "x-stages-jobs/s")
 	b.ReportMetric(in.P99MS/js.P99MS, "x-jetstream-http-p99")
+}
+
+// compareByName is a -compare run's rows by system; a system with errors
+// fails the benchmark.
+func compareByName(b *testing.B, out Output) map[string]CompareRow {
+	b.Helper()
+	rows := map[string]CompareRow{}
+	for _, r := range out.Compare {
+		if r.Errors != 0 {
+			b.Fatalf("%s: %d errors", r.System, r.Errors)
+		}
+		rows[r.System] = r
+	}
+	return rows
 }

@@ -31,6 +31,9 @@ import (
 )
 
 func main() {
+	if name := os.Getenv(servePeerEnv); name != "" {
+		os.Exit(servePeerMain(name, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := runCLI(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -66,6 +69,7 @@ type options struct {
 	simgpuB     time.Duration
 
 	cpuProfiles string // a folder for one CPU profile of this process per system run ("": none)
+	peerProcess bool   // compare: each -http peer in a child process of its own
 }
 
 const maxDuration = time.Hour
@@ -127,7 +131,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.peerGPUs, "peer-gpus", 1, "compare: simulated GPUs of each peer's simgpu (inferq dev has one)")
 	fs.DurationVar(&o.simgpuA, "simgpu-a", 20*time.Millisecond, "compare: the peers' simgpu cost per call (set it to inferq's simgpu param a)")
 	fs.DurationVar(&o.simgpuB, "simgpu-b", time.Millisecond, "compare: the peers' simgpu cost per row (inferq's param b)")
-	fs.StringVar(&o.cpuProfiles, "cpuprofile", "", "write a CPU profile of this process for each system's run to <folder>/<system>.pprof: the client alone for inferq, the client and the whole pipeline for a peer (go tool pprof -focus tells them apart)")
+	fs.StringVar(&o.cpuProfiles, "cpuprofile", "", "write a CPU profile of this process for each system's run to <folder>/<system>.pprof: the client alone for inferq and for an -http peer in its own process (whose process writes <system>-pipeline.pprof), the client and the whole pipeline for a peer in this process (go tool pprof -focus tells them apart)")
+	fs.BoolVar(&o.peerProcess, "peer-process", true, "compare: run each -http peer in a child process of its own, as inferq runs in its own (false: in this process, sharing the client's Go runtime)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -303,7 +308,11 @@ func runAll(ctx context.Context, o options, log io.Writer) (*Output, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		t, err := p.start(ctx, o)
+		start := p.start
+		if p.http && o.peerProcess {
+			start = func(ctx context.Context, o options) (target, error) { return startPeerProcess(ctx, p, o) }
+		}
+		t, err := start(ctx, o)
 		if err != nil {
 			return nil, err
 		}

@@ -125,7 +125,11 @@ func compareNotes(o options) []string {
 		notes = append(notes, "jetstream-stages-http: inferq's stages with nothing else: the job in a limits stream, batched as it arrives (up to 32) into a work-queue stream, run by a worker that stores one events message per batch, each answer stored in a KV bucket by compare-and-set and then sent as a completion notice; no validation, job record, metrics or tracing")
 	}
 	if ran("asynq-http", "jetstream-http") {
-		notes = append(notes, "asynq-http, jetstream-http: the same pipelines behind a net/http front door in this process on a loopback port (POST /jobs?model= -> 202 {id}; GET /jobs/{id}?wait=30s, woken by the pipeline's completion notice); jetstream-http's front door holds each answer in memory until its GET")
+		where := "in a process of their own (-peer-process), as inferq runs in its own,"
+		if !o.peerProcess {
+			where = "in this process (-peer-process=false), sharing the client's Go runtime,"
+		}
+		notes = append(notes, "asynq-http, jetstream-http: the same pipelines behind a net/http front door "+where+" on a loopback port (POST /jobs?model= -> 202 {id}; GET /jobs/{id}?wait=30s, woken by the pipeline's completion notice); jetstream-http's front door holds each answer in memory until its GET")
 	}
 	return notes
 }
