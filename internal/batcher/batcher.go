@@ -112,6 +112,23 @@ func New(opt Options) *Batcher {
 // whichever provider is installed now (a test may install its own).
 func tracer() trace.Tracer { return otel.Tracer("github.com/inferq/inferq/internal/batcher") }
 
+// flushSpan starts a batch's span. A batch belongs to many traces: its span
+// starts a trace of its own and links to each job's span; the batch message
+// carries its context.
+func (b *Batcher) flushSpan(ctx context.Context, model, batchID, reason string, es []*entry) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, len(es))
+	for _, e := range es {
+		sc := trace.SpanContextFromContext(jetstream.ExtractTrace(ctx, e.msg.Headers()))
+		if sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("inferq.job_id", e.job.Id)}})
+		}
+	}
+	return tracer().Start(ctx, "batcher flush", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("inferq.model", model), attribute.String("inferq.batch_id", batchID),
+			attribute.Int("inferq.batch_size", len(es)), attribute.String("inferq.batch_reason", reason),
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", b.opt.Topology.BatchSubject(model))))
+}
+
 // Run batches every model until ctx ends.
 func (b *Batcher) Run(ctx context.Context) error {
 	if b.opt.Catalog != nil {
@@ -508,21 +525,13 @@ func (b *Batcher) publish(ctx context.Context, st *model, es []*entry, reason st
 		}
 		return b.publish(ctx, st, es[half:], reason)
 	}
-	// A batch belongs to many traces: its span starts a trace of its own
-	// and links to each job's span; the batch message carries its context.
-	links := make([]trace.Link, 0, len(es))
-	for _, e := range es {
-		sc := trace.SpanContextFromContext(jetstream.ExtractTrace(ctx, e.msg.Headers()))
-		if sc.IsValid() {
-			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("inferq.job_id", e.job.Id)}})
-		}
+	// Without tracing (obs.Tracing) there is no span: a no-op one would carry
+	// ctx's context, which is what the batch then carries.
+	sctx, span := ctx, trace.SpanFromContext(ctx)
+	if obs.Tracing() {
+		sctx, span = b.flushSpan(ctx, m.Name, batch.Id, reason, es)
+		defer span.End()
 	}
-	subject := b.opt.Topology.BatchSubject(m.Name)
-	sctx, span := tracer().Start(ctx, "batcher flush", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("inferq.model", m.Name), attribute.String("inferq.batch_id", batch.Id),
-			attribute.Int("inferq.batch_size", len(es)), attribute.String("inferq.batch_reason", reason),
-			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
-	defer span.End()
 	st.gate.publishing()
 	if err := b.send(sctx, batch); err != nil {
 		st.gate.published(false)

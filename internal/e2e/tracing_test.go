@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,47 @@ func checkJobTraces(spans []sdktrace.ReadOnlySpan, ids []string) (problems []str
 		}
 	}
 	return problems
+}
+
+// TestTraceContextWithoutTracing: with no TracerProvider installed the
+// broker makes no spans (obs.Tracing is false), yet a job's trace context
+// still travels with it, as the no-op spans used to carry it: the client's
+// traceparent reaches the job's token messages through the batch.
+func TestTraceContextWithoutTracing(t *testing.T) {
+	prev := otel.GetTextMapPropagator()
+	obs.SetupTracing() // as every inferq process does
+	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
+	if obs.Tracing() {
+		t.Fatal("a TracerProvider is installed: this test is about running without one")
+	}
+	s := startStack(t, false, nil)
+	sub, err := s.NATS.Conn.SubscribeSync("inferq.tokens.default.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req, err := http.NewRequest("POST", s.URL+"/v1/models/repeat/jobs",
+		strings.NewReader(`{"text_input":"ab","parameters":{"max_tokens":2}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submit: %s", resp.Status)
+	}
+	for i := range 2 {
+		msg, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("token %d: %v", i+1, err)
+		}
+		if tp := msg.Header.Get("traceparent"); !strings.Contains(tp, traceID) {
+			t.Errorf("token %d: traceparent %q, want trace %s", i+1, tp, traceID)
+		}
+	}
 }

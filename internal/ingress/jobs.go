@@ -25,6 +25,7 @@ import (
 
 	"github.com/inferq/inferq/internal/jobid"
 	"github.com/inferq/inferq/internal/jsonstr"
+	"github.com/inferq/inferq/internal/obs"
 	"github.com/inferq/inferq/internal/results"
 	"github.com/inferq/inferq/internal/wire"
 	"github.com/inferq/inferq/pkg/tensor"
@@ -200,8 +201,11 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 	// The job's trace starts here, or continues the client's traceparent;
 	// its message to the batcher carries this span's context.
 	ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(s.Header))
-	ctx, span := tracer().Start(ctx, "ingress submit", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.request.method", s.Method), attribute.String("http.route", s.Route)))
+	span := trace.SpanFromContext(ctx) // without tracing: the client's context, or none
+	if obs.Tracing() {
+		ctx, span = tracer().Start(ctx, "ingress submit", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", s.Method), attribute.String("http.route", s.Route)))
+	}
 	defer func() {
 		var ae *Error
 		if errors.As(err, &ae) && ae.Status >= 500 {
@@ -314,8 +318,10 @@ func (i *Ingress) acceptJob(ctx context.Context, s submission) (acc *Accepted, r
 		job.ParametersJson, _ = json.Marshal(req.Parameters) // re-encoding decoded JSON cannot fail
 	}
 	subject := i.opt.Topology.JobSubject(m.Name, params.priority, id)
-	span.SetAttributes(attribute.String("inferq.job_id", job.Id), attribute.String("inferq.model", m.Name),
-		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("inferq.job_id", job.Id), attribute.String("inferq.model", m.Name),
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
+	}
 
 	// Inputs over blobs.threshold_bytes go to the blobs bucket first, so
 	// that the job message fits NATS's max payload; a failed put is

@@ -276,10 +276,14 @@ func (s *Service) apply(ctx context.Context, subject string, ev *inferqpb.JobEve
 	if len(ev.TraceContext) > 0 {
 		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(ev.TraceContext))
 	}
-	ctx, span := otel.Tracer("github.com/inferq/inferq/internal/resultsvc").Start(ctx,
-		"resultsvc apply", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
-	defer span.End()
+	if obs.Tracing() {
+		var span trace.Span
+		ctx, span = otel.Tracer("github.com/inferq/inferq/internal/resultsvc").Start(ctx,
+			"resultsvc apply", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
+		defer span.End()
+	}
+	span := trace.SpanFromContext(ctx)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("inferq.job_id", ev.JobId), attribute.String("inferq.model", ev.Model),
 			attribute.String("inferq.batch_id", ev.BatchId), attribute.String("inferq.status", ev.Status.String()))

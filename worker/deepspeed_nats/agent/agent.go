@@ -402,18 +402,14 @@ func (a *Agent) handle(ctx context.Context, m *config.Model, r Runner, msg natsj
 	defer cancel()
 	// The batch's span continues the batcher's flush span and links to
 	// every job; each job gets a span in its own trace (startJobSpans).
-	links := make([]trace.Link, 0, len(batch.Jobs))
-	for _, j := range batch.Jobs {
-		if sc := trace.SpanContextFromContext(jobTraceContext(context.Background(), j)); sc.IsValid() {
-			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("inferq.job_id", j.Id)}})
-		}
+	// Without tracing (obs.Tracing) there is no batch span: the batch's
+	// context is what a no-op one would carry.
+	runCtx = jetstream.ExtractTrace(runCtx, msg.Headers())
+	span := trace.SpanFromContext(runCtx)
+	if obs.Tracing() {
+		runCtx, span = executeSpan(runCtx, m.Name, batch, msg.Subject())
+		defer span.End()
 	}
-	runCtx, span := tracer().Start(jetstream.ExtractTrace(runCtx, msg.Headers()), "worker execute",
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("inferq.model", m.Name), attribute.String("inferq.batch_id", batch.Id),
-			attribute.Int("inferq.batch_size", len(batch.Jobs)), attribute.String("messaging.system", "nats"),
-			attribute.String("messaging.destination.name", msg.Subject())))
-	defer span.End()
 	runCtx, endJobSpans := startJobSpans(runCtx, m, batch)
 	defer endJobSpans()
 
@@ -618,6 +614,22 @@ func (a *Agent) finish(ctx context.Context, m *config.Model, b *inferqpb.Batch, 
 	log.Debug("batch done", "succeeded", succeeded, "failed", failed)
 }
 
+// executeSpan starts a batch's "worker execute" span, a child of ctx (the
+// batcher's flush span) linked to every job's span.
+func executeSpan(ctx context.Context, model string, batch *inferqpb.Batch, subject string) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, len(batch.Jobs))
+	for _, j := range batch.Jobs {
+		if sc := trace.SpanContextFromContext(jobTraceContext(context.Background(), j)); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("inferq.job_id", j.Id)}})
+		}
+	}
+	return tracer().Start(ctx, "worker execute",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("inferq.model", model), attribute.String("inferq.batch_id", batch.Id),
+			attribute.Int("inferq.batch_size", len(batch.Jobs)), attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", subject)))
+}
+
 // jobSpans are the "worker job" spans of one batch, by job id.
 type jobSpans map[string]trace.Span
 
@@ -631,8 +643,14 @@ type jobSpansKey struct{}
 func startJobSpans(ctx context.Context, m *config.Model, b *inferqpb.Batch) (_ context.Context, end func()) {
 	batchLink := trace.Link{SpanContext: trace.SpanContextFromContext(ctx)}
 	spans := make(jobSpans, len(b.Jobs))
+	tracing := obs.Tracing()
 	for _, j := range b.Jobs {
-		_, s := tracer().Start(jobTraceContext(ctx, j), "worker job", trace.WithLinks(batchLink),
+		jctx := jobTraceContext(ctx, j)
+		if !tracing { // what a no-op span would carry: the job's own context
+			spans[j.Id] = trace.SpanFromContext(jctx)
+			continue
+		}
+		_, s := tracer().Start(jctx, "worker job", trace.WithLinks(batchLink),
 			trace.WithAttributes(attribute.String("inferq.job_id", j.Id), attribute.String("inferq.model", m.Name),
 				attribute.String("inferq.batch_id", b.Id), attribute.Int("inferq.batch_size", len(b.Jobs))))
 		spans[j.Id] = s
