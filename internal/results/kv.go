@@ -165,12 +165,15 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 		err = s.update(ctx, u.ID, data, rev)
 		if err == nil {
 			s.known.add(u.ID)
+			rec.raw = data
 			// Told only now that it is stored (the PubAck came), as Redis's
 			// script publishes after its write: a waiter woken by the put
-			// itself could read the bucket before the stream stored it. The
-			// notice carries the record, so a waiter needs no read.
+			// itself could read the bucket before the stream stored it. This
+			// store's own waiters (an ingress in the same process, as in
+			// `inferq dev`) are handed the record at once; the notice, which
+			// carries it too, tells every other process's.
+			s.waiters.wake(u.ID, rec)
 			_ = s.nc.Publish(s.notify+u.ID, data)
-			rec.raw = data
 			return rec, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {

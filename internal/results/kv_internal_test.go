@@ -45,6 +45,42 @@ func TestKVWaitWokenByNotice(t *testing.T) {
 	}
 }
 
+// TestKVWaitWokenByOwnApply: a waiter on the store that applies the change
+// is handed the record by Apply itself, with no change notice (the
+// subscription is gone) and no re-read (pushed out of reach) to wake it.
+func TestKVWaitWokenByOwnApply(t *testing.T) {
+	old := kvRereadEvery
+	kvRereadEvery = time.Hour
+	t.Cleanup(func() { kvRereadEvery = old })
+	n := testutil.StartNATS(t)
+	s, err := NewKV(t.Context(), n.JS, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	const id = "job-own"
+	if err := s.Create(t.Context(), &Record{ID: id, Model: "m", Version: "1", Status: Queued, CreatedAt: time.Now(), Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Record, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		rec, _ := s.Wait(ctx, id, func(r *Record) bool { return r.Status.Terminal() }, nil)
+		got <- rec
+	}()
+	testutil.Eventually(t, 10*time.Second, func() bool { return WaitersOf(s, id, false) == 1 }, "waiter of %s registered", id)
+	if _, _, err := s.Apply(t.Context(), Update{ID: id, Status: Succeeded, Attempt: 1, Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := <-got; rec == nil || rec.Status != Succeeded {
+		t.Fatalf("waiter saw %+v, not the update", rec)
+	}
+}
+
 // TestKVReserveLegacy: a key stored by a version that kept only the job id
 // reads back as that job with no request hash (it matches any request).
 func TestKVReserveLegacy(t *testing.T) {
