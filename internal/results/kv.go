@@ -31,7 +31,8 @@ type KVStore struct {
 	kv        jetstream.KeyValue
 	js        jetstream.JetStream
 	put       string // subject prefix of the bucket's keys: $KV.<bucket>.
-	nc        *nats.Conn
+	nc        *nats.Conn         // change notices, published and received (see noEcho)
+	ownConn   bool               // nc is the store's own, to close with it
 	notify    string             // subject prefix of change notices: <bucket>.changed.<id>
 	sub       *nats.Subscription // every change notice, to wake waiters
 	waiters   waiters
@@ -69,11 +70,28 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore,
 	}
 	s := &KVStore{kv: kv, js: js, put: "$KV." + cfg.Bucket + ".", nc: js.Conn(), notify: cfg.Bucket + ".changed.", done: make(chan struct{}),
 		waiters: newWaiters(), known: newSeen(seenPerGeneration)}
+	if nc, err := noEcho(s.nc); err == nil {
+		s.nc, s.ownConn = nc, true
+	} // else the shared connection: its own notices come back too, and cost a delivery
 	s.sub, err = s.nc.Subscribe(s.notify+">", s.notice)
 	if err != nil {
+		_ = s.Close()
 		return nil, fmt.Errorf("kv results store: subscribe to %s changes: %w", cfg.Bucket, err)
 	}
 	return s, nil
+}
+
+// noEcho connects again as nc did, but with NoEcho, for the change notices:
+// the server then never hands the store its own notices back. Apply wakes
+// this store's waiters itself, so in `inferq dev`, where the ingress and
+// resultsvc share the store, a job's notice costs no delivery at all, and
+// other processes' stores still get it.
+func noEcho(nc *nats.Conn) (*nats.Conn, error) {
+	opts := nc.Opts
+	opts.NoEcho = true
+	opts.Name = strings.TrimSpace(opts.Name + " results notices")
+	opts.ClosedCB = nil // the caller's handler is about the caller's connection
+	return opts.Connect()
 }
 
 // Create implements Store.
@@ -165,15 +183,7 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 		err = s.update(ctx, u.ID, data, rev)
 		if err == nil {
 			s.known.add(u.ID)
-			rec.raw = data
-			// Told only now that it is stored (the PubAck came), as Redis's
-			// script publishes after its write: a waiter woken by the put
-			// itself could read the bucket before the stream stored it. This
-			// store's own waiters (an ingress in the same process, as in
-			// `inferq dev`) are handed the record at once; the notice, which
-			// carries it too, tells every other process's.
-			s.waiters.wake(u.ID, rec)
-			_ = s.nc.Publish(s.notify+u.ID, data)
+			s.changed(rec, data)
 			return rec, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
@@ -185,6 +195,18 @@ func (s *KVStore) Apply(ctx context.Context, u Update) (*Record, bool, error) {
 			return nil, false, fmt.Errorf("apply to job %s: %w", u.ID, err)
 		}
 	}
+}
+
+// changed tells the waiters that rec, encoded as data, is stored. Told only
+// once it is stored (the PubAck came), as Redis's script publishes after its
+// write: a waiter woken by the put itself could read the bucket before the
+// stream stored it. This store's own waiters (an ingress in the same
+// process, as in `inferq dev`) are handed the record at once; the change
+// notice, which carries it too, tells every other process's.
+func (s *KVStore) changed(rec *Record, data []byte) {
+	rec.raw = data
+	s.waiters.wake(rec.ID, rec)
+	_ = s.nc.Publish(s.notify+rec.ID, data)
 }
 
 // update stores data as key's value if rev is still its last revision (0:
@@ -268,12 +290,18 @@ func (s *KVStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases blocked waiters. The JetStream connection belongs to the
-// caller and stays open. It is safe to call more than once.
+// Close releases blocked waiters and closes the notices' connection. The
+// JetStream connection belongs to the caller and stays open. It is safe to
+// call more than once.
 func (s *KVStore) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.done)
-		_ = s.sub.Unsubscribe()
+		if s.sub != nil {
+			_ = s.sub.Unsubscribe()
+		}
+		if s.ownConn {
+			s.nc.Close()
+		}
 	})
 	return nil
 }

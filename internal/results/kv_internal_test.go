@@ -12,7 +12,8 @@ import (
 
 // TestKVWaitWokenByNotice: with the safety re-read pushed out of reach,
 // every waiter must still be woken by the change notice of the update it
-// waits for, however the update and the wait interleave.
+// waits for, written by another store (another process), however the update
+// and the wait interleave.
 func TestKVWaitWokenByNotice(t *testing.T) {
 	old := kvRereadEvery
 	kvRereadEvery = time.Hour
@@ -23,6 +24,11 @@ func TestKVWaitWokenByNotice(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	writer, err := NewKV(t.Context(), n.JS, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Close() })
 	for i := range 100 {
 		id := fmt.Sprintf("job-%d", i)
 		if err := s.Create(t.Context(), &Record{ID: id, Model: "m", Version: "1", Status: Queued, CreatedAt: time.Now(), Attempts: 1}); err != nil {
@@ -36,7 +42,7 @@ func TestKVWaitWokenByNotice(t *testing.T) {
 			got <- rec
 		}()
 		time.Sleep(time.Duration(i%3) * time.Millisecond) // before, during and after the waiter's read
-		if _, _, err := s.Apply(t.Context(), Update{ID: id, Status: Succeeded, Attempt: 1, Time: time.Now()}); err != nil {
+		if _, _, err := writer.Apply(t.Context(), Update{ID: id, Status: Succeeded, Attempt: 1, Time: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		if rec := <-got; rec == nil || rec.Status != Succeeded {
@@ -78,6 +84,43 @@ func TestKVWaitWokenByOwnApply(t *testing.T) {
 	}
 	if rec := <-got; rec == nil || rec.Status != Succeeded {
 		t.Fatalf("waiter saw %+v, not the update", rec)
+	}
+}
+
+// TestKVOwnNoticeNotEchoed: a store's change notices reach every other
+// subscriber but are not handed back to the store that sent them (it woke
+// its own waiters already), so they cost it no delivery.
+func TestKVOwnNoticeNotEchoed(t *testing.T) {
+	n := testutil.StartNATS(t)
+	s, err := NewKV(t.Context(), n.JS, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	other, err := n.Conn.SubscribeSync(s.notify + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("job-echo-%d", i)
+		if err := s.Create(t.Context(), &Record{ID: id, Model: "m", Version: "1", Status: Queued, CreatedAt: time.Now(), Attempts: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Apply(t.Context(), Update{ID: id, Status: Succeeded, Attempt: 1, Time: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := other.NextMsg(10 * time.Second); err != nil || m.Subject != s.notify+id {
+			t.Fatalf("another subscriber: %v, %v", m, err)
+		}
+	}
+	if err := s.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.sub.Pending(); err != nil || got != 0 {
+		t.Fatalf("the store's own subscription holds %d of its notices (%v)", got, err)
+	}
+	if d, err := s.sub.Delivered(); err != nil || d != 0 {
+		t.Fatalf("the store was handed %d of its own notices (%v)", d, err)
 	}
 }
 

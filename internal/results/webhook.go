@@ -150,8 +150,7 @@ func (s *KVStore) SetWebhook(ctx context.Context, u WebhookUpdate) (*Record, boo
 			return nil, false, fmt.Errorf("webhook of job %s: %w", u.ID, err)
 		}
 		if _, err = s.kv.Update(ctx, u.ID, data, rev); err == nil {
-			_ = s.nc.Publish(s.notify+u.ID, data)
-			rec.raw = data
+			s.changed(rec, data)
 			return rec, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
