@@ -30,7 +30,7 @@ const DefaultKVBucket = "inferq_results"
 type KVStore struct {
 	kv        jetstream.KeyValue
 	js        jetstream.JetStream
-	put       string // subject prefix of the bucket's keys: $KV.<bucket>.
+	put       string             // subject prefix of the bucket's keys: $KV.<bucket>.
 	nc        *nats.Conn         // change notices, published and received (see noEcho)
 	ownConn   bool               // nc is the store's own, to close with it
 	notify    string             // subject prefix of change notices: <bucket>.changed.<id>

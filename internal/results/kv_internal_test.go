@@ -15,32 +15,13 @@ import (
 // waits for, written by another store (another process), however the update
 // and the wait interleave.
 func TestKVWaitWokenByNotice(t *testing.T) {
-	old := kvRereadEvery
-	kvRereadEvery = time.Hour
-	t.Cleanup(func() { kvRereadEvery = old })
+	noReread(t)
 	n := testutil.StartNATS(t)
-	s, err := NewKV(t.Context(), n.JS, KVConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	writer, err := NewKV(t.Context(), n.JS, KVConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { writer.Close() })
+	s, writer := newTestKV(t, n), newTestKV(t, n)
 	for i := range 100 {
 		id := fmt.Sprintf("job-%d", i)
-		if err := s.Create(t.Context(), &Record{ID: id, Model: "m", Version: "1", Status: Queued, CreatedAt: time.Now(), Attempts: 1}); err != nil {
-			t.Fatal(err)
-		}
-		got := make(chan *Record, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			rec, _ := s.Wait(ctx, id, func(r *Record) bool { return r.Status.Terminal() }, nil)
-			got <- rec
-		}()
+		createQueued(t, s, id)
+		got := waitTerminal(s, id)
 		time.Sleep(time.Duration(i%3) * time.Millisecond) // before, during and after the waiter's read
 		if _, _, err := writer.Apply(t.Context(), Update{ID: id, Status: Succeeded, Attempt: 1, Time: time.Now()}); err != nil {
 			t.Fatal(err)
@@ -55,29 +36,14 @@ func TestKVWaitWokenByNotice(t *testing.T) {
 // is handed the record by Apply itself, with no change notice (the
 // subscription is gone) and no re-read (pushed out of reach) to wake it.
 func TestKVWaitWokenByOwnApply(t *testing.T) {
-	old := kvRereadEvery
-	kvRereadEvery = time.Hour
-	t.Cleanup(func() { kvRereadEvery = old })
-	n := testutil.StartNATS(t)
-	s, err := NewKV(t.Context(), n.JS, KVConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	noReread(t)
+	s := newTestKV(t, testutil.StartNATS(t))
 	if err := s.sub.Unsubscribe(); err != nil {
 		t.Fatal(err)
 	}
 	const id = "job-own"
-	if err := s.Create(t.Context(), &Record{ID: id, Model: "m", Version: "1", Status: Queued, CreatedAt: time.Now(), Attempts: 1}); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan *Record, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		rec, _ := s.Wait(ctx, id, func(r *Record) bool { return r.Status.Terminal() }, nil)
-		got <- rec
-	}()
+	createQueued(t, s, id)
+	got := waitTerminal(s, id)
 	testutil.Eventually(t, 10*time.Second, func() bool { return WaitersOf(s, id, false) == 1 }, "waiter of %s registered", id)
 	if _, _, err := s.Apply(t.Context(), Update{ID: id, Status: Succeeded, Attempt: 1, Time: time.Now()}); err != nil {
 		t.Fatal(err)
@@ -92,20 +58,14 @@ func TestKVWaitWokenByOwnApply(t *testing.T) {
 // its own waiters already), so they cost it no delivery.
 func TestKVOwnNoticeNotEchoed(t *testing.T) {
 	n := testutil.StartNATS(t)
-	s, err := NewKV(t.Context(), n.JS, KVConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := newTestKV(t, n)
 	other, err := n.Conn.SubscribeSync(s.notify + ">")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
 		id := fmt.Sprintf("job-echo-%d", i)
-		if err := s.Create(t.Context(), &Record{ID: id, Model: "m", Version: "1", Status: Queued, CreatedAt: time.Now(), Attempts: 1}); err != nil {
-			t.Fatal(err)
-		}
+		createQueued(t, s, id)
 		if _, _, err := s.Apply(t.Context(), Update{ID: id, Status: Succeeded, Attempt: 1, Time: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
@@ -184,4 +144,44 @@ func TestKVWaitFrom(t *testing.T) {
 	if err != nil || got == nil || got.Status != Succeeded {
 		t.Fatalf("WaitFrom on a known job did not read it: %+v, %v", got, err)
 	}
+}
+
+// noReread pushes the KV store's safety re-read out of reach for the test,
+// so only a notice or the store's own write can wake a waiter.
+func noReread(t *testing.T) {
+	old := kvRereadEvery
+	kvRereadEvery = time.Hour
+	t.Cleanup(func() { kvRereadEvery = old })
+}
+
+// newTestKV opens a KV store on n's JetStream, closed with the test.
+func newTestKV(t *testing.T, n *testutil.NATS) *KVStore {
+	t.Helper()
+	s, err := NewKV(t.Context(), n.JS, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// createQueued stores a queued record for id.
+func createQueued(t *testing.T, s *KVStore, id string) {
+	t.Helper()
+	if err := s.Create(t.Context(), &Record{ID: id, Model: "m", Version: "1", Status: Queued, CreatedAt: time.Now(), Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitTerminal waits on s for id to end, for up to 20 s, and sends what the
+// wait returned.
+func waitTerminal(s *KVStore, id string) <-chan *Record {
+	got := make(chan *Record, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		rec, _ := s.Wait(ctx, id, func(r *Record) bool { return r.Status.Terminal() }, nil)
+		got <- rec
+	}()
+	return got
 }
